@@ -1,0 +1,51 @@
+// Flag parsing for every command: node:util parseArgs, with its errors turned into one-line
+// UsageErrors, plus checked conversions of flag strings to numbers.
+
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UsageError } from '../errors.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+export interface ParsedFlags {
+  values: Record<string, string | boolean | string[] | boolean[] | undefined>;
+  positionals: string[];
+}
+
+/** Parses `argv` strictly; unknown flags and missing values become UsageErrors. */
+export function parseFlags(argv: string[], options: Options, allowPositionals = false): ParsedFlags {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals, strict: true });
+    return { values: values as ParsedFlags['values'], positionals };
+  } catch (err) {
+    const msg = (err as Error).message.split('\n')[0]!;
+    throw new UsageError(msg.replace(/\. To specify a positional argument.*$/, ''));
+  }
+}
+
+/** A flag's value as a finite number, or `fallback` when absent. */
+export function numberFlag(values: ParsedFlags['values'], name: string, fallback: number): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  if (typeof raw !== 'string' || raw.trim() === '') throw new UsageError(`--${name} needs a number`);
+  const v = Number(raw);
+  if (!Number.isFinite(v)) throw new UsageError(`--${name}: '${raw}' is not a number`);
+  return v;
+}
+
+/** A flag's value as an integer in [min, max], or `fallback` when absent. */
+export function intFlag(values: ParsedFlags['values'], name: string, fallback: number, min = -Infinity, max = Infinity): number {
+  const v = numberFlag(values, name, fallback);
+  if (!Number.isInteger(v)) throw new UsageError(`--${name}: '${values[name]}' is not an integer`);
+  if (v < min || v > max) throw new UsageError(`--${name}: ${v} is out of range [${min}, ${max}]`);
+  return v;
+}
+
+/** A flag's string value, or `fallback` when absent. */
+export function stringFlag(values: ParsedFlags['values'], name: string): string | undefined;
+export function stringFlag(values: ParsedFlags['values'], name: string, fallback: string): string;
+export function stringFlag(values: ParsedFlags['values'], name: string, fallback?: string): string | undefined {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  if (typeof raw !== 'string') throw new UsageError(`--${name} needs a value`);
+  return raw;
+}

@@ -1,0 +1,36 @@
+// Errors a user can read. Every failure caused by bad input (a flag, a file, a request) is one of
+// these; the CLI prints its message as a single line and exits non-zero, the server turns it into
+// a 4xx. Anything else is a bug and keeps its stack trace (set LLAMA2_DEBUG=1 to see it).
+
+/** Base class: an error whose message is meant for the user, not a stack trace. */
+export class LlamaError extends Error {
+  /** Process exit code the CLI uses for this kind of error. */
+  readonly exitCode: number = 1;
+}
+
+/** A bad command line or API argument. */
+export class UsageError extends LlamaError {
+  override readonly exitCode = 2;
+  override name = 'UsageError';
+}
+
+/** A file whose contents are not what its format says (checkpoint, tokenizer, data shard). */
+export class FormatError extends LlamaError {
+  override name = 'FormatError';
+  constructor(readonly file: string, what: string) {
+    super(`${file}: ${what}`);
+  }
+}
+
+/** Turns a Node.js system error (ENOENT, EISDIR, ...) about `file` into a readable one-liner. */
+export function describeFsError(file: string, err: unknown): LlamaError {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const why =
+    code === 'ENOENT' ? 'no such file' :
+    code === 'EISDIR' ? 'is a directory, expected a file' :
+    code === 'EACCES' || code === 'EPERM' ? 'permission denied' :
+    code === 'ENOSPC' ? 'no space left on device' :
+    code === 'ENOTDIR' ? 'a component of the path is not a directory' :
+    (err as Error | undefined)?.message ?? String(err);
+  return new LlamaError(`${file}: ${why}`);
+}

@@ -1,0 +1,47 @@
+// The kernel layer: the few numeric routines the forward pass spends its time in. Two
+// implementations share this interface: plain TypeScript (js.ts, the reference the tests compare
+// against and the fallback) and WebAssembly SIMD (wasm.ts, compiled from assembly/). The
+// interface is platform-neutral: it takes typed-array views, never Node.js objects, so the same
+// code runs in worker_threads and in browser Web Workers.
+//
+// Every Float32Array passed to a kernel must come from the kernel set's own `allocate` (the WASM
+// kernels read them in place from their linear memory, by byte offset). Views are created once,
+// when a model is loaded; the per-token path creates none.
+
+/** Shape facts the attention kernel needs. */
+export interface AttentionShape {
+  readonly nHeads: number;
+  readonly nKvHeads: number;
+  readonly headSize: number;
+  /** nKvHeads * headSize: the row length of the key/value caches. */
+  readonly kvDim: number;
+  /** Rows in the key/value caches (the context window). */
+  readonly seqLen: number;
+}
+
+export interface Kernels {
+  readonly name: string;
+  /** A zeroed float32 buffer the kernels can operate on (lives in the kernels' memory). */
+  allocate(floats: number): Float32Array;
+  /** xout (d) = W (d, n) · x (n); W row-major, one row per output. */
+  matmul(xout: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number): void;
+  /** o (size) = weight ⊙ x / sqrt(mean(x²) + 1e-5). `o` may be `x`. */
+  rmsnorm(o: Float32Array, x: Float32Array, weight: Float32Array, size: number): void;
+  /** In place: x[0..size) = exp(x - max) / Σ exp(x - max). */
+  softmax(x: Float32Array, size: number): void;
+  /**
+   * RoPE at position `pos`: every adjacent pair (x[i], x[i+1]) of each head in q (dim) and in
+   * k (kvDim) is rotated by the angle pos · 10000^(-(i mod headSize)/headSize).
+   */
+  rope(q: Float32Array, k: Float32Array, pos: number, dim: number, kvDim: number, headSize: number): void;
+  /**
+   * Causal attention for one position: for each query head h (sharing kv head h / (nHeads/nKvHeads)),
+   * scores_t = q_h · k_t / √headSize for t ≤ pos, softmax, out_h = Σ_t scores_t v_t.
+   * keyCache/valueCache are this layer's caches (seqLen, kvDim); att is scratch (nHeads, seqLen).
+   */
+  attention(out: Float32Array, q: Float32Array, keyCache: Float32Array, valueCache: Float32Array, att: Float32Array, pos: number, shape: AttentionShape): void;
+  /** SwiGLU gate, in place: hb = silu(hb) ⊙ hb2, silu(x) = x · σ(x). */
+  swiglu(hb: Float32Array, hb2: Float32Array, size: number): void;
+  /** Residual connection: x += y. */
+  add(x: Float32Array, y: Float32Array, size: number): void;
+}

@@ -1,0 +1,448 @@
+// llama2.c checkpoint files: read and write. All integers and floats are little-endian.
+//
+// v0 (legacy, what run.c reads)
+//   header  7 × int32: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
+//           (vocab_size < 0 means the classifier is NOT shared and is stored at the end)
+//   float32 token_embedding (vocab, dim)
+//           rms_att (layer, dim)
+//           wq (layer, dim, dim)   wk (layer, kv_dim, dim)   wv (layer, kv_dim, dim)   wo (layer, dim, dim)
+//           rms_ffn (layer, dim)
+//           w1 (layer, hidden, dim)   w2 (layer, dim, hidden)   w3 (layer, hidden, dim)
+//           rms_final (dim)
+//           freq_cis_real (seq_len, head_size/2)   freq_cis_imag (seq_len, head_size/2)   [unused by
+//           inference: RoPE is recomputed, but the bytes are there]
+//           wcls (vocab, dim)   only if unshared
+//
+// v1 (export.py version 1)
+//   header  256 bytes: uint32 magic 0x616b3432 ("ak42" read as bytes 42 34 6b 61), int32 version = 1,
+//           7 × int32 as above (vocab_size positive), uint8 shared_classifier, zero padding
+//   float32 rms_att (layer, dim), rms_ffn (layer, dim), rms_final (dim), token_embedding (vocab, dim),
+//           wq…, wk…, wv…, wo…, w1…, w2…, w3… (each stacked over layers), wcls (vocab, dim) if unshared
+//   This is exactly the in-memory parameter order of weights.ts, so a v1 file loads with one read.
+//
+// v2 (export.py version 2, Q8_0)
+//   header  256 bytes: as v1 with version = 2, then int32 group_size at byte 37, zero padding
+//   float32 rms_att (layer, dim), rms_ffn (layer, dim), rms_final (dim)
+//   then for each quantized tensor, in the order token_embedding, wq[0..L), wk[0..L), wv[0..L),
+//   wo[0..L), w1[0..L), w2[0..L), w3[0..L), [wcls if unshared]:
+//           int8 q (numel)   then   float32 scale (numel / group_size)
+//   Groups run over the flattened tensor: value i is q[i] * scale[floor(i / group_size)], so a group
+//   may span two rows when the row length is not a multiple of group_size.
+
+import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { describeFsError, FormatError, LlamaError } from '../errors.js';
+import { type ModelConfig, headSize, kvDim, validateConfig } from './config.js';
+import { type TensorName, type TransformerWeights, parameterCount, parameterTable, weightsView } from './weights.js';
+
+export const CHECKPOINT_MAGIC = 0x616b3432;
+export const HEADER_BYTES_V1 = 256;
+export type CheckpointFormat = 'v0' | 'v1' | 'v2';
+
+/** One Q8_0 tensor: int8 values and one float32 scale per `groupSize` consecutive values. */
+export interface QuantizedTensor {
+  readonly q: Int8Array;
+  readonly s: Float32Array;
+}
+
+/** The weights of a v2 checkpoint: norms stay float32, matrices are Q8_0 (per layer). */
+export interface Q8Weights {
+  readonly config: ModelConfig;
+  readonly groupSize: number;
+  readonly rmsAtt: Float32Array; //   (layer, dim)
+  readonly rmsFfn: Float32Array; //   (layer, dim)
+  readonly rmsFinal: Float32Array; // (dim)
+  readonly tokenEmbedding: QuantizedTensor; // (vocab, dim)
+  readonly wq: QuantizedTensor[]; // per layer (dim, dim)
+  readonly wk: QuantizedTensor[]; // per layer (kv_dim, dim)
+  readonly wv: QuantizedTensor[]; // per layer (kv_dim, dim)
+  readonly wo: QuantizedTensor[]; // per layer (dim, dim)
+  readonly w1: QuantizedTensor[]; // per layer (hidden, dim)
+  readonly w2: QuantizedTensor[]; // per layer (dim, hidden)
+  readonly w3: QuantizedTensor[]; // per layer (hidden, dim)
+  /** The classifier; the token embedding itself when shared. */
+  readonly wcls: QuantizedTensor;
+}
+
+export type Checkpoint =
+  | { readonly format: 'v0' | 'v1'; readonly config: ModelConfig; readonly weights: TransformerWeights }
+  | { readonly format: 'v2'; readonly config: ModelConfig; readonly q8: Q8Weights };
+
+export interface ReadOptions {
+  /**
+   * Provides the Float32Array (of `floats` elements) that float32 weights are read into, so that
+   * they land directly in their final (e.g. shared) memory. Default: a new Float32Array.
+   */
+  allocate?: (floats: number) => Float32Array;
+}
+
+if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
+  throw new LlamaError('llama2ts needs a little-endian machine (checkpoint files are little-endian)');
+}
+
+// ----------------------------------------------------------------------------------------------
+// Reading
+
+/** An open file with its size; every read is checked against the size first. */
+class FileReader {
+  readonly fd: number;
+  readonly size: number;
+  constructor(readonly path: string) {
+    try {
+      this.fd = openSync(path, 'r');
+      const st = fstatSync(this.fd);
+      if (st.isDirectory()) throw Object.assign(new Error('directory'), { code: 'EISDIR' });
+      this.size = st.size;
+    } catch (err) {
+      throw describeFsError(path, err);
+    }
+  }
+  /** Reads exactly dst.byteLength bytes at `position`. */
+  readInto(dst: Uint8Array, position: number): void {
+    if (position + dst.byteLength > this.size) {
+      throw new FormatError(this.path, `file is truncated: needs ${position + dst.byteLength} bytes, has ${this.size}`);
+    }
+    let done = 0;
+    while (done < dst.byteLength) {
+      const chunk = Math.min(dst.byteLength - done, 1 << 30);
+      const n = readSync(this.fd, dst, done, chunk, position + done);
+      if (n <= 0) throw new FormatError(this.path, 'unexpected end of file');
+      done += n;
+    }
+  }
+  readFloats(dst: Float32Array, position: number): void {
+    this.readInto(new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), position);
+  }
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+function bytesOf(a: Float32Array | Int8Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** The header fields and where the tensors start, without reading the tensors. */
+export interface CheckpointHeader {
+  readonly format: CheckpointFormat;
+  readonly config: ModelConfig;
+  /** Q8_0 group size (v2 only). */
+  readonly groupSize?: number;
+  /** File size in bytes. */
+  readonly fileBytes: number;
+}
+
+function readHeaderFrom(f: FileReader): CheckpointHeader {
+  if (f.size < 28) throw new FormatError(f.path, `file is too short for a checkpoint header (${f.size} bytes)`);
+  const head = new Uint8Array(Math.min(f.size, HEADER_BYTES_V1));
+  f.readInto(head, 0);
+  const dv = new DataView(head.buffer);
+  const magic = dv.getUint32(0, true);
+  let format: CheckpointFormat;
+  let config: ModelConfig;
+  let groupSize: number | undefined;
+  if (magic === CHECKPOINT_MAGIC) {
+    if (f.size < HEADER_BYTES_V1) throw new FormatError(f.path, `file is too short for a v1/v2 header (${f.size} bytes)`);
+    const version = dv.getInt32(4, true);
+    if (version !== 1 && version !== 2) throw new FormatError(f.path, `unsupported checkpoint version ${version} (expected 1 or 2)`);
+    const shared = dv.getUint8(36);
+    if (shared > 1) throw new FormatError(f.path, `bad shared-classifier flag ${shared}`);
+    config = {
+      dim: dv.getInt32(8, true), hiddenDim: dv.getInt32(12, true), nLayers: dv.getInt32(16, true),
+      nHeads: dv.getInt32(20, true), nKvHeads: dv.getInt32(24, true), vocabSize: dv.getInt32(28, true),
+      seqLen: dv.getInt32(32, true), sharedClassifier: shared === 1,
+    };
+    format = version === 1 ? 'v1' : 'v2';
+    if (version === 2) {
+      groupSize = dv.getInt32(37, true);
+      if (groupSize <= 0 || groupSize > 1 << 20) throw new FormatError(f.path, `impossible group size ${groupSize}`);
+    }
+  } else {
+    const v = dv.getInt32(20, true);
+    config = {
+      dim: dv.getInt32(0, true), hiddenDim: dv.getInt32(4, true), nLayers: dv.getInt32(8, true),
+      nHeads: dv.getInt32(12, true), nKvHeads: dv.getInt32(16, true), vocabSize: Math.abs(v),
+      seqLen: dv.getInt32(24, true), sharedClassifier: v > 0,
+    };
+    format = 'v0';
+  }
+  validateConfig(config, f.path);
+  const header: CheckpointHeader = groupSize === undefined ? { format, config, fileBytes: f.size } : { format, config, groupSize, fileBytes: f.size };
+  const expected = expectedFileBytes(header);
+  if (expected !== f.size) {
+    const what = format === 'v0' ? ' (or it is not a llama2.c checkpoint)' : '';
+    throw new FormatError(f.path, `${format} header implies ${expected} bytes but the file has ${f.size}${f.size < expected ? ' (truncated)' : ' (trailing data)'}${what}`);
+  }
+  return header;
+}
+
+/** Exact size in bytes of a checkpoint with this header. */
+export function expectedFileBytes(h: Pick<CheckpointHeader, 'format' | 'config' | 'groupSize'>): number {
+  const c = h.config;
+  const params = parameterCount(c);
+  if (h.format === 'v1') return HEADER_BYTES_V1 + 4 * params;
+  if (h.format === 'v0') return 28 + 4 * (params + c.seqLen * headSize(c)); // + freq_cis real and imag
+  const norms = (2 * c.nLayers + 1) * c.dim;
+  const quantized = params - norms;
+  return HEADER_BYTES_V1 + 4 * norms + quantized + (4 * quantized) / h.groupSize!;
+}
+
+/** Reads only the header of a checkpoint (and checks the file size against it). */
+export function readCheckpointHeader(path: string): CheckpointHeader {
+  const f = new FileReader(path);
+  try {
+    return readHeaderFrom(f);
+  } finally {
+    f.close();
+  }
+}
+
+/** Reads a v0, v1 or v2 checkpoint, detecting the format from its header. */
+export function readCheckpoint(path: string, options: ReadOptions = {}): Checkpoint {
+  const f = new FileReader(path);
+  try {
+    const header = readHeaderFrom(f);
+    const c = header.config;
+    if (header.format === 'v2') return { format: 'v2', config: c, q8: readQ8(f, header) };
+    const n = parameterCount(c);
+    const data = options.allocate ? options.allocate(n) : new Float32Array(n);
+    if (data.length !== n) throw new RangeError(`allocate returned ${data.length} floats, expected ${n}`);
+    const weights = weightsView(c, data);
+    if (header.format === 'v1') {
+      f.readFloats(data, HEADER_BYTES_V1);
+    } else {
+      let pos = 28;
+      for (const name of V0_ORDER) {
+        if (name === 'freqCis') {
+          pos += 4 * c.seqLen * headSize(c);
+          continue;
+        }
+        if (name === 'wcls' && c.sharedClassifier) continue;
+        const t = weights[name];
+        f.readFloats(t, pos);
+        pos += t.byteLength;
+      }
+    }
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i]!)) throw new FormatError(path, `weight ${i} is not a finite number (${data[i]})`);
+    }
+    return { format: header.format, config: c, weights };
+  } finally {
+    f.close();
+  }
+}
+
+/** Tensor order of a v0 file (freqCis: the two unused RoPE tables). */
+const V0_ORDER: ReadonlyArray<TensorName | 'freqCis'> = [
+  'tokenEmbedding', 'rmsAtt', 'wq', 'wk', 'wv', 'wo', 'rmsFfn', 'w1', 'w2', 'w3', 'rmsFinal', 'freqCis', 'wcls',
+];
+
+/** Quantized tensors of a v2 file in order: [name, per-layer numel, count]. */
+function q8Order(c: ModelConfig): Array<[Exclude<TensorName, 'rmsAtt' | 'rmsFfn' | 'rmsFinal'>, number, number]> {
+  const kv = kvDim(c);
+  const order: Array<[Exclude<TensorName, 'rmsAtt' | 'rmsFfn' | 'rmsFinal'>, number, number]> = [
+    ['tokenEmbedding', c.vocabSize * c.dim, 1],
+    ['wq', c.dim * c.dim, c.nLayers],
+    ['wk', kv * c.dim, c.nLayers],
+    ['wv', kv * c.dim, c.nLayers],
+    ['wo', c.dim * c.dim, c.nLayers],
+    ['w1', c.hiddenDim * c.dim, c.nLayers],
+    ['w2', c.dim * c.hiddenDim, c.nLayers],
+    ['w3', c.hiddenDim * c.dim, c.nLayers],
+  ];
+  if (!c.sharedClassifier) order.push(['wcls', c.vocabSize * c.dim, 1]);
+  return order;
+}
+
+function readQ8(f: FileReader, header: CheckpointHeader): Q8Weights {
+  const c = header.config;
+  const gs = header.groupSize!;
+  for (const [name, numel] of q8Order(c)) {
+    if (numel % gs !== 0) throw new FormatError(f.path, `tensor ${name} (${numel} values) is not a whole number of groups of ${gs}`);
+  }
+  let pos = HEADER_BYTES_V1;
+  const readF32 = (n: number): Float32Array => {
+    const a = new Float32Array(n);
+    f.readFloats(a, pos);
+    pos += 4 * n;
+    return a;
+  };
+  const rmsAtt = readF32(c.nLayers * c.dim);
+  const rmsFfn = readF32(c.nLayers * c.dim);
+  const rmsFinal = readF32(c.dim);
+  const tensors: Partial<Record<TensorName, QuantizedTensor[]>> = {};
+  for (const [name, numel, count] of q8Order(c)) {
+    const list: QuantizedTensor[] = [];
+    for (let l = 0; l < count; l++) {
+      const q = new Int8Array(numel);
+      f.readInto(bytesOf(q), pos);
+      pos += numel;
+      const s = readF32(numel / gs);
+      for (let i = 0; i < s.length; i++) {
+        if (!Number.isFinite(s[i]!)) throw new FormatError(f.path, `tensor ${name}: scale ${i} is not a finite number`);
+      }
+      list.push({ q, s });
+    }
+    tensors[name] = list;
+  }
+  const emb = tensors.tokenEmbedding![0]!;
+  return {
+    config: c, groupSize: gs, rmsAtt, rmsFfn, rmsFinal, tokenEmbedding: emb,
+    wq: tensors.wq!, wk: tensors.wk!, wv: tensors.wv!, wo: tensors.wo!, w1: tensors.w1!, w2: tensors.w2!, w3: tensors.w3!,
+    wcls: tensors.wcls?.[0] ?? emb,
+  };
+}
+
+/** Expands Q8_0 weights back to float32 (value = q · scale of its group). */
+export function dequantizeWeights(q8: Q8Weights, data?: Float32Array): TransformerWeights {
+  const c = q8.config;
+  const w = weightsView(c, data ?? new Float32Array(parameterCount(c)));
+  w.rmsAtt.set(q8.rmsAtt);
+  w.rmsFfn.set(q8.rmsFfn);
+  w.rmsFinal.set(q8.rmsFinal);
+  const expand = (src: QuantizedTensor, dst: Float32Array): void => {
+    for (let i = 0; i < src.q.length; i++) dst[i] = src.q[i]! * src.s[Math.floor(i / q8.groupSize)]!;
+  };
+  expand(q8.tokenEmbedding, w.tokenEmbedding);
+  for (const name of ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'] as const) {
+    const per = w[name].length / c.nLayers;
+    q8[name].forEach((t, l) => expand(t, w[name].subarray(l * per, (l + 1) * per)));
+  }
+  if (!c.sharedClassifier) expand(q8.wcls, w.wcls);
+  return w;
+}
+
+/** Float32 weights of any checkpoint (v2 is dequantized). */
+export function checkpointWeights(ckpt: Checkpoint): TransformerWeights {
+  return ckpt.format === 'v2' ? dequantizeWeights(ckpt.q8) : ckpt.weights;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Quantization (Q8_0), exactly as export.py's quantize_q80 computes it in float32:
+//   scale = max|w| / 127 over the group;  q = round_half_even(w / scale)
+
+/** Quantizes `w` in groups of `groupSize` consecutive values (w.length must be a multiple). */
+export function quantizeQ80(w: Float32Array, groupSize: number): QuantizedTensor {
+  if (w.length % groupSize !== 0) throw new RangeError(`${w.length} values are not a whole number of groups of ${groupSize}`);
+  const q = new Int8Array(w.length);
+  const s = new Float32Array(w.length / groupSize);
+  for (let g = 0; g < s.length; g++) {
+    let wmax = 0;
+    for (let i = g * groupSize; i < (g + 1) * groupSize; i++) wmax = Math.max(wmax, Math.abs(w[i]!));
+    const scale = Math.fround(wmax / 127);
+    s[g] = scale;
+    if (scale === 0) continue;
+    for (let i = g * groupSize; i < (g + 1) * groupSize; i++) q[i] = roundHalfEven(Math.fround(w[i]! / scale));
+  }
+  return { q, s };
+}
+
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** The group size export.py picks: the requested one, halved until it divides dim. */
+export function q8GroupSizeFor(c: ModelConfig, requested: number): number {
+  let gs = requested;
+  while (c.dim % gs !== 0) gs = Math.floor(gs / 2);
+  return gs;
+}
+
+/** Quantizes float32 weights to Q8_0 (what a v2 file holds). */
+export function quantizeWeights(w: TransformerWeights, groupSize: number): Q8Weights {
+  const c = w.config;
+  const perLayer = (name: 'wq' | 'wk' | 'wv' | 'wo' | 'w1' | 'w2' | 'w3'): QuantizedTensor[] => {
+    const per = w[name].length / c.nLayers;
+    return Array.from({ length: c.nLayers }, (_, l) => quantizeQ80(w[name].subarray(l * per, (l + 1) * per), groupSize));
+  };
+  const emb = quantizeQ80(w.tokenEmbedding, groupSize);
+  return {
+    config: c, groupSize, rmsAtt: w.rmsAtt, rmsFfn: w.rmsFfn, rmsFinal: w.rmsFinal, tokenEmbedding: emb,
+    wq: perLayer('wq'), wk: perLayer('wk'), wv: perLayer('wv'), wo: perLayer('wo'),
+    w1: perLayer('w1'), w2: perLayer('w2'), w3: perLayer('w3'),
+    wcls: c.sharedClassifier ? emb : quantizeQ80(w.wcls, groupSize),
+  };
+}
+
+// ----------------------------------------------------------------------------------------------
+// Writing (atomically: a temporary file in the same folder, renamed over the target at the end)
+
+/** Writes `chunks` to `path` atomically: nothing is left half-written if anything fails. */
+export function writeFileAtomic(path: string, chunks: Iterable<Uint8Array>): void {
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'w');
+  } catch (err) {
+    throw describeFsError(path, err);
+  }
+  try {
+    for (const chunk of chunks) {
+      let done = 0;
+      while (done < chunk.byteLength) done += writeSync(fd, chunk, done, chunk.byteLength - done);
+    }
+    closeSync(fd);
+    renameSync(tmp, path);
+  } catch (err) {
+    try { closeSync(fd); } catch { /* already closed */ }
+    try { unlinkSync(tmp); } catch { /* never created */ }
+    throw describeFsError(path, err);
+  }
+}
+
+function headerBytes(c: ModelConfig, version: 1 | 2, groupSize = 0): Uint8Array {
+  const head = new Uint8Array(HEADER_BYTES_V1);
+  const dv = new DataView(head.buffer);
+  dv.setUint32(0, CHECKPOINT_MAGIC, true);
+  dv.setInt32(4, version, true);
+  [c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.vocabSize, c.seqLen].forEach((v, i) => dv.setInt32(8 + 4 * i, v, true));
+  dv.setUint8(36, c.sharedClassifier ? 1 : 0);
+  if (version === 2) dv.setInt32(37, groupSize, true);
+  return head;
+}
+
+/** The RoPE tables a v0 file carries: cos and sin of pos · 10000^(-2i/head_size), in float32. */
+function freqCis(c: ModelConfig): [Float32Array, Float32Array] {
+  const hs = headSize(c);
+  const half = hs / 2;
+  const re = new Float32Array(c.seqLen * half);
+  const im = new Float32Array(c.seqLen * half);
+  for (let i = 0; i < half; i++) {
+    const freq = Math.fround(1 / Math.fround(Math.pow(10000, Math.fround((2 * i) / hs))));
+    for (let p = 0; p < c.seqLen; p++) {
+      const angle = Math.fround(p * freq);
+      re[p * half + i] = Math.cos(angle);
+      im[p * half + i] = Math.sin(angle);
+    }
+  }
+  return [re, im];
+}
+
+/** Writes float32 weights as a v0 or v1 checkpoint, or quantized as v2 (Q8_0). */
+export function writeCheckpoint(path: string, w: TransformerWeights, format: CheckpointFormat = 'v1', groupSize = 64): void {
+  const c = w.config;
+  if (format === 'v1') {
+    writeFileAtomic(path, [headerBytes(c, 1), bytesOf(w.data)]);
+  } else if (format === 'v0') {
+    const head = new Int32Array([c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.sharedClassifier ? c.vocabSize : -c.vocabSize, c.seqLen]);
+    const chunks: Uint8Array[] = [new Uint8Array(head.buffer)];
+    for (const name of V0_ORDER) {
+      if (name === 'freqCis') chunks.push(...freqCis(c).map(bytesOf));
+      else if (name !== 'wcls' || !c.sharedClassifier) chunks.push(bytesOf(w[name]));
+    }
+    writeFileAtomic(path, chunks);
+  } else {
+    writeQ8Checkpoint(path, quantizeWeights(w, q8GroupSizeFor(c, groupSize)));
+  }
+}
+
+/** Writes Q8_0 weights as a v2 checkpoint. */
+export function writeQ8Checkpoint(path: string, q8: Q8Weights): void {
+  const c = q8.config;
+  const chunks: Uint8Array[] = [headerBytes(c, 2, q8.groupSize), bytesOf(q8.rmsAtt), bytesOf(q8.rmsFfn), bytesOf(q8.rmsFinal)];
+  for (const [name] of q8Order(c)) {
+    const list = name === 'tokenEmbedding' ? [q8.tokenEmbedding] : name === 'wcls' ? [q8.wcls] : q8[name];
+    for (const t of list) chunks.push(bytesOf(t.q), bytesOf(t.s));
+  }
+  writeFileAtomic(path, chunks);
+}
