@@ -1,0 +1,407 @@
+// The layers of Llama 2 for training, llm.c style: each layer's forward pass next to its
+// backward pass. Tensors are Float32Arrays in row-major order; shapes are given in the comments
+// with B = batch, T = time, C = dim, NH = query heads, KVH = key/value heads, hs = head size,
+// H = hidden (SwiGLU) size, V = vocabulary.
+//
+// Every backward function ACCUMULATES (+=) into the gradients it produces, so gradients of
+// parameters shared between uses (the tied embedding/classifier) and of tensors that feed two
+// layers (the residual stream) simply add up; zeroing is one explicit step of the caller. The only
+// exceptions work in place and say so (RoPE and dropout transform a gradient they own).
+//
+// Arithmetic: sums are carried in float64 (JavaScript numbers) and stored as float32, which is at
+// least as accurate as PyTorch's float32 reductions; tests compare with PyTorch at 1e-5..1e-4.
+
+import type { Rng } from './rng.js';
+
+// ----------------------------------------------------------------------------------------------
+// Matrix multiplication without bias: out (BT, OC) = inp (BT, C) · wᵀ, w (OC, C) as nn.Linear
+// stores it. The plain-TypeScript reference; faster kernels implement the same two functions.
+
+export interface MatmulKernels {
+  readonly name: string;
+  /** out (BT, OC) = inp (BT, C) · w (OC, C)ᵀ  (overwrites out). */
+  matmulForward(out: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void;
+  /** dinp (BT, C) += dout (BT, OC) · w (OC, C);  dw (OC, C) += dout ᵀ · inp. */
+  matmulBackward(dinp: Float32Array, dw: Float32Array, dout: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void;
+}
+
+export function matmulForward(out: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void {
+  // Four output columns at a time: each input row is read once per four weight rows.
+  const OC4 = OC - (OC % 4);
+  for (let bt = 0; bt < BT; bt++) {
+    const x = bt * C;
+    const o = bt * OC;
+    for (let oc = 0; oc < OC4; oc += 4) {
+      const w0 = oc * C, w1 = w0 + C, w2 = w1 + C, w3 = w2 + C;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let i = 0; i < C; i++) {
+        const xi = inp[x + i]!;
+        s0 += xi * w[w0 + i]!;
+        s1 += xi * w[w1 + i]!;
+        s2 += xi * w[w2 + i]!;
+        s3 += xi * w[w3 + i]!;
+      }
+      out[o + oc] = s0;
+      out[o + oc + 1] = s1;
+      out[o + oc + 2] = s2;
+      out[o + oc + 3] = s3;
+    }
+    for (let oc = OC4; oc < OC; oc++) {
+      const w0 = oc * C;
+      let s = 0;
+      for (let i = 0; i < C; i++) s += inp[x + i]! * w[w0 + i]!;
+      out[o + oc] = s;
+    }
+  }
+}
+
+export function matmulBackward(dinp: Float32Array, dw: Float32Array, dout: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void {
+  // dinp[bt, :] += Σ_oc dout[bt, oc] · w[oc, :]
+  for (let bt = 0; bt < BT; bt++) {
+    const d = bt * C;
+    const g = bt * OC;
+    for (let oc = 0; oc < OC; oc++) {
+      const s = dout[g + oc]!;
+      if (s === 0) continue;
+      const w0 = oc * C;
+      for (let i = 0; i < C; i++) dinp[d + i] += s * w[w0 + i]!;
+    }
+  }
+  // dw[oc, :] += Σ_bt dout[bt, oc] · inp[bt, :]  (rows of dw accumulate; one row at a time stays in cache)
+  for (let oc = 0; oc < OC; oc++) {
+    const w0 = oc * C;
+    for (let bt = 0; bt < BT; bt++) {
+      const s = dout[bt * OC + oc]!;
+      if (s === 0) continue;
+      const x = bt * C;
+      for (let i = 0; i < C; i++) dw[w0 + i] += s * inp[x + i]!;
+    }
+  }
+}
+
+/** The plain-TypeScript matmul pair as a kernel set. */
+export const jsMatmul: MatmulKernels = { name: 'js', matmulForward, matmulBackward };
+
+// ----------------------------------------------------------------------------------------------
+// Token embedding: out[bt, :] = emb[tokens[bt], :]
+
+export function embeddingForward(out: Float32Array, tokens: Int32Array, emb: Float32Array, BT: number, C: number): void {
+  for (let bt = 0; bt < BT; bt++) out.set(emb.subarray(tokens[bt]! * C, tokens[bt]! * C + C), bt * C);
+}
+
+export function embeddingBackward(demb: Float32Array, dout: Float32Array, tokens: Int32Array, BT: number, C: number): void {
+  for (let bt = 0; bt < BT; bt++) {
+    const e = tokens[bt]! * C;
+    const d = bt * C;
+    for (let i = 0; i < C; i++) demb[e + i] += dout[d + i]!;
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// RMSNorm: out = w ⊙ x · r,  r = 1 / sqrt(mean(x²) + 1e-5)  (per row; r is saved for backward)
+//
+// Backward, with g = w ⊙ dout:   dw += dout ⊙ x · r
+//                                dx += r · g − x · r³ · (g · x) / C
+
+export const RMS_EPS = 1e-5;
+
+export function rmsnormForward(out: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Float32Array, BT: number, C: number): void {
+  for (let bt = 0; bt < BT; bt++) {
+    const x = bt * C;
+    let ss = 0;
+    for (let i = 0; i < C; i++) ss += inp[x + i]! * inp[x + i]!;
+    const r = Math.fround(1 / Math.sqrt(Math.fround(ss / C) + RMS_EPS));
+    rstd[bt] = r;
+    for (let i = 0; i < C; i++) out[x + i] = Math.fround(inp[x + i]! * r) * weight[i]!;
+  }
+}
+
+export function rmsnormBackward(dinp: Float32Array, dweight: Float32Array, dout: Float32Array, inp: Float32Array, weight: Float32Array, rstd: Float32Array, BT: number, C: number): void {
+  for (let bt = 0; bt < BT; bt++) {
+    const x = bt * C;
+    const r = rstd[bt]!;
+    let gx = 0; // Σ_i w_i dout_i x_i
+    for (let i = 0; i < C; i++) gx += weight[i]! * dout[x + i]! * inp[x + i]!;
+    const k = (r * r * r * gx) / C;
+    for (let i = 0; i < C; i++) {
+      dweight[i] += dout[x + i]! * inp[x + i]! * r;
+      dinp[x + i] += r * weight[i]! * dout[x + i]! - k * inp[x + i]!;
+    }
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// RoPE (rotary position embedding), as llama2.c's model.py apply_rotary_emb: within each head,
+// the adjacent pair (x[2i], x[2i+1]) at position t is a complex number rotated by the angle
+// t · θ_i, θ_i = 10000^(−2i/hs). Applied in place to q (B, T, NH·hs) and k (B, T, KVH·hs).
+// Backward rotates the gradient by the opposite angle (a rotation's transpose is its inverse),
+// also in place: on entry dx is the gradient w.r.t. the rotated x, on exit w.r.t. the input.
+
+export const ROPE_THETA = 10000;
+
+/** cos and sin of t · θ_i for t < T, i < hs/2: two (T, hs/2) tables, computed in float32 as PyTorch does. */
+export function ropeTables(T: number, hs: number): { cos: Float32Array; sin: Float32Array } {
+  const half = hs / 2;
+  const cos = new Float32Array(T * half);
+  const sin = new Float32Array(T * half);
+  for (let i = 0; i < half; i++) {
+    const freq = Math.fround(1 / Math.fround(Math.pow(ROPE_THETA, Math.fround((2 * i) / hs))));
+    for (let t = 0; t < T; t++) {
+      const angle = Math.fround(t * freq);
+      cos[t * half + i] = Math.cos(angle);
+      sin[t * half + i] = Math.sin(angle);
+    }
+  }
+  return { cos, sin };
+}
+
+function ropeRotate(x: Float32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, nHeads: number, hs: number, direction: 1 | -1): void {
+  const half = hs / 2;
+  const width = nHeads * hs;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const row = (b * T + t) * width;
+      const f = t * half;
+      for (let h = 0; h < nHeads; h++) {
+        const head = row + h * hs;
+        for (let i = 0; i < half; i++) {
+          const c = cos[f + i]!;
+          const s = direction * sin[f + i]!;
+          const re = x[head + 2 * i]!;
+          const im = x[head + 2 * i + 1]!;
+          x[head + 2 * i] = re * c - im * s;
+          x[head + 2 * i + 1] = re * s + im * c;
+        }
+      }
+    }
+  }
+}
+
+export function ropeForward(x: Float32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, nHeads: number, hs: number): void {
+  ropeRotate(x, cos, sin, B, T, nHeads, hs, 1);
+}
+
+export function ropeBackward(dx: Float32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, nHeads: number, hs: number): void {
+  ropeRotate(dx, cos, sin, B, T, nHeads, hs, -1);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Causal self-attention with grouped-query heads. Query head h reads key/value head
+// h / (NH / KVH). For each (b, h, t):
+//   att[t2] = softmax_{t2 ≤ t}(q_t · k_t2 / √hs)          (saved: att (B, NH, T, T), t2 ≤ t used)
+//   out_t   = Σ_{t2 ≤ t} att[t2] · keep[t2] / (1 − p) · v_t2   (keep: dropout on the probabilities)
+// q (B, T, NH·hs), k and v (B, T, KVH·hs), out (B, T, NH·hs).
+//
+// Backward (softmax backward through the saved probabilities):
+//   a'[t2] = att[t2] · keep[t2] / (1 − p)     dv_t2 += a'[t2] · dout_t
+//   datt[t2] = (dout_t · v_t2) · keep[t2] / (1 − p)
+//   dpre[t2] = att[t2] · (datt[t2] − Σ_u att[u] datt[u])
+//   dq_t += Σ dpre[t2] k_t2 / √hs,    dk_t2 += dpre[t2] q_t / √hs
+
+export interface AttentionDims {
+  readonly B: number;
+  readonly T: number;
+  readonly nHeads: number;
+  readonly nKvHeads: number;
+  readonly hs: number;
+}
+
+/** Dropout on the attention probabilities: keep flags (B, NH, T, T) and the drop probability. */
+export interface AttentionDropout {
+  readonly keep: Uint8Array;
+  readonly p: number;
+  readonly rng: Rng;
+}
+
+export function attentionForward(out: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, dropout?: AttentionDropout): void {
+  const { B, T, nHeads, nKvHeads, hs } = d;
+  const C = nHeads * hs;
+  const kvd = nKvHeads * hs;
+  const group = nHeads / nKvHeads;
+  const scale = 1 / Math.sqrt(hs);
+  const p = dropout?.p ?? 0;
+  const keepScale = 1 / (1 - p);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < nHeads; h++) {
+      const kvh = Math.floor(h / group);
+      for (let t = 0; t < T; t++) {
+        const qo = (b * T + t) * C + h * hs;
+        const ao = ((b * nHeads + h) * T + t) * T;
+        // scores and their maximum
+        let max = -Infinity;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const ko = (b * T + t2) * kvd + kvh * hs;
+          let s = 0;
+          for (let i = 0; i < hs; i++) s += q[qo + i]! * k[ko + i]!;
+          s *= scale;
+          att[ao + t2] = s;
+          if (s > max) max = s;
+        }
+        // softmax (the exponentials summed in float64)
+        let sum = 0;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const e = Math.exp(att[ao + t2]! - max);
+          att[ao + t2] = e;
+          sum += e;
+        }
+        const inv = 1 / sum;
+        for (let t2 = 0; t2 <= t; t2++) att[ao + t2] = att[ao + t2]! * inv;
+        // weighted sum of the values (with dropout on the probabilities)
+        const oo = qo;
+        for (let i = 0; i < hs; i++) out[oo + i] = 0;
+        for (let t2 = 0; t2 <= t; t2++) {
+          let a = att[ao + t2]!;
+          if (dropout !== undefined) {
+            const keep = dropout.rng.nextFloat() >= p ? 1 : 0;
+            dropout.keep[ao + t2] = keep;
+            a = keep * a * keepScale;
+          }
+          if (a === 0) continue;
+          const vo = (b * T + t2) * kvd + kvh * hs;
+          for (let i = 0; i < hs; i++) out[oo + i] += a * v[vo + i]!;
+        }
+      }
+    }
+  }
+}
+
+/** datt is scratch of at least T floats. */
+export function attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float32Array, datt: Float32Array, dout: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, dropout?: Omit<AttentionDropout, 'rng'>): void {
+  const { B, T, nHeads, nKvHeads, hs } = d;
+  const C = nHeads * hs;
+  const kvd = nKvHeads * hs;
+  const group = nHeads / nKvHeads;
+  const scale = 1 / Math.sqrt(hs);
+  const keepScale = 1 / (1 - (dropout?.p ?? 0));
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < nHeads; h++) {
+      const kvh = Math.floor(h / group);
+      for (let t = 0; t < T; t++) {
+        const qo = (b * T + t) * C + h * hs;
+        const ao = ((b * nHeads + h) * T + t) * T;
+        // through the weighted sum of values
+        let dot = 0; // Σ att · datt
+        for (let t2 = 0; t2 <= t; t2++) {
+          const vo = (b * T + t2) * kvd + kvh * hs;
+          let a = att[ao + t2]!;
+          let m = 1;
+          if (dropout !== undefined) m = dropout.keep[ao + t2]! * keepScale;
+          a *= m;
+          let s = 0;
+          for (let i = 0; i < hs; i++) {
+            s += dout[qo + i]! * v[vo + i]!;
+            dv[vo + i] += a * dout[qo + i]!;
+          }
+          s *= m;
+          datt[t2] = s;
+          dot += att[ao + t2]! * s;
+        }
+        // through the softmax and the scaled dot products
+        for (let t2 = 0; t2 <= t; t2++) {
+          const dpre = att[ao + t2]! * (datt[t2]! - dot) * scale;
+          if (dpre === 0) continue;
+          const ko = (b * T + t2) * kvd + kvh * hs;
+          for (let i = 0; i < hs; i++) {
+            dq[qo + i] += dpre * k[ko + i]!;
+            dk[ko + i] += dpre * q[qo + i]!;
+          }
+        }
+      }
+    }
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// SwiGLU gate: out = silu(a) ⊙ b, silu(a) = a · σ(a)   (a = w1 x, b = w3 x)
+// Backward: db += dout · silu(a);  da += dout · b · σ(a) · (1 + a · (1 − σ(a)))
+
+export function swigluForward(out: Float32Array, a: Float32Array, b: Float32Array, N: number): void {
+  for (let i = 0; i < N; i++) {
+    const x = a[i]!;
+    out[i] = Math.fround(x / (1 + Math.exp(-x))) * b[i]!;
+  }
+}
+
+export function swigluBackward(da: Float32Array, db: Float32Array, dout: Float32Array, a: Float32Array, b: Float32Array, N: number): void {
+  for (let i = 0; i < N; i++) {
+    const x = a[i]!;
+    const sig = 1 / (1 + Math.exp(-x));
+    const g = dout[i]!;
+    db[i] += g * x * sig;
+    da[i] += g * b[i]! * sig * (1 + x * (1 - sig));
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Residual connection: out = a + b.  Backward: da += dout, db += dout.
+
+export function residualForward(out: Float32Array, a: Float32Array, b: Float32Array, N: number): void {
+  for (let i = 0; i < N; i++) out[i] = a[i]! + b[i]!;
+}
+
+export function residualBackward(da: Float32Array, db: Float32Array, dout: Float32Array, N: number): void {
+  for (let i = 0; i < N; i++) {
+    da[i] += dout[i]!;
+    db[i] += dout[i]!;
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Dropout (inverted): each value is kept with probability 1 − p and scaled by 1 / (1 − p).
+// Forward and backward both work in place; the keep flags are saved between them.
+
+export function dropoutForward(x: Float32Array, keep: Uint8Array, p: number, rng: Rng, N: number): void {
+  const s = 1 / (1 - p);
+  for (let i = 0; i < N; i++) {
+    const k = rng.nextFloat() >= p ? 1 : 0;
+    keep[i] = k;
+    x[i] = k === 1 ? x[i]! * s : 0;
+  }
+}
+
+export function dropoutBackward(dx: Float32Array, keep: Uint8Array, p: number, N: number): void {
+  const s = 1 / (1 - p);
+  for (let i = 0; i < N; i++) dx[i] = keep[i] === 1 ? dx[i]! * s : 0;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Cross-entropy over the vocabulary with the softmax fused in. Targets −1 are ignored; the loss
+// is the mean over the other positions (F.cross_entropy(..., ignore_index=-1)).
+// Forward turns logits (BT, V) into probabilities in place and returns the summed loss and the
+// number of counted positions. Backward overwrites the probabilities with dlogits:
+//   dlogits[bt, j] = (p[bt, j] − [j = y_bt]) · dloss / count      (0 for ignored rows)
+
+export function crossEntropyForward(probs: Float32Array, targets: Int32Array, BT: number, V: number): { sum: number; count: number } {
+  let sum = 0;
+  let count = 0;
+  for (let bt = 0; bt < BT; bt++) {
+    const o = bt * V;
+    let max = -Infinity;
+    for (let j = 0; j < V; j++) if (probs[o + j]! > max) max = probs[o + j]!;
+    let z = 0;
+    for (let j = 0; j < V; j++) z += Math.exp(probs[o + j]! - max);
+    const y = targets[bt]!;
+    if (y >= 0) {
+      sum += Math.log(z) + max - probs[o + y]!; // −log softmax(logits)[y], from the logits
+      count++;
+    }
+    const inv = 1 / z;
+    for (let j = 0; j < V; j++) probs[o + j] = Math.exp(probs[o + j]! - max) * inv;
+  }
+  return { sum, count };
+}
+
+export function crossEntropySoftmaxBackward(dlogits: Float32Array, probs: Float32Array, targets: Int32Array, dloss: number, count: number, BT: number, V: number): void {
+  const s = count > 0 ? dloss / count : 0;
+  for (let bt = 0; bt < BT; bt++) {
+    const o = bt * V;
+    const y = targets[bt]!;
+    if (y < 0) {
+      dlogits.fill(0, o, o + V);
+      continue;
+    }
+    const py = probs[o + y]!; // read first: dlogits may be the probs buffer itself
+    for (let j = 0; j < V; j++) dlogits[o + j] = probs[o + j]! * s;
+    dlogits[o + y] = (py - 1) * s;
+  }
+}

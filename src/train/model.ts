@@ -1,0 +1,359 @@
+// A Llama 2 model being trained: parameters, gradients and AdamW moments (one Float32Array each,
+// carved by the tensor table of model/weights.ts), and every activation the backward pass needs,
+// allocated once for a batch shape (B, T). Its life cycle is llm.c's five verbs:
+//
+//   const model = buildTrainModel(config, weights, { B, T });   // build
+//   const loss = model.forward(inputs, targets);                 // forward → mean cross-entropy
+//   model.zeroGrad();                                            // zero_grad
+//   model.backward();                                            // backward (accumulates)
+//   model.update(lr, hyper);                                     // update (AdamW, see adamw.ts)
+//
+// Nothing is allocated by forward, backward or update.
+//
+// The forward pass (model.py Transformer.forward):
+//   x = dropout(embedding[tokens])
+//   for each layer:  h = x + dropout(wo · attention(rope(wq·n), rope(wk·n), wv·n)),  n = rmsnorm(x)
+//                    x = h + dropout(w2 · (silu(w1·m) ⊙ w3·m)),                       m = rmsnorm(h)
+//   logits = rmsnorm(x) · classifierᵀ;  loss = cross_entropy(logits, targets, ignore −1)
+
+import { type ModelConfig, headSize, kvDim } from '../model/config.js';
+import { type TransformerWeights, parameterCount, parameterTable, weightsView } from '../model/weights.js';
+import { adamwStep, type AdamWHyper, clipGradNorm } from './adamw.js';
+import {
+  attentionBackward, attentionForward, type AttentionDims, crossEntropyForward, crossEntropySoftmaxBackward,
+  dropoutBackward, dropoutForward, embeddingBackward, embeddingForward, jsMatmul, type MatmulKernels,
+  rmsnormBackward, rmsnormForward, ropeBackward, ropeForward, ropeTables, swigluBackward, swigluForward,
+} from './layers.js';
+import { Rng, type RngState } from './rng.js';
+
+export interface TrainModelOptions {
+  /** Batch size. */
+  readonly B: number;
+  /** Sequence length of a batch (≤ config.seqLen). */
+  readonly T: number;
+  /** Dropout probability (model.py's places: embedding, attention probabilities, both residual branches). */
+  readonly dropout?: number;
+  /** Seed of the dropout generator. */
+  readonly seed?: number;
+  /** The matmul kernels (default: plain TypeScript). */
+  readonly kernels?: MatmulKernels;
+  /** Where float buffers come from (the kernels' memory); default new Float32Array. */
+  readonly allocate?: (floats: number) => Float32Array;
+}
+
+/** Per-layer activations saved by forward for backward; each array is (L, …) stacked. */
+interface Activations {
+  readonly residual: Float32Array; //   (L + 1, BT, C) the stream entering each layer, and the final one
+  readonly hidden: Float32Array; //     (L, BT, C)     h = x + attention branch
+  readonly attNorm: Float32Array; //    (L, BT, C)
+  readonly attRstd: Float32Array; //    (L, BT)
+  readonly q: Float32Array; //          (L, BT, C)     after RoPE
+  readonly k: Float32Array; //          (L, BT, kvDim) after RoPE
+  readonly v: Float32Array; //          (L, BT, kvDim)
+  readonly att: Float32Array; //        (L, B, NH, T, T) attention probabilities
+  readonly attOut: Float32Array; //     (L, BT, C)     before wo
+  readonly ffnNorm: Float32Array; //    (L, BT, C)
+  readonly ffnRstd: Float32Array; //    (L, BT)
+  readonly h1: Float32Array; //         (L, BT, H)     w1 · m
+  readonly h3: Float32Array; //         (L, BT, H)     w3 · m
+  readonly gate: Float32Array; //       (L, BT, H)     silu(h1) ⊙ h3
+  readonly finalNorm: Float32Array; //  (BT, C)
+  readonly finalRstd: Float32Array; //  (BT)
+  readonly probs: Float32Array; //      (BT, V)        softmax of the logits; dlogits after backward
+  readonly branch: Float32Array; //     (BT, C)        scratch: output of wo or w2 before the residual add
+}
+
+/** Dropout keep flags, only when dropout > 0. */
+interface DropoutMasks {
+  readonly embedding: Uint8Array; // (BT, C)
+  readonly att: Uint8Array; //       (L, B, NH, T, T)
+  readonly attResid: Uint8Array; //  (L, BT, C)
+  readonly ffnResid: Uint8Array; //  (L, BT, C)
+}
+
+/** Gradient scratch for the backward pass, reused by every layer. */
+interface GradScratch {
+  readonly dres: Float32Array; //   (BT, C) gradient of the residual stream
+  readonly dnorm: Float32Array; //  (BT, C)
+  readonly dbranch: Float32Array; // (BT, C)
+  readonly dq: Float32Array; //     (BT, C)
+  readonly dk: Float32Array; //     (BT, kvDim)
+  readonly dv: Float32Array; //     (BT, kvDim)
+  readonly dattOut: Float32Array; // (BT, C)
+  readonly dh1: Float32Array; //    (BT, H)
+  readonly dh3: Float32Array; //    (BT, H)
+  readonly dgate: Float32Array; //  (BT, H)
+  readonly datt: Float32Array; //   (T) softmax-backward scratch
+}
+
+export class TrainModel {
+  readonly config: ModelConfig;
+  readonly B: number;
+  readonly T: number;
+  readonly dropout: number;
+  readonly params: TransformerWeights;
+  readonly grads: TransformerWeights;
+  /** AdamW first and second moments, same layout as params. */
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+  /** Number of AdamW updates done so far (the `step` of the bias correction). */
+  adamSteps = 0;
+  /** Norm of the gradients before clipping, of the last update. */
+  lastGradNorm = 0;
+  readonly kernels: MatmulKernels;
+  readonly dropoutRng: Rng;
+
+  private readonly acts: Activations;
+  private readonly masks: DropoutMasks | undefined;
+  private readonly scratch: GradScratch;
+  private readonly inputs: Int32Array;
+  private readonly targets: Int32Array;
+  private readonly ropeCos: Float32Array;
+  private readonly ropeSin: Float32Array;
+  /** Per-element "apply weight decay" flags are per tensor: [offset, size, decay] of the table. */
+  private readonly decayRanges: ReadonlyArray<readonly [number, number, boolean]>;
+  private lossCount = 0;
+  private training = true;
+
+  constructor(config: ModelConfig, initial: Float32Array, opts: TrainModelOptions) {
+    const { B, T } = opts;
+    if (!Number.isInteger(B) || B <= 0 || !Number.isInteger(T) || T <= 0) throw new RangeError(`bad batch shape ${B}×${T}`);
+    if (T > config.seqLen) throw new RangeError(`T = ${T} exceeds the model's seq_len ${config.seqLen}`);
+    const p = opts.dropout ?? 0;
+    if (!(p >= 0 && p < 1)) throw new RangeError(`dropout ${p} must be in [0, 1)`);
+    this.config = config;
+    this.B = B;
+    this.T = T;
+    this.dropout = p;
+    this.kernels = opts.kernels ?? jsMatmul;
+    this.dropoutRng = new Rng(opts.seed ?? 1337);
+    const alloc = opts.allocate ?? ((n: number) => new Float32Array(n));
+    const n = parameterCount(config);
+    if (initial.length !== n) throw new RangeError(`initial weights have ${initial.length} floats, the model needs ${n}`);
+    const data = alloc(n);
+    data.set(initial);
+    this.params = weightsView(config, data);
+    this.grads = weightsView(config, alloc(n));
+    this.m = alloc(n);
+    this.v = alloc(n);
+    this.decayRanges = parameterTable(config).map((t) => [t.offset, t.size, t.decay] as const);
+
+    const { dim: C, hiddenDim: H, nLayers: L, nHeads: NH, vocabSize: V } = config;
+    const kvd = kvDim(config);
+    const BT = B * T;
+    this.acts = {
+      residual: alloc((L + 1) * BT * C), hidden: alloc(L * BT * C),
+      attNorm: alloc(L * BT * C), attRstd: alloc(L * BT),
+      q: alloc(L * BT * C), k: alloc(L * BT * kvd), v: alloc(L * BT * kvd),
+      att: alloc(L * B * NH * T * T), attOut: alloc(L * BT * C),
+      ffnNorm: alloc(L * BT * C), ffnRstd: alloc(L * BT),
+      h1: alloc(L * BT * H), h3: alloc(L * BT * H), gate: alloc(L * BT * H),
+      finalNorm: alloc(BT * C), finalRstd: alloc(BT), probs: alloc(BT * V), branch: alloc(BT * C),
+    };
+    this.masks = p > 0 ? {
+      embedding: new Uint8Array(BT * C), att: new Uint8Array(L * B * NH * T * T),
+      attResid: new Uint8Array(L * BT * C), ffnResid: new Uint8Array(L * BT * C),
+    } : undefined;
+    this.scratch = {
+      dres: alloc(BT * C), dnorm: alloc(BT * C), dbranch: alloc(BT * C), dq: alloc(BT * C),
+      dk: alloc(BT * kvd), dv: alloc(BT * kvd), dattOut: alloc(BT * C),
+      dh1: alloc(BT * H), dh3: alloc(BT * H), dgate: alloc(BT * H), datt: new Float32Array(T),
+    };
+    this.inputs = new Int32Array(BT);
+    this.targets = new Int32Array(BT);
+    const rope = ropeTables(T, headSize(config));
+    this.ropeCos = rope.cos;
+    this.ropeSin = rope.sin;
+  }
+
+  /** Switches dropout on (training) or off (evaluation). */
+  setTraining(on: boolean): void {
+    this.training = on;
+  }
+
+  /**
+   * Forward pass on a batch: inputs and targets are (B, T) token ids, targets −1 ignored.
+   * Returns the mean cross-entropy over the counted targets (NaN if none is counted).
+   */
+  forward(inputs: ArrayLike<number>, targets: ArrayLike<number>): number {
+    const { config: cfg, B, T } = this;
+    const { dim: C, hiddenDim: H, nLayers: L, nHeads: NH, nKvHeads: KVH, vocabSize: V } = cfg;
+    const BT = B * T;
+    if (inputs.length !== BT || targets.length !== BT) throw new RangeError(`a batch needs ${BT} inputs and targets`);
+    for (let i = 0; i < BT; i++) {
+      const x = inputs[i]!;
+      const y = targets[i]!;
+      if (!Number.isInteger(x) || x < 0 || x >= V) throw new RangeError(`input token ${x} is outside the vocabulary [0, ${V})`);
+      if (!Number.isInteger(y) || y < -1 || y >= V) throw new RangeError(`target token ${y} is outside the vocabulary [0, ${V}) (or −1)`);
+      this.inputs[i] = x;
+      this.targets[i] = y;
+    }
+    const kvd = kvDim(cfg);
+    const hs = headSize(cfg);
+    const w = this.params;
+    const a = this.acts;
+    const k = this.kernels;
+    const masks = this.training ? this.masks : undefined;
+    const p = this.dropout;
+    const rng = this.dropoutRng;
+    const dims: AttentionDims = { B, T, nHeads: NH, nKvHeads: KVH, hs };
+    const BTC = BT * C;
+
+    const x0 = a.residual.subarray(0, BTC);
+    embeddingForward(x0, this.inputs, w.tokenEmbedding, BT, C);
+    if (masks) dropoutForward(x0, masks.embedding, p, rng, BTC);
+
+    for (let l = 0; l < L; l++) {
+      const x = a.residual.subarray(l * BTC, (l + 1) * BTC);
+      const hid = a.hidden.subarray(l * BTC, (l + 1) * BTC);
+      const xNext = a.residual.subarray((l + 1) * BTC, (l + 2) * BTC);
+      const attNorm = a.attNorm.subarray(l * BTC, (l + 1) * BTC);
+      const q = a.q.subarray(l * BTC, (l + 1) * BTC);
+      const kk = a.k.subarray(l * BT * kvd, (l + 1) * BT * kvd);
+      const vv = a.v.subarray(l * BT * kvd, (l + 1) * BT * kvd);
+      const attSize = B * NH * T * T;
+      const att = a.att.subarray(l * attSize, (l + 1) * attSize);
+      const attOut = a.attOut.subarray(l * BTC, (l + 1) * BTC);
+      const ffnNorm = a.ffnNorm.subarray(l * BTC, (l + 1) * BTC);
+      const h1 = a.h1.subarray(l * BT * H, (l + 1) * BT * H);
+      const h3 = a.h3.subarray(l * BT * H, (l + 1) * BT * H);
+      const gate = a.gate.subarray(l * BT * H, (l + 1) * BT * H);
+
+      // attention branch
+      rmsnormForward(attNorm, a.attRstd.subarray(l * BT, (l + 1) * BT), x, w.rmsAtt.subarray(l * C, (l + 1) * C), BT, C);
+      k.matmulForward(q, attNorm, w.wq.subarray(l * C * C, (l + 1) * C * C), BT, C, C);
+      k.matmulForward(kk, attNorm, w.wk.subarray(l * kvd * C, (l + 1) * kvd * C), BT, C, kvd);
+      k.matmulForward(vv, attNorm, w.wv.subarray(l * kvd * C, (l + 1) * kvd * C), BT, C, kvd);
+      ropeForward(q, this.ropeCos, this.ropeSin, B, T, NH, hs);
+      ropeForward(kk, this.ropeCos, this.ropeSin, B, T, KVH, hs);
+      attentionForward(attOut, att, q, kk, vv, dims, masks ? { keep: masks.att.subarray(l * attSize, (l + 1) * attSize), p, rng } : undefined);
+      k.matmulForward(a.branch, attOut, w.wo.subarray(l * C * C, (l + 1) * C * C), BT, C, C);
+      if (masks) dropoutForward(a.branch, masks.attResid.subarray(l * BTC, (l + 1) * BTC), p, rng, BTC);
+      for (let i = 0; i < BTC; i++) hid[i] = x[i]! + a.branch[i]!;
+
+      // feed-forward branch
+      rmsnormForward(ffnNorm, a.ffnRstd.subarray(l * BT, (l + 1) * BT), hid, w.rmsFfn.subarray(l * C, (l + 1) * C), BT, C);
+      k.matmulForward(h1, ffnNorm, w.w1.subarray(l * H * C, (l + 1) * H * C), BT, C, H);
+      k.matmulForward(h3, ffnNorm, w.w3.subarray(l * H * C, (l + 1) * H * C), BT, C, H);
+      swigluForward(gate, h1, h3, BT * H);
+      k.matmulForward(a.branch, gate, w.w2.subarray(l * C * H, (l + 1) * C * H), BT, H, C);
+      if (masks) dropoutForward(a.branch, masks.ffnResid.subarray(l * BTC, (l + 1) * BTC), p, rng, BTC);
+      for (let i = 0; i < BTC; i++) xNext[i] = hid[i]! + a.branch[i]!;
+    }
+
+    const xL = a.residual.subarray(L * BTC, (L + 1) * BTC);
+    rmsnormForward(a.finalNorm, a.finalRstd, xL, w.rmsFinal, BT, C);
+    k.matmulForward(a.probs, a.finalNorm, w.wcls, BT, C, V);
+    const { sum, count } = crossEntropyForward(a.probs, this.targets, BT, V);
+    this.lossCount = count;
+    return count > 0 ? sum / count : NaN;
+  }
+
+  /** Sets every gradient to zero. */
+  zeroGrad(): void {
+    this.grads.data.fill(0);
+  }
+
+  /**
+   * Backward pass of the last forward: accumulates d(lossScale · loss)/dθ into the gradients.
+   * With gradient accumulation over n micro-batches, lossScale = 1/n.
+   */
+  backward(lossScale = 1): void {
+    const { config: cfg, B, T } = this;
+    const { dim: C, hiddenDim: H, nLayers: L, nHeads: NH, nKvHeads: KVH, vocabSize: V } = cfg;
+    const BT = B * T;
+    const BTC = BT * C;
+    const kvd = kvDim(cfg);
+    const hs = headSize(cfg);
+    const w = this.params;
+    const g = this.grads;
+    const a = this.acts;
+    const s = this.scratch;
+    const k = this.kernels;
+    const masks = this.training ? this.masks : undefined;
+    const p = this.dropout;
+    const dims: AttentionDims = { B, T, nHeads: NH, nKvHeads: KVH, hs };
+
+    // loss → logits → final norm (the classifier is the embedding when tied: its gradient adds up)
+    const dlogits = a.probs;
+    crossEntropySoftmaxBackward(dlogits, a.probs, this.targets, lossScale, this.lossCount, BT, V);
+    s.dnorm.fill(0);
+    k.matmulBackward(s.dnorm, g.wcls, dlogits, a.finalNorm, w.wcls, BT, C, V);
+    s.dres.fill(0);
+    rmsnormBackward(s.dres, g.rmsFinal, s.dnorm, a.residual.subarray(L * BTC, (L + 1) * BTC), w.rmsFinal, a.finalRstd, BT, C);
+
+    for (let l = L - 1; l >= 0; l--) {
+      const x = a.residual.subarray(l * BTC, (l + 1) * BTC);
+      const hid = a.hidden.subarray(l * BTC, (l + 1) * BTC);
+      const attNorm = a.attNorm.subarray(l * BTC, (l + 1) * BTC);
+      const q = a.q.subarray(l * BTC, (l + 1) * BTC);
+      const kk = a.k.subarray(l * BT * kvd, (l + 1) * BT * kvd);
+      const vv = a.v.subarray(l * BT * kvd, (l + 1) * BT * kvd);
+      const attSize = B * NH * T * T;
+      const att = a.att.subarray(l * attSize, (l + 1) * attSize);
+      const attOut = a.attOut.subarray(l * BTC, (l + 1) * BTC);
+      const ffnNorm = a.ffnNorm.subarray(l * BTC, (l + 1) * BTC);
+      const h1 = a.h1.subarray(l * BT * H, (l + 1) * BT * H);
+      const h3 = a.h3.subarray(l * BT * H, (l + 1) * BT * H);
+      const gate = a.gate.subarray(l * BT * H, (l + 1) * BT * H);
+      const lC = l * C;
+
+      // feed-forward branch: x_next = h + dropout(w2 · gate); dres holds d(x_next) and, through
+      // the residual, already the direct part of d(h).
+      s.dbranch.set(s.dres);
+      if (masks) dropoutBackward(s.dbranch, masks.ffnResid.subarray(l * BTC, (l + 1) * BTC), p, BTC);
+      s.dgate.fill(0);
+      k.matmulBackward(s.dgate, g.w2.subarray(l * C * H, (l + 1) * C * H), s.dbranch, gate, w.w2.subarray(l * C * H, (l + 1) * C * H), BT, H, C);
+      s.dh1.fill(0);
+      s.dh3.fill(0);
+      swigluBackward(s.dh1, s.dh3, s.dgate, h1, h3, BT * H);
+      s.dnorm.fill(0);
+      k.matmulBackward(s.dnorm, g.w1.subarray(l * H * C, (l + 1) * H * C), s.dh1, ffnNorm, w.w1.subarray(l * H * C, (l + 1) * H * C), BT, C, H);
+      k.matmulBackward(s.dnorm, g.w3.subarray(l * H * C, (l + 1) * H * C), s.dh3, ffnNorm, w.w3.subarray(l * H * C, (l + 1) * H * C), BT, C, H);
+      rmsnormBackward(s.dres, g.rmsFfn.subarray(lC, lC + C), s.dnorm, hid, w.rmsFfn.subarray(lC, lC + C), a.ffnRstd.subarray(l * BT, (l + 1) * BT), BT, C);
+
+      // attention branch: h = x + dropout(wo · attOut); dres now holds d(h)
+      s.dbranch.set(s.dres);
+      if (masks) dropoutBackward(s.dbranch, masks.attResid.subarray(l * BTC, (l + 1) * BTC), p, BTC);
+      s.dattOut.fill(0);
+      k.matmulBackward(s.dattOut, g.wo.subarray(l * C * C, (l + 1) * C * C), s.dbranch, attOut, w.wo.subarray(l * C * C, (l + 1) * C * C), BT, C, C);
+      s.dq.fill(0);
+      s.dk.fill(0);
+      s.dv.fill(0);
+      attentionBackward(s.dq, s.dk, s.dv, s.datt, s.dattOut, att, q, kk, vv, dims, masks ? { keep: masks.att.subarray(l * attSize, (l + 1) * attSize), p } : undefined);
+      ropeBackward(s.dq, this.ropeCos, this.ropeSin, B, T, NH, hs);
+      ropeBackward(s.dk, this.ropeCos, this.ropeSin, B, T, KVH, hs);
+      s.dnorm.fill(0);
+      k.matmulBackward(s.dnorm, g.wq.subarray(l * C * C, (l + 1) * C * C), s.dq, attNorm, w.wq.subarray(l * C * C, (l + 1) * C * C), BT, C, C);
+      k.matmulBackward(s.dnorm, g.wk.subarray(l * kvd * C, (l + 1) * kvd * C), s.dk, attNorm, w.wk.subarray(l * kvd * C, (l + 1) * kvd * C), BT, C, kvd);
+      k.matmulBackward(s.dnorm, g.wv.subarray(l * kvd * C, (l + 1) * kvd * C), s.dv, attNorm, w.wv.subarray(l * kvd * C, (l + 1) * kvd * C), BT, C, kvd);
+      rmsnormBackward(s.dres, g.rmsAtt.subarray(lC, lC + C), s.dnorm, x, w.rmsAtt.subarray(lC, lC + C), a.attRstd.subarray(l * BT, (l + 1) * BT), BT, C);
+    }
+
+    if (masks) dropoutBackward(s.dres, masks.embedding, p, BTC);
+    embeddingBackward(g.tokenEmbedding, s.dres, this.inputs, BT, C);
+  }
+
+  /**
+   * One optimiser step: clips the gradients to global norm `gradClip` (0 = no clipping; the norm
+   * before clipping is kept in lastGradNorm), then AdamW with learning rate `lr`.
+   */
+  update(lr: number, hyper: AdamWHyper, gradClip: number): void {
+    this.lastGradNorm = clipGradNorm(this.grads.data, gradClip);
+    this.adamSteps++;
+    for (const [offset, size, decay] of this.decayRanges) {
+      const end = offset + size;
+      adamwStep(this.params.data.subarray(offset, end), this.grads.data.subarray(offset, end), this.m.subarray(offset, end), this.v.subarray(offset, end), lr, decay ? hyper.weightDecay : 0, hyper, this.adamSteps);
+    }
+  }
+
+  /** The dropout generator's state (saved in training checkpoints). */
+  getRngState(): RngState {
+    return this.dropoutRng.getState();
+  }
+}
+
+/** build: a training model over a copy of `initial` (parameterCount(config) floats, v1 order). */
+export function buildTrainModel(config: ModelConfig, initial: Float32Array, opts: TrainModelOptions): TrainModel {
+  return new TrainModel(config, initial, opts);
+}

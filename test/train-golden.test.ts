@@ -1,0 +1,71 @@
+// The trainer against PyTorch (llama2.c model.py + torch.optim.AdamW, float32 CPU), tensor by
+// tensor, on two references in ../shared/golden: a tiny random GQA model (tiny_public) and the
+// real stories260K weights (s260K_public). Checks, with stated tolerances:
+//   step-0 loss within 1e-5, every gradient tensor of step 0 within 1e-4 max abs diff,
+//   the loss of every AdamW step within 1e-4 (and the gradient norm before clipping),
+//   every weight tensor after the last step within 1e-4, the eval-batch loss after training.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { readCheckpoint } from '../src/model/checkpoint.js';
+import { parameterTable, type TransformerWeights } from '../src/model/weights.js';
+import { buildTrainModel } from '../src/train/model.js';
+import { needsRefdata, ref } from './refdata.js';
+
+interface Golden {
+  init: string; grads_step0: string; after: string;
+  B: number; T: number; steps: number;
+  adamw: { lr: number; beta1: number; beta2: number; eps: number; weight_decay: number; grad_clip: number };
+  losses: number[]; grad_norms_before_clip: number[];
+  batches: Array<{ x: number[][]; y: number[][] }>;
+  eval_batch: { x: number[][]; y: number[][] };
+  eval_loss_after: number;
+}
+
+function weightsOf(file: string): TransformerWeights {
+  const c = readCheckpoint(ref('golden', file));
+  assert.ok(c.format === 'v1');
+  return c.weights;
+}
+
+/** Max abs diff per tensor of the table; lists every tensor above `tol`. */
+function compareTensors(what: string, got: TransformerWeights, want: TransformerWeights, tol: number): void {
+  const failures: string[] = [];
+  const report: string[] = [];
+  for (const t of parameterTable(got.config)) {
+    let max = 0;
+    for (let i = t.offset; i < t.offset + t.size; i++) max = Math.max(max, Math.abs(got.data[i]! - want.data[i]!));
+    report.push(`${t.name} ${max.toExponential(2)}`);
+    if (!(max <= tol)) failures.push(`${t.name}: max abs diff ${max.toExponential(3)} > ${tol}`);
+  }
+  assert.deepEqual(failures, [], `${what} (per tensor: ${report.join(', ')})`);
+}
+
+function runGolden(name: string): void {
+  const g = JSON.parse(readFileSync(ref('golden', `${name}.json`), 'utf8')) as Golden;
+  const init = weightsOf(g.init);
+  const model = buildTrainModel(init.config, init.data, { B: g.B, T: g.T });
+  const hyper = { beta1: g.adamw.beta1, beta2: g.adamw.beta2, eps: g.adamw.eps, weightDecay: g.adamw.weight_decay };
+  const flat = (rows: number[][]): number[] => rows.flat();
+
+  for (let step = 0; step < g.steps; step++) {
+    const batch = g.batches[step]!;
+    model.zeroGrad();
+    const loss = model.forward(flat(batch.x), flat(batch.y));
+    const tol = step === 0 ? 1e-5 : 1e-4;
+    assert.ok(Math.abs(loss - g.losses[step]!) <= tol, `step ${step}: loss ${loss} vs PyTorch ${g.losses[step]} (tolerance ${tol})`);
+    model.backward();
+    if (step === 0) compareTensors(`${name}: gradients of step 0`, model.grads, weightsOf(g.grads_step0), 1e-4);
+    model.update(g.adamw.lr, hyper, g.adamw.grad_clip);
+    const norm = g.grad_norms_before_clip[step]!;
+    assert.ok(Math.abs(model.lastGradNorm - norm) <= 1e-4 * Math.max(1, norm), `step ${step}: grad norm ${model.lastGradNorm} vs ${norm}`);
+  }
+  compareTensors(`${name}: weights after ${g.steps} steps`, model.params, weightsOf(g.after), 1e-4);
+  const evalLoss = model.forward(flat(g.eval_batch.x), flat(g.eval_batch.y));
+  assert.ok(Math.abs(evalLoss - g.eval_loss_after) <= 1e-4, `eval loss ${evalLoss} vs ${g.eval_loss_after}`);
+}
+
+test('tiny GQA model: loss, every gradient, 10 AdamW steps and final weights match PyTorch', needsRefdata, () => runGolden('tiny_public'));
+
+test('stories260K: loss, every gradient, 5 AdamW steps and final weights match PyTorch', needsRefdata, () => runGolden('s260K_public'));
