@@ -1,0 +1,66 @@
+// Validation loss: the mean next-token cross-entropy of a model over a pretokenized token stream,
+// cut into non-overlapping windows of T tokens. Window i feeds tokens d[iT .. iT+T) from position
+// 0 and scores the predictions of d[iT+1 .. iT+T+1):  loss = −log softmax(logits)[target].
+// This is the number llama2.c's train.py estimates on random batches; here every window counts.
+
+import { readFileSync } from 'node:fs';
+import { describeFsError, FormatError, UsageError } from '../errors.js';
+import type { Transformer } from './forward.js';
+
+/** Reads a pretokenized file: uint16 little-endian token ids, every id below `vocabSize`. */
+export function readTokenFile(path: string, vocabSize: number): Uint16Array {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw describeFsError(path, err);
+  }
+  if (bytes.length % 2 !== 0) throw new FormatError(path, `size ${bytes.length} is odd: not a file of uint16 tokens`);
+  const tokens = new Uint16Array(bytes.length / 2);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = bytes.readUInt16LE(2 * i);
+    if (t >= vocabSize) throw new FormatError(path, `token ${t} at index ${i} is outside the model's vocabulary of ${vocabSize}`);
+    tokens[i] = t;
+  }
+  return tokens;
+}
+
+export interface EvalResult {
+  /** Mean cross-entropy in nats per token. */
+  readonly loss: number;
+  readonly perplexity: number;
+  readonly windows: number;
+  readonly tokens: number;
+}
+
+/** Mean cross-entropy over all full windows of `seqLen` tokens (+1 target) of `tokens`. */
+export function evaluateLoss(
+  transformer: Transformer, tokens: Uint16Array, seqLen: number, onWindow?: (done: number, total: number) => void,
+): EvalResult {
+  const c = transformer.config;
+  if (!Number.isInteger(seqLen) || seqLen < 1 || seqLen > c.seqLen) {
+    throw new UsageError(`--seq-len must be between 1 and the model's context window ${c.seqLen}, got ${seqLen}`);
+  }
+  const windows = Math.floor((tokens.length - 1) / seqLen);
+  if (windows < 1) throw new UsageError(`${tokens.length} tokens are fewer than one window of ${seqLen} + 1`);
+  let total = 0;
+  for (let w = 0; w < windows; w++) {
+    const base = w * seqLen;
+    for (let pos = 0; pos < seqLen; pos++) {
+      const logits = transformer.forward(tokens[base + pos]!, pos);
+      total += crossEntropy(logits, c.vocabSize, tokens[base + pos + 1]!);
+    }
+    onWindow?.(w + 1, windows);
+  }
+  const loss = total / (windows * seqLen);
+  return { loss, perplexity: Math.exp(loss), windows, tokens: windows * seqLen };
+}
+
+/** −log softmax(logits)[target], via log-sum-exp in float64. */
+export function crossEntropy(logits: Float32Array, n: number, target: number): number {
+  let max = logits[0]!;
+  for (let i = 1; i < n; i++) if (logits[i]! > max) max = logits[i]!;
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(logits[i]! - max);
+  return Math.log(sum) + max - logits[target]!;
+}
