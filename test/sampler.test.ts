@@ -71,8 +71,16 @@ test('top-p keeps the smallest nucleus whose mass exceeds p, renormalised', () =
   assert.equal(h[2], 0);
   assert.equal(h[3], 0);
   assert.ok(Math.abs(h[0]! - 0.625) < 0.015, `p[0] ${h[0]}`);
-  // equal probabilities keep index order (a stable sort, as glibc's qsort here)
-  const tie = new Sampler(4, { temperature: 1, topp: 0.2, seed: 5 }); // 0.25 > 0.2: a nucleus of one
+  // equal probabilities keep index order (a stable sort, as glibc's qsort here): with four tokens
+  // at 0.25 and p = 0.3 the nucleus is the first two
+  const tie = histogram(new Sampler(4, { temperature: 1, topp: 0.3, seed: 5 }), [0, 0, 0, 0], 4000);
+  assert.deepEqual(tie.slice(2), [0, 0]);
+  assert.ok(Math.abs(tie[0]! - 0.5) < 0.03, `tie ${tie}`);
+  // a cutoff above every probability (tiny p, flat distribution) leaves no candidate: run.c reads
+  // out of bounds there; we return the most probable token
+  const flat = new Sampler(4, { temperature: 1, topp: 0.2, seed: 5 });
+  assert.equal(flat.sample(new Float32Array([0, 0, 0, 0])), 0);
+}); // 0.25 > 0.2: a nucleus of one
   const hist = histogram(tie, [0, 0, 0, 0], 2000);
   assert.deepEqual(hist, [1, 0, 0, 0]);
 });

@@ -112,6 +112,7 @@ export class Sampler {
     const cutoff = f32(f32(1 - topp) / (n - 1));
     let n0 = 0;
     for (let i = 0; i < n; i++) if (probs[i]! >= cutoff) idx[n0++] = i;
+    if (n0 === 0) return argmax(probs, n); // flat distribution, tiny p: run.c would read out of bounds
     sortByProbDescending(idx, this.scratch, n0, probs);
     // the smallest prefix whose probability exceeds topp
     let cumulative = 0;
