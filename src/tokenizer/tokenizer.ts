@@ -1,0 +1,139 @@
+// The tokenizer: load either file form, encode text to ids exactly as SentencePiece does, decode
+// ids back to text (all at once, or streaming during generation).
+//
+//   const tok = loadTokenizer('tok512.bin', 512);       // or 'tok512.model'
+//   tok.encode('Once upon a time', { bos: true })       // → [1, 403, 407, 261, 378]
+//   tok.decode([1, 403, 407, 261, 378])                 // → 'Once upon a time'
+
+import { readFileSync } from 'node:fs';
+import { FormatError, LlamaError, describeFsError } from '../errors.js';
+import { BpeEncoder } from './bpe.js';
+import { StreamingDecoderCore, checkId, decodeIds, type StreamingDecoderOptions } from './decoder.js';
+import { parseLlama2cTokenizer, serializeLlama2cTokenizer } from './llama2c-format.js';
+import { parseSentencePieceModel, type SentencePieceModel } from './sentencepiece-model.js';
+import { fromLlama2c, fromSentencePiece, llama2cTexts, type Llama2cVocabularyOptions, type Vocabulary } from './vocabulary.js';
+
+export type TokenizerFormat = 'sentencepiece' | 'llama2c';
+
+export interface EncodeOptions {
+  /** Put BOS first (default true, as llama2.c and SentencePiece's add_bos do). */
+  bos?: boolean;
+  /** Put EOS last (default false). */
+  eos?: boolean;
+}
+
+export class Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number;
+  readonly eosId: number;
+  readonly unkId: number;
+  private encoder: BpeEncoder | undefined; // built on first encode (decoding does not need it)
+
+  constructor(readonly vocabulary: Vocabulary, readonly format: TokenizerFormat) {
+    this.vocabSize = vocabulary.pieces.length;
+    this.bosId = vocabulary.bosId;
+    this.eosId = vocabulary.eosId;
+    this.unkId = vocabulary.unkId;
+  }
+
+  /** A tokenizer for a parsed SentencePiece model (e.g. one just trained). */
+  static fromSentencePiece(model: SentencePieceModel, name = '<model>'): Tokenizer {
+    return new Tokenizer(fromSentencePiece(model, name), 'sentencepiece');
+  }
+
+  /** Text → ids, identical to SentencePiece's EncodeAsIds (plus BOS/EOS as asked). */
+  encode(text: string, opts: EncodeOptions = {}): number[] {
+    const ids: number[] = [];
+    if (opts.bos ?? true) {
+      if (this.bosId < 0) throw new LlamaError('this tokenizer has no BOS token');
+      ids.push(this.bosId);
+    }
+    this.encoder ??= new BpeEncoder(this.vocabulary);
+    this.encoder.encode(text, ids);
+    if (opts.eos ?? false) {
+      if (this.eosId < 0) throw new LlamaError('this tokenizer has no EOS token');
+      ids.push(this.eosId);
+    }
+    return ids;
+  }
+
+  /** Ids → text, as SentencePiece's DecodeIds (control tokens print nothing). */
+  decode(ids: readonly number[]): string {
+    return decodeIds(this.vocabulary, ids);
+  }
+
+  /** The piece of `id` as SentencePiece spells it: "▁the", "<0x0A>", "<s>". */
+  piece(id: number): string {
+    checkId(this.vocabulary, id);
+    return this.vocabulary.pieces[id]!;
+  }
+
+  /** The score (merge priority) of `id`. */
+  score(id: number): number {
+    checkId(this.vocabulary, id);
+    return this.vocabulary.scores[id]!;
+  }
+
+  /** The llama2.c tokenizer.bin form of this vocabulary (what tokenizer.py's export writes). */
+  toLlama2cBytes(): Uint8Array {
+    return serializeLlama2cTokenizer(llama2cTexts(this.vocabulary), this.vocabulary.scores);
+  }
+}
+
+/** One per generation: turns each new token into the text it completes. */
+export class StreamingDecoder extends StreamingDecoderCore {
+  constructor(tokenizer: Tokenizer, opts: StreamingDecoderOptions = {}) {
+    super(tokenizer.vocabulary, opts);
+  }
+}
+
+export interface LoadTokenizerOptions extends Llama2cVocabularyOptions {}
+
+/**
+ * A `.model` file is a protobuf ModelProto: it starts with field 1 (a piece, tag 0x0A), whose
+ * body starts with field 1 again (the piece text). A tokenizer.bin starts with a small int32; for
+ * it to look like that its max_token_length would have to be ≥ 655370.
+ */
+function looksLikeSentencePiece(b: Uint8Array): boolean {
+  if (b.length < 3 || b[0] !== 0x0a) return false;
+  let i = 1;
+  let len = 0;
+  for (let shift = 0; i < b.length && shift < 35; shift += 7) {
+    const x = b[i++]!;
+    len += (x & 0x7f) * 2 ** shift;
+    if (x < 0x80) break;
+  }
+  return len > 0 && i < b.length && b[i] === 0x0a;
+}
+
+/**
+ * Loads a tokenizer from a SentencePiece `.model` or a llama2.c `tokenizer.bin` (told apart by
+ * content). `vocabSize` (the model's) is how many tokens a .bin holds; for both forms a different
+ * count is a vocabulary mismatch error.
+ */
+export function loadTokenizer(path: string, vocabSize?: number, options: LoadTokenizerOptions = {}): Tokenizer {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(path);
+  } catch (err) {
+    throw describeFsError(path, err);
+  }
+  const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  let tokenizer: Tokenizer;
+  if (looksLikeSentencePiece(bytes)) {
+    tokenizer = new Tokenizer(fromSentencePiece(parseSentencePieceModel(bytes, path), path), 'sentencepiece');
+  } else {
+    const file = parseLlama2cTokenizer(bytes, path, vocabSize);
+    tokenizer = new Tokenizer(fromLlama2c(file.texts, file.scores, path, options), 'llama2c');
+  }
+  if (vocabSize !== undefined) checkVocabMatch(tokenizer, vocabSize, { tokenizer: path });
+  return tokenizer;
+}
+
+/** Throws a clear error when a model's vocab_size and its tokenizer disagree. */
+export function checkVocabMatch(tokenizer: Tokenizer, modelVocabSize: number, paths: { model?: string; tokenizer?: string } = {}): void {
+  if (tokenizer.vocabSize === modelVocabSize) return;
+  const tok = paths.tokenizer ?? 'the tokenizer';
+  const model = paths.model ?? 'the model';
+  throw new FormatError(tok, `has ${tokenizer.vocabSize} tokens, but ${model} has vocab_size ${modelVocabSize} (tokenizer and model do not match)`);
+}
