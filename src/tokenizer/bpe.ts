@@ -115,20 +115,20 @@ export class BpeEncoder {
   private readonly reservedChar = new Map<number, number>();
 
   // working memory, grown on demand
-  private cps = new Int32Array(1024); // normalized code points
-  private sym = new Int32Array(1024); // current symbol at each position (DEAD once absorbed)
-  private cp0 = new Int32Array(1024); // code point at each position (-1: a user-defined piece)
-  private nextPos = new Int32Array(1024); // linked list of live positions
-  private prevPos = new Int32Array(1024);
-  private pairAt = new Int32Array(1024); // pair table value of (position-1, position)
+  private cps: Int32Array = new Int32Array(1024); // normalized code points
+  private sym: Int32Array = new Int32Array(1024); // current symbol at each position (DEAD once absorbed)
+  private cp0: Int32Array = new Int32Array(1024); // code point at each position (-1: a user-defined piece)
+  private nextPos: Int32Array = new Int32Array(1024); // linked list of live positions
+  private prevPos: Int32Array = new Int32Array(1024);
+  private pairAt: Int32Array = new Int32Array(1024); // pair table value of (position-1, position)
   // candidate merges: an entry pool and a binary heap of entry indices
-  private eLeft = new Int32Array(1024);
-  private eRight = new Int32Array(1024);
-  private eLeftSym = new Int32Array(1024);
-  private eRightSym = new Int32Array(1024);
-  private eMerged = new Int32Array(1024);
-  private eScore = new Float64Array(1024);
-  private heap = new Int32Array(1024);
+  private eLeft: Int32Array = new Int32Array(1024);
+  private eRight: Int32Array = new Int32Array(1024);
+  private eLeftSym: Int32Array = new Int32Array(1024);
+  private eRightSym: Int32Array = new Int32Array(1024);
+  private eMerged: Int32Array = new Int32Array(1024);
+  private eScore: Float64Array = new Float64Array(1024);
+  private heap: Int32Array = new Int32Array(1024);
   private byteBuf = new Uint8Array(4);
   /** Last recorded split of each UNUSED piece in this call (bpe_model.cc's rev_merge). */
   private revMerge = new Map<number, [number, number]>();
