@@ -1,0 +1,114 @@
+// The training checkpoint: everything a run needs to continue exactly where it stopped.
+// Written atomically (temp file + rename, model/checkpoint.ts writeFileAtomic), so a run killed
+// at any moment leaves either the previous checkpoint or the new one, never half of one.
+//
+// Layout (little-endian):
+//   0   8 bytes   magic "L2TSCKPT"
+//   8   uint32    version = 1
+//   12  uint32    J = byte length of the JSON state
+//   16  J bytes   JSON (UTF-8): TrainState — model config, training settings, iteration,
+//                 AdamW step count, tokens seen, best validation loss, generator states
+//   …   zero padding to a multiple of 4 bytes
+//   then float32 parameters (n), AdamW first moments m (n), second moments v (n), where
+//   n = parameterCount(config), parameters in v1 order (model/weights.ts).
+
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { describeFsError, FormatError } from '../errors.js';
+import { type ModelConfig, validateConfig } from '../model/config.js';
+import { writeFileAtomic } from '../model/checkpoint.js';
+import { parameterCount } from '../model/weights.js';
+import type { SamplerState } from './data.js';
+import type { RngState } from './rng.js';
+
+const MAGIC = 'L2TSCKPT';
+const VERSION = 1;
+
+export interface TrainState {
+  readonly config: ModelConfig;
+  /** The training settings of the run that wrote it (informative; the resumed run's flags win). */
+  readonly settings: Readonly<Record<string, unknown>>;
+  /** The next iteration to run. */
+  readonly iter: number;
+  /** AdamW updates done (the bias-correction step count). */
+  readonly adamSteps: number;
+  readonly tokensSeen: number;
+  /** Best validation loss so far (Infinity before the first evaluation). */
+  readonly bestValLoss: number;
+  readonly sampler: SamplerState;
+  readonly dropoutRng: RngState;
+}
+
+export interface TrainCheckpoint {
+  readonly state: TrainState;
+  readonly params: Float32Array;
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+}
+
+function bytesOf(a: Float32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+export function writeTrainCheckpoint(path: string, ckpt: TrainCheckpoint): void {
+  const n = parameterCount(ckpt.state.config);
+  for (const a of [ckpt.params, ckpt.m, ckpt.v]) if (a.length !== n) throw new RangeError(`checkpoint tensors need ${n} floats, got ${a.length}`);
+  const json = Buffer.from(JSON.stringify({ ...ckpt.state, bestValLoss: Number.isFinite(ckpt.state.bestValLoss) ? ckpt.state.bestValLoss : null }), 'utf8');
+  const head = new Uint8Array((16 + json.length + 3) & ~3);
+  head.set(Buffer.from(MAGIC, 'latin1'), 0);
+  const dv = new DataView(head.buffer);
+  dv.setUint32(8, VERSION, true);
+  dv.setUint32(12, json.length, true);
+  head.set(json, 16);
+  writeFileAtomic(path, [head, bytesOf(ckpt.params), bytesOf(ckpt.m), bytesOf(ckpt.v)]);
+}
+
+export function readTrainCheckpoint(path: string): TrainCheckpoint {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw describeFsError(path, err);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const read = (dst: Uint8Array, pos: number): void => {
+      if (pos + dst.length > size) throw new FormatError(path, `training checkpoint is truncated (needs ${pos + dst.length} bytes, has ${size})`);
+      let done = 0;
+      while (done < dst.length) {
+        const k = readSync(fd, dst, done, dst.length - done, pos + done);
+        if (k <= 0) throw new FormatError(path, 'unexpected end of file');
+        done += k;
+      }
+    };
+    const head = new Uint8Array(16);
+    read(head, 0);
+    if (Buffer.from(head.subarray(0, 8)).toString('latin1') !== MAGIC) throw new FormatError(path, 'not a llama2ts training checkpoint (bad magic)');
+    const dv = new DataView(head.buffer);
+    const version = dv.getUint32(8, true);
+    if (version !== VERSION) throw new FormatError(path, `unsupported training checkpoint version ${version}`);
+    const jsonBytes = dv.getUint32(12, true);
+    if (16 + jsonBytes > size) throw new FormatError(path, 'training checkpoint is truncated (state)');
+    const json = new Uint8Array(jsonBytes);
+    read(json, 16);
+    let raw: TrainState & { bestValLoss: number | null };
+    try {
+      raw = JSON.parse(Buffer.from(json).toString('utf8')) as TrainState & { bestValLoss: number | null };
+    } catch {
+      throw new FormatError(path, 'training checkpoint state is not valid JSON');
+    }
+    if (typeof raw !== 'object' || raw === null || typeof raw.config !== 'object' || raw.config === null) throw new FormatError(path, 'training checkpoint state has no model config');
+    validateConfig(raw.config, path);
+    for (const k of ['iter', 'adamSteps', 'tokensSeen'] as const) {
+      if (!Number.isInteger(raw[k]) || raw[k] < 0) throw new FormatError(path, `training checkpoint: bad ${k}`);
+    }
+    const state: TrainState = { ...raw, bestValLoss: raw.bestValLoss ?? Infinity };
+    const n = parameterCount(state.config);
+    const start = (16 + jsonBytes + 3) & ~3;
+    if (size !== start + 12 * n) throw new FormatError(path, `training checkpoint has ${size} bytes, its header implies ${start + 12 * n}`);
+    const all = new Float32Array(3 * n);
+    read(new Uint8Array(all.buffer), start);
+    return { state, params: all.subarray(0, n), m: all.subarray(n, 2 * n), v: all.subarray(2 * n) };
+  } finally {
+    closeSync(fd);
+  }
+}
