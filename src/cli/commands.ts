@@ -10,5 +10,11 @@ export interface CommandEntry {
 }
 
 export const commands: Record<string, CommandEntry> = {
+  run: { summary: 'generate text (or chat) with a model — llama2.c\'s run', load: () => import('./run.js') },
+  bench: { summary: 'time decoding and prefill; peak memory', load: () => import('./bench.js') },
+  eval: { summary: 'validation loss and perplexity over pretokenized data', load: () => import('./eval.js') },
+  init: { summary: 'write a freshly initialised checkpoint of any shape', load: () => import('./init.js') },
+  export: { summary: 'convert a checkpoint between formats v0, v1 and v2 (Q8_0)', load: () => import('./export.js') },
   info: { summary: 'print a checkpoint\'s header, format and parameter count', load: () => import('./info.js') },
+  train: { summary: 'train a model from scratch (or resume) on pretokenized data', load: () => import('./train.js') },
 };
