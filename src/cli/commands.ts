@@ -16,5 +16,8 @@ export const commands: Record<string, CommandEntry> = {
   init: { summary: 'write a freshly initialised checkpoint of any shape', load: () => import('./init.js') },
   export: { summary: 'convert a checkpoint between formats v0, v1 and v2 (Q8_0)', load: () => import('./export.js') },
   info: { summary: 'print a checkpoint\'s header, format and parameter count', load: () => import('./info.js') },
+  encode: { summary: 'text → token ids (SentencePiece-exact), BOS first', load: () => import('./encode.js') },
+  decode: { summary: 'token ids → text', load: () => import('./decode.js') },
+  'export-tokenizer': { summary: 'SentencePiece .model → llama2.c tokenizer.bin', load: () => import('./export-tokenizer.js') },
   train: { summary: 'train a model from scratch (or resume) on pretokenized data', load: () => import('./train.js') },
 };
