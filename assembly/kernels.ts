@@ -1,0 +1,519 @@
+// llama2ts kernels in AssemblyScript, compiled to WebAssembly with 128-bit SIMD.
+//
+// Every kernel works in place on linear memory: arguments are byte addresses (`usize`) of float32
+// (or int8) arrays that the TypeScript side carved out of the same memory (src/kernels/wasm.ts).
+// Nothing here allocates: the module is built with `--runtime stub` and never calls `new`. The
+// memory is imported and shared, so worker threads run these same functions on the same buffers;
+// the functions taking a row or head range [r0, r1) are the per-thread slices
+// (src/kernels/threads.ts splits the work, the calling thread takes the first slice).
+//
+// What each kernel computes is defined by the reference implementation in src/kernels/js.ts
+// (and q8.ts / train-js.ts); the SIMD versions sum in float32 lanes, so results differ from the
+// reference (which sums in float64) by rounding only. The int8 dot products are exact.
+
+// ------------------------------------------------------------------------------------------------
+// Small helpers
+
+/** Sum of the four float32 lanes of v. */
+// @ts-ignore: decorator
+@inline function hsum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+/** Sum of the four int32 lanes of v. */
+// @ts-ignore: decorator
+@inline function hsumI32(v: v128): i32 {
+  return (i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1)) + (i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3));
+}
+
+/** a · b over n float32 values (any n; unaligned addresses are fine in WebAssembly). */
+// @ts-ignore: decorator
+@inline function dot(a: usize, b: usize, n: i32): f32 {
+  let acc0 = f32x4.splat(0);
+  let acc1 = f32x4.splat(0);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const o = <usize>j << 2;
+    acc0 = f32x4.add(acc0, f32x4.mul(v128.load(a + o), v128.load(b + o)));
+    acc1 = f32x4.add(acc1, f32x4.mul(v128.load(a + o, 16), v128.load(b + o, 16)));
+  }
+  if (j + 4 <= n) {
+    const o = <usize>j << 2;
+    acc0 = f32x4.add(acc0, f32x4.mul(v128.load(a + o), v128.load(b + o)));
+    j += 4;
+  }
+  let s = hsum(f32x4.add(acc0, acc1));
+  for (; j < n; j++) s += load<f32>(a + (<usize>j << 2)) * load<f32>(b + (<usize>j << 2));
+  return s;
+}
+
+/** Exact integer dot product of n int8 values at a and b. */
+// @ts-ignore: decorator
+@inline function dotI8(a: usize, b: usize, n: i32): i32 {
+  let acc = i32x4.splat(0);
+  let k = 0;
+  for (; k + 16 <= n; k += 16) {
+    const va = v128.load(a + <usize>k);
+    const vb = v128.load(b + <usize>k);
+    // int8 → int16, then pairwise int16 products summed into int32 lanes: no overflow possible
+    acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(va), i16x8.extend_low_i8x16_s(vb)));
+    acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(va), i16x8.extend_high_i8x16_s(vb)));
+  }
+  if (k + 8 <= n) {
+    const va = i16x8.extend_low_i8x16_s(v128.load64_zero(a + <usize>k));
+    const vb = i16x8.extend_low_i8x16_s(v128.load64_zero(b + <usize>k));
+    acc = i32x4.add(acc, i32x4.dot_i16x8_s(va, vb));
+    k += 8;
+  }
+  let s = hsumI32(acc);
+  for (; k < n; k++) s += <i32>load<i8>(a + <usize>k) * <i32>load<i8>(b + <usize>k);
+  return s;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Inference kernels (one token)
+
+/**
+ * xout[r] = W[r, :] · x for rows r in [r0, r1); W is (d, n) row-major.
+ *
+ * One row at a time, four accumulators over 16 floats per step. Measured on the 15M shape this
+ * beats processing 4 rows at once (sharing the loads of x) by 3× on the 32000×288 classifier:
+ * reading W as ONE sequential stream lets the hardware prefetcher run at full memory bandwidth,
+ * while four interleaved short streams (rows of 1152 bytes) starve it. x stays in L1 either way.
+ */
+export function matmulRows(xout: usize, x: usize, w: usize, n: i32, r0: i32, r1: i32): void {
+  const rowBytes = <usize>n << 2;
+  for (let r = r0; r < r1; r++) {
+    const wr = w + <usize>r * rowBytes;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let j = 0;
+    for (; j + 16 <= n; j += 16) {
+      const o = <usize>j << 2;
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(wr + o), v128.load(x + o)));
+      a1 = f32x4.add(a1, f32x4.mul(v128.load(wr + o, 16), v128.load(x + o, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(v128.load(wr + o, 32), v128.load(x + o, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(v128.load(wr + o, 48), v128.load(x + o, 48)));
+    }
+    for (; j + 4 <= n; j += 4) {
+      const o = <usize>j << 2;
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(wr + o), v128.load(x + o)));
+    }
+    let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+    for (; j < n; j++) s += load<f32>(wr + (<usize>j << 2)) * load<f32>(x + (<usize>j << 2));
+    store<f32>(xout + (<usize>r << 2), s);
+  }
+}
+
+/** xout (d) = W (d, n) · x (n). */
+export function matmul(xout: usize, x: usize, w: usize, n: i32, d: i32): void {
+  matmulRows(xout, x, w, n, 0, d);
+}
+
+/** o = weight ⊙ x / sqrt(mean(x²) + 1e-5); o may equal x. */
+export function rmsnorm(o: usize, x: usize, weight: usize, size: i32): void {
+  let acc = f32x4.splat(0);
+  let j = 0;
+  for (; j + 4 <= size; j += 4) {
+    const v = v128.load(x + (<usize>j << 2));
+    acc = f32x4.add(acc, f32x4.mul(v, v));
+  }
+  let ss = <f64>hsum(acc);
+  for (; j < size; j++) {
+    const v = <f64>load<f32>(x + (<usize>j << 2));
+    ss += v * v;
+  }
+  const scale = <f32>(1.0 / Math.sqrt(ss / <f64>size + 1e-5));
+  const vs = f32x4.splat(scale);
+  j = 0;
+  for (; j + 4 <= size; j += 4) {
+    const off = <usize>j << 2;
+    v128.store(o + off, f32x4.mul(v128.load(weight + off), f32x4.mul(vs, v128.load(x + off))));
+  }
+  for (; j < size; j++) {
+    const off = <usize>j << 2;
+    store<f32>(o + off, load<f32>(weight + off) * (scale * load<f32>(x + off)));
+  }
+}
+
+/** In place: x = exp(x - max) / Σ exp(x - max) over size values. */
+export function softmax(x: usize, size: i32): void {
+  let max = load<f32>(x);
+  for (let i = 1; i < size; i++) max = Mathf.max(max, load<f32>(x + (<usize>i << 2)));
+  let sum: f64 = 0;
+  for (let i = 0; i < size; i++) {
+    const p = x + (<usize>i << 2);
+    const e = Mathf.exp(load<f32>(p) - max);
+    store<f32>(p, e);
+    sum += <f64>e;
+  }
+  const inv = <f32>(1.0 / sum);
+  const vinv = f32x4.splat(inv);
+  let i = 0;
+  for (; i + 4 <= size; i += 4) {
+    const p = x + (<usize>i << 2);
+    v128.store(p, f32x4.mul(v128.load(p), vinv));
+  }
+  for (; i < size; i++) {
+    const p = x + (<usize>i << 2);
+    store<f32>(p, load<f32>(p) * inv);
+  }
+}
+
+/** Rotates one (x[i], x[i+1]) pair by the angle whose cosine and sine are given. */
+// @ts-ignore: decorator
+@inline function rotatePair(p: usize, fcr: f32, fci: f32): void {
+  const v0 = load<f32>(p);
+  const v1 = load<f32>(p, 4);
+  store<f32>(p, v0 * fcr - v1 * fci);
+  store<f32>(p, v0 * fci + v1 * fcr, 4);
+}
+
+/**
+ * RoPE at position pos: each pair (i, i+1) of every head of q (dim) and k (kvDim) is rotated by
+ * pos · 10000^(-(i mod headSize)/headSize). The angles are computed in float64, like the reference.
+ */
+export function rope(q: usize, k: usize, pos: i32, dim: i32, kvDim: i32, headSize: i32): void {
+  for (let i = 0; i < headSize; i += 2) {
+    const freq = 1.0 / Math.pow(10000.0, <f64>i / <f64>headSize);
+    const angle = <f64>pos * freq;
+    const fcr = <f32>Math.cos(angle);
+    const fci = <f32>Math.sin(angle);
+    // the same angle applies to offset i of every head
+    for (let h = i; h < dim; h += headSize) rotatePair(q + (<usize>h << 2), fcr, fci);
+    for (let h = i; h < kvDim; h += headSize) rotatePair(k + (<usize>h << 2), fcr, fci);
+  }
+}
+
+/**
+ * Causal attention of one position for query heads [h0, h1): scores against keys 0..pos scaled by
+ * 1/√headSize, softmax, then the weighted sum of values. Caches are (seqLen, kvDim); att is
+ * (nHeads, seqLen) scratch; query head h reads kv head h / (nHeads / nKvHeads).
+ */
+export function attentionHeads(
+  out: usize, q: usize, keyCache: usize, valueCache: usize, att: usize, pos: i32,
+  nHeads: i32, nKvHeads: i32, headSize: i32, kvDim: i32, seqLen: i32, h0: i32, h1: i32,
+): void {
+  const kvMul = nHeads / nKvHeads;
+  const scale = <f32>(1.0 / Math.sqrt(<f64>headSize));
+  const rowBytes = <usize>kvDim << 2;
+  const headBytes = <usize>headSize << 2;
+  for (let h = h0; h < h1; h++) {
+    const qh = q + <usize>h * headBytes;
+    const kvOffset = <usize>(h / kvMul) * headBytes;
+    const ah = att + ((<usize>h * <usize>seqLen) << 2);
+    for (let t = 0; t <= pos; t++) {
+      store<f32>(ah + (<usize>t << 2), dot(qh, keyCache + <usize>t * rowBytes + kvOffset, headSize) * scale);
+    }
+    softmax(ah, pos + 1);
+    // out_h = Σ_t att_t · v_t, four output lanes at a time
+    const oh = out + <usize>h * headBytes;
+    let i = 0;
+    for (; i + 4 <= headSize; i += 4) {
+      let acc = f32x4.splat(0);
+      let v = valueCache + kvOffset + (<usize>i << 2);
+      for (let t = 0; t <= pos; t++) {
+        acc = f32x4.add(acc, f32x4.mul(v128.load32_splat(ah + (<usize>t << 2)), v128.load(v)));
+        v += rowBytes;
+      }
+      v128.store(oh + (<usize>i << 2), acc);
+    }
+    for (; i < headSize; i++) {
+      let s: f32 = 0;
+      for (let t = 0; t <= pos; t++) {
+        s += load<f32>(ah + (<usize>t << 2)) * load<f32>(valueCache + <usize>t * rowBytes + kvOffset + (<usize>i << 2));
+      }
+      store<f32>(oh + (<usize>i << 2), s);
+    }
+  }
+}
+
+/** SwiGLU gate in place: hb = silu(hb) ⊙ hb2 with silu(v) = v · σ(v). */
+export function swiglu(hb: usize, hb2: usize, size: i32): void {
+  for (let i = 0; i < size; i++) {
+    const p = hb + (<usize>i << 2);
+    const v = load<f32>(p);
+    store<f32>(p, (v / (<f32>1 + Mathf.exp(-v))) * load<f32>(hb2 + (<usize>i << 2)));
+  }
+}
+
+/** x += y over size values. */
+export function add(x: usize, y: usize, size: i32): void {
+  let i = 0;
+  for (; i + 4 <= size; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(x + o, f32x4.add(v128.load(x + o), v128.load(y + o)));
+  }
+  for (; i < size; i++) {
+    const o = <usize>i << 2;
+    store<f32>(x + o, load<f32>(x + o) + load<f32>(y + o));
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// int8 (Q8_0): symmetric quantization, one float32 scale per group of groupSize values.
+
+/**
+ * Quantizes x (n) into xq (n int8) and xs (ceil(n / groupSize) scales). Groups start at 0; the last
+ * one is partial when groupSize does not divide n. scale = max|x| / 127, q = round-half-even(x / scale).
+ */
+export function quantize(xq: usize, xs: usize, x: usize, n: i32, groupSize: i32): void {
+  let g = 0;
+  for (let start = 0; start < n; start += groupSize) {
+    const end = min(start + groupSize, n);
+    let wmax: f32 = 0;
+    for (let i = start; i < end; i++) wmax = Mathf.max(wmax, Mathf.abs(load<f32>(x + (<usize>i << 2))));
+    const scale = wmax / <f32>127;
+    store<f32>(xs + (<usize>g << 2), scale);
+    for (let i = start; i < end; i++) {
+      const q: i32 = scale == 0 ? 0 : <i32>nearest<f32>(load<f32>(x + (<usize>i << 2)) / scale);
+      store<i8>(xq + <usize>i, <i8>q);
+    }
+    g++;
+  }
+}
+
+/**
+ * xout[r] = Σ_j W[r, j] x[j] in int8 for rows [r0, r1). W is (d, n) Q8_0 grouped over the FLATTENED
+ * tensor (value i has scale ws[floor(i / groupSize)], so a group may straddle two rows); x was
+ * quantized by `quantize` (groups starting at 0). A row is cut into segments over which both
+ * scales are constant; each segment's integer dot product is exact and is added as
+ * val += f32(f32(isum) · wscale) · xscale, in segment order.
+ */
+export function matmulQ8Rows(
+  xout: usize, xq: usize, xs: usize, wq: usize, ws: usize, n: i32, groupSize: i32, r0: i32, r1: i32,
+): void {
+  for (let r = r0; r < r1; r++) {
+    const rowStart = <i64>r * <i64>n;
+    const row = wq + <usize>rowStart;
+    let wg = <i32>(rowStart / <i64>groupSize);
+    let wEnd = <i32>(<i64>(wg + 1) * <i64>groupSize - rowStart); // where weight group wg ends, in row coordinates
+    let xg = 0;
+    let xEnd = groupSize;
+    let val: f32 = 0;
+    let j = 0;
+    while (j < n) {
+      const end = min(min(wEnd, xEnd), n);
+      const isum = dotI8(row + <usize>j, xq + <usize>j, end - j);
+      val += (<f32>isum * load<f32>(ws + (<usize>wg << 2))) * load<f32>(xs + (<usize>xg << 2));
+      if (end == wEnd) { wg++; wEnd += groupSize; }
+      if (end == xEnd) { xg++; xEnd += groupSize; }
+      j = end;
+    }
+    store<f32>(xout + (<usize>r << 2), val);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Batched matrix products for training (llm.c's matmul_forward / matmul_backward, without bias)
+
+/** Output channels handled per cache block: the block of W (rows × C floats) stays in L2. */
+const O_BLOCK: i32 = 64;
+/** Rows of the batch handled per cache block in the weight-gradient product. */
+const B_BLOCK: i32 = 128;
+
+/**
+ * out[b, o] = inp[b, :] · w[o, :] for output channels o in [o0, o1), all b < BT.
+ * inp (BT, C), w (OC, C), out (BT, OC). Register tile: 4 batch rows × 2 channels.
+ */
+export function matmulForwardCols(out: usize, inp: usize, w: usize, BT: i32, C: i32, OC: i32, o0: i32, o1: i32): void {
+  const cBytes = <usize>C << 2;
+  const ocBytes = <usize>OC << 2;
+  const c4 = C & ~3;
+  for (let ob = o0; ob < o1; ob += O_BLOCK) {
+    const obEnd = min(ob + O_BLOCK, o1);
+    let b = 0;
+    for (; b + 4 <= BT; b += 4) {
+      const i0 = inp + <usize>b * cBytes;
+      const i1 = i0 + cBytes;
+      const i2 = i1 + cBytes;
+      const i3 = i2 + cBytes;
+      const orow = out + <usize>b * ocBytes;
+      let o = ob;
+      for (; o + 2 <= obEnd; o += 2) {
+        const wa = w + <usize>o * cBytes;
+        const wb = wa + cBytes;
+        let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+        let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+        for (let c = 0; c < c4; c += 4) {
+          const off = <usize>c << 2;
+          const va = v128.load(wa + off);
+          const vb = v128.load(wb + off);
+          let v = v128.load(i0 + off);
+          a0 = f32x4.add(a0, f32x4.mul(v, va)); b0 = f32x4.add(b0, f32x4.mul(v, vb));
+          v = v128.load(i1 + off);
+          a1 = f32x4.add(a1, f32x4.mul(v, va)); b1 = f32x4.add(b1, f32x4.mul(v, vb));
+          v = v128.load(i2 + off);
+          a2 = f32x4.add(a2, f32x4.mul(v, va)); b2 = f32x4.add(b2, f32x4.mul(v, vb));
+          v = v128.load(i3 + off);
+          a3 = f32x4.add(a3, f32x4.mul(v, va)); b3 = f32x4.add(b3, f32x4.mul(v, vb));
+        }
+        let sa0 = hsum(a0), sa1 = hsum(a1), sa2 = hsum(a2), sa3 = hsum(a3);
+        let sb0 = hsum(b0), sb1 = hsum(b1), sb2 = hsum(b2), sb3 = hsum(b3);
+        for (let c = c4; c < C; c++) {
+          const off = <usize>c << 2;
+          const fa = load<f32>(wa + off), fb = load<f32>(wb + off);
+          let f = load<f32>(i0 + off); sa0 += f * fa; sb0 += f * fb;
+          f = load<f32>(i1 + off); sa1 += f * fa; sb1 += f * fb;
+          f = load<f32>(i2 + off); sa2 += f * fa; sb2 += f * fb;
+          f = load<f32>(i3 + off); sa3 += f * fa; sb3 += f * fb;
+        }
+        const p = orow + (<usize>o << 2);
+        store<f32>(p, sa0); store<f32>(p, sb0, 4);
+        store<f32>(p + ocBytes, sa1); store<f32>(p + ocBytes, sb1, 4);
+        store<f32>(p + 2 * ocBytes, sa2); store<f32>(p + 2 * ocBytes, sb2, 4);
+        store<f32>(p + 3 * ocBytes, sa3); store<f32>(p + 3 * ocBytes, sb3, 4);
+      }
+      for (; o < obEnd; o++) {
+        const wo = w + <usize>o * cBytes;
+        const p = orow + (<usize>o << 2);
+        store<f32>(p, dot(i0, wo, C));
+        store<f32>(p + ocBytes, dot(i1, wo, C));
+        store<f32>(p + 2 * ocBytes, dot(i2, wo, C));
+        store<f32>(p + 3 * ocBytes, dot(i3, wo, C));
+      }
+    }
+    for (; b < BT; b++) {
+      const ib = inp + <usize>b * cBytes;
+      for (let o = ob; o < obEnd; o++) store<f32>(out + <usize>b * ocBytes + (<usize>o << 2), dot(ib, w + <usize>o * cBytes, C));
+    }
+  }
+}
+
+/**
+ * dinp[b, :] += Σ_o dout[b, o] · w[o, :] for batch rows b in [b0, b1).
+ * Register tile: 2 batch rows × 16 input channels, accumulated over a block of output channels.
+ */
+export function matmulBackwardInpRows(dinp: usize, dout: usize, w: usize, BT: i32, C: i32, OC: i32, b0: i32, b1: i32): void {
+  const cBytes = <usize>C << 2;
+  const ocBytes = <usize>OC << 2;
+  for (let ob = 0; ob < OC; ob += O_BLOCK) {
+    const obEnd = min(ob + O_BLOCK, OC);
+    let b = b0;
+    for (; b + 2 <= b1; b += 2) {
+      const d0 = dout + <usize>b * ocBytes;
+      const d1 = d0 + ocBytes;
+      const x0 = dinp + <usize>b * cBytes;
+      const x1 = x0 + cBytes;
+      let c = 0;
+      for (; c + 16 <= C; c += 16) {
+        const off = <usize>c << 2;
+        let a0 = v128.load(x0 + off), a1 = v128.load(x0 + off, 16), a2 = v128.load(x0 + off, 32), a3 = v128.load(x0 + off, 48);
+        let e0 = v128.load(x1 + off), e1 = v128.load(x1 + off, 16), e2 = v128.load(x1 + off, 32), e3 = v128.load(x1 + off, 48);
+        let wp = w + <usize>ob * cBytes + off;
+        for (let o = ob; o < obEnd; o++) {
+          const s0 = v128.load32_splat(d0 + (<usize>o << 2));
+          const s1 = v128.load32_splat(d1 + (<usize>o << 2));
+          let v = v128.load(wp);
+          a0 = f32x4.add(a0, f32x4.mul(s0, v)); e0 = f32x4.add(e0, f32x4.mul(s1, v));
+          v = v128.load(wp, 16);
+          a1 = f32x4.add(a1, f32x4.mul(s0, v)); e1 = f32x4.add(e1, f32x4.mul(s1, v));
+          v = v128.load(wp, 32);
+          a2 = f32x4.add(a2, f32x4.mul(s0, v)); e2 = f32x4.add(e2, f32x4.mul(s1, v));
+          v = v128.load(wp, 48);
+          a3 = f32x4.add(a3, f32x4.mul(s0, v)); e3 = f32x4.add(e3, f32x4.mul(s1, v));
+          wp += cBytes;
+        }
+        v128.store(x0 + off, a0); v128.store(x0 + off, a1, 16); v128.store(x0 + off, a2, 32); v128.store(x0 + off, a3, 48);
+        v128.store(x1 + off, e0); v128.store(x1 + off, e1, 16); v128.store(x1 + off, e2, 32); v128.store(x1 + off, e3, 48);
+      }
+      for (; c < C; c++) {
+        const off = <usize>c << 2;
+        let s0 = load<f32>(x0 + off), s1 = load<f32>(x1 + off);
+        for (let o = ob; o < obEnd; o++) {
+          const wv = load<f32>(w + <usize>o * cBytes + off);
+          s0 += load<f32>(d0 + (<usize>o << 2)) * wv;
+          s1 += load<f32>(d1 + (<usize>o << 2)) * wv;
+        }
+        store<f32>(x0 + off, s0);
+        store<f32>(x1 + off, s1);
+      }
+    }
+    for (; b < b1; b++) {
+      const d0 = dout + <usize>b * ocBytes;
+      const x0 = dinp + <usize>b * cBytes;
+      for (let o = ob; o < obEnd; o++) {
+        axpy(x0, w + <usize>o * cBytes, load<f32>(d0 + (<usize>o << 2)), C);
+      }
+    }
+  }
+}
+
+/** y += a · x over n values. */
+// @ts-ignore: decorator
+@inline function axpy(y: usize, x: usize, a: f32, n: i32): void {
+  const va = f32x4.splat(a);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(y + o, f32x4.add(v128.load(y + o), f32x4.mul(va, v128.load(x + o))));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(y + o, load<f32>(y + o) + a * load<f32>(x + o));
+  }
+}
+
+/**
+ * dw[o, :] += Σ_b dout[b, o] · inp[b, :] for output channels o in [o0, o1).
+ * Register tile: 2 output channels × 16 input channels, accumulated over a block of batch rows.
+ */
+export function matmulBackwardWeightRows(dw: usize, dout: usize, inp: usize, BT: i32, C: i32, OC: i32, o0: i32, o1: i32): void {
+  const cBytes = <usize>C << 2;
+  const ocBytes = <usize>OC << 2;
+  for (let bb = 0; bb < BT; bb += B_BLOCK) {
+    const bbEnd = min(bb + B_BLOCK, BT);
+    let o = o0;
+    for (; o + 2 <= o1; o += 2) {
+      const g0 = dw + <usize>o * cBytes;
+      const g1 = g0 + cBytes;
+      const dcol = dout + (<usize>o << 2);
+      let c = 0;
+      for (; c + 16 <= C; c += 16) {
+        const off = <usize>c << 2;
+        let a0 = v128.load(g0 + off), a1 = v128.load(g0 + off, 16), a2 = v128.load(g0 + off, 32), a3 = v128.load(g0 + off, 48);
+        let e0 = v128.load(g1 + off), e1 = v128.load(g1 + off, 16), e2 = v128.load(g1 + off, 32), e3 = v128.load(g1 + off, 48);
+        let ip = inp + <usize>bb * cBytes + off;
+        let dp = dcol + <usize>bb * ocBytes;
+        for (let b = bb; b < bbEnd; b++) {
+          const s0 = v128.load32_splat(dp);
+          const s1 = v128.load32_splat(dp + 4);
+          let v = v128.load(ip);
+          a0 = f32x4.add(a0, f32x4.mul(s0, v)); e0 = f32x4.add(e0, f32x4.mul(s1, v));
+          v = v128.load(ip, 16);
+          a1 = f32x4.add(a1, f32x4.mul(s0, v)); e1 = f32x4.add(e1, f32x4.mul(s1, v));
+          v = v128.load(ip, 32);
+          a2 = f32x4.add(a2, f32x4.mul(s0, v)); e2 = f32x4.add(e2, f32x4.mul(s1, v));
+          v = v128.load(ip, 48);
+          a3 = f32x4.add(a3, f32x4.mul(s0, v)); e3 = f32x4.add(e3, f32x4.mul(s1, v));
+          ip += cBytes;
+          dp += ocBytes;
+        }
+        v128.store(g0 + off, a0); v128.store(g0 + off, a1, 16); v128.store(g0 + off, a2, 32); v128.store(g0 + off, a3, 48);
+        v128.store(g1 + off, e0); v128.store(g1 + off, e1, 16); v128.store(g1 + off, e2, 32); v128.store(g1 + off, e3, 48);
+      }
+      for (; c < C; c++) {
+        const off = <usize>c << 2;
+        let s0 = load<f32>(g0 + off), s1 = load<f32>(g1 + off);
+        for (let b = bb; b < bbEnd; b++) {
+          const iv = load<f32>(inp + <usize>b * cBytes + off);
+          const dp = dcol + <usize>b * ocBytes;
+          s0 += load<f32>(dp) * iv;
+          s1 += load<f32>(dp, 4) * iv;
+        }
+        store<f32>(g0 + off, s0);
+        store<f32>(g1 + off, s1);
+      }
+    }
+    for (; o < o1; o++) {
+      const g0 = dw + <usize>o * cBytes;
+      for (let b = bb; b < bbEnd; b++) {
+        axpy(g0, inp + <usize>b * cBytes, load<f32>(dout + <usize>b * ocBytes + (<usize>o << 2)), C);
+      }
+    }
+  }
+}
+
+/** First free byte after the module's own static data: the kernels' allocator starts here. */
+export function heapBase(): usize {
+  return __heap_base;
+}

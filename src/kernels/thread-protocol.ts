@@ -1,0 +1,151 @@
+// How the calling thread commands the kernel worker threads: through a small control block of
+// int32s in the shared WebAssembly memory, with Atomics — no message per kernel call.
+//
+// A command's work is cut into chunks (rows of a matmul, heads of attention, …). Every participant
+// — the calling thread and each worker — claims chunks one at a time until none is left, so a
+// thread the OS has descheduled (2 cores shared with other processes) simply gets fewer chunks
+// instead of holding everyone up. The calling thread then waits until every claimed chunk is
+// finished.
+//
+//   STATE     (command number mod 2^21) << 10 | chunks not yet claimed. The caller writes OP, ARGS
+//             and the chunking first, then publishes the command by storing STATE (+ notify).
+//             A participant claims chunk r-1 by lowering r with compareExchange on STATE, and only
+//             then reads the arguments: a claim succeeds only while the command is unfinished, and
+//             the caller writes the next command's arguments only after the current one is
+//             finished, so a worker waking late can never run a stale or half-written command.
+//   OP        which kernel (Op below);   ARGS  its integer arguments (addresses are byte offsets)
+//   CHUNK, CHUNK2, SPLIT  how items map to chunks (chunkRange)
+//   FAILED    set when a worker's chunk threw
+//   FINISHED  chunks completed (on its own cache line)
+//
+// Idle workers spin briefly (the next command of a forward pass follows within microseconds),
+// then sleep in Atomics.wait. This file is platform-neutral: a browser Web Worker could run
+// `commandLoop` unchanged.
+
+import type { KernelExports } from './wasm.js';
+
+export const STATE = 0;
+export const OP = 1;
+export const CHUNK = 3;
+export const CHUNK2 = 4;
+export const SPLIT = 5;
+export const FAILED = 6;
+export const ARGS = 8;
+export const FINISHED = 32;
+/** Int32 slots in the control block (192 bytes). */
+export const CONTROL_INTS = 48;
+
+const CHUNK_BITS = 10;
+/** At most this many chunks per command. */
+export const MAX_CHUNKS = (1 << CHUNK_BITS) - 1;
+const SEQ_MASK = (1 << 21) - 1;
+
+export const Op = {
+  exit: 0,
+  matmul: 1, //          xout, x, w, n, d                                 chunks of CHUNK rows
+  attention: 2, //       out, q, keyCache, valueCache, att, pos, nHeads, nKvHeads, headSize, kvDim, seqLen;  one head per chunk
+  matmulQ8: 3, //        xout, xq, xs, wq, ws, n, d, groupSize            chunks of CHUNK rows
+  matmulForward: 4, //   out, inp, w, BT, C, OC                           chunks of CHUNK output channels
+  matmulBackward: 5, //  dinp, dw, dout, inp, w, BT, C, OC                SPLIT chunks of CHUNK rows of dinp, then chunks of CHUNK2 rows of dw
+} as const;
+
+/** Polls of STATE / FINISHED before sleeping: roughly 0.1 ms. */
+export const SPIN_LIMIT = 1 << 15;
+
+export function seqOf(state: number): number {
+  return state >>> CHUNK_BITS;
+}
+
+/** The STATE value publishing command number `seq` with `chunks` chunks to claim. */
+export function initialState(seq: number, chunks: number): number {
+  return ((seq & SEQ_MASK) << CHUNK_BITS) | chunks;
+}
+
+/** Items per chunk so that `total` items make about `parts` chunks, a multiple of `align`, at least `min`. */
+export function chunkSize(total: number, parts: number, align: number, min: number): number {
+  let size = Math.max(min, Math.ceil(total / parts / align) * align);
+  while (Math.ceil(total / size) > MAX_CHUNKS) size += align;
+  return size;
+}
+
+/** [start, end) of chunk c of `size` items out of `total`. */
+function range(c: number, size: number, total: number): [number, number] {
+  return [c * size, Math.min(total, (c + 1) * size)];
+}
+
+/** Runs chunk c of the command in the control block. */
+export function runChunk(k: KernelExports, ctrl: Int32Array, c: number): void {
+  const a = (i: number): number => ctrl[ARGS + i]!;
+  const size = ctrl[CHUNK]!;
+  switch (ctrl[OP]) {
+    case Op.matmul: {
+      const [r0, r1] = range(c, size, a(4));
+      k.matmulRows(a(0), a(1), a(2), a(3), r0, r1);
+      break;
+    }
+    case Op.attention:
+      k.attentionHeads(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), c, c + 1);
+      break;
+    case Op.matmulQ8: {
+      const [r0, r1] = range(c, size, a(6));
+      k.matmulQ8Rows(a(0), a(1), a(2), a(3), a(4), a(5), a(7), r0, r1);
+      break;
+    }
+    case Op.matmulForward: {
+      const [o0, o1] = range(c, size, a(5));
+      k.matmulForwardCols(a(0), a(1), a(2), a(3), a(4), a(5), o0, o1);
+      break;
+    }
+    case Op.matmulBackward: {
+      // two independent products: rows of dinp, then output channels (rows) of dw
+      const split = ctrl[SPLIT]!;
+      if (c < split) {
+        const [b0, b1] = range(c, size, a(5));
+        k.matmulBackwardInpRows(a(0), a(2), a(4), a(5), a(6), a(7), b0, b1);
+      } else {
+        const [o0, o1] = range(c - split, ctrl[CHUNK2]!, a(7));
+        k.matmulBackwardWeightRows(a(1), a(2), a(3), a(5), a(6), a(7), o0, o1);
+      }
+      break;
+    }
+    default:
+      throw new Error(`unknown kernel command ${ctrl[OP]}`);
+  }
+}
+
+/**
+ * Claims and runs chunks of command `seq` until none is left (or the command is over). Returns
+ * false if a chunk threw (the chunk still counts as finished, so nobody waits forever).
+ */
+export function claimChunks(k: KernelExports, ctrl: Int32Array, seq: number): boolean {
+  let ok = true;
+  for (;;) {
+    const state = Atomics.load(ctrl, STATE);
+    const unclaimed = state & MAX_CHUNKS;
+    if (seqOf(state) !== seq || unclaimed === 0) return ok;
+    if (Atomics.compareExchange(ctrl, STATE, state, state - 1) !== state) continue;
+    try {
+      runChunk(k, ctrl, unclaimed - 1);
+    } catch {
+      ok = false;
+    }
+    Atomics.add(ctrl, FINISHED, 1);
+  }
+}
+
+/** A worker's life: wait for a command, help with its chunks, until Op.exit. */
+export function commandLoop(k: KernelExports, ctrl: Int32Array, index: number): void {
+  let seen = seqOf(Atomics.load(ctrl, STATE));
+  for (;;) {
+    let spins = 0;
+    let state = Atomics.load(ctrl, STATE);
+    while (seqOf(state) === seen) {
+      if (++spins > SPIN_LIMIT) Atomics.wait(ctrl, STATE, state);
+      state = Atomics.load(ctrl, STATE);
+    }
+    seen = seqOf(state);
+    if (ctrl[OP] === Op.exit) return;
+    if (!claimChunks(k, ctrl, seen)) Atomics.store(ctrl, FAILED, index);
+    Atomics.notify(ctrl, FINISHED);
+  }
+}

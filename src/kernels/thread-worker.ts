@@ -1,0 +1,22 @@
+// Entry point of one kernel worker thread (Node.js worker_threads). It instantiates the kernels on
+// the shared memory it is given, says it is ready, then obeys the control block until told to
+// exit (thread-protocol.ts). A browser Web Worker would do the same with `onmessage` for the init.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { CONTROL_INTS, commandLoop } from './thread-protocol.js';
+import { instantiateKernels } from './wasm.js';
+
+export interface WorkerInit {
+  readonly module: WebAssembly.Module;
+  readonly memory: WebAssembly.Memory;
+  /** Byte address of the control block in the memory. */
+  readonly control: number;
+  /** This worker's participant number (1 .. threads-1; the calling thread is 0). */
+  readonly index: number;
+}
+
+const init = workerData as WorkerInit;
+const kernels = instantiateKernels(init.module, init.memory);
+const ctrl = new Int32Array(init.memory.buffer, init.control, CONTROL_INTS);
+parentPort!.postMessage('ready');
+commandLoop(kernels, ctrl, init.index);

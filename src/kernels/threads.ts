@@ -1,0 +1,154 @@
+// The WebAssembly kernels split over worker threads (Node.js worker_threads) that share one
+// WebAssembly.Memory. The big kernels — matmul (by rows), attention (by heads), the int8 matmul,
+// and the batched training products — are divided among `threads` participants: the calling
+// thread takes slice 0 and threads-1 workers take the rest, commanded through a control block
+// with Atomics (thread-protocol.ts). The small kernels (rmsnorm, rope, softmax, swiglu, add, and
+// quantize) run on the calling thread alone: they are too short to be worth a hand-off.
+//
+// The workers are unref'd: an idle pool never keeps the process alive. close() ends them.
+
+import { Worker } from 'node:worker_threads';
+import { LlamaError } from '../errors.js';
+import type { KernelSet } from './kernel-set.js';
+import {
+  ARGS, CHUNK, CHUNK2, CONTROL_INTS, FAILED, FINISHED, MAX_CHUNKS, OP, Op, SPIN_LIMIT, SPLIT, STATE,
+  chunkSize, claimChunks, initialState, seqOf,
+} from './thread-protocol.js';
+import type { WorkerInit } from './thread-worker.js';
+import {
+  type WasmKernelOptions, checkAttention, checkMatmulBackward, checkMatmulForward, checkMatmulQ8, createWasmKernels,
+} from './wasm.js';
+
+export interface ThreadOptions extends WasmKernelOptions {
+  /** Participants including the calling thread (default 1: no workers). */
+  threads?: number;
+}
+
+/**
+ * Below this many multiply-adds a matmul runs on the calling thread alone: handing off costs a
+ * few microseconds, which a small product (stories260K's 64×64 projections) does not repay.
+ */
+export const PARALLEL_MIN_WORK = 1 << 15;
+
+export async function createThreadedKernels(options: ThreadOptions = {}): Promise<KernelSet> {
+  const threads = options.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) throw new LlamaError(`threads must be an integer from 1 to 256, not ${threads}`);
+  const base = await createWasmKernels(options);
+  if (threads === 1) return base;
+
+  const { heap, exports: k, module } = base;
+  const controlAddress = heap.reserve(CONTROL_INTS * 4);
+  const ctrl = new Int32Array(heap.memory.buffer, controlAddress, CONTROL_INTS);
+  const workers: Worker[] = [];
+  const workerUrl = new URL('./thread-worker.js', import.meta.url);
+  try {
+    await Promise.all(Array.from({ length: threads - 1 }, (_, i) => new Promise<void>((resolve, reject) => {
+      const init: WorkerInit = { module, memory: heap.memory, control: controlAddress, index: i + 1 };
+      // execArgv []: the workers need no Node.js flags, and some (--input-type, …) would make them fail
+      const worker = new Worker(workerUrl, { workerData: init, execArgv: [] });
+      workers.push(worker);
+      worker.once('message', () => { worker.unref(); resolve(); });
+      worker.once('error', (err) => reject(new LlamaError(`kernel worker thread failed to start: ${err.message}`)));
+      worker.once('exit', (code) => reject(new LlamaError(`kernel worker thread exited during start-up (code ${code})`)));
+    })));
+  } catch (err) {
+    await Promise.all(workers.map((w) => w.terminate()));
+    throw err;
+  }
+  let closed = false;
+  let seq = 0;
+  /** Chunks per command: a few per thread, so a descheduled thread is covered by the others. */
+  const parts = Math.min(threads * 4, 256);
+
+  /**
+   * Publishes the command already written to OP / ARGS / CHUNK…, works on its chunks here too,
+   * and returns once every chunk is finished.
+   */
+  function dispatch(chunks: number): void {
+    if (closed) throw new LlamaError('the kernel threads were closed');
+    Atomics.store(ctrl, FINISHED, 0);
+    Atomics.store(ctrl, FAILED, 0);
+    seq = seqOf(initialState(seq + 1, 0));
+    Atomics.store(ctrl, STATE, initialState(seq, chunks));
+    Atomics.notify(ctrl, STATE);
+    const ok = claimChunks(k, ctrl, seq);
+    // the workers use the same buffers: never return (or throw) before they are finished
+    let spins = 0;
+    for (let done = Atomics.load(ctrl, FINISHED); done < chunks; done = Atomics.load(ctrl, FINISHED)) {
+      if (++spins > SPIN_LIMIT) Atomics.wait(ctrl, FINISHED, done, 10);
+    }
+    if (!ok || Atomics.load(ctrl, FAILED) !== 0) throw new LlamaError('a kernel failed on a worker thread (out-of-bounds address?)');
+  }
+
+  /** Splits `total` rows into chunks of CHUNK rows (a multiple of `align`); returns the chunk count. */
+  function rows(total: number, align: number, min: number): number {
+    const size = chunkSize(total, parts, align, min);
+    ctrl[CHUNK] = size;
+    return Math.ceil(total / size);
+  }
+
+  const at = (view: ArrayBufferView): number => heap.address(view);
+
+  function setArgs(op: number, ...args: number[]): void {
+    ctrl[OP] = op;
+    for (let i = 0; i < args.length; i++) ctrl[ARGS + i] = args[i]!;
+  }
+
+  return {
+    ...base,
+    name: `wasm×${threads}`,
+    threads,
+    async close() {
+      if (closed) return;
+      closed = true;
+      ctrl[OP] = Op.exit;
+      seq = seqOf(initialState(seq + 1, 0));
+      Atomics.store(ctrl, STATE, initialState(seq, 0));
+      Atomics.notify(ctrl, STATE);
+      await Promise.all(workers.map((w) => new Promise<void>((resolve) => {
+        w.once('exit', () => resolve());
+        w.ref(); // so that awaiting close() waits for the exit
+      })));
+    },
+
+    matmul(xout, x, w, n, d) {
+      if (n * d < PARALLEL_MIN_WORK) return base.matmul(xout, x, w, n, d);
+      if (x.length < n || w.length < n * d || xout.length < d) return base.matmul(xout, x, w, n, d); // throws the size error
+      // written out (not via command()) to keep the per-token path free of rest-parameter arrays
+      ctrl[OP] = Op.matmul;
+      ctrl[ARGS] = at(xout); ctrl[ARGS + 1] = at(x); ctrl[ARGS + 2] = at(w); ctrl[ARGS + 3] = n; ctrl[ARGS + 4] = d;
+      dispatch(rows(d, 4, 16));
+    },
+    attention(out, q, keyCache, valueCache, att, pos, s) {
+      if (s.nHeads > MAX_CHUNKS || (pos + 1) * s.nHeads * s.headSize < PARALLEL_MIN_WORK / 4) return base.attention(out, q, keyCache, valueCache, att, pos, s);
+      checkAttention(out, q, keyCache, valueCache, att, pos, s);
+      ctrl[OP] = Op.attention;
+      ctrl[ARGS] = at(out); ctrl[ARGS + 1] = at(q); ctrl[ARGS + 2] = at(keyCache); ctrl[ARGS + 3] = at(valueCache);
+      ctrl[ARGS + 4] = at(att); ctrl[ARGS + 5] = pos; ctrl[ARGS + 6] = s.nHeads; ctrl[ARGS + 7] = s.nKvHeads;
+      ctrl[ARGS + 8] = s.headSize; ctrl[ARGS + 9] = s.kvDim; ctrl[ARGS + 10] = s.seqLen;
+      dispatch(s.nHeads); // one head per chunk
+    },
+    matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize) {
+      if (n * d < PARALLEL_MIN_WORK) return base.matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize);
+      checkMatmulQ8(xout, xq, xs, wq, ws, n, d, groupSize);
+      ctrl[OP] = Op.matmulQ8;
+      ctrl[ARGS] = at(xout); ctrl[ARGS + 1] = at(xq); ctrl[ARGS + 2] = at(xs); ctrl[ARGS + 3] = at(wq);
+      ctrl[ARGS + 4] = at(ws); ctrl[ARGS + 5] = n; ctrl[ARGS + 6] = d; ctrl[ARGS + 7] = groupSize;
+      dispatch(rows(d, 4, 16));
+    },
+    matmulForward(out, inp, w, BT, C, OC) {
+      checkMatmulForward(out, inp, w, BT, C, OC);
+      setArgs(Op.matmulForward, at(out), at(inp), at(w), BT, C, OC);
+      dispatch(rows(OC, 2, 2));
+    },
+    matmulBackward(dinp, dw, dout, inp, w, BT, C, OC) {
+      checkMatmulBackward(dinp, dw, dout, inp, w, BT, C, OC);
+      setArgs(Op.matmulBackward, at(dinp), at(dw), at(dout), at(inp), at(w), BT, C, OC);
+      const split = rows(BT, 2, 2); // chunks of dinp rows first …
+      const size2 = chunkSize(OC, parts, 2, 2); // … then chunks of dw rows
+      ctrl[SPLIT] = split;
+      ctrl[CHUNK2] = size2;
+      dispatch(split + Math.ceil(OC / size2));
+    },
+  };
+}

@@ -1,0 +1,296 @@
+// The WebAssembly SIMD kernels (compiled from assembly/kernels.ts into kernels.wasm next to this
+// file) behind the KernelSet interface, single-threaded. threads.ts adds worker threads on top.
+//
+// Memory. All tensors live in ONE shared WebAssembly.Memory, handed out by a bump allocator
+// (`KernelMemory`): allocate(n) returns a Float32Array view of n floats at a 64-byte aligned byte
+// offset, and kernels receive `view.byteOffset` as the address. Nothing is ever freed: allocate
+// everything (weights, activations, caches) once, up front. The memory grows, when needed, at
+// allocation time only. Because it is shared, growing never detaches earlier views (a
+// SharedArrayBuffer cannot be detached): views made before a grow stay valid and keep pointing at
+// the same bytes; `memory.buffer` just returns a new, longer SharedArrayBuffer afterwards. So a view
+// is made once and reused for every token.
+//
+// This module is platform-neutral (Node.js and browsers): createWasmKernelsFromModule takes a
+// compiled WebAssembly.Module; createWasmKernels also accepts the .wasm bytes, and loads them from
+// next to this file (fs in Node.js, fetch elsewhere) when given nothing.
+
+import { LlamaError } from '../errors.js';
+import type { KernelSet } from './kernel-set.js';
+import type { AttentionShape } from './types.js';
+
+/** The functions assembly/kernels.ts exports; every address is a byte offset into the memory. */
+export interface KernelExports {
+  matmul(xout: number, x: number, w: number, n: number, d: number): void;
+  matmulRows(xout: number, x: number, w: number, n: number, r0: number, r1: number): void;
+  rmsnorm(o: number, x: number, weight: number, size: number): void;
+  softmax(x: number, size: number): void;
+  rope(q: number, k: number, pos: number, dim: number, kvDim: number, headSize: number): void;
+  attentionHeads(
+    out: number, q: number, keyCache: number, valueCache: number, att: number, pos: number,
+    nHeads: number, nKvHeads: number, headSize: number, kvDim: number, seqLen: number, h0: number, h1: number,
+  ): void;
+  swiglu(hb: number, hb2: number, size: number): void;
+  add(x: number, y: number, size: number): void;
+  quantize(xq: number, xs: number, x: number, n: number, groupSize: number): void;
+  matmulQ8Rows(xout: number, xq: number, xs: number, wq: number, ws: number, n: number, groupSize: number, r0: number, r1: number): void;
+  matmulForwardCols(out: number, inp: number, w: number, BT: number, C: number, OC: number, o0: number, o1: number): void;
+  matmulBackwardInpRows(dinp: number, dout: number, w: number, BT: number, C: number, OC: number, b0: number, b1: number): void;
+  matmulBackwardWeightRows(dw: number, dout: number, inp: number, BT: number, C: number, OC: number, o0: number, o1: number): void;
+  heapBase(): number;
+}
+
+const PAGE_BYTES = 65536;
+/** The module declares a shared memory of at most 65536 pages (4 GiB, all of wasm32). */
+export const MAX_PAGES = 65536;
+const ALIGN = 64;
+
+/** Instantiates the kernels on a shared memory (each worker thread does this with the same memory). */
+export function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): KernelExports {
+  const instance = new WebAssembly.Instance(module, { env: { memory } });
+  return instance.exports as unknown as KernelExports;
+}
+
+/** Creates the shared memory the kernels import. */
+export function createKernelMemory(initialBytes: number): WebAssembly.Memory {
+  const initial = Math.max(1, Math.ceil(initialBytes / PAGE_BYTES));
+  if (initial > MAX_PAGES) throw new LlamaError(`cannot reserve ${initialBytes} bytes: WebAssembly memory is limited to 4 GiB`);
+  return new WebAssembly.Memory({ initial, maximum: MAX_PAGES, shared: true });
+}
+
+/**
+ * Bump allocator over the shared memory. Also remembers every SharedArrayBuffer object it made
+ * views from, so a kernel can refuse an array that does not live in this memory.
+ */
+export class KernelMemory {
+  private next: number;
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
+
+  constructor(readonly memory: WebAssembly.Memory, heapBase: number) {
+    this.next = alignUp(heapBase, ALIGN);
+  }
+
+  /** Bytes handed out so far (including the module's own static data). */
+  get used(): number {
+    return this.next;
+  }
+
+  /** Reserves `bytes` (64-byte aligned), growing the memory if needed; returns the address. */
+  reserve(bytes: number): number {
+    const address = this.next;
+    const end = address + alignUp(bytes, ALIGN);
+    const size = this.memory.buffer.byteLength;
+    if (end > size) {
+      const pages = Math.ceil((end - size) / PAGE_BYTES);
+      try {
+        this.memory.grow(pages);
+      } catch {
+        throw new LlamaError(`out of WebAssembly memory: cannot grow to ${end} bytes (the limit is 4 GiB)`);
+      }
+    }
+    this.next = end;
+    return address;
+  }
+
+  /** The current buffer (registered as one of ours). */
+  private buffer(): ArrayBufferLike {
+    const buffer = this.memory.buffer;
+    this.buffers.add(buffer);
+    return buffer;
+  }
+
+  // (reserve first: it may grow the memory, and the view must come from the grown buffer)
+  floats(count: number): Float32Array {
+    const address = this.reserve(count * 4);
+    return new Float32Array(this.buffer(), address, count);
+  }
+
+  int8(count: number): Int8Array {
+    const address = this.reserve(count);
+    return new Int8Array(this.buffer(), address, count);
+  }
+
+  int32(count: number): Int32Array {
+    const address = this.reserve(count * 4);
+    return new Int32Array(this.buffer(), address, count);
+  }
+
+  /** The address of a view, after checking it lives in this memory. */
+  address(view: ArrayBufferView): number {
+    if (!this.buffers.has(view.buffer)) {
+      throw new LlamaError('kernel argument is not in the kernels\' memory (allocate it with kernels.allocate)');
+    }
+    return view.byteOffset;
+  }
+}
+
+function alignUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+/** Throws unless `view` holds at least `count` elements (the WebAssembly side cannot check). */
+function need(view: ArrayBufferView & { length: number }, count: number, what: string): void {
+  if (view.length < count) throw new RangeError(`${what}: ${view.length} elements, ${count} needed`);
+}
+
+// A minimal module using one SIMD instruction: () → v128 { i8x16.popcnt(i8x16.splat(0)) }.
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
+
+/** True where WebAssembly with 128-bit SIMD and shared memory (threads) is available. */
+export function wasmSupported(): boolean {
+  if (typeof WebAssembly !== 'object' || typeof SharedArrayBuffer !== 'function') return false;
+  try {
+    if (!WebAssembly.validate(SIMD_PROBE)) return false;
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The compiled kernels.wasm, read once from next to this file. */
+let cachedModule: Promise<WebAssembly.Module> | undefined;
+
+export function loadKernelModule(): Promise<WebAssembly.Module> {
+  cachedModule ??= (async () => {
+    const url = new URL('./kernels.wasm', import.meta.url);
+    let bytes: Uint8Array;
+    if (url.protocol === 'file:') {
+      const { readFile } = await import('node:fs/promises');
+      const { fileURLToPath } = await import('node:url');
+      try {
+        bytes = await readFile(fileURLToPath(url));
+      } catch (err) {
+        throw new LlamaError(`cannot read the WebAssembly kernels (${fileURLToPath(url)}): ${(err as Error).message}; run npm run build`);
+      }
+    } else {
+      const response = await fetch(url);
+      if (!response.ok) throw new LlamaError(`cannot fetch the WebAssembly kernels (${url.href}): HTTP ${response.status}`);
+      bytes = new Uint8Array(await response.arrayBuffer());
+    }
+    return WebAssembly.compile(bytes);
+  })();
+  return cachedModule;
+}
+
+export interface WasmKernelOptions {
+  /** kernels.wasm as bytes or compiled; default: loaded from next to this module. */
+  module?: WebAssembly.Module | ArrayBufferView | ArrayBuffer;
+  /** Bytes of memory to reserve up front (default 16 MiB); it grows on demand at allocation time. */
+  initialBytes?: number;
+}
+
+/** The single-threaded WebAssembly kernels, plus what threads.ts needs to share them. */
+export interface WasmKernelSet extends KernelSet {
+  readonly module: WebAssembly.Module;
+  readonly heap: KernelMemory;
+  readonly exports: KernelExports;
+}
+
+export async function createWasmKernels(options: WasmKernelOptions = {}): Promise<WasmKernelSet> {
+  if (!wasmSupported()) throw new LlamaError('this JavaScript engine lacks WebAssembly SIMD or shared memory: use --kernels js');
+  const given = options.module;
+  const module = given === undefined ? await loadKernelModule()
+    : given instanceof WebAssembly.Module ? given : await WebAssembly.compile(given);
+  return createWasmKernelsFromModule(module, options.initialBytes);
+}
+
+export function createWasmKernelsFromModule(module: WebAssembly.Module, initialBytes = 16 << 20): WasmKernelSet {
+  const memory = createKernelMemory(initialBytes);
+  const k = instantiateKernels(module, memory);
+  const heap = new KernelMemory(memory, k.heapBase());
+  const at = (view: ArrayBufferView): number => heap.address(view);
+  return {
+    name: 'wasm',
+    threads: 1,
+    module, heap, exports: k,
+    close: async () => {},
+    allocate: (floats) => heap.floats(floats),
+    allocateInt8: (count) => heap.int8(count),
+
+    matmul(xout, x, w, n, d) {
+      need(x, n, 'matmul x'); need(w, n * d, 'matmul w'); need(xout, d, 'matmul xout');
+      k.matmul(at(xout), at(x), at(w), n, d);
+    },
+    rmsnorm(o, x, weight, size) {
+      need(o, size, 'rmsnorm o'); need(x, size, 'rmsnorm x'); need(weight, size, 'rmsnorm weight');
+      k.rmsnorm(at(o), at(x), at(weight), size);
+    },
+    softmax(x, size) {
+      need(x, size, 'softmax x');
+      if (size > 0) k.softmax(at(x), size);
+    },
+    rope(q, kk, pos, dim, kvDim, headSize) {
+      need(q, dim, 'rope q'); need(kk, kvDim, 'rope k');
+      k.rope(at(q), at(kk), pos, dim, kvDim, headSize);
+    },
+    attention(out, q, keyCache, valueCache, att, pos, s: AttentionShape) {
+      checkAttention(out, q, keyCache, valueCache, att, pos, s);
+      k.attentionHeads(at(out), at(q), at(keyCache), at(valueCache), at(att), pos,
+        s.nHeads, s.nKvHeads, s.headSize, s.kvDim, s.seqLen, 0, s.nHeads);
+    },
+    swiglu(hb, hb2, size) {
+      need(hb, size, 'swiglu hb'); need(hb2, size, 'swiglu hb2');
+      k.swiglu(at(hb), at(hb2), size);
+    },
+    add(x, y, size) {
+      need(x, size, 'add x'); need(y, size, 'add y');
+      k.add(at(x), at(y), size);
+    },
+
+    quantize(xq, xs, x, n, groupSize) {
+      checkQuantize(xq, xs, x, n, groupSize);
+      k.quantize(at(xq), at(xs), at(x), n, groupSize);
+    },
+    matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize) {
+      checkMatmulQ8(xout, xq, xs, wq, ws, n, d, groupSize);
+      k.matmulQ8Rows(at(xout), at(xq), at(xs), at(wq), at(ws), n, groupSize, 0, d);
+    },
+
+    matmulForward(out, inp, w, BT, C, OC) {
+      checkMatmulForward(out, inp, w, BT, C, OC);
+      k.matmulForwardCols(at(out), at(inp), at(w), BT, C, OC, 0, OC);
+    },
+    matmulBackward(dinp, dw, dout, inp, w, BT, C, OC) {
+      checkMatmulBackward(dinp, dw, dout, inp, w, BT, C, OC);
+      k.matmulBackwardInpRows(at(dinp), at(dout), at(w), BT, C, OC, 0, BT);
+      k.matmulBackwardWeightRows(at(dw), at(dout), at(inp), BT, C, OC, 0, OC);
+    },
+  };
+}
+
+// Size checks shared with threads.ts: the WebAssembly side reads whatever the addresses point at.
+
+export function checkAttention(
+  out: Float32Array, q: Float32Array, keyCache: Float32Array, valueCache: Float32Array, att: Float32Array,
+  pos: number, s: AttentionShape,
+): void {
+  if (!(pos >= 0 && pos < s.seqLen)) throw new RangeError(`attention: position ${pos} outside 0..${s.seqLen - 1}`);
+  if (s.nHeads % s.nKvHeads !== 0) throw new RangeError('attention: nHeads must be a multiple of nKvHeads');
+  need(out, s.nHeads * s.headSize, 'attention out'); need(q, s.nHeads * s.headSize, 'attention q');
+  need(keyCache, s.seqLen * s.kvDim, 'attention keyCache'); need(valueCache, s.seqLen * s.kvDim, 'attention valueCache');
+  need(att, s.nHeads * s.seqLen, 'attention att');
+}
+
+export function checkQuantize(xq: Int8Array, xs: Float32Array, x: Float32Array, n: number, groupSize: number): void {
+  if (!(groupSize > 0)) throw new RangeError('quantize: group size must be positive');
+  need(xq, n, 'quantize xq'); need(xs, Math.ceil(n / groupSize), 'quantize xs'); need(x, n, 'quantize x');
+}
+
+export function checkMatmulQ8(
+  xout: Float32Array, xq: Int8Array, xs: Float32Array, wq: Int8Array, ws: Float32Array, n: number, d: number, groupSize: number,
+): void {
+  if (!(groupSize > 0)) throw new RangeError('matmulQ8: group size must be positive');
+  need(xout, d, 'matmulQ8 xout'); need(xq, n, 'matmulQ8 xq'); need(xs, Math.ceil(n / groupSize), 'matmulQ8 xs');
+  need(wq, n * d, 'matmulQ8 wq'); need(ws, Math.ceil((n * d) / groupSize), 'matmulQ8 ws');
+}
+
+export function checkMatmulForward(out: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void {
+  need(out, BT * OC, 'matmulForward out'); need(inp, BT * C, 'matmulForward inp'); need(w, OC * C, 'matmulForward w');
+}
+
+export function checkMatmulBackward(
+  dinp: Float32Array, dw: Float32Array, dout: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number,
+): void {
+  need(dinp, BT * C, 'matmulBackward dinp'); need(dw, OC * C, 'matmulBackward dw'); need(dout, BT * OC, 'matmulBackward dout');
+  need(inp, BT * C, 'matmulBackward inp'); need(w, OC * C, 'matmulBackward w');
+}

@@ -1,0 +1,355 @@
+// The WebAssembly SIMD kernels against the reference TypeScript kernels (src/kernels/js.ts,
+// q8-js.ts, train-js.ts) on random data and awkward sizes (not multiples of 4 or 16), and the
+// threaded kernels against the single-threaded ones.
+//
+// Tolerances. A float32 dot product of n terms summed in a different order differs from the
+// float64-summed reference by at most about n·2⁻²⁴·Σ|terms|; the tests require
+// |wasm − reference| ≤ 1e-5 · Σ|terms| for every product (matmul, attention, the batched training
+// products), and 1e-5 relative (+1e-6 absolute) for the elementwise kernels. The int8 kernels and
+// everything threaded must match bit for bit.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import { jsKernels } from '../src/kernels/js.js';
+import { type KernelSet, createKernels, jsKernelSet } from '../src/kernels/kernel-set.js';
+import { dequantize, jsQ8Kernels } from '../src/kernels/q8-js.js';
+import { createThreadedKernels } from '../src/kernels/threads.js';
+import { jsTrainKernels } from '../src/kernels/train-js.js';
+import type { AttentionShape } from '../src/kernels/types.js';
+import { type WasmKernelSet, createWasmKernels } from '../src/kernels/wasm.js';
+import { quantizeQ80, readCheckpoint } from '../src/model/checkpoint.js';
+import { needsRefdata, ref } from './refdata.js';
+
+/** Deterministic uniform numbers in [-1, 1) (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  };
+}
+
+function fill(a: Float32Array, rand: () => number, scale = 1): Float32Array {
+  for (let i = 0; i < a.length; i++) a[i] = rand() * scale;
+  return a;
+}
+
+/** A kernel-memory copy of `src`. */
+function copyInto(k: { allocate(n: number): Float32Array }, src: Float32Array): Float32Array {
+  const a = k.allocate(src.length);
+  a.set(src);
+  return a;
+}
+
+/** Asserts |got − want| ≤ rel · bound[i] for every element, naming the worst one. */
+function assertWithin(got: Float32Array, want: Float32Array, bound: (i: number) => number, rel: number, what: string): void {
+  assert.equal(got.length >= want.length, true);
+  let worst = -1, worstRatio = 0;
+  for (let i = 0; i < want.length; i++) {
+    const ratio = Math.abs(got[i]! - want[i]!) / (rel * bound(i) + 1e-30);
+    if (!(ratio <= worstRatio)) { worstRatio = ratio; worst = i; }
+  }
+  assert.ok(worstRatio <= 1, `${what}: element ${worst} is ${got[worst]}, expected ${want[worst]} (±${rel * bound(worst)})`);
+}
+
+function assertClose(got: Float32Array, want: Float32Array, what: string, rel = 1e-5, abs = 1e-6): void {
+  assertWithin(got, want, (i) => Math.abs(want[i]!) + abs / rel, rel, what);
+}
+
+function assertSame(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    if (!Object.is(got[i], want[i])) assert.fail(`${what}: element ${i} is ${got[i]}, expected exactly ${want[i]}`);
+  }
+}
+
+let wasm: WasmKernelSet;
+let threaded: KernelSet;
+
+before(async () => {
+  wasm = await createWasmKernels({ initialBytes: 1 << 20 });
+  threaded = await createThreadedKernels({ threads: 3 }); // more threads than cores: exercises chunk claiming
+});
+after(async () => {
+  await threaded.close();
+});
+
+// ------------------------------------------------------------------------------------------------
+
+describe('kernel memory', () => {
+  test('allocations are zeroed, 16-byte aligned, disjoint, and survive memory growth', () => {
+    const a = wasm.allocate(3);
+    const b = wasm.allocate(5);
+    assert.equal(a.byteOffset % 16, 0);
+    assert.equal(b.byteOffset % 16, 0);
+    assert.ok(b.byteOffset >= a.byteOffset + 12);
+    a.fill(7);
+    const big = wasm.allocate(1 << 20); // 4 MiB: more than the 1 MiB reserved, so the memory grows
+    assert.ok(big.every((v) => v === 0));
+    assert.deepEqual([...a], [7, 7, 7]); // the earlier view still sees the same bytes
+    wasm.add(a, a, 3);
+    assert.deepEqual([...a], [14, 14, 14]);
+    const q = wasm.allocateInt8(17);
+    assert.equal(q.byteOffset % 16, 0);
+  });
+
+  test('an array that is not in the kernels\' memory is refused', () => {
+    const x = wasm.allocate(4);
+    assert.throws(() => wasm.add(x, new Float32Array(4), 4), /not in the kernels' memory/);
+    assert.throws(() => wasm.matmul(x, x, x, 4, 4), /matmul w: 4 elements, 16 needed/);
+  });
+
+  test('idle worker threads do not keep the process alive', () => {
+    const url = new URL('../src/kernels/threads.js', import.meta.url).href;
+    const script = `const { createThreadedKernels } = await import(${JSON.stringify(url)});
+      const k = await createThreadedKernels({ threads: 2 });
+      const w = k.allocate(256 * 256), x = k.allocate(256), o = k.allocate(256);
+      w.fill(1); x.fill(2); k.matmul(o, x, w, 256, 256);
+      console.log(o[255]);`; // no close()
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 0, `exit status ${r.status} (signal ${r.signal}); ${r.stderr}`);
+    assert.equal(r.stdout.trim(), '512');
+  });
+
+  test('createKernels picks the implementation asked for', async () => {
+    assert.equal((await createKernels({ kind: 'js' })).name, 'js');
+    const k = await createKernels({ kind: 'wasm', threads: 1 });
+    assert.equal(k.name, 'wasm');
+    assert.equal(jsKernelSet.threads, 1);
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+
+describe('fp32 inference kernels: wasm vs reference', () => {
+  const rand = rng(1);
+
+  for (const [n, d] of [[1, 1], [3, 5], [17, 9], [64, 64], [172, 64], [288, 300], [771, 13]] as const) {
+    test(`matmul ${d}×${n}`, () => {
+      const w = fill(new Float32Array(n * d), rand), x = fill(new Float32Array(n), rand);
+      const want = new Float32Array(d);
+      jsKernels.matmul(want, x, w, n, d);
+      const bound = (i: number): number => { let s = 0; for (let j = 0; j < n; j++) s += Math.abs(w[i * n + j]! * x[j]!); return s; };
+      for (const k of [wasm, threaded]) {
+        const out = k.allocate(d);
+        k.matmul(out, copyInto(k, x), copyInto(k, w), n, d);
+        assertWithin(out, want, bound, 1e-5, `${k.name} matmul`);
+      }
+    });
+  }
+
+  test('matmul split over threads equals the single-threaded result exactly', () => {
+    const n = 290, d = 1001; // large enough to be split, odd row count
+    const w = fill(new Float32Array(n * d), rand), x = fill(new Float32Array(n), rand);
+    const one = wasm.allocate(d), many = threaded.allocate(d);
+    wasm.matmul(one, copyInto(wasm, x), copyInto(wasm, w), n, d);
+    threaded.matmul(many, copyInto(threaded, x), copyInto(threaded, w), n, d);
+    assertSame(many, one, 'threaded matmul');
+  });
+
+  for (const size of [1, 7, 64, 289]) {
+    test(`rmsnorm, softmax, swiglu, add over ${size}`, () => {
+      const x = fill(new Float32Array(size), rand, 3), wt = fill(new Float32Array(size), rand), y = fill(new Float32Array(size), rand);
+      const want = new Float32Array(size);
+      jsKernels.rmsnorm(want, x, wt, size);
+      const o = wasm.allocate(size);
+      wasm.rmsnorm(o, copyInto(wasm, x), copyInto(wasm, wt), size);
+      assertClose(o, want, 'rmsnorm');
+      const inPlace = copyInto(wasm, x); // o may be x
+      wasm.rmsnorm(inPlace, inPlace, copyInto(wasm, wt), size);
+      assertClose(inPlace, want, 'rmsnorm in place');
+
+      const s = Float32Array.from(x);
+      jsKernels.softmax(s, size);
+      const ws = copyInto(wasm, x);
+      wasm.softmax(ws, size);
+      assertClose(ws, s, 'softmax');
+
+      const h = Float32Array.from(x);
+      jsKernels.swiglu(h, y, size);
+      const wh = copyInto(wasm, x);
+      wasm.swiglu(wh, copyInto(wasm, y), size);
+      assertClose(wh, h, 'swiglu');
+
+      const a = Float32Array.from(x);
+      jsKernels.add(a, y, size);
+      const wa = copyInto(wasm, x);
+      wasm.add(wa, copyInto(wasm, y), size);
+      assertSame(wa, a, 'add'); // one float32 addition per element: exact
+    });
+  }
+
+  for (const [dim, kvDim, headSize, pos] of [[288, 288, 48, 0], [288, 96, 48, 255], [64, 32, 8, 17], [12, 6, 6, 1000]] as const) {
+    test(`rope dim ${dim} kvDim ${kvDim} head ${headSize} at ${pos}`, () => {
+      const q = fill(new Float32Array(dim), rand), k = fill(new Float32Array(kvDim), rand);
+      const wq = copyInto(wasm, q), wk = copyInto(wasm, k);
+      jsKernels.rope(q, k, pos, dim, kvDim, headSize);
+      wasm.rope(wq, wk, pos, dim, kvDim, headSize);
+      assertClose(wq, q, 'rope q', 1e-5, 1e-6);
+      assertClose(wk, k, 'rope k', 1e-5, 1e-6);
+    });
+  }
+
+  const shapes: [string, AttentionShape, number][] = [
+    ['15M-like (6 heads of 48)', { nHeads: 6, nKvHeads: 6, headSize: 48, kvDim: 288, seqLen: 40 }, 39],
+    ['grouped-query (8 heads, 4 kv, size 8)', { nHeads: 8, nKvHeads: 4, headSize: 8, kvDim: 32, seqLen: 20 }, 7],
+    ['odd head size 7, first position', { nHeads: 3, nKvHeads: 1, headSize: 7, kvDim: 7, seqLen: 5 }, 0],
+    ['long context, split over threads', { nHeads: 12, nKvHeads: 4, headSize: 20, kvDim: 80, seqLen: 600 }, 599],
+  ];
+  for (const [name, s, pos] of shapes) {
+    test(`attention ${name}`, () => {
+      const q = fill(new Float32Array(s.nHeads * s.headSize), rand);
+      const kc = fill(new Float32Array(s.seqLen * s.kvDim), rand), vc = fill(new Float32Array(s.seqLen * s.kvDim), rand);
+      const want = new Float32Array(s.nHeads * s.headSize);
+      const att = new Float32Array(s.nHeads * s.seqLen);
+      jsKernels.attention(want, q, kc, vc, att, pos, s);
+      let single: Float32Array | undefined;
+      for (const k of [wasm, threaded]) {
+        const out = k.allocate(want.length);
+        const katt = k.allocate(att.length);
+        k.attention(out, copyInto(k, q), copyInto(k, kc), copyInto(k, vc), katt, pos, s);
+        // Σ_t att_t·|v_t| ≤ max|v| = 1: the output error bound of a convex combination
+        assertWithin(out, want, () => 1, 1e-5, `${k.name} attention`);
+        for (let h = 0; h < s.nHeads; h++) {
+          assertClose(katt.subarray(h * s.seqLen, h * s.seqLen + pos + 1), att.subarray(h * s.seqLen, h * s.seqLen + pos + 1), `${k.name} attention weights, head ${h}`);
+        }
+        if (single === undefined) single = out;
+        else assertSame(out, single, 'threaded attention');
+      }
+    });
+  }
+});
+
+// ------------------------------------------------------------------------------------------------
+
+describe('int8 (Q8_0) kernels', () => {
+  const rand = rng(2);
+
+  test('activation quantization is the weight quantization of checkpoint.ts on whole groups', () => {
+    const x = fill(new Float32Array(256), rand, 5);
+    const want = quantizeQ80(x, 64);
+    const xq = new Int8Array(256), xs = new Float32Array(4);
+    jsQ8Kernels.quantize(xq, xs, x, 256, 64);
+    assertSame(xq, want.q, 'q');
+    assertSame(xs, want.s, 'scales');
+  });
+
+  for (const [n, d, gs] of [[172, 64, 64], [64, 172, 64], [288, 300, 32], [100, 9, 16], [33, 5, 64], [1000, 3, 48]] as const) {
+    test(`matmulQ8 ${d}×${n}, group ${gs}: wasm and threads bit-identical to the reference, which equals the dequantized product`, () => {
+      const w = fill(new Float32Array(n * d), rand);
+      const x = fill(new Float32Array(n), rand, 4);
+      if (n > gs) x.fill(0, Math.floor((n - 1) / gs) * gs); // an all-zero group: scale 0, values 0
+      const { q: wq, s: ws } = quantizeQ80(padTo(w, gs), gs); // the v2 layout: groups over the flattened tensor
+      const groups = Math.ceil(n / gs);
+
+      const xq = new Int8Array(n), xs = new Float32Array(groups), want = new Float32Array(d);
+      jsQ8Kernels.quantize(xq, xs, x, n, gs);
+      jsQ8Kernels.matmulQ8(want, xq, xs, wq, ws, n, d, gs);
+
+      // exact arithmetic would give Σ_j deq(W)[r, j] · deq(x)[j]; only float rounding may differ
+      const dw = new Float32Array(n * d), dx = new Float32Array(n);
+      dequantize(dw, wq, ws, 0, n * d, gs);
+      dequantize(dx, xq, xs, 0, n, gs);
+      const exact = new Float32Array(d);
+      jsKernels.matmul(exact, dx, dw, n, d);
+      const bound = (i: number): number => { let s = 0; for (let j = 0; j < n; j++) s += Math.abs(dw[i * n + j]! * dx[j]!); return s; };
+      assertWithin(want, exact, bound, 1e-5, 'reference int8 vs dequantized float');
+
+      for (const k of [wasm, threaded]) {
+        const kxq = k.allocateInt8(n), kxs = k.allocate(groups), out = k.allocate(d);
+        const kwq = k.allocateInt8(wq.length), kws = copyInto(k, ws);
+        kwq.set(wq);
+        k.quantize(kxq, kxs, copyInto(k, x), n, gs);
+        assertSame(kxq, xq, `${k.name} quantized x`);
+        assertSame(kxs, xs, `${k.name} x scales`);
+        k.matmulQ8(out, kxq, kxs, kwq, kws, n, d, gs);
+        assertSame(out, want, `${k.name} matmulQ8`);
+      }
+    });
+  }
+
+  test('stories260K.v2.bin: int8 w2 (hidden 172, group 64) against its dequantized weights', needsRefdata, () => {
+    const ckpt = readCheckpoint(ref('data', 'models', 'stories260K.v2.bin'));
+    assert.equal(ckpt.format, 'v2');
+    if (ckpt.format !== 'v2') return;
+    const { config: c, groupSize: gs } = ckpt.q8;
+    const n = c.hiddenDim, d = c.dim;
+    assert.equal(n % gs === 0, false, 'this test is about rows that straddle groups');
+    const w2 = ckpt.q8.w2[1]!;
+    const x = fill(new Float32Array(n), rand, 2);
+    const kxq = wasm.allocateInt8(n), kxs = wasm.allocate(Math.ceil(n / gs)), out = wasm.allocate(d);
+    const kwq = wasm.allocateInt8(w2.q.length), kws = copyInto(wasm, w2.s);
+    kwq.set(w2.q);
+    wasm.quantize(kxq, kxs, copyInto(wasm, x), n, gs);
+    wasm.matmulQ8(out, kxq, kxs, kwq, kws, n, d, gs);
+    const dw = new Float32Array(n * d);
+    dequantize(dw, w2.q, w2.s, 0, n * d, gs);
+    const want = new Float32Array(d);
+    jsKernels.matmul(want, x, dw, n, d); // float activations: the error is the activation quantization's
+    let worst = 0, norm = 0;
+    for (let i = 0; i < d; i++) { worst = Math.max(worst, Math.abs(out[i]! - want[i]!)); norm = Math.max(norm, Math.abs(want[i]!)); }
+    assert.ok(worst <= 0.02 * norm, `int8 product off by ${worst} (largest output ${norm})`);
+  });
+});
+
+/** w, zero-padded to a whole number of groups (quantizeQ80 insists on whole groups). */
+function padTo(w: Float32Array, gs: number): Float32Array {
+  if (w.length % gs === 0) return w;
+  const p = new Float32Array(Math.ceil(w.length / gs) * gs);
+  p.set(w);
+  return p;
+}
+
+// ------------------------------------------------------------------------------------------------
+
+describe('batched training products: wasm vs reference', () => {
+  const rand = rng(3);
+
+  for (const [BT, C, OC] of [[1, 1, 1], [7, 13, 9], [10, 64, 33], [33, 17, 70], [64, 288, 96], [5, 100, 130]] as const) {
+    test(`matmulForward / matmulBackward BT ${BT}, C ${C}, OC ${OC}`, () => {
+      const inp = fill(new Float32Array(BT * C), rand), w = fill(new Float32Array(OC * C), rand);
+      const dout = fill(new Float32Array(BT * OC), rand);
+      const dinp0 = fill(new Float32Array(BT * C), rand), dw0 = fill(new Float32Array(OC * C), rand); // += onto these
+
+      const out = new Float32Array(BT * OC);
+      jsTrainKernels.matmulForward(out, inp, w, BT, C, OC);
+      const dinp = Float32Array.from(dinp0), dw = Float32Array.from(dw0);
+      jsTrainKernels.matmulBackward(dinp, dw, dout, inp, w, BT, C, OC);
+
+      const outBound = (i: number): number => {
+        const b = Math.floor(i / OC), o = i % OC;
+        let s = 0; for (let c = 0; c < C; c++) s += Math.abs(inp[b * C + c]! * w[o * C + c]!);
+        return s;
+      };
+      const dinpBound = (i: number): number => {
+        const b = Math.floor(i / C), c = i % C;
+        let s = Math.abs(dinp0[i]!); for (let o = 0; o < OC; o++) s += Math.abs(dout[b * OC + o]! * w[o * C + c]!);
+        return s;
+      };
+      const dwBound = (i: number): number => {
+        const o = Math.floor(i / C), c = i % C;
+        let s = Math.abs(dw0[i]!); for (let b = 0; b < BT; b++) s += Math.abs(dout[b * OC + o]! * inp[b * C + c]!);
+        return s;
+      };
+
+      const results: Float32Array[][] = [];
+      for (const k of [wasm, threaded]) {
+        const kout = k.allocate(BT * OC), kdinp = copyInto(k, dinp0), kdw = copyInto(k, dw0);
+        const kinp = copyInto(k, inp), kw = copyInto(k, w);
+        k.matmulForward(kout, kinp, kw, BT, C, OC);
+        k.matmulBackward(kdinp, kdw, copyInto(k, dout), kinp, kw, BT, C, OC);
+        assertWithin(kout, out, outBound, 1e-5, `${k.name} matmulForward`);
+        assertWithin(kdinp, dinp, dinpBound, 1e-5, `${k.name} matmulBackward dinp`);
+        assertWithin(kdw, dw, dwBound, 1e-5, `${k.name} matmulBackward dw`);
+        results.push([kout, kdinp, kdw]);
+      }
+      assertSame(results[1]![0]!, results[0]![0]!, 'threaded matmulForward');
+      assertSame(results[1]![1]!, results[0]![1]!, 'threaded dinp');
+      assertSame(results[1]![2]!, results[0]![2]!, 'threaded dw');
+    });
+  }
+});
