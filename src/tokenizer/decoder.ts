@@ -27,41 +27,49 @@ export function checkId(v: Vocabulary, id: number): void {
 
 /** SentencePiece DecodeIds. */
 export function decodeIds(v: Vocabulary, ids: readonly number[]): string {
+  const table = pieceTable(v, false);
   const stripFirstSpace = v.normalizer.addDummyPrefix || v.normalizer.removeExtraWhitespaces;
-  let text = '';
-  const bytes: number[] = [];
+  const parts: string[] = [];
+  let nonEmpty = false; // has any text been produced yet?
+  let bytes = new Uint8Array(64); // a run of byte tokens, decoded together as UTF-8
+  let nBytes = 0;
   let expectBosSpace = true; // still at the start: a leading ▁ is the dummy prefix
   let bosSpaceSeen = false;
   const flushBytes = (): void => {
-    if (bytes.length === 0) return;
-    text += decodeUtf8(Uint8Array.from(bytes));
-    bytes.length = 0;
+    if (nBytes === 0) return;
+    parts.push(decodeUtf8(bytes, 0, nBytes));
+    nonEmpty = true;
+    nBytes = 0;
   };
   for (const id of ids) {
     checkId(v, id);
-    const type = v.types[id]!;
-    if (type === PieceType.BYTE) {
-      bytes.push(pieceToByte(v.pieces[id]!));
+    const b = table.byteOf[id]!;
+    if (b >= 0) {
+      if (nBytes === bytes.length) {
+        const grown = new Uint8Array(bytes.length * 2);
+        grown.set(bytes);
+        bytes = grown;
+      }
+      bytes[nBytes++] = b;
       continue;
     }
     flushBytes();
-    if (bosSpaceSeen || text.length > 0) expectBosSpace = false;
+    if (bosSpaceSeen || nonEmpty) expectBosSpace = false;
     bosSpaceSeen = false;
-    if (type === PieceType.CONTROL) continue;
-    if (type === PieceType.UNKNOWN) {
-      text += v.unkSurface;
-      continue;
-    }
-    let piece = v.pieces[id]!;
-    if (expectBosSpace && stripFirstSpace && piece.startsWith(SPACE_SYMBOL)) {
-      piece = piece.slice(1);
+    let text = table.text[id]!;
+    const type = v.types[id]!;
+    if (expectBosSpace && stripFirstSpace && type !== PieceType.CONTROL && type !== PieceType.UNKNOWN && v.pieces[id]!.startsWith(SPACE_SYMBOL)) {
+      text = text.slice(1);
       // with remove_extra_whitespaces every leading space goes, not just the first
       bosSpaceSeen = !v.normalizer.removeExtraWhitespaces;
     }
-    text += piece.replaceAll(SPACE_SYMBOL, ' ');
+    if (text.length > 0) {
+      parts.push(text);
+      nonEmpty = true;
+    }
   }
   flushBytes();
-  return text;
+  return parts.join('');
 }
 
 /** Per-token output of the streaming decoder, precomputed once per vocabulary and mode. */
