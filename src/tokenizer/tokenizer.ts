@@ -87,7 +87,7 @@ export class StreamingDecoder extends StreamingDecoderCore {
   }
 }
 
-export interface LoadTokenizerOptions extends Llama2cVocabularyOptions {}
+export type LoadTokenizerOptions = Llama2cVocabularyOptions;
 
 /**
  * A `.model` file is a protobuf ModelProto: it starts with field 1 (a piece, tag 0x0A), whose
