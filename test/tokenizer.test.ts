@@ -187,6 +187,14 @@ describe('BPE rules on a hand-made model', () => {
     assert.deepEqual(pieceIds(tok, 'aba'), ['▁', 'a', 'ba']);
   });
 
+  test('an UNUSED piece may be a merge step but is split back into its parts', () => {
+    const tok = Tokenizer.fromSentencePiece(tinyModel([['▁', 0], ['a', -1], ['b', -2], ['c', -3], ['abc', -5]], {
+      extra: [{ piece: 'ab', score: -4, type: PieceType.UNUSED }],
+    }));
+    assert.deepEqual(pieceIds(tok, 'ab'), ['▁', 'a', 'b']);
+    assert.deepEqual(pieceIds(tok, 'abc ab'), ['▁', 'abc', '▁', 'a', 'b']);
+  });
+
   test('whitespace: dummy prefix, collapsed runs, stripped ends (remove_extra_whitespaces)', () => {
     const tok = Tokenizer.fromSentencePiece(tinyModel([['▁', 0], ['a', -1], ['▁a', -2]]));
     assert.deepEqual(pieceIds(tok, '  a   a  '), ['▁a', '▁a']);
