@@ -17,8 +17,10 @@ export function parseFlags(argv: string[], options: Options, allowPositionals = 
     const { values, positionals } = parseArgs({ args: argv, options, allowPositionals, strict: true });
     return { values: values as ParsedFlags['values'], positionals };
   } catch (err) {
-    const msg = (err as Error).message.split('\n')[0]!;
-    throw new UsageError(msg.replace(/\. To specify a positional argument.*$/, ''));
+    // parseArgs explains over several lines; keep the first, plus its hint for dash-led values
+    const lines = (err as Error).message.split('\n');
+    const hint = lines.find((l) => l.startsWith('To specify an option argument starting with a dash'));
+    throw new UsageError(lines[0]!.replace(/\. To specify a positional argument.*$/, '') + (hint ? ` ${hint}` : ''));
   }
 }
 
@@ -36,7 +38,10 @@ export function numberFlag(values: ParsedFlags['values'], name: string, fallback
 export function intFlag(values: ParsedFlags['values'], name: string, fallback: number, min = -Infinity, max = Infinity): number {
   const v = numberFlag(values, name, fallback);
   if (!Number.isInteger(v)) throw new UsageError(`--${name}: '${values[name]}' is not an integer`);
-  if (v < min || v > max) throw new UsageError(`--${name}: ${v} is out of range [${min}, ${max}]`);
+  if (v < min || v > max) {
+    const range = max === Infinity ? `must be ≥ ${min}` : min === -Infinity ? `must be ≤ ${max}` : `must be in [${min}, ${max}]`;
+    throw new UsageError(`--${name}: ${v} ${range}`);
+  }
   return v;
 }
 

@@ -1,0 +1,53 @@
+// `llama2 eval MODEL --data FILE… --seq-len T`: validation loss and perplexity over every window.
+
+import { UsageError } from '../errors.js';
+import { loadTransformer } from '../infer/forward.js';
+import { evaluateLoss, readTokenFile } from '../infer/eval.js';
+import { readCheckpointHeader } from '../model/checkpoint.js';
+import { intFlag, parseFlags } from './flags.js';
+
+const HELP = `Usage: llama2 eval MODEL --data FILE [--data FILE…] [--seq-len T]
+
+Mean next-token cross-entropy of MODEL over all full, non-overlapping windows of T tokens of the
+pretokenized uint16 files (concatenated in the order given). Prints val_loss=X and the perplexity.
+
+Options:
+  --data FILE     a pretokenized .bin file (uint16 ids); repeat for several
+  --seq-len T     window length (default: 256, at most the model's context)
+  -q, --quiet     no progress on standard error`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(argv, {
+    data: { type: 'string', multiple: true },
+    'seq-len': { type: 'string' },
+    quiet: { type: 'boolean', short: 'q' },
+    help: { type: 'boolean', short: 'h' },
+  }, true);
+  if (values['help']) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageError('eval needs one model: llama2 eval MODEL --data FILE');
+  const files = (values['data'] as string[] | undefined) ?? [];
+  if (files.length === 0) throw new UsageError('eval needs --data FILE (pretokenized uint16 tokens)');
+  const header = readCheckpointHeader(positionals[0]!);
+  const seqLen = intFlag(values, 'seq-len', Math.min(256, header.config.seqLen), 1, header.config.seqLen);
+  const parts = files.map((f) => readTokenFile(f, header.config.vocabSize));
+  const tokens = new Uint16Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    tokens.set(p, off);
+    off += p.length;
+  }
+  const transformer = loadTransformer(positionals[0]!);
+  const quiet = values['quiet'] === true || !process.stderr.isTTY;
+  const t0 = performance.now();
+  const r = evaluateLoss(transformer, tokens, seqLen, quiet ? undefined : (done, total) => {
+    if (done % 10 === 0 || done === total) process.stderr.write(`\r${done}/${total} windows`);
+  });
+  if (!quiet) process.stderr.write('\n');
+  const secs = (performance.now() - t0) / 1000;
+  process.stdout.write(`val_loss=${r.loss.toFixed(6)}\nperplexity=${r.perplexity.toFixed(4)}\n`);
+  process.stderr.write(`${r.windows} windows × ${seqLen} tokens = ${r.tokens} tokens in ${secs.toFixed(1)} s\n`);
+  return 0;
+}

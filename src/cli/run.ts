@@ -1,0 +1,103 @@
+// `llama2 run MODEL [options]` — run.c's command line: generate text, or chat.
+
+import { createInterface } from 'node:readline';
+import { UsageError } from '../errors.js';
+import { chat } from '../infer/chat.js';
+import { loadTransformer } from '../infer/forward.js';
+import { generate } from '../infer/generate.js';
+import { readCheckpointHeader } from '../model/checkpoint.js';
+import { loadTokenizer } from '../tokenizer/index.js';
+import { intFlag, numberFlag, parseFlags, stringFlag } from './flags.js';
+import { resolveTokenizerPath } from './model-args.js';
+
+const HELP = `Usage: llama2 run MODEL [options]
+
+Generates text from a llama2.c checkpoint (v0, v1 or v2) — the same output as llama2.c's run for
+the same flags and seed.
+
+Options:
+  -t, --temperature T   sampling temperature, 0 = greedy (default 1.0)
+  -p, --top-p P         nucleus sampling threshold in [0, 1]; 0 or 1 = plain sampling (default 0.9)
+  -s, --seed N          random seed (default: the current time)
+  -n, --steps N         positions to run, prompt included; 0 = the whole context (default 256)
+  -i, --prompt TEXT     the text to continue
+  -z, --tokenizer FILE  tokenizer.bin or .model (default: tokenizer.bin beside the model)
+  -m, --mode MODE       generate | chat (default generate)
+  -y, --system TEXT     system prompt in chat mode
+  -h, --help            this help
+
+Text goes to standard output; "achieved tok/s" to standard error.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(argv, {
+    temperature: { type: 'string', short: 't' },
+    'top-p': { type: 'string', short: 'p' },
+    seed: { type: 'string', short: 's' },
+    steps: { type: 'string', short: 'n' },
+    prompt: { type: 'string', short: 'i' },
+    tokenizer: { type: 'string', short: 'z' },
+    mode: { type: 'string', short: 'm' },
+    system: { type: 'string', short: 'y' },
+    help: { type: 'boolean', short: 'h' },
+  }, true);
+  if (values['help']) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (positionals.length === 0) throw new UsageError('run needs a model checkpoint: llama2 run MODEL (see llama2 run --help)');
+  if (positionals.length > 1) throw new UsageError(`run takes one model, got ${positionals.length} arguments (quote a prompt and pass it with -i)`);
+  const modelPath = positionals[0]!;
+  const temperature = numberFlag(values, 'temperature', 1);
+  if (temperature < 0) throw new UsageError(`--temperature must be ≥ 0, got ${temperature}`);
+  const topp = numberFlag(values, 'top-p', 0.9);
+  if (topp < 0 || topp > 1) throw new UsageError(`--top-p must be in [0, 1], got ${topp}`);
+  const seed = intFlag(values, 'seed', 0, -(2 ** 31), 2 ** 32 - 1);
+  const steps = intFlag(values, 'steps', 256, 0);
+  const mode = stringFlag(values, 'mode', 'generate');
+  if (mode !== 'generate' && mode !== 'chat') throw new UsageError(`--mode must be generate or chat, got '${mode}'`);
+
+  const header = readCheckpointHeader(modelPath);
+  const tokenizer = loadTokenizer(resolveTokenizerPath(modelPath, stringFlag(values, 'tokenizer'), header.config.vocabSize), header.config.vocabSize);
+  const transformer = loadTransformer(modelPath);
+
+  if (mode === 'chat') {
+    await runChat(transformer, tokenizer, { temperature, topp, seed, steps, userPrompt: stringFlag(values, 'prompt'), systemPrompt: stringFlag(values, 'system') });
+    return 0;
+  }
+  const gen = generate(transformer, tokenizer, { prompt: stringFlag(values, 'prompt', ''), steps, temperature, topp, seed, cCompatible: true });
+  let r = gen.next();
+  while (!r.done) {
+    process.stdout.write(r.value);
+    r = gen.next();
+  }
+  process.stdout.write('\n');
+  if (r.value.positions > 1) process.stderr.write(`achieved tok/s: ${r.value.tokensPerSecond.toFixed(6)}\n`);
+  return 0;
+}
+
+async function runChat(
+  transformer: ReturnType<typeof loadTransformer>, tokenizer: ReturnType<typeof loadTokenizer>,
+  options: Parameters<typeof chat>[3],
+): Promise<void> {
+  const rl = createInterface({ input: process.stdin, terminal: process.stdin.isTTY === true });
+  const lines = rl[Symbol.asyncIterator]();
+  const io = {
+    async readLine(prompt: string): Promise<string | null> {
+      process.stdout.write(prompt);
+      const next = await lines.next();
+      if (next.done) {
+        process.stdout.write('\n');
+        return null;
+      }
+      return next.value;
+    },
+    write(text: string): void {
+      process.stdout.write(text);
+    },
+  };
+  try {
+    await chat(transformer, tokenizer, io, { ...options, cCompatible: true });
+  } finally {
+    rl.close();
+  }
+}

@@ -1,0 +1,30 @@
+// llama2ts as a library: everything the CLI uses, for programs.
+//
+//   import { LanguageModel } from 'llama2ts';
+//   const lm = LanguageModel.load('stories260K.bin', { tokenizer: 'tok512.bin' });
+//   for await (const piece of lm.stream({ prompt: 'Once upon a time', temperature: 0.8, seed: 42 })) process.stdout.write(piece);
+
+export { LlamaError, UsageError, FormatError } from './errors.js';
+export type { ModelConfig } from './model/config.js';
+export { headSize, kvDim, hiddenDimFor } from './model/config.js';
+export { parameterTable, parameterCount, weightsView, allocateWeights } from './model/weights.js';
+export type { TransformerWeights, TensorSpec } from './model/weights.js';
+export {
+  readCheckpoint, readCheckpointHeader, writeCheckpoint, writeQ8Checkpoint, quantizeWeights, dequantizeWeights,
+} from './model/checkpoint.js';
+export type { Checkpoint, CheckpointFormat, CheckpointHeader, Q8Weights, QuantizedTensor } from './model/checkpoint.js';
+export { Tokenizer, StreamingDecoder, loadTokenizer } from './tokenizer/index.js';
+export type { Kernels, AttentionShape } from './kernels/types.js';
+export { jsKernels } from './kernels/js.js';
+export { Transformer, loadTransformer } from './infer/forward.js';
+export type { RunState } from './infer/forward.js';
+export { Sampler, Xorshift64Star } from './infer/sampler.js';
+export type { SamplerOptions } from './infer/sampler.js';
+export { generate } from './infer/generate.js';
+export type { GenerateOptions, GenerateSummary } from './infer/generate.js';
+export { chat, encodeConversation, renderUserTurn } from './infer/chat.js';
+export type { ChatMessage, ChatIO, ChatOptions } from './infer/chat.js';
+export { evaluateLoss, readTokenFile, crossEntropy } from './infer/eval.js';
+export { benchmark } from './infer/bench.js';
+export { LanguageModel } from './infer/model.js';
+export type { LoadOptions } from './infer/model.js';

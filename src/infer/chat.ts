@@ -1,0 +1,110 @@
+// Chat with a Llama 2 chat model, as run.c's chat(): each user turn is rendered with the Llama 2
+// template and encoded with BOS; the assistant's answer streams until it emits EOS.
+//
+//   first turn:  [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST]     (without a system prompt:
+//   later turns: [INST] {user} [/INST]                                      [INST] {user} [/INST])
+//
+// Unlike run.c there are no fixed-size buffers, end of input ends the chat cleanly, and a full
+// context window ends it with a message instead of silently.
+
+import { LlamaError } from '../errors.js';
+import type { Tokenizer } from '../tokenizer/index.js';
+import { StreamingDecoder } from '../tokenizer/index.js';
+import type { Transformer } from './forward.js';
+import { clampSteps } from './generate.js';
+import { Sampler, type SamplerOptions } from './sampler.js';
+
+export interface ChatMessage {
+  readonly role: 'system' | 'user' | 'assistant';
+  readonly content: string;
+}
+
+/** The Llama 2 rendering of one user turn (with the system prompt on the first turn). */
+export function renderUserTurn(user: string, system?: string): string {
+  return system ? `[INST] <<SYS>>\n${system}\n<</SYS>>\n\n${user} [/INST]` : `[INST] ${user} [/INST]`;
+}
+
+/**
+ * Token ids of a whole conversation in the Llama 2 chat format, ready for the assistant's next
+ * answer: BOS [INST] user [/INST] answer EOS BOS [INST] user [/INST] … (a system message joins
+ * the first user turn). The last message must be the user's.
+ */
+export function encodeConversation(tokenizer: Tokenizer, messages: readonly ChatMessage[]): number[] {
+  const system = messages.filter((m) => m.role === 'system').map((m) => m.content).join('\n');
+  const turns = messages.filter((m) => m.role !== 'system');
+  if (turns.length === 0 || turns[turns.length - 1]!.role !== 'user') {
+    throw new LlamaError('a conversation must end with a user message');
+  }
+  const ids: number[] = [];
+  let first = true;
+  for (const m of turns) {
+    if (m.role === 'user') {
+      ids.push(...tokenizer.encode(renderUserTurn(m.content, first ? system : undefined), { bos: true, eos: false }));
+      first = false;
+    } else {
+      ids.push(...tokenizer.encode(m.content, { bos: false, eos: true }));
+    }
+  }
+  return ids;
+}
+
+export interface ChatIO {
+  /** Shows `prompt` and resolves with the next line of input, or null at end of input. */
+  readLine(prompt: string): Promise<string | null>;
+  /** Writes assistant text (and the "Assistant: " label). */
+  write(text: string): void;
+}
+
+export interface ChatOptions extends SamplerOptions {
+  /** Total positions (all turns); 0 or more than the context window = the whole window. */
+  steps?: number;
+  /** System prompt; when undefined it is asked for once (empty = none). */
+  systemPrompt?: string;
+  /** The first user message; when undefined it is read from the input. */
+  userPrompt?: string;
+  cCompatible?: boolean;
+}
+
+/** Runs an interactive chat until end of input or a full context window. */
+export async function chat(transformer: Transformer, tokenizer: Tokenizer, io: ChatIO, options: ChatOptions = {}): Promise<void> {
+  const c = transformer.config;
+  const steps = clampSteps(options.steps, c.seqLen);
+  const sampler = new Sampler(c.vocabSize, options);
+  let system = options.systemPrompt;
+  if (system === undefined) system = (await io.readLine('Enter system prompt (optional): ')) ?? '';
+  let pos = 0;
+  let firstTurn = true;
+  while (pos < steps) {
+    const user = firstTurn && options.userPrompt !== undefined ? options.userPrompt : await io.readLine('User: ');
+    if (user === null) break;
+    const prompt = tokenizer.encode(renderUserTurn(user, firstTurn && system !== '' ? system : undefined), { bos: true, eos: false });
+    firstTurn = false;
+    io.write('Assistant: ');
+    const decoder = new StreamingDecoder(tokenizer, { cCompatible: options.cCompatible ?? false });
+    // feed the prompt, then the assistant's own tokens until EOS
+    let token = prompt[0]!;
+    let idx = 1;
+    let ended = false;
+    while (pos < steps) {
+      const logits = transformer.forward(token, pos++);
+      const next = sampler.sample(logits);
+      if (idx < prompt.length) {
+        token = prompt[idx++]!;
+        continue;
+      }
+      if (next === tokenizer.eosId) {
+        // the answer is over; EOS goes into the cache as the first token of the next turn's position
+        if (pos < steps) transformer.forward(next, pos++);
+        ended = true;
+        break;
+      }
+      io.write(decoder.push(token, next));
+      token = next;
+    }
+    io.write(decoder.flush() + '\n');
+    if (!ended) {
+      io.write(`(the context window of ${c.seqLen} tokens is full)\n`);
+      break;
+    }
+  }
+}

@@ -1,0 +1,80 @@
+// The library's front door: a model and its tokenizer loaded together, with generation as an
+// async iterator (for servers and UIs: it yields to the event loop between tokens), a callback
+// form, and the lower-level pieces (encode, decode, logits) one call away.
+
+import { readCheckpointHeader } from '../model/checkpoint.js';
+import type { ModelConfig } from '../model/config.js';
+import { jsKernels } from '../kernels/js.js';
+import type { Kernels } from '../kernels/types.js';
+import { loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import { LlamaError } from '../errors.js';
+import { loadTransformer, type Transformer } from './forward.js';
+import { generate, type GenerateOptions, type GenerateSummary } from './generate.js';
+
+export interface LoadOptions {
+  /** The tokenizer file (tokenizer.bin or SentencePiece .model). */
+  tokenizer: string;
+  /** Kernel set; default the plain TypeScript kernels. */
+  kernels?: Kernels;
+}
+
+export class LanguageModel {
+  constructor(readonly transformer: Transformer, readonly tokenizer: Tokenizer) {
+    if (tokenizer.vocabSize !== transformer.config.vocabSize) {
+      throw new LlamaError(`tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${transformer.config.vocabSize}`);
+    }
+  }
+
+  /** Loads a checkpoint (v0, v1, v2) and its tokenizer. */
+  static load(modelPath: string, options: LoadOptions): LanguageModel {
+    const { config } = readCheckpointHeader(modelPath);
+    const tokenizer = loadTokenizer(options.tokenizer, config.vocabSize);
+    return new LanguageModel(loadTransformer(modelPath, options.kernels ?? jsKernels), tokenizer);
+  }
+
+  get config(): ModelConfig {
+    return this.transformer.config;
+  }
+
+  /** Streams the generated text piece by piece; the iterator's return value is the summary. */
+  async *stream(options: GenerateOptions = {}): AsyncGenerator<string, GenerateSummary, void> {
+    const gen = generate(this.transformer, this.tokenizer, options);
+    for (;;) {
+      const r = gen.next();
+      if (r.done) return r.value;
+      yield r.value;
+      // let timers and I/O run between tokens
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** Generates synchronously, calling `onText` with each piece; returns the whole text and summary. */
+  complete(options: GenerateOptions = {}, onText?: (piece: string) => void): { text: string; summary: GenerateSummary } {
+    const gen = generate(this.transformer, this.tokenizer, options);
+    let text = '';
+    for (;;) {
+      const r = gen.next();
+      if (r.done) return { text, summary: r.value };
+      text += r.value;
+      onText?.(r.value);
+    }
+  }
+
+  encode(text: string, options: { bos?: boolean; eos?: boolean } = { bos: true }): number[] {
+    return this.tokenizer.encode(text, options);
+  }
+
+  decode(ids: readonly number[]): string {
+    return this.tokenizer.decode(ids);
+  }
+
+  /** Feeds `tokens` from position 0 and returns a copy of the logits after the last one. */
+  logits(tokens: readonly number[]): Float32Array {
+    if (tokens.length === 0 || tokens.length > this.config.seqLen) {
+      throw new LlamaError(`logits needs 1 to ${this.config.seqLen} tokens, got ${tokens.length}`);
+    }
+    let out: Float32Array | undefined;
+    tokens.forEach((t, pos) => (out = this.transformer.forward(t, pos)));
+    return Float32Array.from(out!);
+  }
+}

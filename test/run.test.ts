@@ -1,0 +1,82 @@
+// `llama2 run` against the C program: every golden case's standard output byte for byte, the
+// classic greedy check, chat, and the error paths.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cliPath, needsRefdata, ref } from './refdata.js';
+
+interface RunCase {
+  name: string;
+  model: string;
+  tokenizer: string;
+  args: string[];
+  stdout_b64: string;
+}
+
+function llama2(args: string[], input?: string) {
+  return spawnSync(process.execPath, [cliPath, ...args], { input, maxBuffer: 1 << 24 });
+}
+
+test('every golden case of the C program: stdout byte-identical', needsRefdata, () => {
+  const cases = JSON.parse(readFileSync(ref('golden', 'runc_public.json'), 'utf8')) as RunCase[];
+  assert.equal(cases.length, 8);
+  for (const c of cases) {
+    const r = llama2(['run', ref(c.model), '-z', ref(c.tokenizer), ...c.args]);
+    assert.equal(r.status, 0, `${c.name}: ${r.stderr}`);
+    const expected = Buffer.from(c.stdout_b64, 'base64');
+    assert.ok(r.stdout.equals(expected), `${c.name}: stdout differs\n--- ours\n${r.stdout}\n--- C\n${expected}`);
+    assert.match(r.stderr.toString(), /^achieved tok\/s: \d+\.\d{6}\n$/, c.name);
+  }
+});
+
+test('greedy 200 steps prints the classic expected text and a newline', needsRefdata, () => {
+  const r = llama2(['run', ref('data/models/stories260K.bin'), '-z', ref('data/models/tok512.bin'), '-t', '0', '-n', '200']);
+  const expected = readFileSync(ref('golden', 'stories260K_expected_greedy_n200.txt'));
+  assert.ok(r.stdout.equals(Buffer.concat([expected, Buffer.from('\n')])));
+});
+
+test('v1 and v2 checkpoints run too (v2 dequantized)', needsRefdata, () => {
+  const args = ['-z', ref('data/models/tok512.bin'), '-t', '0', '-n', '64'];
+  const v0 = llama2(['run', ref('data/models/stories260K.bin'), ...args]).stdout.toString();
+  assert.equal(llama2(['run', ref('data/models/stories260K.v1.bin'), ...args]).stdout.toString(), v0);
+  const v2 = llama2(['run', ref('data/models/stories260K.v2.bin'), ...args]);
+  assert.equal(v2.status, 0);
+  assert.match(v2.stdout.toString(), /^Once upon a time/);
+});
+
+test('chat mode: scripted turns through a pipe, clean exit at end of input', needsRefdata, () => {
+  const r = llama2(['run', ref('data/models/stories260K.bin'), '-z', ref('data/models/tok512.bin'), '-m', 'chat', '-t', '0', '-n', '0', '-y', 'You tell stories.'], 'Tell me about a cat.\nAnd a dog?\n');
+  assert.equal(r.status, 0, r.stderr.toString());
+  const out = r.stdout.toString();
+  assert.equal(out.split('Assistant: ').length - 1 >= 1, true, out);
+  assert.match(out, /User: /);
+});
+
+test('error paths: one line on stderr, non-zero exit', needsRefdata, () => {
+  const model = ref('data/models/stories260K.bin');
+  const tok = ref('data/models/tok512.bin');
+  const cases: Array<[string[], RegExp]> = [
+    [['run', model, '-z', tok, '-t', 'hot'], /--temperature: 'hot' is not a number/],
+    [['run', model, '-z', tok, '--temperature=-1'], /--temperature must be ≥ 0/],
+    [['run', model, '-z', tok, '-t', '-1'], /argument is ambiguous.*'--temperature=-XYZ'/],
+    [['run', model, '-z', tok, '-p', '1.5'], /--top-p must be in \[0, 1\]/],
+    [['run', model, '-z', tok, '--steps=-3'], /--steps: -3 must be ≥ 0/],
+    [['run', model, '-z', tok, '--bogus'], /Unknown option '--bogus'/],
+    [['run', model, '-z', tok, '-m', 'talk'], /--mode must be generate or chat/],
+    [['run', model, '-z', ref('data/tokenizers/tokenizer.bin')], /vocab|vocabulary/i],
+    [['run', model, '-z', '/nonexistent/tok.bin'], /no such file/],
+    [['run', model, '-z', tok, '-i', 'Once upon a time '.repeat(200)], /longer than the model's context window of 512/],
+    [['run', '/nonexistent/model.bin'], /no such file/],
+    [['run'], /run needs a model/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = llama2(args);
+    const err = r.stderr.toString();
+    assert.notEqual(r.status, 0, `${args.join(' ')} should fail`);
+    assert.match(err, pattern, args.join(' '));
+    assert.equal(err.trim().split('\n').length, 1, `one line: ${err}`);
+    assert.ok(!/\n\s+at /.test(err), 'no stack trace');
+  }
+});
