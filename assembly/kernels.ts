@@ -26,6 +26,22 @@
   return (i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1)) + (i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3));
 }
 
+/** [Σ a0, Σ a1, Σ a2, Σ a3]: the four horizontal sums at once (a 4×4 transpose folded into adds). */
+// @ts-ignore: decorator
+@inline function hsum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const u01 = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), v128.shuffle<f32>(a0, a1, 2, 6, 3, 7));
+  const u23 = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), v128.shuffle<f32>(a2, a3, 2, 6, 3, 7));
+  return f32x4.add(v128.shuffle<f32>(u01, u23, 0, 1, 4, 5), v128.shuffle<f32>(u01, u23, 2, 3, 6, 7));
+}
+
+/** The same for int32 lanes (exact). */
+// @ts-ignore: decorator
+@inline function hsum4I32(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const u01 = i32x4.add(v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), v128.shuffle<i32>(a0, a1, 2, 6, 3, 7));
+  const u23 = i32x4.add(v128.shuffle<i32>(a2, a3, 0, 4, 1, 5), v128.shuffle<i32>(a2, a3, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<i32>(u01, u23, 0, 1, 4, 5), v128.shuffle<i32>(u01, u23, 2, 3, 6, 7));
+}
+
 /** a · b over n float32 values (any n; unaligned addresses are fine in WebAssembly). */
 // @ts-ignore: decorator
 @inline function dot(a: usize, b: usize, n: i32): f32 {
@@ -197,17 +213,60 @@ export function attentionHeads(
   const scale = <f32>(1.0 / Math.sqrt(<f64>headSize));
   const rowBytes = <usize>kvDim << 2;
   const headBytes = <usize>headSize << 2;
+  const hs4 = headSize & ~3;
+  const vscale = f32x4.splat(scale);
   for (let h = h0; h < h1; h++) {
     const qh = q + <usize>h * headBytes;
     const kvOffset = <usize>(h / kvMul) * headBytes;
     const ah = att + ((<usize>h * <usize>seqLen) << 2);
-    for (let t = 0; t <= pos; t++) {
+    // scores_t = q · k_t / √headSize, four positions at a time
+    let t = 0;
+    for (; t + 4 <= pos + 1; t += 4) {
+      const k0 = keyCache + <usize>t * rowBytes + kvOffset;
+      const k1 = k0 + rowBytes, k2 = k1 + rowBytes, k3 = k2 + rowBytes;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      for (let i = 0; i < hs4; i += 4) {
+        const o = <usize>i << 2;
+        const qv = v128.load(qh + o);
+        a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
+        a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
+        a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
+        a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
+      }
+      let sums = hsum4(a0, a1, a2, a3);
+      if (hs4 < headSize) { // head size not a multiple of 4
+        let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0;
+        for (let i = hs4; i < headSize; i++) {
+          const o = <usize>i << 2;
+          const qi = load<f32>(qh + o);
+          s0 += qi * load<f32>(k0 + o); s1 += qi * load<f32>(k1 + o);
+          s2 += qi * load<f32>(k2 + o); s3 += qi * load<f32>(k3 + o);
+        }
+        sums = f32x4.add(sums, f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(s0), 1, s1), 2, s2), 3, s3));
+      }
+      v128.store(ah + (<usize>t << 2), f32x4.mul(sums, vscale));
+    }
+    for (; t <= pos; t++) {
       store<f32>(ah + (<usize>t << 2), dot(qh, keyCache + <usize>t * rowBytes + kvOffset, headSize) * scale);
     }
     softmax(ah, pos + 1);
-    // out_h = Σ_t att_t · v_t, four output lanes at a time
+    // out_h = Σ_t att_t · v_t: sixteen output lanes at a time, accumulated in registers over t
     const oh = out + <usize>h * headBytes;
     let i = 0;
+    for (; i + 16 <= headSize; i += 16) {
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      let v = valueCache + kvOffset + (<usize>i << 2);
+      for (let t = 0; t <= pos; t++) {
+        const a = v128.load32_splat(ah + (<usize>t << 2));
+        a0 = f32x4.add(a0, f32x4.mul(a, v128.load(v)));
+        a1 = f32x4.add(a1, f32x4.mul(a, v128.load(v, 16)));
+        a2 = f32x4.add(a2, f32x4.mul(a, v128.load(v, 32)));
+        a3 = f32x4.add(a3, f32x4.mul(a, v128.load(v, 48)));
+        v += rowBytes;
+      }
+      const o = oh + (<usize>i << 2);
+      v128.store(o, a0); v128.store(o, a1, 16); v128.store(o, a2, 32); v128.store(o, a3, 48);
+    }
     for (; i + 4 <= headSize; i += 4) {
       let acc = f32x4.splat(0);
       let v = valueCache + kvOffset + (<usize>i << 2);
@@ -282,7 +341,9 @@ export function quantize(xq: usize, xs: usize, x: usize, n: i32, groupSize: i32)
 export function matmulQ8Rows(
   xout: usize, xq: usize, xs: usize, wq: usize, ws: usize, n: i32, groupSize: i32, r0: i32, r1: i32,
 ): void {
-  for (let r = r0; r < r1; r++) {
+  let r = r0;
+  if (n % groupSize == 0 && (groupSize & 15) == 0) r = matmulQ8Aligned(xout, xq, xs, wq, ws, n, groupSize, r0, r1);
+  for (; r < r1; r++) {
     const rowStart = <i64>r * <i64>n;
     const row = wq + <usize>rowStart;
     let wg = <i32>(rowStart / <i64>groupSize);
@@ -301,6 +362,54 @@ export function matmulQ8Rows(
     }
     store<f32>(xout + (<usize>r << 2), val);
   }
+}
+
+/**
+ * The common case of matmulQ8Rows: every row starts on a group boundary (groupSize divides n) and
+ * groups are whole 16-byte vectors. Four rows at a time share each load of x; their four group
+ * sums are reduced together (hsum4I32), scaled lane-wise, and added to one float32 lane per row
+ * — the same operations in the same order as the per-row code, so the results are identical.
+ * Returns the first row it did not do (the last r1 - r0 mod 4 rows are left to the caller).
+ */
+function matmulQ8Aligned(
+  xout: usize, xq: usize, xs: usize, wq: usize, ws: usize, n: i32, groupSize: i32, r0: i32, r1: i32,
+): i32 {
+  const groups = n / groupSize; // per row
+  const scaleRowBytes = <usize>groups << 2;
+  let r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const w0 = wq + <usize>r * <usize>n;
+    const w1 = w0 + <usize>n, w2 = w1 + <usize>n, w3 = w2 + <usize>n;
+    const s0 = ws + <usize>r * scaleRowBytes;
+    let val = f32x4.splat(0);
+    for (let g = 0; g < groups; g++) {
+      let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+      const end = (g + 1) * groupSize;
+      for (let k = g * groupSize; k < end; k += 16) {
+        const o = <usize>k;
+        const xv = v128.load(xq + o);
+        const xl = i16x8.extend_low_i8x16_s(xv);
+        const xh = i16x8.extend_high_i8x16_s(xv);
+        let wv = v128.load(w0 + o);
+        a0 = i32x4.add(a0, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wv), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wv), xh)));
+        wv = v128.load(w1 + o);
+        a1 = i32x4.add(a1, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wv), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wv), xh)));
+        wv = v128.load(w2 + o);
+        a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wv), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wv), xh)));
+        wv = v128.load(w3 + o);
+        a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wv), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wv), xh)));
+      }
+      const sg = s0 + (<usize>g << 2);
+      let wscale = f32x4.splat(load<f32>(sg));
+      wscale = f32x4.replace_lane(wscale, 1, load<f32>(sg + scaleRowBytes));
+      wscale = f32x4.replace_lane(wscale, 2, load<f32>(sg + 2 * scaleRowBytes));
+      wscale = f32x4.replace_lane(wscale, 3, load<f32>(sg + 3 * scaleRowBytes));
+      const isum = f32x4.convert_i32x4_s(hsum4I32(a0, a1, a2, a3));
+      val = f32x4.add(val, f32x4.mul(f32x4.mul(isum, wscale), v128.load32_splat(xs + (<usize>g << 2))));
+    }
+    v128.store(xout + (<usize>r << 2), val);
+  }
+  return r;
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -238,7 +238,7 @@ describe('int8 (Q8_0) kernels', () => {
     assertSame(xs, want.s, 'scales');
   });
 
-  for (const [n, d, gs] of [[172, 64, 64], [64, 172, 64], [288, 300, 32], [100, 9, 16], [33, 5, 64], [1000, 3, 48]] as const) {
+  for (const [n, d, gs] of [[172, 64, 64], [64, 172, 64], [288, 300, 32], [96, 7, 32], [100, 9, 16], [33, 5, 64], [1000, 3, 48]] as const) {
     test(`matmulQ8 ${d}×${n}, group ${gs}: wasm and threads bit-identical to the reference, which equals the dequantized product`, () => {
       const w = fill(new Float32Array(n * d), rand);
       const x = fill(new Float32Array(n), rand, 4);
