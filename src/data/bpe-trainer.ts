@@ -41,18 +41,9 @@
 // required characters; a text the vocabulary cannot spell falls back to byte pieces when encoding.
 
 import { UsageError } from '../errors.js';
+import { PieceType, type ModelPiece } from '../tokenizer/index.js';
 import { pyStrip } from './stories.js';
 import { scriptOf } from './unicode-script.js';
-
-/** SentencePiece's ModelProto.SentencePiece.Type values. */
-export const PieceType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
-export type PieceTypeValue = (typeof PieceType)[keyof typeof PieceType];
-
-export interface VocabPiece {
-  readonly piece: string;
-  readonly score: number;
-  readonly type: PieceTypeValue;
-}
 
 export interface BpeTrainingOptions {
   /** Total vocabulary size, special and byte pieces included. */
@@ -64,8 +55,8 @@ export interface BpeTrainingOptions {
 }
 
 export interface BpeTrainingResult {
-  /** The whole vocabulary in id order. */
-  readonly pieces: VocabPiece[];
+  /** The whole vocabulary in id order (NORMAL pieces carry no type, as SentencePiece writes them). */
+  readonly pieces: ModelPiece[];
   readonly mergeCount: number;
   readonly charCount: number;
   /** Sentences (lines) used, and distinct words they split into. */
@@ -343,15 +334,15 @@ export class BpeTrainer {
     }
 
     // ---- the vocabulary in id order
-    const pieces: VocabPiece[] = [
+    const pieces: ModelPiece[] = [
       { piece: '<unk>', score: 0, type: PieceType.UNKNOWN },
       { piece: '<s>', score: 0, type: PieceType.CONTROL },
       { piece: '</s>', score: 0, type: PieceType.CONTROL },
     ];
     for (let b = 0; b < BYTE_PIECES; b++) pieces.push({ piece: bytePiece(b), score: 0, type: PieceType.BYTE });
     let order = 0;
-    for (const piece of merged) pieces.push({ piece, score: -order++, type: PieceType.NORMAL });
-    for (const [cp] of alphabet) pieces.push({ piece: String.fromCodePoint(cp), score: -order++, type: PieceType.NORMAL });
+    for (const piece of merged) pieces.push({ piece, score: -order++ });
+    for (const [cp] of alphabet) pieces.push({ piece: String.fromCodePoint(cp), score: -order++ });
     return { pieces, mergeCount: merged.length, charCount: alphabet.length, sentenceCount: this.sentences, wordCount: this.words.size };
   }
 }
