@@ -15,6 +15,7 @@ export const commands: Record<string, CommandEntry> = {
   eval: { summary: 'validation loss and perplexity over pretokenized data', load: () => import('./eval.js') },
   init: { summary: 'write a freshly initialised checkpoint of any shape', load: () => import('./init.js') },
   export: { summary: 'convert a checkpoint between formats v0, v1 and v2 (Q8_0)', load: () => import('./export.js') },
+  'train-vocab': { summary: 'learn a BPE vocabulary (SentencePiece-compatible .model + tokenizer.bin)', load: () => import('./train-vocab.js') },
   info: { summary: 'print a checkpoint\'s header, format and parameter count', load: () => import('./info.js') },
   encode: { summary: 'text → token ids (SentencePiece-exact), BOS first', load: () => import('./encode.js') },
   decode: { summary: 'token ids → text', load: () => import('./decode.js') },
