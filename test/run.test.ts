@@ -19,11 +19,11 @@ function llama2(args: string[], input?: string) {
   return spawnSync(process.execPath, [cliPath, ...args], { input, maxBuffer: 1 << 24 });
 }
 
-test('every golden case of the C program: stdout byte-identical', needsRefdata, () => {
+test('every golden case of the C program: stdout byte-identical (wasm kernels on 2 threads, and js)', needsRefdata, () => {
   const cases = JSON.parse(readFileSync(ref('golden', 'runc_public.json'), 'utf8')) as RunCase[];
   assert.equal(cases.length, 8);
-  for (const c of cases) {
-    const r = llama2(['run', ref(c.model), '-z', ref(c.tokenizer), ...c.args]);
+  for (const [c, engine] of cases.flatMap((c) => [[c, ['--threads', '2']], [c, ['--kernels', 'js']]] as Array<[RunCase, string[]]>)) {
+    const r = llama2(['run', ref(c.model), '-z', ref(c.tokenizer), ...c.args, ...engine]);
     assert.equal(r.status, 0, `${c.name}: ${r.stderr}`);
     const expected = Buffer.from(c.stdout_b64, 'base64');
     assert.ok(r.stdout.equals(expected), `${c.name}: stdout differs\n--- ours\n${r.stdout}\n--- C\n${expected}`);
@@ -37,13 +37,17 @@ test('greedy 200 steps prints the classic expected text and a newline', needsRef
   assert.ok(r.stdout.equals(Buffer.concat([expected, Buffer.from('\n')])));
 });
 
-test('v1 and v2 checkpoints run too (v2 dequantized)', needsRefdata, () => {
+test('v1 and v2 checkpoints run too; int8 greedy text stays coherent', needsRefdata, () => {
   const args = ['-z', ref('data/models/tok512.bin'), '-t', '0', '-n', '64'];
   const v0 = llama2(['run', ref('data/models/stories260K.bin'), ...args]).stdout.toString();
   assert.equal(llama2(['run', ref('data/models/stories260K.v1.bin'), ...args]).stdout.toString(), v0);
-  const v2 = llama2(['run', ref('data/models/stories260K.v2.bin'), ...args]);
-  assert.equal(v2.status, 0);
-  assert.match(v2.stdout.toString(), /^Once upon a time/);
+  for (const extra of [[], ['--quantize', 'q8']]) {
+    const v2 = llama2(['run', ref('data/models/stories260K.v2.bin'), ...args, ...extra]);
+    assert.equal(v2.status, 0);
+    // the greedy story of the float32 model begins "Once upon a time, there was a little girl named Lily."
+    assert.match(v2.stdout.toString(), /^Once upon a time, there was a little girl named Lily\. She loved to play/);
+    assert.doesNotMatch(v2.stdout.toString(), /(upon ){3}/);
+  }
 });
 
 test('chat mode: scripted turns through a pipe, clean exit at end of input', needsRefdata, () => {

@@ -4,6 +4,7 @@ import { UsageError } from '../errors.js';
 import { benchmark } from '../infer/bench.js';
 import { loadTransformer } from '../infer/forward.js';
 import { intFlag, parseFlags } from './flags.js';
+import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
 
 const HELP = `Usage: llama2 bench MODEL [options]
 
@@ -12,13 +13,15 @@ Times the forward pass: P prefill positions, then N sampled decode steps (never 
 Options:
   -n, --steps N       decode steps (default 256; prefill + steps is capped at the context)
   --prompt-len P      prefill positions (default 16)
-  --json              print the result as JSON`;
+  --json              print the result as JSON
+${ENGINE_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, {
     steps: { type: 'string', short: 'n' },
     'prompt-len': { type: 'string' },
     json: { type: 'boolean' },
+    ...engineFlagSpec,
     help: { type: 'boolean', short: 'h' },
   }, true);
   if (values['help']) {
@@ -26,15 +29,18 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length !== 1) throw new UsageError('bench needs one model: llama2 bench MODEL');
+  const engine = await engineFromFlags(values);
   const loadStart = performance.now();
-  const transformer = loadTransformer(positionals[0]!);
+  const transformer = loadTransformer(positionals[0]!, engine.kernels, engine.load);
   const loadMs = performance.now() - loadStart;
   const seqLen = transformer.config.seqLen;
   const promptLen = intFlag(values, 'prompt-len', Math.min(16, seqLen - 1), 0, seqLen - 1);
   const steps = Math.min(intFlag(values, 'steps', 256, 1), seqLen - promptLen);
   const r = benchmark(transformer, promptLen, steps);
   if (values['json']) {
-    process.stdout.write(JSON.stringify({ model: positionals[0], loadMs, ...r }) + '\n');
+    process.stdout.write(JSON.stringify({
+      model: positionals[0], kernels: engine.kernels.name, threads: engine.kernels.threads, quantize: engine.load.quantize, loadMs, ...r,
+    }) + '\n');
     return 0;
   }
   process.stdout.write(
@@ -42,7 +48,8 @@ export async function main(argv: string[]): Promise<number> {
     `prefill tok/s: ${r.prefillTokensPerSecond.toFixed(1)}\n` +
     `ms per token: ${r.msPerToken.toFixed(3)}\n` +
     `peak RSS: ${(r.peakRssBytes / 2 ** 20).toFixed(1)} MiB\n` +
-    `load: ${loadMs.toFixed(1)} ms (${steps} decode steps after ${promptLen} prefill positions)\n`,
+    `load: ${loadMs.toFixed(1)} ms (${steps} decode steps after ${promptLen} prefill positions; ` +
+    `${engine.kernels.name} kernels, ${engine.kernels.threads} thread(s)${engine.load.quantize === 'q8' ? ', int8' : ''})\n`,
   );
   return 0;
 }

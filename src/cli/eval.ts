@@ -5,6 +5,7 @@ import { loadTransformer } from '../infer/forward.js';
 import { evaluateLoss, readTokenFile } from '../infer/eval.js';
 import { readCheckpointHeader } from '../model/checkpoint.js';
 import { intFlag, parseFlags } from './flags.js';
+import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
 
 const HELP = `Usage: llama2 eval MODEL --data FILE [--data FILE…] [--seq-len T]
 
@@ -14,13 +15,15 @@ pretokenized uint16 files (concatenated in the order given). Prints val_loss=X a
 Options:
   --data FILE     a pretokenized .bin file (uint16 ids); repeat for several
   --seq-len T     window length (default: 256, at most the model's context)
-  -q, --quiet     no progress on standard error`;
+  -q, --quiet     no progress on standard error
+${ENGINE_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, {
     data: { type: 'string', multiple: true },
     'seq-len': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
+    ...engineFlagSpec,
     help: { type: 'boolean', short: 'h' },
   }, true);
   if (values['help']) {
@@ -39,7 +42,8 @@ export async function main(argv: string[]): Promise<number> {
     tokens.set(p, off);
     off += p.length;
   }
-  const transformer = loadTransformer(positionals[0]!);
+  const engine = await engineFromFlags(values);
+  const transformer = loadTransformer(positionals[0]!, engine.kernels, engine.load);
   const quiet = values['quiet'] === true || !process.stderr.isTTY;
   const t0 = performance.now();
   const r = evaluateLoss(transformer, tokens, seqLen, quiet ? undefined : (done, total) => {

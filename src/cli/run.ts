@@ -8,7 +8,7 @@ import { generate } from '../infer/generate.js';
 import { readCheckpointHeader } from '../model/checkpoint.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { intFlag, numberFlag, parseFlags, stringFlag } from './flags.js';
-import { resolveTokenizerPath } from './model-args.js';
+import { ENGINE_HELP, engineFlagSpec, engineFromFlags, resolveTokenizerPath } from './model-args.js';
 
 const HELP = `Usage: llama2 run MODEL [options]
 
@@ -24,6 +24,7 @@ Options:
   -z, --tokenizer FILE  tokenizer.bin or .model (default: tokenizer.bin beside the model)
   -m, --mode MODE       generate | chat (default generate)
   -y, --system TEXT     system prompt in chat mode
+${ENGINE_HELP}
   -h, --help            this help
 
 Text goes to standard output; "achieved tok/s" to standard error.`;
@@ -38,6 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     tokenizer: { type: 'string', short: 'z' },
     mode: { type: 'string', short: 'm' },
     system: { type: 'string', short: 'y' },
+    ...engineFlagSpec,
     help: { type: 'boolean', short: 'h' },
   }, true);
   if (values['help']) {
@@ -58,7 +60,8 @@ export async function main(argv: string[]): Promise<number> {
 
   const header = readCheckpointHeader(modelPath);
   const tokenizer = loadTokenizer(resolveTokenizerPath(modelPath, stringFlag(values, 'tokenizer'), header.config.vocabSize), header.config.vocabSize);
-  const transformer = loadTransformer(modelPath);
+  const engine = await engineFromFlags(values);
+  const transformer = loadTransformer(modelPath, engine.kernels, engine.load);
 
   if (mode === 'chat') {
     await runChat(transformer, tokenizer, { temperature, topp, seed, steps, userPrompt: stringFlag(values, 'prompt'), systemPrompt: stringFlag(values, 'system') });

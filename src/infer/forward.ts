@@ -11,26 +11,41 @@
 //     x  += W2 (silu(W1 xb) ⊙ W3 xb)              (SwiGLU)
 //   logits = Wcls rmsnorm(x) ⊙ rmsFinal
 //
+// The matrices are either float32 or Q8_0 (int8 with a float32 scale per group, from a v2 file
+// or quantized at load time). With Q8_0 every matrix-vector product first quantizes its input
+// vector in groups (as llama2.c's runq.c does), then multiplies in integers; norms stay float32.
+//
 // All buffers (the RunState) and all per-layer weight views are made once, when the model is
 // loaded; forward() allocates nothing.
 
-import { dequantizeWeights, readCheckpoint } from '../model/checkpoint.js';
+import { LlamaError } from '../errors.js';
+import {
+  type Q8Weights, type QuantizedTensor, checkpointWeights, dequantizeWeights, q8GroupSizeFor, quantizeWeights,
+  readCheckpoint, readCheckpointHeader,
+} from '../model/checkpoint.js';
 import { type ModelConfig, headSize, kvDim } from '../model/config.js';
 import { type TransformerWeights, parameterCount } from '../model/weights.js';
 import { jsKernels } from '../kernels/js.js';
+import type { Q8Kernels } from '../kernels/q8-types.js';
 import type { AttentionShape, Kernels } from '../kernels/types.js';
+
+/** A weight matrix (out, in): float32, or Q8_0 (groups over the flattened matrix). */
+type Matrix = Float32Array | QuantizedTensor;
+
+/** The kernels a model needs: the float32 set, plus the int8 ones for Q8_0 weights. */
+export type ModelKernels = Kernels & Partial<Q8Kernels>;
 
 /** One layer's weights and caches, as views made once. */
 interface LayerViews {
   readonly rmsAtt: Float32Array; //     (dim)
-  readonly wq: Float32Array; //         (dim, dim)
-  readonly wk: Float32Array; //         (kvDim, dim)
-  readonly wv: Float32Array; //         (kvDim, dim)
-  readonly wo: Float32Array; //         (dim, dim)
+  readonly wq: Matrix; //               (dim, dim)
+  readonly wk: Matrix; //               (kvDim, dim)
+  readonly wv: Matrix; //               (kvDim, dim)
+  readonly wo: Matrix; //               (dim, dim)
   readonly rmsFfn: Float32Array; //     (dim)
-  readonly w1: Float32Array; //         (hidden, dim)
-  readonly w2: Float32Array; //         (dim, hidden)
-  readonly w3: Float32Array; //         (hidden, dim)
+  readonly w1: Matrix; //               (hidden, dim)
+  readonly w2: Matrix; //               (dim, hidden)
+  readonly w3: Matrix; //               (hidden, dim)
   readonly keyCache: Float32Array; //   (seqLen, kvDim)
   readonly valueCache: Float32Array; // (seqLen, kvDim)
 }
@@ -49,35 +64,66 @@ export interface RunState {
   readonly logits: Float32Array; // (vocab)
   readonly keyCache: Float32Array; //   (layer, seqLen, kvDim)
   readonly valueCache: Float32Array; // (layer, seqLen, kvDim)
+  /** Q8_0 only: the quantized input of a matmul (max(dim, hidden)) and its group scales. */
+  readonly xq?: Int8Array;
+  readonly xs?: Float32Array;
 }
 
 export class Transformer {
   readonly config: ModelConfig;
   readonly state: RunState;
+  /** Q8_0 group size, or 0 for float32 weights. */
+  readonly groupSize: number;
   private readonly layers: LayerViews[];
   private readonly shape: AttentionShape;
+  private readonly tokenEmbedding: Matrix;
+  private readonly rmsFinal: Float32Array;
+  private readonly wcls: Matrix;
 
-  constructor(readonly weights: TransformerWeights, readonly kernels: Kernels = jsKernels) {
+  constructor(readonly weights: TransformerWeights | Q8Weights, readonly kernels: ModelKernels = jsKernels) {
     const c = weights.config;
     this.config = c;
     const kv = kvDim(c);
+    const q8 = 'groupSize' in weights;
+    this.groupSize = q8 ? weights.groupSize : 0;
+    if (q8 && (kernels.quantize === undefined || kernels.matmulQ8 === undefined || kernels.allocateInt8 === undefined)) {
+      throw new LlamaError(`the ${kernels.name} kernels have no int8 support for Q8_0 weights`);
+    }
     const alloc = (n: number) => kernels.allocate(n);
+    const widest = Math.max(c.dim, c.hiddenDim);
     this.state = {
       x: alloc(c.dim), xb: alloc(c.dim), xb2: alloc(c.dim), hb: alloc(c.hiddenDim), hb2: alloc(c.hiddenDim),
       q: alloc(c.dim), k: alloc(kv), v: alloc(kv), att: alloc(c.nHeads * c.seqLen), logits: alloc(c.vocabSize),
       keyCache: alloc(c.nLayers * c.seqLen * kv), valueCache: alloc(c.nLayers * c.seqLen * kv),
+      ...(q8 ? { xq: kernels.allocateInt8!(widest), xs: alloc(Math.ceil(widest / this.groupSize)) } : {}),
     };
     const slice = (a: Float32Array, l: number) => {
       const per = a.length / c.nLayers;
       return a.subarray(l * per, (l + 1) * per);
     };
+    const matrix = (m: Float32Array | QuantizedTensor[], l: number): Matrix => (m instanceof Float32Array ? slice(m, l) : m[l]!);
     this.layers = Array.from({ length: c.nLayers }, (_, l) => ({
-      rmsAtt: slice(weights.rmsAtt, l), wq: slice(weights.wq, l), wk: slice(weights.wk, l), wv: slice(weights.wv, l),
-      wo: slice(weights.wo, l), rmsFfn: slice(weights.rmsFfn, l),
-      w1: slice(weights.w1, l), w2: slice(weights.w2, l), w3: slice(weights.w3, l),
+      rmsAtt: slice(weights.rmsAtt, l), wq: matrix(weights.wq, l), wk: matrix(weights.wk, l), wv: matrix(weights.wv, l),
+      wo: matrix(weights.wo, l), rmsFfn: slice(weights.rmsFfn, l),
+      w1: matrix(weights.w1, l), w2: matrix(weights.w2, l), w3: matrix(weights.w3, l),
       keyCache: slice(this.state.keyCache, l), valueCache: slice(this.state.valueCache, l),
     }));
+    this.tokenEmbedding = weights.tokenEmbedding;
+    this.rmsFinal = weights.rmsFinal;
+    this.wcls = weights.wcls;
     this.shape = { nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: headSize(c), kvDim: kv, seqLen: c.seqLen };
+  }
+
+  /** xout (d) = W (d, n) · x (n), in float32 or, for Q8_0 weights, by quantizing x first. */
+  private matmul(xout: Float32Array, x: Float32Array, w: Matrix, n: number, d: number): void {
+    const K = this.kernels;
+    if (w instanceof Float32Array) {
+      K.matmul(xout, x, w, n, d);
+    } else {
+      const { xq, xs } = this.state;
+      K.quantize!(xq!, xs!, x, n, this.groupSize);
+      K.matmulQ8!(xout, xq!, xs!, w.q, w.s, n, d, this.groupSize);
+    }
   }
 
   /** Runs token `token` at position `pos` (0 ≤ pos < seqLen) and returns the logits (vocab). */
@@ -91,16 +137,21 @@ export class Transformer {
     if (!(token >= 0 && token < c.vocabSize)) throw new RangeError(`token ${token} is outside the vocabulary (${c.vocabSize})`);
 
     // copy the token's embedding into the residual stream
-    const emb = this.weights.tokenEmbedding;
-    for (let i = 0, o = token * dim; i < dim; i++) s.x[i] = emb[o + i]!;
+    const emb = this.tokenEmbedding;
+    if (emb instanceof Float32Array) {
+      for (let i = 0, o = token * dim; i < dim; i++) s.x[i] = emb[o + i]!;
+    } else {
+      const gs = this.groupSize;
+      for (let i = 0, o = token * dim; i < dim; i++) s.x[i] = emb.q[o + i]! * emb.s[Math.floor((o + i) / gs)]!;
+    }
 
     for (const L of this.layers) {
       // attention rmsnorm
       K.rmsnorm(s.xb, s.x, L.rmsAtt, dim);
       // q, k, v for this position
-      K.matmul(s.q, s.xb, L.wq, dim, dim);
-      K.matmul(s.k, s.xb, L.wk, dim, kv);
-      K.matmul(s.v, s.xb, L.wv, dim, kv);
+      this.matmul(s.q, s.xb, L.wq, dim, dim);
+      this.matmul(s.k, s.xb, L.wk, dim, kv);
+      this.matmul(s.v, s.xb, L.wv, dim, kv);
       // RoPE: rotate each (even, odd) pair of q and k by an angle that grows with pos
       K.rope(s.q, s.k, pos, dim, kv, this.shape.headSize);
       // this position's key and value go into row pos of the layer's cache
@@ -109,28 +160,51 @@ export class Transformer {
       // multi-head (grouped-query) attention over positions 0..pos
       K.attention(s.xb, s.q, L.keyCache, L.valueCache, s.att, pos, this.shape);
       // output projection, residual
-      K.matmul(s.xb2, s.xb, L.wo, dim, dim);
+      this.matmul(s.xb2, s.xb, L.wo, dim, dim);
       K.add(s.x, s.xb2, dim);
 
       // feed-forward rmsnorm, then W2 (silu(W1 x) ⊙ W3 x), residual
       K.rmsnorm(s.xb, s.x, L.rmsFfn, dim);
-      K.matmul(s.hb, s.xb, L.w1, dim, hiddenDim);
-      K.matmul(s.hb2, s.xb, L.w3, dim, hiddenDim);
+      this.matmul(s.hb, s.xb, L.w1, dim, hiddenDim);
+      this.matmul(s.hb2, s.xb, L.w3, dim, hiddenDim);
       K.swiglu(s.hb, s.hb2, hiddenDim);
-      K.matmul(s.xb, s.hb, L.w2, hiddenDim, dim);
+      this.matmul(s.xb, s.hb, L.w2, hiddenDim, dim);
       K.add(s.x, s.xb, dim);
     }
 
     // final rmsnorm and the classifier
-    K.rmsnorm(s.x, s.x, this.weights.rmsFinal, dim);
-    K.matmul(s.logits, s.x, this.weights.wcls, dim, c.vocabSize);
+    K.rmsnorm(s.x, s.x, this.rmsFinal, dim);
+    this.matmul(s.logits, s.x, this.wcls, dim, c.vocabSize);
     return s.logits;
   }
 }
 
-/** Loads a checkpoint (v0, v1 or v2 — v2 is dequantized) straight into the kernels' memory. */
-export function loadTransformer(path: string, kernels: Kernels = jsKernels): Transformer {
-  const ckpt = readCheckpoint(path, { allocate: (n) => kernels.allocate(n) });
+export interface LoadModelOptions {
+  /**
+   * 'q8': run with Q8_0 int8 weights — a v2 file as it is, a float32 file quantized at load time.
+   * 'none' (default): float32 — a v2 file is dequantized.
+   */
+  quantize?: 'none' | 'q8';
+  /** Group size when quantizing a float32 file (default 64, halved until it divides dim). */
+  groupSize?: number;
+}
+
+/** Loads a checkpoint (v0, v1 or v2) straight into the kernels' memory. */
+export function loadTransformer(path: string, kernels: ModelKernels = jsKernels, options: LoadModelOptions = {}): Transformer {
+  const toKernels = { allocate: (n: number) => kernels.allocate(n), allocateInt8: (n: number) => kernels.allocateInt8!(n) };
+  if (options.quantize === 'q8') {
+    if (kernels.allocateInt8 === undefined) throw new LlamaError(`the ${kernels.name} kernels have no int8 support`);
+    if (readCheckpointHeader(path).format === 'v2') {
+      const ckpt = readCheckpoint(path, toKernels);
+      if (ckpt.format === 'v2') return new Transformer(ckpt.q8, kernels);
+    }
+    // float32 is read into ordinary memory, then quantized into the kernels' memory
+    const ckpt = readCheckpoint(path);
+    const weights = checkpointWeights(ckpt);
+    const gs = q8GroupSizeFor(ckpt.config, options.groupSize ?? 64);
+    return new Transformer(quantizeWeights(weights, gs, { int8: toKernels.allocateInt8, float32: toKernels.allocate }), kernels);
+  }
+  const ckpt = readCheckpoint(path, { allocate: toKernels.allocate });
   if (ckpt.format !== 'v2') return new Transformer(ckpt.weights, kernels);
   return new Transformer(dequantizeWeights(ckpt.q8, kernels.allocate(parameterCount(ckpt.config))), kernels);
 }

@@ -73,6 +73,8 @@ export interface ReadOptions {
    * they land directly in their final (e.g. shared) memory. Default: a new Float32Array.
    */
   allocate?: (floats: number) => Float32Array;
+  /** The same for int8 tensors (v2 files). Default: a new Int8Array. */
+  allocateInt8?: (count: number) => Int8Array;
 }
 
 if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
@@ -202,7 +204,7 @@ export function readCheckpoint(path: string, options: ReadOptions = {}): Checkpo
   try {
     const header = readHeaderFrom(f);
     const c = header.config;
-    if (header.format === 'v2') return { format: 'v2', config: c, q8: readQ8(f, header) };
+    if (header.format === 'v2') return { format: 'v2', config: c, q8: readQ8(f, header, options) };
     const n = parameterCount(c);
     const data = options.allocate ? options.allocate(n) : new Float32Array(n);
     if (data.length !== n) throw new RangeError(`allocate returned ${data.length} floats, expected ${n}`);
@@ -253,7 +255,9 @@ function q8Order(c: ModelConfig): Array<[Exclude<TensorName, 'rmsAtt' | 'rmsFfn'
   return order;
 }
 
-function readQ8(f: FileReader, header: CheckpointHeader): Q8Weights {
+function readQ8(f: FileReader, header: CheckpointHeader, options: ReadOptions): Q8Weights {
+  const allocF32 = options.allocate ?? ((n: number) => new Float32Array(n));
+  const allocI8 = options.allocateInt8 ?? ((n: number) => new Int8Array(n));
   const c = header.config;
   const gs = header.groupSize!;
   for (const [name, numel] of q8Order(c)) {
@@ -261,7 +265,7 @@ function readQ8(f: FileReader, header: CheckpointHeader): Q8Weights {
   }
   let pos = HEADER_BYTES_V1;
   const readF32 = (n: number): Float32Array => {
-    const a = new Float32Array(n);
+    const a = allocF32(n);
     f.readFloats(a, pos);
     pos += 4 * n;
     return a;
@@ -273,7 +277,7 @@ function readQ8(f: FileReader, header: CheckpointHeader): Q8Weights {
   for (const [name, numel, count] of q8Order(c)) {
     const list: QuantizedTensor[] = [];
     for (let l = 0; l < count; l++) {
-      const q = new Int8Array(numel);
+      const q = allocI8(numel);
       f.readInto(bytesOf(q), pos);
       pos += numel;
       const s = readF32(numel / gs);
@@ -321,10 +325,10 @@ export function checkpointWeights(ckpt: Checkpoint): TransformerWeights {
 //   scale = max|w| / 127 over the group;  q = round_half_even(w / scale)
 
 /** Quantizes `w` in groups of `groupSize` consecutive values (w.length must be a multiple). */
-export function quantizeQ80(w: Float32Array, groupSize: number): QuantizedTensor {
+export function quantizeQ80(w: Float32Array, groupSize: number, alloc: Q8Allocator = defaultQ8Allocator): QuantizedTensor {
   if (w.length % groupSize !== 0) throw new RangeError(`${w.length} values are not a whole number of groups of ${groupSize}`);
-  const q = new Int8Array(w.length);
-  const s = new Float32Array(w.length / groupSize);
+  const q = alloc.int8(w.length);
+  const s = alloc.float32(w.length / groupSize);
   for (let g = 0; g < s.length; g++) {
     let wmax = 0;
     for (let i = g * groupSize; i < (g + 1) * groupSize; i++) wmax = Math.max(wmax, Math.abs(w[i]!));
@@ -335,6 +339,14 @@ export function quantizeQ80(w: Float32Array, groupSize: number): QuantizedTensor
   }
   return { q, s };
 }
+
+/** Where quantized tensors are stored (e.g. the kernels' memory). */
+export interface Q8Allocator {
+  int8(count: number): Int8Array;
+  float32(count: number): Float32Array;
+}
+
+const defaultQ8Allocator: Q8Allocator = { int8: (n) => new Int8Array(n), float32: (n) => new Float32Array(n) };
 
 function roundHalfEven(x: number): number {
   const r = Math.round(x);
@@ -349,18 +361,23 @@ export function q8GroupSizeFor(c: ModelConfig, requested: number): number {
 }
 
 /** Quantizes float32 weights to Q8_0 (what a v2 file holds). */
-export function quantizeWeights(w: TransformerWeights, groupSize: number): Q8Weights {
+export function quantizeWeights(w: TransformerWeights, groupSize: number, alloc: Q8Allocator = defaultQ8Allocator): Q8Weights {
   const c = w.config;
   const perLayer = (name: 'wq' | 'wk' | 'wv' | 'wo' | 'w1' | 'w2' | 'w3'): QuantizedTensor[] => {
     const per = w[name].length / c.nLayers;
-    return Array.from({ length: c.nLayers }, (_, l) => quantizeQ80(w[name].subarray(l * per, (l + 1) * per), groupSize));
+    return Array.from({ length: c.nLayers }, (_, l) => quantizeQ80(w[name].subarray(l * per, (l + 1) * per), groupSize, alloc));
   };
-  const emb = quantizeQ80(w.tokenEmbedding, groupSize);
+  const copy = (a: Float32Array): Float32Array => {
+    const out = alloc.float32(a.length);
+    out.set(a);
+    return out;
+  };
+  const emb = quantizeQ80(w.tokenEmbedding, groupSize, alloc);
   return {
-    config: c, groupSize, rmsAtt: w.rmsAtt, rmsFfn: w.rmsFfn, rmsFinal: w.rmsFinal, tokenEmbedding: emb,
+    config: c, groupSize, rmsAtt: copy(w.rmsAtt), rmsFfn: copy(w.rmsFfn), rmsFinal: copy(w.rmsFinal), tokenEmbedding: emb,
     wq: perLayer('wq'), wk: perLayer('wk'), wv: perLayer('wv'), wo: perLayer('wo'),
     w1: perLayer('w1'), w2: perLayer('w2'), w3: perLayer('w3'),
-    wcls: c.sharedClassifier ? emb : quantizeQ80(w.wcls, groupSize),
+    wcls: c.sharedClassifier ? emb : quantizeQ80(w.wcls, groupSize, alloc),
   };
 }
 
