@@ -187,16 +187,18 @@ export function ropeBackward(dx: Float32Array, cos: Float32Array, sin: Float32Ar
 
 // ----------------------------------------------------------------------------------------------
 // Causal self-attention with grouped-query heads. Query head h reads key/value head
-// h / (NH / KVH). For each (b, h, t):
-//   att[t2] = softmax_{t2 ≤ t}(q_t · k_t2 / √hs)          (saved: att (B, NH, T, T), t2 ≤ t used)
-//   out_t   = Σ_{t2 ≤ t} att[t2] · keep[t2] / (1 − p) · v_t2   (keep: dropout on the probabilities)
-// q (B, T, NH·hs), k and v (B, T, KVH·hs), out (B, T, NH·hs).
+// h / (NH / KVH). Per batch row b and head h, with Q (T, hs), K and V (T, hs) that head's slices:
+//   S = Q Kᵀ / √hs,   P = softmax over t2 ≤ t of each row (0 above the diagonal)   (saved: att)
+//   O = (P ⊙ keep / (1 − p)) V                                  (keep: dropout on the probabilities)
+// q (B, T, NH·hs), k and v (B, T, KVH·hs), out (B, T, NH·hs), att (B, NH, T, T).
 //
-// Backward (softmax backward through the saved probabilities):
-//   a'[t2] = att[t2] · keep[t2] / (1 − p)     dv_t2 += a'[t2] · dout_t
-//   datt[t2] = (dout_t · v_t2) · keep[t2] / (1 − p)
-//   dpre[t2] = att[t2] · (datt[t2] − Σ_u att[u] datt[u])
-//   dq_t += Σ dpre[t2] k_t2 / √hs,    dk_t2 += dpre[t2] q_t / √hs
+// Backward, with P' = P ⊙ keep / (1 − p):
+//   dV += P'ᵀ dO,   dP = (dO Vᵀ) ⊙ keep / (1 − p),   dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √hs
+//   dQ += dS K,     dK += dSᵀ Q
+//
+// The products are matrix-matrix products on contiguous per-head copies, done by the matmul
+// kernels (the full T × T square is computed; the masked half is zeroed afterwards). The row-wise
+// softmax and its backward stay here.
 
 export interface AttentionDims {
   readonly B: number;
@@ -213,7 +215,43 @@ export interface AttentionDropout {
   readonly rng: Rng;
 }
 
-export function attentionForward(out: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, dropout?: AttentionDropout): void {
+/** Per-head working copies (allocated once, in the kernels' memory). */
+export interface AttentionScratch {
+  readonly q: Float32Array; //  (T, hs)
+  readonly k: Float32Array; //  (T, hs)
+  readonly vt: Float32Array; // (hs, T)  V transposed
+  readonly o: Float32Array; //  (T, hs)  output, or dO in backward
+  readonly s: Float32Array; //  (T, T)   dP, then dS, in backward
+  readonly pd: Float32Array; // (T, T)   probabilities after dropout
+  readonly dq: Float32Array; // (T, hs)
+  readonly dk: Float32Array; // (T, hs)
+  readonly dvt: Float32Array; // (hs, T)
+}
+
+export function allocateAttentionScratch(T: number, hs: number, alloc: (n: number) => Float32Array): AttentionScratch {
+  return {
+    q: alloc(T * hs), k: alloc(T * hs), vt: alloc(hs * T), o: alloc(T * hs), s: alloc(T * T), pd: alloc(T * T),
+    dq: alloc(T * hs), dk: alloc(T * hs), dvt: alloc(hs * T),
+  };
+}
+
+/** dst (T, hs) = head slice of src (B, T, width) at batch b, column offset col. */
+function gatherHead(dst: Float32Array, src: Float32Array, b: number, T: number, width: number, col: number, hs: number): void {
+  for (let t = 0; t < T; t++) {
+    const o = (b * T + t) * width + col;
+    for (let i = 0; i < hs; i++) dst[t * hs + i] = src[o + i]!;
+  }
+}
+
+/** dst (hs, T) = transposed head slice of src. */
+function gatherHeadT(dst: Float32Array, src: Float32Array, b: number, T: number, width: number, col: number, hs: number): void {
+  for (let t = 0; t < T; t++) {
+    const o = (b * T + t) * width + col;
+    for (let i = 0; i < hs; i++) dst[i * T + t] = src[o + i]!;
+  }
+}
+
+export function attentionForward(mm: MatmulKernels, out: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: AttentionDropout): void {
   const { B, T, nHeads, nKvHeads, hs } = d;
   const C = nHeads * hs;
   const kvd = nKvHeads * hs;
@@ -222,51 +260,52 @@ export function attentionForward(out: Float32Array, att: Float32Array, q: Float3
   const p = dropout?.p ?? 0;
   const keepScale = 1 / (1 - p);
   for (let b = 0; b < B; b++) {
-    for (let h = 0; h < nHeads; h++) {
-      const kvh = Math.floor(h / group);
-      for (let t = 0; t < T; t++) {
-        const qo = (b * T + t) * C + h * hs;
-        const ao = ((b * nHeads + h) * T + t) * T;
-        // scores and their maximum
-        let max = -Infinity;
-        for (let t2 = 0; t2 <= t; t2++) {
-          const ko = (b * T + t2) * kvd + kvh * hs;
-          let s = 0;
-          for (let i = 0; i < hs; i++) s += q[qo + i]! * k[ko + i]!;
-          s *= scale;
-          att[ao + t2] = s;
-          if (s > max) max = s;
-        }
-        // softmax (the exponentials summed in float64)
-        let sum = 0;
-        for (let t2 = 0; t2 <= t; t2++) {
-          const e = Math.exp(att[ao + t2]! - max);
-          att[ao + t2] = e;
-          sum += e;
-        }
-        const inv = 1 / sum;
-        for (let t2 = 0; t2 <= t; t2++) att[ao + t2] = att[ao + t2]! * inv;
-        // weighted sum of the values (with dropout on the probabilities)
-        const oo = qo;
-        for (let i = 0; i < hs; i++) out[oo + i] = 0;
-        for (let t2 = 0; t2 <= t; t2++) {
-          let a = att[ao + t2]!;
-          if (dropout !== undefined) {
-            const keep = dropout.rng.nextFloat() >= p ? 1 : 0;
-            dropout.keep[ao + t2] = keep;
-            a = keep * a * keepScale;
+    for (let kvh = 0; kvh < nKvHeads; kvh++) {
+      gatherHead(sc.k, k, b, T, kvd, kvh * hs, hs);
+      gatherHeadT(sc.vt, v, b, T, kvd, kvh * hs, hs);
+      for (let h = kvh * group; h < (kvh + 1) * group; h++) {
+        gatherHead(sc.q, q, b, T, C, h * hs, hs);
+        const a0 = (b * nHeads + h) * T * T;
+        const P = att.subarray(a0, a0 + T * T);
+        mm.matmulForward(P, sc.q, sc.k, T, hs, T); // raw scores Q Kᵀ
+        for (let t = 0; t < T; t++) {
+          const r = t * T;
+          let max = -Infinity;
+          for (let t2 = 0; t2 <= t; t2++) {
+            const x = P[r + t2]! * scale;
+            if (x > max) max = x;
           }
-          if (a === 0) continue;
-          const vo = (b * T + t2) * kvd + kvh * hs;
-          for (let i = 0; i < hs; i++) out[oo + i] += a * v[vo + i]!;
+          let sum = 0;
+          for (let t2 = 0; t2 <= t; t2++) {
+            const e = Math.exp(P[r + t2]! * scale - max);
+            P[r + t2] = e;
+            sum += e;
+          }
+          const inv = 1 / sum;
+          for (let t2 = 0; t2 <= t; t2++) P[r + t2] = P[r + t2]! * inv;
+          P.fill(0, r + t + 1, r + T);
+        }
+        let Pv = P;
+        if (dropout !== undefined) {
+          const keep = dropout.keep.subarray(a0, a0 + T * T);
+          for (let i = 0; i < T * T; i++) {
+            const kf = dropout.rng.nextFloat() >= p ? 1 : 0;
+            keep[i] = kf;
+            sc.pd[i] = kf === 1 ? P[i]! * keepScale : 0;
+          }
+          Pv = sc.pd;
+        }
+        mm.matmulForward(sc.o, Pv, sc.vt, T, T, hs); // O = P' V
+        for (let t = 0; t < T; t++) {
+          const o = (b * T + t) * C + h * hs;
+          for (let i = 0; i < hs; i++) out[o + i] = sc.o[t * hs + i]!;
         }
       }
     }
   }
 }
 
-/** datt is scratch of at least T floats. */
-export function attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float32Array, datt: Float32Array, dout: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, dropout?: Omit<AttentionDropout, 'rng'>): void {
+export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: Omit<AttentionDropout, 'rng'>): void {
   const { B, T, nHeads, nKvHeads, hs } = d;
   const C = nHeads * hs;
   const kvd = nKvHeads * hs;
@@ -274,43 +313,56 @@ export function attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float3
   const scale = 1 / Math.sqrt(hs);
   const keepScale = 1 / (1 - (dropout?.p ?? 0));
   for (let b = 0; b < B; b++) {
-    for (let h = 0; h < nHeads; h++) {
-      const kvh = Math.floor(h / group);
-      for (let t = 0; t < T; t++) {
-        const qo = (b * T + t) * C + h * hs;
-        const ao = ((b * nHeads + h) * T + t) * T;
-        // through the weighted sum of values
-        let dot = 0; // Σ att · datt
-        for (let t2 = 0; t2 <= t; t2++) {
-          const vo = (b * T + t2) * kvd + kvh * hs;
-          let a = att[ao + t2]!;
-          let m = 1;
-          if (dropout !== undefined) m = dropout.keep[ao + t2]! * keepScale;
-          a *= m;
-          let s = 0;
-          for (let i = 0; i < hs; i++) {
-            s += dout[qo + i]! * v[vo + i]!;
-            dv[vo + i] += a * dout[qo + i]!;
-          }
-          s *= m;
-          datt[t2] = s;
-          dot += att[ao + t2]! * s;
+    for (let kvh = 0; kvh < nKvHeads; kvh++) {
+      gatherHead(sc.k, k, b, T, kvd, kvh * hs, hs);
+      gatherHeadT(sc.vt, v, b, T, kvd, kvh * hs, hs);
+      sc.dk.fill(0);
+      sc.dvt.fill(0);
+      for (let h = kvh * group; h < (kvh + 1) * group; h++) {
+        gatherHead(sc.q, q, b, T, C, h * hs, hs);
+        gatherHead(sc.o, dout, b, T, C, h * hs, hs); // dO
+        const a0 = (b * nHeads + h) * T * T;
+        const P = att.subarray(a0, a0 + T * T);
+        const keep = dropout?.keep.subarray(a0, a0 + T * T);
+        // through O = P' V:  dP' = dO Vᵀ (into s) and dV += P'ᵀ dO, one matmul backward
+        let Pv = P;
+        if (keep !== undefined) {
+          Pv = sc.pd;
+          for (let i = 0; i < T * T; i++) Pv[i] = keep[i] === 1 ? P[i]! * keepScale : 0;
         }
-        // through the softmax and the scaled dot products
-        for (let t2 = 0; t2 <= t; t2++) {
-          const dpre = att[ao + t2]! * (datt[t2]! - dot) * scale;
-          if (dpre === 0) continue;
-          const ko = (b * T + t2) * kvd + kvh * hs;
-          for (let i = 0; i < hs; i++) {
-            dq[qo + i] += dpre * k[ko + i]!;
-            dk[ko + i] += dpre * q[qo + i]!;
+        sc.s.fill(0);
+        mm.matmulBackward(sc.s, sc.dvt, sc.o, Pv, sc.vt, T, T, hs);
+        // softmax backward, row by row, causal part only
+        for (let t = 0; t < T; t++) {
+          const r = t * T;
+          let dot = 0;
+          for (let t2 = 0; t2 <= t; t2++) {
+            let g = sc.s[r + t2]!;
+            if (keep !== undefined) g = keep[r + t2] === 1 ? g * keepScale : 0;
+            sc.s[r + t2] = g;
+            dot += P[r + t2]! * g;
           }
+          for (let t2 = 0; t2 <= t; t2++) sc.s[r + t2] = P[r + t2]! * (sc.s[r + t2]! - dot) * scale;
+          sc.s.fill(0, r + t + 1, r + T);
+        }
+        // dQ = dS K, dK += dSᵀ Q
+        sc.dq.fill(0);
+        mm.matmulBackward(sc.dq, sc.dk, sc.s, sc.q, sc.k, T, hs, T);
+        for (let t = 0; t < T; t++) {
+          const o = (b * T + t) * C + h * hs;
+          for (let i = 0; i < hs; i++) dq[o + i] += sc.dq[t * hs + i]!;
+        }
+      }
+      for (let t = 0; t < T; t++) {
+        const o = (b * T + t) * kvd + kvh * hs;
+        for (let i = 0; i < hs; i++) {
+          dk[o + i] += sc.dk[t * hs + i]!;
+          dv[o + i] += sc.dvt[i * T + t]!;
         }
       }
     }
   }
 }
-
 // ----------------------------------------------------------------------------------------------
 // SwiGLU gate: out = silu(a) ⊙ b, silu(a) = a · σ(a)   (a = w1 x, b = w3 x)
 // Backward: db += dout · silu(a);  da += dout · b · σ(a) · (1 + a · (1 − σ(a)))
@@ -378,15 +430,20 @@ export function crossEntropyForward(probs: Float32Array, targets: Int32Array, BT
     const o = bt * V;
     let max = -Infinity;
     for (let j = 0; j < V; j++) if (probs[o + j]! > max) max = probs[o + j]!;
-    let z = 0;
-    for (let j = 0; j < V; j++) z += Math.exp(probs[o + j]! - max);
     const y = targets[bt]!;
+    const logitY = y >= 0 ? probs[o + y]! : 0;
+    let z = 0;
+    for (let j = 0; j < V; j++) {
+      const e = Math.exp(probs[o + j]! - max);
+      probs[o + j] = e;
+      z += e;
+    }
     if (y >= 0) {
-      sum += Math.log(z) + max - probs[o + y]!; // −log softmax(logits)[y], from the logits
+      sum += Math.log(z) + max - logitY; // −log softmax(logits)[y], from the logits
       count++;
     }
     const inv = 1 / z;
-    for (let j = 0; j < V; j++) probs[o + j] = Math.exp(probs[o + j]! - max) * inv;
+    for (let j = 0; j < V; j++) probs[o + j] = probs[o + j]! * inv;
   }
   return { sum, count };
 }

@@ -20,8 +20,8 @@ import { type ModelConfig, headSize, kvDim } from '../model/config.js';
 import { type TransformerWeights, parameterCount, parameterTable, weightsView } from '../model/weights.js';
 import { adamwStep, type AdamWHyper, clipGradNorm } from './adamw.js';
 import {
-  attentionBackward, attentionForward, type AttentionDims, crossEntropyForward, crossEntropySoftmaxBackward,
-  dropoutBackward, dropoutForward, embeddingBackward, embeddingForward, jsMatmul, type MatmulKernels,
+  allocateAttentionScratch, type AttentionScratch, attentionBackward, attentionForward, type AttentionDims, type AttentionDropout, crossEntropyForward, crossEntropySoftmaxBackward,
+  dropoutBackward, dropoutForward, embeddingBackward, embeddingForward, jsMatmul, type MatmulKernels, residualForward,
   rmsnormBackward, rmsnormForward, ropeBackward, ropeForward, ropeTables, swigluBackward, swigluForward,
 } from './layers.js';
 import { Rng, type RngState } from './rng.js';
@@ -83,7 +83,41 @@ interface GradScratch {
   readonly dh1: Float32Array; //    (BT, H)
   readonly dh3: Float32Array; //    (BT, H)
   readonly dgate: Float32Array; //  (BT, H)
-  readonly datt: Float32Array; //   (T) softmax-backward scratch
+  readonly attention: AttentionScratch;
+}
+
+/** One layer's slices of the parameters, gradients, activations and masks (built once). */
+interface LayerViews {
+  // parameters and their gradients
+  readonly rmsAtt: Float32Array; readonly dRmsAtt: Float32Array; // (C)
+  readonly wq: Float32Array; readonly dwq: Float32Array; //         (C, C)
+  readonly wk: Float32Array; readonly dwk: Float32Array; //         (kvDim, C)
+  readonly wv: Float32Array; readonly dwv: Float32Array; //         (kvDim, C)
+  readonly wo: Float32Array; readonly dwo: Float32Array; //         (C, C)
+  readonly rmsFfn: Float32Array; readonly dRmsFfn: Float32Array; // (C)
+  readonly w1: Float32Array; readonly dw1: Float32Array; //         (H, C)
+  readonly w2: Float32Array; readonly dw2: Float32Array; //         (C, H)
+  readonly w3: Float32Array; readonly dw3: Float32Array; //         (H, C)
+  // activations
+  readonly x: Float32Array; //       (BT, C) the residual stream entering the layer
+  readonly hid: Float32Array; //     (BT, C) after the attention branch
+  readonly xNext: Float32Array; //   (BT, C) leaving the layer
+  readonly attNorm: Float32Array; // (BT, C)
+  readonly attRstd: Float32Array; // (BT)
+  readonly q: Float32Array; //       (BT, C)
+  readonly k: Float32Array; //       (BT, kvDim)
+  readonly v: Float32Array; //       (BT, kvDim)
+  readonly att: Float32Array; //     (B, NH, T, T)
+  readonly attOut: Float32Array; //  (BT, C)
+  readonly ffnNorm: Float32Array; // (BT, C)
+  readonly ffnRstd: Float32Array; // (BT)
+  readonly h1: Float32Array; //      (BT, H)
+  readonly h3: Float32Array; //      (BT, H)
+  readonly gate: Float32Array; //    (BT, H)
+  // dropout (undefined when dropout = 0)
+  readonly attDropout: AttentionDropout | undefined;
+  readonly attResidKeep: Uint8Array | undefined; // (BT, C)
+  readonly ffnResidKeep: Uint8Array | undefined; // (BT, C)
 }
 
 export class TrainModel {
@@ -112,6 +146,8 @@ export class TrainModel {
   private readonly ropeSin: Float32Array;
   /** Per-element "apply weight decay" flags are per tensor: [offset, size, decay] of the table. */
   private readonly decayRanges: ReadonlyArray<readonly [number, number, boolean]>;
+  private readonly layers: readonly LayerViews[];
+  private readonly dims: AttentionDims;
   private lossCount = 0;
   private training = true;
 
@@ -157,13 +193,43 @@ export class TrainModel {
     this.scratch = {
       dres: alloc(BT * C), dnorm: alloc(BT * C), dbranch: alloc(BT * C), dq: alloc(BT * C),
       dk: alloc(BT * kvd), dv: alloc(BT * kvd), dattOut: alloc(BT * C),
-      dh1: alloc(BT * H), dh3: alloc(BT * H), dgate: alloc(BT * H), datt: new Float32Array(T),
+      dh1: alloc(BT * H), dh3: alloc(BT * H), dgate: alloc(BT * H),
+      attention: allocateAttentionScratch(T, headSize(config), alloc),
     };
     this.inputs = new Int32Array(BT);
     this.targets = new Int32Array(BT);
     const rope = ropeTables(T, headSize(config));
     this.ropeCos = rope.cos;
     this.ropeSin = rope.sin;
+    this.dims = { B, T, nHeads: NH, nKvHeads: config.nKvHeads, hs: headSize(config) };
+
+    const w = this.params;
+    const g = this.grads;
+    const a = this.acts;
+    const m = this.masks;
+    const BTC = BT * C;
+    const attSize = B * NH * T * T;
+    const slice = <A extends Float32Array | Uint8Array>(t: A, l: number, size: number): A => t.subarray(l * size, (l + 1) * size) as A;
+    this.layers = Array.from({ length: L }, (_, l): LayerViews => ({
+      rmsAtt: slice(w.rmsAtt, l, C), dRmsAtt: slice(g.rmsAtt, l, C),
+      wq: slice(w.wq, l, C * C), dwq: slice(g.wq, l, C * C),
+      wk: slice(w.wk, l, kvd * C), dwk: slice(g.wk, l, kvd * C),
+      wv: slice(w.wv, l, kvd * C), dwv: slice(g.wv, l, kvd * C),
+      wo: slice(w.wo, l, C * C), dwo: slice(g.wo, l, C * C),
+      rmsFfn: slice(w.rmsFfn, l, C), dRmsFfn: slice(g.rmsFfn, l, C),
+      w1: slice(w.w1, l, H * C), dw1: slice(g.w1, l, H * C),
+      w2: slice(w.w2, l, C * H), dw2: slice(g.w2, l, C * H),
+      w3: slice(w.w3, l, H * C), dw3: slice(g.w3, l, H * C),
+      x: slice(a.residual, l, BTC), hid: slice(a.hidden, l, BTC), xNext: slice(a.residual, l + 1, BTC),
+      attNorm: slice(a.attNorm, l, BTC), attRstd: slice(a.attRstd, l, BT),
+      q: slice(a.q, l, BTC), k: slice(a.k, l, BT * kvd), v: slice(a.v, l, BT * kvd),
+      att: slice(a.att, l, attSize), attOut: slice(a.attOut, l, BTC),
+      ffnNorm: slice(a.ffnNorm, l, BTC), ffnRstd: slice(a.ffnRstd, l, BT),
+      h1: slice(a.h1, l, BT * H), h3: slice(a.h3, l, BT * H), gate: slice(a.gate, l, BT * H),
+      attDropout: m ? { keep: slice(m.att, l, attSize), p, rng: this.dropoutRng } : undefined,
+      attResidKeep: m ? slice(m.attResid, l, BTC) : undefined,
+      ffnResidKeep: m ? slice(m.ffnResid, l, BTC) : undefined,
+    }));
   }
 
   /** Switches dropout on (training) or off (evaluation). */
@@ -196,53 +262,36 @@ export class TrainModel {
     const masks = this.training ? this.masks : undefined;
     const p = this.dropout;
     const rng = this.dropoutRng;
-    const dims: AttentionDims = { B, T, nHeads: NH, nKvHeads: KVH, hs };
     const BTC = BT * C;
 
-    const x0 = a.residual.subarray(0, BTC);
+    const x0 = this.layers[0]!.x;
     embeddingForward(x0, this.inputs, w.tokenEmbedding, BT, C);
     if (masks) dropoutForward(x0, masks.embedding, p, rng, BTC);
 
-    for (let l = 0; l < L; l++) {
-      const x = a.residual.subarray(l * BTC, (l + 1) * BTC);
-      const hid = a.hidden.subarray(l * BTC, (l + 1) * BTC);
-      const xNext = a.residual.subarray((l + 1) * BTC, (l + 2) * BTC);
-      const attNorm = a.attNorm.subarray(l * BTC, (l + 1) * BTC);
-      const q = a.q.subarray(l * BTC, (l + 1) * BTC);
-      const kk = a.k.subarray(l * BT * kvd, (l + 1) * BT * kvd);
-      const vv = a.v.subarray(l * BT * kvd, (l + 1) * BT * kvd);
-      const attSize = B * NH * T * T;
-      const att = a.att.subarray(l * attSize, (l + 1) * attSize);
-      const attOut = a.attOut.subarray(l * BTC, (l + 1) * BTC);
-      const ffnNorm = a.ffnNorm.subarray(l * BTC, (l + 1) * BTC);
-      const h1 = a.h1.subarray(l * BT * H, (l + 1) * BT * H);
-      const h3 = a.h3.subarray(l * BT * H, (l + 1) * BT * H);
-      const gate = a.gate.subarray(l * BT * H, (l + 1) * BT * H);
+    for (const y of this.layers) {
+      // attention branch: h = x + dropout(wo · attention(rope(wq·n), rope(wk·n), wv·n)), n = rmsnorm(x)
+      rmsnormForward(y.attNorm, y.attRstd, y.x, y.rmsAtt, BT, C);
+      k.matmulForward(y.q, y.attNorm, y.wq, BT, C, C);
+      k.matmulForward(y.k, y.attNorm, y.wk, BT, C, kvd);
+      k.matmulForward(y.v, y.attNorm, y.wv, BT, C, kvd);
+      ropeForward(y.q, this.ropeCos, this.ropeSin, B, T, NH, hs);
+      ropeForward(y.k, this.ropeCos, this.ropeSin, B, T, KVH, hs);
+      attentionForward(k, y.attOut, y.att, y.q, y.k, y.v, this.dims, this.scratch.attention, masks ? y.attDropout : undefined);
+      k.matmulForward(a.branch, y.attOut, y.wo, BT, C, C);
+      if (masks) dropoutForward(a.branch, y.attResidKeep!, p, rng, BTC);
+      residualForward(y.hid, y.x, a.branch, BTC);
 
-      // attention branch
-      rmsnormForward(attNorm, a.attRstd.subarray(l * BT, (l + 1) * BT), x, w.rmsAtt.subarray(l * C, (l + 1) * C), BT, C);
-      k.matmulForward(q, attNorm, w.wq.subarray(l * C * C, (l + 1) * C * C), BT, C, C);
-      k.matmulForward(kk, attNorm, w.wk.subarray(l * kvd * C, (l + 1) * kvd * C), BT, C, kvd);
-      k.matmulForward(vv, attNorm, w.wv.subarray(l * kvd * C, (l + 1) * kvd * C), BT, C, kvd);
-      ropeForward(q, this.ropeCos, this.ropeSin, B, T, NH, hs);
-      ropeForward(kk, this.ropeCos, this.ropeSin, B, T, KVH, hs);
-      attentionForward(attOut, att, q, kk, vv, dims, masks ? { keep: masks.att.subarray(l * attSize, (l + 1) * attSize), p, rng } : undefined);
-      k.matmulForward(a.branch, attOut, w.wo.subarray(l * C * C, (l + 1) * C * C), BT, C, C);
-      if (masks) dropoutForward(a.branch, masks.attResid.subarray(l * BTC, (l + 1) * BTC), p, rng, BTC);
-      for (let i = 0; i < BTC; i++) hid[i] = x[i]! + a.branch[i]!;
-
-      // feed-forward branch
-      rmsnormForward(ffnNorm, a.ffnRstd.subarray(l * BT, (l + 1) * BT), hid, w.rmsFfn.subarray(l * C, (l + 1) * C), BT, C);
-      k.matmulForward(h1, ffnNorm, w.w1.subarray(l * H * C, (l + 1) * H * C), BT, C, H);
-      k.matmulForward(h3, ffnNorm, w.w3.subarray(l * H * C, (l + 1) * H * C), BT, C, H);
-      swigluForward(gate, h1, h3, BT * H);
-      k.matmulForward(a.branch, gate, w.w2.subarray(l * C * H, (l + 1) * C * H), BT, H, C);
-      if (masks) dropoutForward(a.branch, masks.ffnResid.subarray(l * BTC, (l + 1) * BTC), p, rng, BTC);
-      for (let i = 0; i < BTC; i++) xNext[i] = hid[i]! + a.branch[i]!;
+      // feed-forward branch: x_next = h + dropout(w2 · (silu(w1·m) ⊙ w3·m)), m = rmsnorm(h)
+      rmsnormForward(y.ffnNorm, y.ffnRstd, y.hid, y.rmsFfn, BT, C);
+      k.matmulForward(y.h1, y.ffnNorm, y.w1, BT, C, H);
+      k.matmulForward(y.h3, y.ffnNorm, y.w3, BT, C, H);
+      swigluForward(y.gate, y.h1, y.h3, BT * H);
+      k.matmulForward(a.branch, y.gate, y.w2, BT, H, C);
+      if (masks) dropoutForward(a.branch, y.ffnResidKeep!, p, rng, BTC);
+      residualForward(y.xNext, y.hid, a.branch, BTC);
     }
 
-    const xL = a.residual.subarray(L * BTC, (L + 1) * BTC);
-    rmsnormForward(a.finalNorm, a.finalRstd, xL, w.rmsFinal, BT, C);
+    rmsnormForward(a.finalNorm, a.finalRstd, this.layers[L - 1]!.xNext, w.rmsFinal, BT, C);
     k.matmulForward(a.probs, a.finalNorm, w.wcls, BT, C, V);
     const { sum, count } = crossEntropyForward(a.probs, this.targets, BT, V);
     this.lossCount = count;
@@ -272,7 +321,6 @@ export class TrainModel {
     const k = this.kernels;
     const masks = this.training ? this.masks : undefined;
     const p = this.dropout;
-    const dims: AttentionDims = { B, T, nHeads: NH, nKvHeads: KVH, hs };
 
     // loss → logits → final norm (the classifier is the embedding when tied: its gradient adds up)
     const dlogits = a.probs;
@@ -280,54 +328,40 @@ export class TrainModel {
     s.dnorm.fill(0);
     k.matmulBackward(s.dnorm, g.wcls, dlogits, a.finalNorm, w.wcls, BT, C, V);
     s.dres.fill(0);
-    rmsnormBackward(s.dres, g.rmsFinal, s.dnorm, a.residual.subarray(L * BTC, (L + 1) * BTC), w.rmsFinal, a.finalRstd, BT, C);
+    rmsnormBackward(s.dres, g.rmsFinal, s.dnorm, this.layers[L - 1]!.xNext, w.rmsFinal, a.finalRstd, BT, C);
 
     for (let l = L - 1; l >= 0; l--) {
-      const x = a.residual.subarray(l * BTC, (l + 1) * BTC);
-      const hid = a.hidden.subarray(l * BTC, (l + 1) * BTC);
-      const attNorm = a.attNorm.subarray(l * BTC, (l + 1) * BTC);
-      const q = a.q.subarray(l * BTC, (l + 1) * BTC);
-      const kk = a.k.subarray(l * BT * kvd, (l + 1) * BT * kvd);
-      const vv = a.v.subarray(l * BT * kvd, (l + 1) * BT * kvd);
-      const attSize = B * NH * T * T;
-      const att = a.att.subarray(l * attSize, (l + 1) * attSize);
-      const attOut = a.attOut.subarray(l * BTC, (l + 1) * BTC);
-      const ffnNorm = a.ffnNorm.subarray(l * BTC, (l + 1) * BTC);
-      const h1 = a.h1.subarray(l * BT * H, (l + 1) * BT * H);
-      const h3 = a.h3.subarray(l * BT * H, (l + 1) * BT * H);
-      const gate = a.gate.subarray(l * BT * H, (l + 1) * BT * H);
-      const lC = l * C;
-
-      // feed-forward branch: x_next = h + dropout(w2 · gate); dres holds d(x_next) and, through
-      // the residual, already the direct part of d(h).
+      const y = this.layers[l]!;
+      // feed-forward branch: x_next = h + dropout(w2 · gate); dres holds d(x_next), which through
+      // the residual is also the direct part of d(h)
       s.dbranch.set(s.dres);
-      if (masks) dropoutBackward(s.dbranch, masks.ffnResid.subarray(l * BTC, (l + 1) * BTC), p, BTC);
+      if (masks) dropoutBackward(s.dbranch, y.ffnResidKeep!, p, BTC);
       s.dgate.fill(0);
-      k.matmulBackward(s.dgate, g.w2.subarray(l * C * H, (l + 1) * C * H), s.dbranch, gate, w.w2.subarray(l * C * H, (l + 1) * C * H), BT, H, C);
+      k.matmulBackward(s.dgate, y.dw2, s.dbranch, y.gate, y.w2, BT, H, C);
       s.dh1.fill(0);
       s.dh3.fill(0);
-      swigluBackward(s.dh1, s.dh3, s.dgate, h1, h3, BT * H);
+      swigluBackward(s.dh1, s.dh3, s.dgate, y.h1, y.h3, BT * H);
       s.dnorm.fill(0);
-      k.matmulBackward(s.dnorm, g.w1.subarray(l * H * C, (l + 1) * H * C), s.dh1, ffnNorm, w.w1.subarray(l * H * C, (l + 1) * H * C), BT, C, H);
-      k.matmulBackward(s.dnorm, g.w3.subarray(l * H * C, (l + 1) * H * C), s.dh3, ffnNorm, w.w3.subarray(l * H * C, (l + 1) * H * C), BT, C, H);
-      rmsnormBackward(s.dres, g.rmsFfn.subarray(lC, lC + C), s.dnorm, hid, w.rmsFfn.subarray(lC, lC + C), a.ffnRstd.subarray(l * BT, (l + 1) * BT), BT, C);
+      k.matmulBackward(s.dnorm, y.dw1, s.dh1, y.ffnNorm, y.w1, BT, C, H);
+      k.matmulBackward(s.dnorm, y.dw3, s.dh3, y.ffnNorm, y.w3, BT, C, H);
+      rmsnormBackward(s.dres, y.dRmsFfn, s.dnorm, y.hid, y.rmsFfn, y.ffnRstd, BT, C);
 
       // attention branch: h = x + dropout(wo · attOut); dres now holds d(h)
       s.dbranch.set(s.dres);
-      if (masks) dropoutBackward(s.dbranch, masks.attResid.subarray(l * BTC, (l + 1) * BTC), p, BTC);
+      if (masks) dropoutBackward(s.dbranch, y.attResidKeep!, p, BTC);
       s.dattOut.fill(0);
-      k.matmulBackward(s.dattOut, g.wo.subarray(l * C * C, (l + 1) * C * C), s.dbranch, attOut, w.wo.subarray(l * C * C, (l + 1) * C * C), BT, C, C);
+      k.matmulBackward(s.dattOut, y.dwo, s.dbranch, y.attOut, y.wo, BT, C, C);
       s.dq.fill(0);
       s.dk.fill(0);
       s.dv.fill(0);
-      attentionBackward(s.dq, s.dk, s.dv, s.datt, s.dattOut, att, q, kk, vv, dims, masks ? { keep: masks.att.subarray(l * attSize, (l + 1) * attSize), p } : undefined);
+      attentionBackward(k, s.dq, s.dk, s.dv, s.dattOut, y.att, y.q, y.k, y.v, this.dims, s.attention, masks ? y.attDropout : undefined);
       ropeBackward(s.dq, this.ropeCos, this.ropeSin, B, T, NH, hs);
       ropeBackward(s.dk, this.ropeCos, this.ropeSin, B, T, KVH, hs);
       s.dnorm.fill(0);
-      k.matmulBackward(s.dnorm, g.wq.subarray(l * C * C, (l + 1) * C * C), s.dq, attNorm, w.wq.subarray(l * C * C, (l + 1) * C * C), BT, C, C);
-      k.matmulBackward(s.dnorm, g.wk.subarray(l * kvd * C, (l + 1) * kvd * C), s.dk, attNorm, w.wk.subarray(l * kvd * C, (l + 1) * kvd * C), BT, C, kvd);
-      k.matmulBackward(s.dnorm, g.wv.subarray(l * kvd * C, (l + 1) * kvd * C), s.dv, attNorm, w.wv.subarray(l * kvd * C, (l + 1) * kvd * C), BT, C, kvd);
-      rmsnormBackward(s.dres, g.rmsAtt.subarray(lC, lC + C), s.dnorm, x, w.rmsAtt.subarray(lC, lC + C), a.attRstd.subarray(l * BT, (l + 1) * BT), BT, C);
+      k.matmulBackward(s.dnorm, y.dwq, s.dq, y.attNorm, y.wq, BT, C, C);
+      k.matmulBackward(s.dnorm, y.dwk, s.dk, y.attNorm, y.wk, BT, C, kvd);
+      k.matmulBackward(s.dnorm, y.dwv, s.dv, y.attNorm, y.wv, BT, C, kvd);
+      rmsnormBackward(s.dres, y.dRmsAtt, s.dnorm, y.x, y.rmsAtt, y.attRstd, BT, C);
     }
 
     if (masks) dropoutBackward(s.dres, masks.embedding, p, BTC);
