@@ -151,20 +151,61 @@ export function rmsnorm(o: usize, x: usize, weight: usize, size: i32): void {
   }
 }
 
-/** In place: x = exp(x - max) / Σ exp(x - max) over size values. */
+/**
+ * e^x in four lanes (Cephes' expf): x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-7 polynomial,
+ * then 2^n put into the exponent bits. Relative error ≈ 2·10⁻⁷ (about 2 float32 ulp). x is clamped
+ * to [-87.3, 88.7], so very negative inputs give ~1e-38 instead of 0 (harmless in a softmax sum).
+ */
+// @ts-ignore: decorator
+@inline function exp4(x: v128): v128 {
+  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.3)), f32x4.splat(88.7));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
+  const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375))), f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1));
+  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return f32x4.mul(p, pow2n);
+}
+
+/** e^x for one value, with the same arithmetic as exp4 (so results do not depend on alignment). */
+// @ts-ignore: decorator
+@inline function exp1(x: f32): f32 {
+  return f32x4.extract_lane(exp4(f32x4.splat(x)), 0);
+}
+
+/** In place: x = exp(x - max) / Σ exp(x - max) over size values. The sum is kept in float64. */
 export function softmax(x: usize, size: i32): void {
-  let max = load<f32>(x);
-  for (let i = 1; i < size; i++) max = Mathf.max(max, load<f32>(x + (<usize>i << 2)));
-  let sum: f64 = 0;
-  for (let i = 0; i < size; i++) {
+  let vmax = v128.load32_splat(x);
+  let i = 0;
+  for (; i + 4 <= size; i += 4) vmax = f32x4.max(vmax, v128.load(x + (<usize>i << 2)));
+  let max = Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
+  for (; i < size; i++) max = Mathf.max(max, load<f32>(x + (<usize>i << 2)));
+  const splatMax = f32x4.splat(max);
+  let sumLo = f64x2.splat(0), sumHi = f64x2.splat(0);
+  i = 0;
+  for (; i + 4 <= size; i += 4) {
     const p = x + (<usize>i << 2);
-    const e = Mathf.exp(load<f32>(p) - max);
+    const e = exp4(f32x4.sub(v128.load(p), splatMax));
+    v128.store(p, e);
+    sumLo = f64x2.add(sumLo, f64x2.promote_low_f32x4(e));
+    sumHi = f64x2.add(sumHi, f64x2.promote_low_f32x4(v128.shuffle<f32>(e, e, 2, 3, 0, 1)));
+  }
+  const both = f64x2.add(sumLo, sumHi);
+  let sum = f64x2.extract_lane(both, 0) + f64x2.extract_lane(both, 1);
+  for (; i < size; i++) {
+    const p = x + (<usize>i << 2);
+    const e = exp1(load<f32>(p) - max);
     store<f32>(p, e);
     sum += <f64>e;
   }
   const inv = <f32>(1.0 / sum);
   const vinv = f32x4.splat(inv);
-  let i = 0;
+  i = 0;
   for (; i + 4 <= size; i += 4) {
     const p = x + (<usize>i << 2);
     v128.store(p, f32x4.mul(v128.load(p), vinv));
@@ -195,6 +236,19 @@ export function rope(q: usize, k: usize, pos: i32, dim: i32, kvDim: i32, headSiz
     const fcr = <f32>Math.cos(angle);
     const fci = <f32>Math.sin(angle);
     // the same angle applies to offset i of every head
+    for (let h = i; h < dim; h += headSize) rotatePair(q + (<usize>h << 2), fcr, fci);
+    for (let h = i; h < kvDim; h += headSize) rotatePair(k + (<usize>h << 2), fcr, fci);
+  }
+}
+
+/**
+ * RoPE with the rotation precomputed: table holds (cos, sin) for each pair offset i/2 of a head
+ * (headSize floats), the same for every head and layer at this position.
+ */
+export function ropeTable(q: usize, k: usize, table: usize, dim: i32, kvDim: i32, headSize: i32): void {
+  for (let i = 0; i < headSize; i += 2) {
+    const fcr = load<f32>(table + (<usize>i << 2));
+    const fci = load<f32>(table + (<usize>i << 2), 4);
     for (let h = i; h < dim; h += headSize) rotatePair(q + (<usize>h << 2), fcr, fci);
     for (let h = i; h < kvDim; h += headSize) rotatePair(k + (<usize>h << 2), fcr, fci);
   }
@@ -268,13 +322,23 @@ export function attentionHeads(
       v128.store(o, a0); v128.store(o, a1, 16); v128.store(o, a2, 32); v128.store(o, a3, 48);
     }
     for (; i + 4 <= headSize; i += 4) {
-      let acc = f32x4.splat(0);
+      // small heads: four positions per step into four accumulators (no add-latency chain)
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
       let v = valueCache + kvOffset + (<usize>i << 2);
-      for (let t = 0; t <= pos; t++) {
-        acc = f32x4.add(acc, f32x4.mul(v128.load32_splat(ah + (<usize>t << 2)), v128.load(v)));
+      let t = 0;
+      for (; t + 4 <= pos + 1; t += 4) {
+        const at = ah + (<usize>t << 2);
+        a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(at), v128.load(v)));
+        a1 = f32x4.add(a1, f32x4.mul(v128.load32_splat(at + 4), v128.load(v + rowBytes)));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load32_splat(at + 8), v128.load(v + 2 * rowBytes)));
+        a3 = f32x4.add(a3, f32x4.mul(v128.load32_splat(at + 12), v128.load(v + 3 * rowBytes)));
+        v += 4 * rowBytes;
+      }
+      for (; t <= pos; t++) {
+        a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(ah + (<usize>t << 2)), v128.load(v)));
         v += rowBytes;
       }
-      v128.store(oh + (<usize>i << 2), acc);
+      v128.store(oh + (<usize>i << 2), f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
     }
     for (; i < headSize; i++) {
       let s: f32 = 0;
@@ -288,10 +352,17 @@ export function attentionHeads(
 
 /** SwiGLU gate in place: hb = silu(hb) ⊙ hb2 with silu(v) = v · σ(v). */
 export function swiglu(hb: usize, hb2: usize, size: i32): void {
-  for (let i = 0; i < size; i++) {
+  const one = f32x4.splat(1);
+  let i = 0;
+  for (; i + 4 <= size; i += 4) {
+    const o = <usize>i << 2;
+    const v = v128.load(hb + o);
+    v128.store(hb + o, f32x4.mul(f32x4.div(v, f32x4.add(one, exp4(f32x4.neg(v)))), v128.load(hb2 + o)));
+  }
+  for (; i < size; i++) {
     const p = hb + (<usize>i << 2);
     const v = load<f32>(p);
-    store<f32>(p, (v / (<f32>1 + Mathf.exp(-v))) * load<f32>(hb2 + (<usize>i << 2)));
+    store<f32>(p, (v / (<f32>1 + exp1(-v))) * load<f32>(hb2 + (<usize>i << 2)));
   }
 }
 

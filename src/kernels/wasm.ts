@@ -25,6 +25,7 @@ export interface KernelExports {
   rmsnorm(o: number, x: number, weight: number, size: number): void;
   softmax(x: number, size: number): void;
   rope(q: number, k: number, pos: number, dim: number, kvDim: number, headSize: number): void;
+  ropeTable(q: number, k: number, table: number, dim: number, kvDim: number, headSize: number): void;
   attentionHeads(
     out: number, q: number, keyCache: number, valueCache: number, att: number, pos: number,
     nHeads: number, nKvHeads: number, headSize: number, kvDim: number, seqLen: number, h0: number, h1: number,
@@ -43,6 +44,8 @@ const PAGE_BYTES = 65536;
 /** The module declares a shared memory of at most 65536 pages (4 GiB, all of wasm32). */
 export const MAX_PAGES = 65536;
 const ALIGN = 64;
+/** Largest head size whose RoPE rotations are cached per position (cos and sin per pair). */
+const ROPE_TABLE_FLOATS = 1024;
 
 /** Instantiates the kernels on a shared memory (each worker thread does this with the same memory). */
 export function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): KernelExports {
@@ -199,6 +202,24 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
   const k = instantiateKernels(module, memory);
   const heap = new KernelMemory(memory, k.heapBase());
   const at = (view: ArrayBufferView): number => heap.address(view);
+
+  // RoPE's cos/sin depend only on (pos, offset in the head): computed once per position (in
+  // float64, as the reference does) and reused by every layer, instead of once per layer.
+  const ropeCosSin = heap.floats(ROPE_TABLE_FLOATS);
+  let ropePos = -1, ropeHeadSize = -1;
+  function ropeTableFor(pos: number, headSize: number): number {
+    if (pos !== ropePos || headSize !== ropeHeadSize) {
+      for (let i = 0; i < headSize; i += 2) {
+        const angle = pos * (1 / Math.pow(10000, i / headSize));
+        ropeCosSin[i] = Math.cos(angle);
+        ropeCosSin[i + 1] = Math.sin(angle);
+      }
+      ropePos = pos;
+      ropeHeadSize = headSize;
+    }
+    return ropeCosSin.byteOffset;
+  }
+
   return {
     name: 'wasm',
     threads: 1,
@@ -221,7 +242,8 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
     },
     rope(q, kk, pos, dim, kvDim, headSize) {
       need(q, dim, 'rope q'); need(kk, kvDim, 'rope k');
-      k.rope(at(q), at(kk), pos, dim, kvDim, headSize);
+      if (headSize > ROPE_TABLE_FLOATS || headSize % 2 !== 0) k.rope(at(q), at(kk), pos, dim, kvDim, headSize);
+      else k.ropeTable(at(q), at(kk), ropeTableFor(pos, headSize), dim, kvDim, headSize);
     },
     attention(out, q, keyCache, valueCache, att, pos, s: AttentionShape) {
       checkAttention(out, q, keyCache, valueCache, att, pos, s);
