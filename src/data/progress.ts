@@ -98,6 +98,7 @@ export class Progress {
     const bar = '#'.repeat(filled) + '.'.repeat(width - filled);
     const eta = rate > 0 ? (this.total - this.done) / rate : Infinity;
     const pct = (100 * frac).toFixed(0).padStart(3);
-    return `${this.label} [${bar}] ${pct}% ${this.fmt(this.done)}/${this.fmt(this.total)} ${rateText} ETA ${frac >= 1 ? '0s' : formatDuration(eta)}`;
+    const counts = this.opts.unit === 'bytes' ? `${formatBytes(this.done)}/${formatBytes(this.total)}` : `${this.done}/${this.fmt(this.total)}`;
+    return `${this.label} [${bar}] ${pct}% ${counts} ${rateText} ETA ${frac >= 1 ? '0s' : formatDuration(eta)}`;
   }
 }
