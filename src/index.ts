@@ -16,8 +16,10 @@ export type { Checkpoint, CheckpointFormat, CheckpointHeader, Q8Weights, Quantiz
 export { Tokenizer, StreamingDecoder, loadTokenizer } from './tokenizer/index.js';
 export type { Kernels, AttentionShape } from './kernels/types.js';
 export { jsKernels } from './kernels/js.js';
+export { createKernels, jsKernelSet, defaultThreads } from './kernels/kernel-set.js';
+export type { KernelSet, KernelChoice, KernelKind } from './kernels/kernel-set.js';
 export { Transformer, loadTransformer } from './infer/forward.js';
-export type { RunState } from './infer/forward.js';
+export type { RunState, ModelKernels, LoadModelOptions } from './infer/forward.js';
 export { Sampler, Xorshift64Star } from './infer/sampler.js';
 export type { SamplerOptions } from './infer/sampler.js';
 export { generate } from './infer/generate.js';

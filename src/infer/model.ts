@@ -5,17 +5,18 @@
 import { readCheckpointHeader } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
 import { jsKernels } from '../kernels/js.js';
-import type { Kernels } from '../kernels/types.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { LlamaError } from '../errors.js';
-import { loadTransformer, type Transformer } from './forward.js';
+import { type LoadModelOptions, type ModelKernels, loadTransformer, type Transformer } from './forward.js';
 import { generate, type GenerateOptions, type GenerateSummary } from './generate.js';
 
 export interface LoadOptions {
   /** The tokenizer file (tokenizer.bin or SentencePiece .model). */
   tokenizer: string;
-  /** Kernel set; default the plain TypeScript kernels. */
-  kernels?: Kernels;
+  /** Kernel set (see createKernels); default the plain TypeScript kernels. */
+  kernels?: ModelKernels;
+  /** 'q8' runs with int8 Q8_0 weights (see LoadModelOptions). */
+  quantize?: LoadModelOptions['quantize'];
 }
 
 export class LanguageModel {
@@ -29,7 +30,7 @@ export class LanguageModel {
   static load(modelPath: string, options: LoadOptions): LanguageModel {
     const { config } = readCheckpointHeader(modelPath);
     const tokenizer = loadTokenizer(options.tokenizer, config.vocabSize);
-    return new LanguageModel(loadTransformer(modelPath, options.kernels ?? jsKernels), tokenizer);
+    return new LanguageModel(loadTransformer(modelPath, options.kernels ?? jsKernels, { quantize: options.quantize ?? 'none' }), tokenizer);
   }
 
   get config(): ModelConfig {
