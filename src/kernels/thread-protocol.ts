@@ -49,8 +49,38 @@ export const Op = {
   matmulBackward: 5, //  dinp, dw, dout, inp, w, BT, C, OC                SPLIT chunks of CHUNK rows of dinp, then chunks of CHUNK2 rows of dw
 } as const;
 
-/** Polls of STATE / FINISHED before sleeping: roughly 0.1 ms. */
-export const SPIN_LIMIT = 1 << 15;
+/**
+ * How long a thread polls (STATE / FINISHED) before sleeping in Atomics.wait. Polling is what makes
+ * a hand-off take a microsecond instead of tens, but on an oversubscribed machine a polling thread
+ * only steals the core from the thread it waits for. So the budget adapts: it halves each time
+ * polling was in vain (the thread had to sleep) and doubles each time it sufficed, between about
+ * 1 µs and 0.1 ms of polling.
+ */
+export class SpinBudget {
+  static readonly MIN = 1 << 8;
+  static readonly MAX = 1 << 15;
+  limit = SpinBudget.MAX;
+
+  /**
+   * Waits until ctrl[index] !== value (unchanged: keep waiting); returns the new value. Sleeps
+   * in slices of at most sliceMs once the polling budget is spent.
+   */
+  waitWhileEqual(ctrl: Int32Array, index: number, value: number, sliceMs = Infinity): number {
+    for (let spins = 0; spins < this.limit; spins++) {
+      const now = Atomics.load(ctrl, index);
+      if (now !== value) {
+        if (this.limit < SpinBudget.MAX) this.limit *= 2;
+        return now;
+      }
+    }
+    if (this.limit > SpinBudget.MIN) this.limit >>= 1;
+    for (;;) {
+      const now = Atomics.load(ctrl, index);
+      if (now !== value) return now;
+      Atomics.wait(ctrl, index, value, sliceMs);
+    }
+  }
+}
 
 export function seqOf(state: number): number {
   return state >>> CHUNK_BITS;
@@ -135,14 +165,12 @@ export function claimChunks(k: KernelExports, ctrl: Int32Array, seq: number): bo
 
 /** A worker's life: wait for a command, help with its chunks, until Op.exit. */
 export function commandLoop(k: KernelExports, ctrl: Int32Array, index: number): void {
-  let seen = seqOf(Atomics.load(ctrl, STATE));
+  const spin = new SpinBudget();
+  let state = Atomics.load(ctrl, STATE);
+  let seen = seqOf(state);
   for (;;) {
-    let spins = 0;
-    let state = Atomics.load(ctrl, STATE);
-    while (seqOf(state) === seen) {
-      if (++spins > SPIN_LIMIT) Atomics.wait(ctrl, STATE, state);
-      state = Atomics.load(ctrl, STATE);
-    }
+    // STATE also changes as chunks are claimed: wait until it carries a new command number
+    while (seqOf(state) === seen) state = spin.waitWhileEqual(ctrl, STATE, state);
     seen = seqOf(state);
     if (ctrl[OP] === Op.exit) return;
     if (!claimChunks(k, ctrl, seen)) Atomics.store(ctrl, FAILED, index);

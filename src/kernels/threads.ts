@@ -1,8 +1,8 @@
 // The WebAssembly kernels split over worker threads (Node.js worker_threads) that share one
 // WebAssembly.Memory. The big kernels — matmul (by rows), attention (by heads), the int8 matmul,
-// and the batched training products — are divided among `threads` participants: the calling
-// thread takes slice 0 and threads-1 workers take the rest, commanded through a control block
-// with Atomics (thread-protocol.ts). The small kernels (rmsnorm, rope, softmax, swiglu, add, and
+// and the batched training products — are cut into chunks that `threads` participants (the
+// calling thread and threads-1 workers) claim one by one, commanded through a control block with
+// Atomics (thread-protocol.ts). The small kernels (rmsnorm, rope, softmax, swiglu, add, and
 // quantize) run on the calling thread alone: they are too short to be worth a hand-off.
 //
 // The workers are unref'd: an idle pool never keeps the process alive. close() ends them.
@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { LlamaError } from '../errors.js';
 import type { KernelSet } from './kernel-set.js';
 import {
-  ARGS, CHUNK, CHUNK2, CONTROL_INTS, FAILED, FINISHED, MAX_CHUNKS, OP, Op, SPIN_LIMIT, SPLIT, STATE,
+  ARGS, CHUNK, CHUNK2, CONTROL_INTS, FAILED, FINISHED, MAX_CHUNKS, OP, Op, SPLIT, STATE, SpinBudget,
   chunkSize, claimChunks, initialState, seqOf,
 } from './thread-protocol.js';
 import type { WorkerInit } from './thread-worker.js';
@@ -40,6 +40,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
   const controlAddress = heap.reserve(CONTROL_INTS * 4);
   const ctrl = new Int32Array(heap.memory.buffer, controlAddress, CONTROL_INTS);
   const workers: Worker[] = [];
+  const exits: Promise<void>[] = [];
   const workerUrl = new URL('./thread-worker.js', import.meta.url);
   try {
     await Promise.all(Array.from({ length: threads - 1 }, (_, i) => new Promise<void>((resolve, reject) => {
@@ -47,6 +48,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       // execArgv []: the workers need no Node.js flags, and some (--input-type, …) would make them fail
       const worker = new Worker(workerUrl, { workerData: init, execArgv: [] });
       workers.push(worker);
+      exits.push(new Promise<void>((done) => worker.once('exit', () => done())));
       worker.once('message', () => { worker.unref(); resolve(); });
       worker.once('error', (err) => reject(new LlamaError(`kernel worker thread failed to start: ${err.message}`)));
       worker.once('exit', (code) => reject(new LlamaError(`kernel worker thread exited during start-up (code ${code})`)));
@@ -57,6 +59,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
   }
   let closed = false;
   let seq = 0;
+  const spin = new SpinBudget();
   /** Chunks per command: a few per thread, so a descheduled thread is covered by the others. */
   const parts = Math.min(threads * 4, 256);
 
@@ -73,10 +76,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     Atomics.notify(ctrl, STATE);
     const ok = claimChunks(k, ctrl, seq);
     // the workers use the same buffers: never return (or throw) before they are finished
-    let spins = 0;
-    for (let done = Atomics.load(ctrl, FINISHED); done < chunks; done = Atomics.load(ctrl, FINISHED)) {
-      if (++spins > SPIN_LIMIT) Atomics.wait(ctrl, FINISHED, done, 10);
-    }
+    for (let done = Atomics.load(ctrl, FINISHED); done < chunks;) done = spin.waitWhileEqual(ctrl, FINISHED, done, 10);
     if (!ok || Atomics.load(ctrl, FAILED) !== 0) throw new LlamaError('a kernel failed on a worker thread (out-of-bounds address?)');
   }
 
@@ -105,16 +105,14 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       seq = seqOf(initialState(seq + 1, 0));
       Atomics.store(ctrl, STATE, initialState(seq, 0));
       Atomics.notify(ctrl, STATE);
-      await Promise.all(workers.map((w) => new Promise<void>((resolve) => {
-        w.once('exit', () => resolve());
-        w.ref(); // so that awaiting close() waits for the exit
-      })));
+      for (const w of workers) w.ref(); // so that awaiting close() really waits for the exits
+      await Promise.all(exits);
     },
 
     matmul(xout, x, w, n, d) {
       if (n * d < PARALLEL_MIN_WORK) return base.matmul(xout, x, w, n, d);
       if (x.length < n || w.length < n * d || xout.length < d) return base.matmul(xout, x, w, n, d); // throws the size error
-      // written out (not via command()) to keep the per-token path free of rest-parameter arrays
+      // arguments written out (not via setArgs) to keep the per-token path free of rest-parameter arrays
       ctrl[OP] = Op.matmul;
       ctrl[ARGS] = at(xout); ctrl[ARGS + 1] = at(x); ctrl[ARGS + 2] = at(w); ctrl[ARGS + 3] = n; ctrl[ARGS + 4] = d;
       dispatch(rows(d, 4, 16));
