@@ -13,7 +13,7 @@
 // Shards are written to hidden temporary files and renamed into place only once the whole archive
 // has been read without error, so a corrupt or truncated archive leaves no shard behind.
 
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { type WriteStream, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { basename, join } from 'node:path';
@@ -25,6 +25,7 @@ import { FormatError, LlamaError, UsageError, describeFsError } from '../errors.
 
 export const TINYSTORIES_URL = 'https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStories_all_data.tar.gz';
 export const TINYSTORIES_DIR = 'TinyStories_all_data';
+export const TINYSTORIES_ARCHIVE = 'TinyStories_all_data.tar.gz';
 
 export interface DownloadOptions {
   /** Drop a connection that delivers no data for this long (default 30 s). */
@@ -195,6 +196,7 @@ export async function extractShards(archive: string, outDir: string, onProgress?
   }
   const temps: Array<[string, string]> = []; // [temporary, final]
   const writes: Array<Promise<void>> = [];
+  const streams: WriteStream[] = [];
   const parser = new Parser({
     strict: true,
     onReadEntry: (entry: ReadEntry) => {
@@ -206,8 +208,10 @@ export async function extractShards(archive: string, outDir: string, onProgress?
       const tmp = join(outDir, `.${name}${TMP_MARK}${process.pid}`);
       temps.push([tmp, join(outDir, name)]);
       const out = createWriteStream(tmp);
+      streams.push(out);
       writes.push(new Promise<void>((resolve, reject) => {
         out.on('finish', resolve);
+        out.on('close', () => (out.writableFinished ? resolve() : reject(new Error(`${name}: not completely written`))));
         out.on('error', reject);
         entry.on('error', reject);
       }));
@@ -233,7 +237,8 @@ export async function extractShards(archive: string, outDir: string, onProgress?
     await pipeline(source, createGunzip(), parser as unknown as NodeJS.WritableStream);
     await Promise.all(writes);
   } catch (err) {
-    // let the open write streams settle before deleting what they wrote
+    // stop the open write streams and let them settle before deleting what they wrote
+    for (const out of streams) if (!out.writableFinished) out.destroy();
     await Promise.allSettled(writes);
     removeTemps();
     const e = err as NodeJS.ErrnoException;
@@ -269,8 +274,7 @@ export async function downloadTinyStories(dir: string, url: string, opts: Downlo
   } catch (err) {
     throw describeFsError(dir, err);
   }
-  const name = basename(new URL(url).pathname) || 'TinyStories_all_data.tar.gz';
-  const archive = join(dir, name);
+  const archive = join(dir, TINYSTORIES_ARCHIVE); // whatever the URL's file is called
   let downloaded = false;
   if (existsSync(archive)) opts.log?.(`${archive} already exists, skipping download`);
   else {
