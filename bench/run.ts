@@ -1,0 +1,99 @@
+// `npm run bench`: the benchmark matrix. Inference (decode tok/s, prefill tok/s, peak RSS against
+// the memory bound) for the 260K, 15M, 42M and 110M shapes with `llama2 init` weights, float32 and
+// int8, on 1 thread and on every core; then training throughput (bench/train.ts). Every inference
+// cell runs in its own process so that its peak RSS is its own. Prints a table, writes JSON.
+//
+//   node dist/bench/run.js [--only 260K,15M] [--steps N] [--skip-train] [--out FILE]
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { intFlag, parseFlags, stringFlag } from '../src/cli/flags.js';
+import { headSize } from '../src/model/config.js';
+import { readCheckpointHeader } from '../src/model/checkpoint.js';
+import { benchTrain } from './train.js';
+
+const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+interface Shape {
+  readonly name: string;
+  readonly args: string[]; // llama2 init flags
+}
+
+const SHAPES: Shape[] = [
+  { name: '260K', args: ['--dim', '64', '--layers', '5', '--heads', '8', '--kv-heads', '4', '--multiple-of', '4', '--vocab', '512', '--seq-len', '512'] },
+  { name: '15M', args: ['--dim', '288', '--layers', '6', '--heads', '6', '--vocab', '32000', '--seq-len', '256'] },
+  { name: '42M', args: ['--dim', '512', '--layers', '8', '--heads', '8', '--vocab', '32000', '--seq-len', '1024'] },
+  { name: '110M', args: ['--dim', '768', '--layers', '12', '--heads', '12', '--vocab', '32000', '--seq-len', '1024'] },
+];
+
+interface Cell {
+  shape: string;
+  quantize: 'none' | 'q8';
+  threads: number;
+  decodeTokensPerSecond: number;
+  prefillTokensPerSecond: number;
+  msPerToken: number;
+  peakRssMiB: number;
+  /** checkpoint bytes + KV cache + 64 MiB, in MiB (issue 4's bound). */
+  rssBoundMiB: number;
+}
+
+function llama2(args: string[]): string {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`llama2 ${args.join(' ')} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseFlags(process.argv.slice(2), {
+    only: { type: 'string' }, steps: { type: 'string' }, 'skip-train': { type: 'boolean' }, out: { type: 'string' },
+  });
+  const only = stringFlag(values, 'only')?.split(',');
+  const steps = intFlag(values, 'steps', 256, 1);
+  const out = stringFlag(values, 'out', 'bench-results.json');
+  const cores = availableParallelism();
+  const dir = join(tmpdir(), 'llama2ts-bench');
+  mkdirSync(dir, { recursive: true });
+  const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${cores} cores, Node.js ${process.version}`;
+  console.log(`machine: ${machine}\n`);
+
+  const cells: Cell[] = [];
+  console.log('| shape | weights | threads | decode tok/s | prefill tok/s | ms/token | peak RSS MiB | bound MiB |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const shape of SHAPES) {
+    if (only && !only.includes(shape.name)) continue;
+    const model = join(dir, `${shape.name}.bin`);
+    if (!existsSync(model)) llama2(['init', ...shape.args, '--seed', '1', '-o', model]);
+    const h = readCheckpointHeader(model);
+    const c = h.config;
+    const kvBytes = 2 * c.nLayers * c.seqLen * (c.nKvHeads * headSize(c)) * 4;
+    for (const quantize of ['none', 'q8'] as const) {
+      for (const threads of [...new Set([1, cores])]) {
+        const json = llama2(['bench', model, '-n', String(Math.min(steps, c.seqLen - 16)), '--threads', String(threads), '--quantize', quantize, '--json']);
+        const r = JSON.parse(json) as { decodeTokensPerSecond: number; prefillTokensPerSecond: number; msPerToken: number; peakRssBytes: number };
+        const cell: Cell = {
+          shape: shape.name, quantize, threads,
+          decodeTokensPerSecond: r.decodeTokensPerSecond, prefillTokensPerSecond: r.prefillTokensPerSecond, msPerToken: r.msPerToken,
+          peakRssMiB: r.peakRssBytes / 2 ** 20, rssBoundMiB: (h.fileBytes + kvBytes) / 2 ** 20 + 64,
+        };
+        cells.push(cell);
+        console.log(`| ${shape.name} | ${quantize === 'q8' ? 'int8' : 'fp32'} | ${threads} | ${cell.decodeTokensPerSecond.toFixed(0)} | ${cell.prefillTokensPerSecond.toFixed(0)} | ${cell.msPerToken.toFixed(2)} | ${cell.peakRssMiB.toFixed(0)} | ${cell.rssBoundMiB.toFixed(0)} |`);
+      }
+    }
+  }
+
+  let training: Awaited<ReturnType<typeof benchTrain>> = [];
+  if (values['skip-train'] !== true) {
+    console.log('\n| training (float32) | threads | tok/s | ms/iter | PyTorch tok/s |');
+    console.log('|---|---|---|---|---|');
+    training = await benchTrain({ threads: cores, iters: 5 });
+    for (const r of training) console.log(`| ${r.name} | ${cores} | ${r.tokPerSec.toFixed(0)} | ${r.msPerIter.toFixed(0)} | ${r.pytorch} |`);
+  }
+  writeFileSync(out, JSON.stringify({ machine, date: new Date().toISOString(), steps, inference: cells, training }, null, 2) + '\n');
+  console.log(`\nwrote ${out}`);
+}
+
+await main();
