@@ -20,8 +20,7 @@
 
 import { LlamaError } from '../errors.js';
 import {
-  type Q8Weights, type QuantizedTensor, checkpointWeights, dequantizeWeights, q8GroupSizeFor, quantizeWeights,
-  readCheckpoint, readCheckpointHeader,
+  type Q8Weights, type QuantizedTensor, dequantizeWeights, readCheckpoint, readCheckpointAsQ8,
 } from '../model/checkpoint.js';
 import { type ModelConfig, headSize, kvDim } from '../model/config.js';
 import { type TransformerWeights, parameterCount } from '../model/weights.js';
@@ -194,15 +193,9 @@ export function loadTransformer(path: string, kernels: ModelKernels = jsKernels,
   const toKernels = { allocate: (n: number) => kernels.allocate(n), allocateInt8: (n: number) => kernels.allocateInt8!(n) };
   if (options.quantize === 'q8') {
     if (kernels.allocateInt8 === undefined) throw new LlamaError(`the ${kernels.name} kernels have no int8 support`);
-    if (readCheckpointHeader(path).format === 'v2') {
-      const ckpt = readCheckpoint(path, toKernels);
-      if (ckpt.format === 'v2') return new Transformer(ckpt.q8, kernels);
-    }
-    // float32 is read into ordinary memory, then quantized into the kernels' memory
-    const ckpt = readCheckpoint(path);
-    const weights = checkpointWeights(ckpt);
-    const gs = q8GroupSizeFor(ckpt.config, options.groupSize ?? 64);
-    return new Transformer(quantizeWeights(weights, gs, { int8: toKernels.allocateInt8, float32: toKernels.allocate }), kernels);
+    // a v2 file as it is; float32 quantized matrix by matrix straight into the kernels' memory
+    const q8 = readCheckpointAsQ8(path, options.groupSize ?? 64, { int8: toKernels.allocateInt8, float32: toKernels.allocate });
+    return new Transformer(q8, kernels);
   }
   const ckpt = readCheckpoint(path, { allocate: toKernels.allocate });
   if (ckpt.format !== 'v2') return new Transformer(ckpt.weights, kernels);

@@ -296,6 +296,76 @@ function readQ8(f: FileReader, header: CheckpointHeader, options: ReadOptions): 
   };
 }
 
+/** Byte offset in a v0 or v1 file of each float32 tensor. */
+function tensorOffsets(header: CheckpointHeader): Map<TensorName, number> {
+  const c = header.config;
+  const offsets = new Map<TensorName, number>();
+  const table = parameterTable(c);
+  if (header.format === 'v1') {
+    for (const t of table) offsets.set(t.name, HEADER_BYTES_V1 + 4 * t.offset);
+    return offsets;
+  }
+  const size = new Map(table.map((t) => [t.name, t.size]));
+  let pos = 28;
+  for (const name of V0_ORDER) {
+    if (name === 'freqCis') {
+      pos += 4 * c.seqLen * headSize(c);
+    } else if (size.has(name)) {
+      offsets.set(name, pos);
+      pos += 4 * size.get(name)!;
+    }
+  }
+  return offsets;
+}
+
+/**
+ * Reads a checkpoint as Q8_0 weights: a v2 file as it is; a v0/v1 file one matrix at a time,
+ * each quantized (export.py's quantize_q80, `groupSize` halved until it divides dim) as soon as it
+ * is read, so the float32 weights are never all in memory at once.
+ */
+export function readCheckpointAsQ8(path: string, groupSize: number, alloc: Q8Allocator = defaultQ8Allocator): Q8Weights {
+  const f = new FileReader(path);
+  try {
+    const header = readHeaderFrom(f);
+    if (header.format === 'v2') return readQ8(f, header, { allocate: alloc.float32, allocateInt8: alloc.int8 });
+    const c = header.config;
+    const gs = q8GroupSizeFor(c, groupSize);
+    const offsets = tensorOffsets(header);
+    const table = parameterTable(c);
+    const largest = Math.max(...table.map((t) => t.size / (t.perLayer ? c.nLayers : 1)));
+    const scratch = new Float32Array(largest);
+    const readFloats = (name: TensorName, first: number, count: number, dst: Float32Array): Float32Array => {
+      const view = dst.subarray(0, count);
+      f.readFloats(view, offsets.get(name)! + 4 * first);
+      for (let i = 0; i < count; i++) {
+        if (!Number.isFinite(view[i]!)) throw new FormatError(path, `tensor ${name}: value ${first + i} is not a finite number`);
+      }
+      return view;
+    };
+    const norm = (name: 'rmsAtt' | 'rmsFfn' | 'rmsFinal'): Float32Array => {
+      const n = table.find((t) => t.name === name)!.size;
+      return readFloats(name, 0, n, alloc.float32(n));
+    };
+    const quantized = (name: TensorName, index: number, per: number): QuantizedTensor => {
+      if (per % gs !== 0) throw new FormatError(path, `tensor ${name} (${per} values) is not a whole number of groups of ${gs}`);
+      return quantizeQ80(readFloats(name, index * per, per, scratch), gs, alloc);
+    };
+    const perLayer = (name: 'wq' | 'wk' | 'wv' | 'wo' | 'w1' | 'w2' | 'w3'): QuantizedTensor[] => {
+      const per = table.find((t) => t.name === name)!.size / c.nLayers;
+      return Array.from({ length: c.nLayers }, (_, l) => quantized(name, l, per));
+    };
+    const emb = quantized('tokenEmbedding', 0, c.vocabSize * c.dim);
+    return {
+      config: c, groupSize: gs, rmsAtt: norm('rmsAtt'), rmsFfn: norm('rmsFfn'), rmsFinal: norm('rmsFinal'), tokenEmbedding: emb,
+      wq: perLayer('wq'), wk: perLayer('wk'), wv: perLayer('wv'), wo: perLayer('wo'),
+      w1: perLayer('w1'), w2: perLayer('w2'), w3: perLayer('w3'),
+      wcls: c.sharedClassifier ? emb : quantized('wcls', 0, c.vocabSize * c.dim),
+    };
+  } finally {
+    f.close();
+  }
+}
+
 /** Expands Q8_0 weights back to float32 (value = q · scale of its group). */
 export function dequantizeWeights(q8: Q8Weights, data?: Float32Array): TransformerWeights {
   const c = q8.config;
