@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FormatError, LlamaError } from '../src/errors.js';
 import {
-  CHECKPOINT_MAGIC, checkpointWeights, readCheckpoint, readCheckpointHeader, writeCheckpoint,
+  CHECKPOINT_MAGIC, checkpointWeights, readCheckpoint, readCheckpointAsQ8, readCheckpointHeader, writeCheckpoint,
 } from '../src/model/checkpoint.js';
 import * as weightsModule from '../src/model/weights.js';
 import { parameterCount } from '../src/model/weights.js';
@@ -47,6 +47,23 @@ test('v2 (Q8_0) writer reproduces the reference exporter byte for byte', needsRe
   const out = join(tmp, 'rt.v2.bin');
   writeCheckpoint(out, v1Weights(), 'v2', 64);
   assert.ok(readFileSync(out).equals(readFileSync(v2Path())));
+});
+
+test('quantizing while reading (v0 and v1) gives exactly the reference v2 tensors', needsRefdata, () => {
+  const reference = readCheckpoint(v2Path());
+  assert.equal(reference.format, 'v2');
+  if (reference.format !== 'v2') return;
+  const same = (a: Int8Array | Float32Array, b: Int8Array | Float32Array) =>
+    Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  for (const file of [v0Path(), v1Path()]) {
+    const q = readCheckpointAsQ8(file, 64);
+    assert.equal(q.groupSize, 64);
+    assert.ok(same(q.tokenEmbedding.q, reference.q8.tokenEmbedding.q) && same(q.tokenEmbedding.s, reference.q8.tokenEmbedding.s));
+    assert.ok(same(q.rmsAtt, reference.q8.rmsAtt) && same(q.rmsFfn, reference.q8.rmsFfn) && same(q.rmsFinal, reference.q8.rmsFinal));
+    for (const name of ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'] as const) {
+      q[name].forEach((t, l) => assert.ok(same(t.q, reference.q8[name][l]!.q) && same(t.s, reference.q8[name][l]!.s), `${name}[${l}]`));
+    }
+  }
 });
 
 test('v2 reader: header, group size and dequantized weights close to float32', needsRefdata, () => {
