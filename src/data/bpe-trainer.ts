@@ -410,7 +410,7 @@ class SymbolTable {
     if (!create) return -1;
     const len = this.len[a]! + this.len[b]!;
     const str = this.str[a]! + this.str[b]!;
-    const id = len <= this.maxLen && isValidPiece(str) ? this.add(str, len, a, b, false) : -1;
+    const id = len <= this.maxLen && isValidPiece(str, this.maxLen) ? this.add(str, len, a, b, false) : -1;
     this.pairs.set(key, id);
     return id;
   }
@@ -425,12 +425,13 @@ class SymbolTable {
 }
 
 /**
- * SentencePiece's IsValidSentencePiece for this configuration: no unknown/NUL/tab/space, "▁" only
+ * SentencePiece's IsValidSentencePiece for this configuration: 1…16 characters, no unknown/NUL/tab/space, "▁" only
  * as a prefix unless the piece is all "▁", digits only alone, one Unicode script per piece
  * (Hiragana and Katakana count as Han; combining marks take their base's script).
  */
-export function isValidPiece(piece: string): boolean {
+export function isValidPiece(piece: string, maxLength = 16): boolean {
   const cps = Array.from(piece, (c) => c.codePointAt(0)!);
+  if (cps.length === 0 || cps.length > maxLength) return false;
   const allWs = cps.every((c) => c === WS_CP);
   let prevScript: string | null = null;
   for (let pos = 0; pos < cps.length; pos++) {
