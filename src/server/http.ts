@@ -1,0 +1,491 @@
+// `llama2 serve`'s HTTP server (node:http): the OpenAI-compatible API and the playground page.
+//
+//   POST /v1/completions        text completion        (stream: server-sent events)
+//   POST /v1/chat/completions   Llama 2 chat template  (stream: server-sent events)
+//   GET  /v1/models, /v1/models/ID
+//   GET  /health                { status, model, sessions: { active, queued, max_concurrent, max_queued } }
+//   GET  /                      the playground (dist/web, built by `npm run build:web`), plus
+//        /model.bin, /tokenizer.bin   the served model's files, for the page to run in the browser
+//
+// Each request gets a session (sessions.ts) and generates with generateFromIds, one position at a
+// time, letting the event loop run between positions: requests interleave token by token, and a
+// client that goes away is noticed before the next position (its generation stops there). The
+// pages are sent with the COOP/COEP headers that make them cross-origin isolated, which browsers
+// require for SharedArrayBuffer and so for the threaded WebAssembly kernels.
+
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { encodeConversation } from '../infer/chat.js';
+import { type ModelKernels, Transformer } from '../infer/forward.js';
+import type { Tokenizer } from '../tokenizer/index.js';
+import { type GenerationRequest, type GenerationResult, generateFromIds, promptText } from './generation.js';
+import {
+  ApiError, type ApiFinishReason, type ChatRequest, type CompletionRequest, type ResponseHead, type SamplingParams,
+  chatChunk, chatObject, completionChunk, completionObject, errorBody, parseBody, parseChatRequest, parseCompletionRequest,
+  usage, usageChunk,
+} from './openai.js';
+import { BusyError, SessionPool } from './sessions.js';
+
+/** The model a server serves: loaded, with the name clients use for it. */
+export interface ServedModel {
+  /** Its name in /v1/models and in requests' `model`. */
+  readonly id: string;
+  /** The first session; every other session shares its weights. */
+  readonly transformer: Transformer;
+  readonly tokenizer: Tokenizer;
+  readonly kernels: ModelKernels;
+  /** The files, served to the playground at /model.bin and /tokenizer.bin (when given). */
+  readonly modelFile?: string;
+  readonly tokenizerFile?: string;
+  /** Unix seconds reported as the model's `created`. */
+  readonly created: number;
+}
+
+export interface ServerOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 8080; 0 = any free port. */
+  port?: number;
+  /** Sessions generating at once (default 4). */
+  maxConcurrent?: number;
+  /** Requests waiting for a session before new ones get 429 (default 16). */
+  maxQueued?: number;
+  /** Largest request body in bytes (default 1 MiB). */
+  maxBodyBytes?: number;
+  /** Folder of the built playground (default: dist/web next to this module's dist/src). */
+  webRoot?: string;
+  /** One line per request and event (default: none). */
+  log?: (line: string) => void;
+}
+
+/** Emitted as 'generation' after every generation (also aborted ones). */
+export interface GenerationEvent {
+  readonly endpoint: 'completions' | 'chat';
+  readonly stream: boolean;
+  readonly result: GenerationResult;
+}
+
+const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../web/', import.meta.url));
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
+  '.wasm': 'application/wasm', '.map': 'application/json', '.png': 'image/png', '.svg': 'image/svg+xml',
+  '.ico': 'image/x-icon', '.bin': 'application/octet-stream', '.model': 'application/octet-stream',
+};
+
+/** Headers that make a page cross-origin isolated (SharedArrayBuffer, and so WebAssembly threads). */
+const ISOLATION_HEADERS = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+};
+
+const CORS_HEADERS = {
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
+  'Access-Control-Allow-Headers': 'Content-Type, Authorization',
+};
+
+export class ApiServer extends EventEmitter {
+  readonly sessions: SessionPool;
+  private readonly server: Server;
+  private readonly maxBodyBytes: number;
+  private readonly log: (line: string) => void;
+  /** Static files by URL path. */
+  private readonly files = new Map<string, string>();
+  private readonly webBuilt: boolean;
+  /** Generations in progress, to cut at the end of a shutdown. */
+  private readonly running = new Set<AbortController>();
+  private closing: Promise<void> | undefined;
+
+  constructor(readonly model: ServedModel, private readonly options: ServerOptions = {}) {
+    super();
+    const { transformer, kernels } = model;
+    let first: Transformer | undefined = transformer;
+    const create = (): Transformer => {
+      const t = first ?? new Transformer(transformer.weights, kernels);
+      first = undefined;
+      return t;
+    };
+    this.sessions = new SessionPool(create, options.maxConcurrent ?? 4, options.maxQueued ?? 16);
+    this.maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
+    this.log = options.log ?? (() => {});
+    const webRoot = options.webRoot ?? DEFAULT_WEB_ROOT;
+    this.webBuilt = existsSync(join(webRoot, 'index.html'));
+    if (this.webBuilt) {
+      for (const name of readdirSync(webRoot)) {
+        const path = join(webRoot, name);
+        if (statSync(path).isFile()) this.files.set(`/${name}`, path);
+      }
+      this.files.set('/', join(webRoot, 'index.html'));
+    }
+    if (model.modelFile !== undefined) this.files.set('/model.bin', model.modelFile);
+    if (model.tokenizerFile !== undefined) this.files.set('/tokenizer.bin', model.tokenizerFile);
+    this.server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => this.fail(res, err));
+    });
+    // a keep-alive client must not hold the server open forever after a shutdown starts
+    this.server.keepAliveTimeout = 5000;
+  }
+
+  /** Starts listening; resolves with the base URL (http://host:port). */
+  listen(): Promise<string> {
+    const host = this.options.host ?? '127.0.0.1';
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.port ?? 8080, host, () => {
+        this.server.off('error', reject);
+        const { port } = this.server.address() as AddressInfo;
+        resolve(`http://${host.includes(':') ? `[${host}]` : host}:${port}`);
+      });
+    });
+  }
+
+  /**
+   * Graceful shutdown: no new connections or requests (503), waiting requests refused, requests
+   * already generating get `graceMs` to finish, then are cut (a stream ends with an error event).
+   */
+  close(graceMs = 10_000): Promise<void> {
+    this.closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      this.server.closeIdleConnections();
+      this.sessions.rejectWaiting(new ApiError(503, 'the server is shutting down', null, 'shutting_down'));
+      const deadline = Date.now() + graceMs;
+      while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const c of this.running) c.abort(new ApiError(503, 'the server is shutting down', null, 'shutting_down'));
+      while (this.running.size > 0) await new Promise((r) => setTimeout(r, 5));
+      this.server.closeAllConnections();
+      await closed;
+    })();
+    return this.closing;
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Routing
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    res.on('finish', () => this.log(`${req.method} ${req.url} ${res.statusCode} ${(performance.now() - started).toFixed(1)} ms`));
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (path.startsWith('/v1/')) {
+      for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v);
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204).end();
+        return;
+      }
+    }
+    if (this.closing !== undefined) {
+      res.setHeader('Connection', 'close');
+      throw new ApiError(503, 'the server is shutting down', null, 'shutting_down');
+    }
+    const route: Route | undefined = ROUTES[path] ?? (path.startsWith('/v1/models/') ? 'model' : undefined);
+    if (route === undefined) {
+      const file = this.files.get(path);
+      if (file !== undefined && (req.method === 'GET' || req.method === 'HEAD')) return this.sendFile(req, res, file);
+      if (path === '/' && !this.webBuilt) return sendText(res, 404, 'The playground is not built: run npm run build:web (or npm run build).\n');
+      throw new ApiError(404, `no such endpoint: ${req.method} ${path}`, null, 'not_found');
+    }
+    const method = route === 'completions' || route === 'chat' ? 'POST' : 'GET';
+    if (req.method !== method) {
+      res.setHeader('Allow', method);
+      throw new ApiError(405, `${path} takes ${method}, not ${req.method}`, null, 'method_not_allowed');
+    }
+    switch (route) {
+      case 'health':
+        return sendJson(res, 200, {
+          status: 'ok', model: this.model.id,
+          sessions: { active: this.sessions.active, queued: this.sessions.queued, max_concurrent: this.sessions.maxConcurrent, max_queued: this.sessions.maxQueued },
+        });
+      case 'models':
+        return sendJson(res, 200, { object: 'list', data: [this.modelObject()] });
+      case 'model': {
+        const id = decodeURIComponent(path.slice('/v1/models/'.length));
+        if (id !== this.model.id) throw unknownModel(id);
+        return sendJson(res, 200, this.modelObject());
+      }
+      case 'completions':
+        return this.completions(req, res, parseCompletionRequest(parseBody(await this.readBody(req, res))));
+      case 'chat':
+        return this.chat(req, res, parseChatRequest(parseBody(await this.readBody(req, res))));
+    }
+  }
+
+  private modelObject(): object {
+    return { id: this.model.id, object: 'model', created: this.model.created, owned_by: 'llama2ts' };
+  }
+
+  /**
+   * The body as text. More than maxBodyBytes is refused (413) — by its Content-Length before
+   * reading anything, else as soon as it is exceeded; the rest is read and dropped, so that the
+   * client, still sending, gets the answer instead of a broken connection.
+   */
+  private readBody(req: IncomingMessage, res: ServerResponse): Promise<string> {
+    const limit = this.maxBodyBytes;
+    const tooLarge = (): ApiError => {
+      res.setHeader('Connection', 'close');
+      req.resume();
+      return new ApiError(413, `the request body is larger than ${limit} bytes`, null, 'request_too_large');
+    };
+    if (Number(req.headers['content-length'] ?? 0) > limit) return Promise.reject(tooLarge());
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let refused = false;
+      req.on('data', (chunk: Buffer) => {
+        if (refused) return;
+        size += chunk.length;
+        if (size > limit) {
+          refused = true;
+          reject(tooLarge());
+        } else {
+          chunks.push(chunk);
+        }
+      });
+      req.on('end', () => {
+        if (!refused) resolve(Buffer.concat(chunks).toString('utf8'));
+      });
+      req.on('error', reject);
+    });
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Generation endpoints
+
+  private checkModel(params: SamplingParams): void {
+    if (params.model !== undefined && params.model !== this.model.id) throw unknownModel(params.model);
+  }
+
+  /** The generation request for prompt ids, after checking they fit the context window. */
+  private generationRequest(params: SamplingParams, ids: number[], param: string, stopTokens: number[], samplePrompt: boolean, signal: AbortSignal): GenerationRequest {
+    const seqLen = this.model.transformer.config.seqLen;
+    if (ids.length > seqLen) {
+      throw new ApiError(400, `the prompt is ${ids.length} tokens, longer than the model's context window of ${seqLen} tokens`, param, 'context_length_exceeded');
+    }
+    return {
+      promptIds: ids,
+      maxTokens: params.maxTokens ?? seqLen, // positionsFor cuts it at the context window
+      stopTokens,
+      stopSequences: params.stop,
+      samplePrompt,
+      temperature: params.temperature,
+      topp: params.topP,
+      seed: params.seed ?? randomSeed(),
+      signal,
+    };
+  }
+
+  private async completions(req: IncomingMessage, res: ServerResponse, params: CompletionRequest): Promise<void> {
+    this.checkModel(params);
+    const tok = this.model.tokenizer;
+    const ids = tok.encode(params.prompt, { bos: true, eos: false });
+    await this.generate(req, res, params, 'completions', (signal) => this.generationRequest(params, ids, 'prompt', [tok.bosId], false, signal), {
+      prefix: params.echo ? promptText(tok, ids) : '',
+      start: () => [],
+      piece: (h, text) => completionChunk(h, text, null),
+      end: (h, finish) => completionChunk(h, '', finish),
+      whole: (h, text, finish, u) => completionObject(h, text, finish, u),
+      object: 'text_completion',
+      idPrefix: 'cmpl-',
+    });
+  }
+
+  private async chat(req: IncomingMessage, res: ServerResponse, params: ChatRequest): Promise<void> {
+    this.checkModel(params);
+    const tok = this.model.tokenizer;
+    const ids = encodeConversation(tok, params.messages);
+    // the answer ends at EOS; BOS too (it could only begin another conversation turn)
+    await this.generate(req, res, params, 'chat', (signal) => this.generationRequest(params, ids, 'messages', [tok.eosId, tok.bosId], true, signal), {
+      prefix: '',
+      start: (h) => [chatChunk(h, { role: 'assistant', content: '' }, null)],
+      piece: (h, text) => chatChunk(h, { content: text }, null),
+      end: (h, finish) => chatChunk(h, {}, finish),
+      whole: (h, text, finish, u) => chatObject(h, text, finish, u),
+      object: 'chat.completion.chunk',
+      idPrefix: 'chatcmpl-',
+    });
+  }
+
+  /**
+   * The part both endpoints share: wait for a session, generate position by position, send the
+   * text as one JSON object or as server-sent events, and stop when the client goes away.
+   */
+  private async generate(
+    req: IncomingMessage, res: ServerResponse, params: SamplingParams, endpoint: GenerationEvent['endpoint'],
+    makeRequest: (signal: AbortSignal) => GenerationRequest, shape: ResponseShape,
+  ): Promise<void> {
+    const controller = new AbortController();
+    const onClose = (): void => {
+      if (!res.writableFinished) controller.abort(new Error('the client went away'));
+    };
+    res.on('close', onClose);
+    const request = makeRequest(controller.signal); // checks the prompt before waiting in line
+    let session: Transformer;
+    try {
+      session = await this.sessions.acquire(controller.signal);
+    } catch (err) {
+      if (err instanceof BusyError) {
+        res.setHeader('Retry-After', '1');
+        throw new ApiError(429, `the server is busy (${err.message}); retry later`, null, 'rate_limit_exceeded', 'rate_limit_error');
+      }
+      throw err;
+    }
+    this.running.add(controller);
+    const head: ResponseHead = { id: shape.idPrefix + randomUUID().replaceAll('-', ''), created: Math.floor(Date.now() / 1000), model: this.model.id };
+    try {
+      const gen = generateFromIds(session, this.model.tokenizer, request);
+      if (params.stream) {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
+        for (const chunk of shape.start(head)) await sendEvent(res, chunk);
+        if (shape.prefix.length > 0) await sendEvent(res, shape.piece(head, shape.prefix));
+      }
+      let text = shape.prefix;
+      let result: GenerationResult;
+      for (;;) {
+        const r = gen.next();
+        if (r.done) {
+          result = r.value;
+          break;
+        }
+        if (r.value.length > 0) {
+          if (params.stream) await sendEvent(res, shape.piece(head, r.value));
+          else text += r.value;
+        }
+        await new Promise<void>((resolve) => setImmediate(resolve)); // other requests' turn
+      }
+      this.emit('generation', { endpoint, stream: params.stream, result } satisfies GenerationEvent);
+      if (result.finishReason === 'aborted') {
+        // the client is gone (nothing to send), or the server is shutting down
+        const reason: unknown = controller.signal.reason;
+        if (reason instanceof ApiError && !res.destroyed) {
+          if (params.stream) await sendEvent(res, errorBody(reason)).then(() => res.end());
+          else throw reason;
+        }
+        return;
+      }
+      const finish: ApiFinishReason = result.finishReason;
+      const u = usage(result.promptTokens, result.completionTokens);
+      if (params.stream) {
+        await sendEvent(res, shape.end(head, finish));
+        if (params.includeUsage) await sendEvent(res, usageChunk(head, shape.object, u));
+        res.end('data: [DONE]\n\n');
+      } else {
+        sendJson(res, 200, shape.whole(head, text, finish, u));
+      }
+    } finally {
+      this.running.delete(controller);
+      this.sessions.release(session);
+      res.off('close', onClose);
+    }
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Files and errors
+
+  private sendFile(req: IncomingMessage, res: ServerResponse, path: string): void {
+    let size: number;
+    try {
+      size = statSync(path).size;
+    } catch {
+      throw new ApiError(404, `${req.url} is no longer there`, null, 'not_found');
+    }
+    res.writeHead(200, {
+      'Content-Type': CONTENT_TYPES[extname(path)] ?? 'application/octet-stream',
+      'Content-Length': size,
+      'Cache-Control': 'no-cache',
+      ...ISOLATION_HEADERS,
+    });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    const stream = createReadStream(path);
+    stream.on('error', () => res.destroy());
+    res.on('close', () => stream.destroy());
+    stream.pipe(res);
+  }
+
+  /** Answers an error (an ApiError as it is, anything else as a 500) unless a response is under way. */
+  private fail(res: ServerResponse, err: unknown): void {
+    if (res.destroyed) return; // the client is gone (e.g. it left while waiting in line)
+    let apiError: ApiError;
+    if (err instanceof ApiError) apiError = err;
+    else {
+      this.log(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      apiError = new ApiError(500, `internal error: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (res.headersSent) {
+      // mid-stream: say so in the stream, then end it
+      if (!res.writableEnded && !res.destroyed) res.end(`data: ${JSON.stringify(errorBody(apiError))}\n\n`);
+      return;
+    }
+    sendJson(res, apiError.status, errorBody(apiError));
+  }
+}
+
+/** How an endpoint's responses look. */
+interface ResponseShape {
+  /** Text sent before the answer (the echoed prompt). */
+  readonly prefix: string;
+  readonly start: (h: ResponseHead) => object[];
+  readonly piece: (h: ResponseHead, text: string) => object;
+  readonly end: (h: ResponseHead, finish: ApiFinishReason) => object;
+  readonly whole: (h: ResponseHead, text: string, finish: ApiFinishReason, u: ReturnType<typeof usage>) => object;
+  readonly object: 'text_completion' | 'chat.completion.chunk';
+  readonly idPrefix: string;
+}
+
+type Route = 'health' | 'models' | 'model' | 'completions' | 'chat';
+
+const ROUTES: Record<string, Route> = {
+  '/health': 'health',
+  '/v1/models': 'models',
+  '/v1/completions': 'completions',
+  '/v1/chat/completions': 'chat',
+};
+
+function unknownModel(id: string): ApiError {
+  return new ApiError(404, `the model '${id}' does not exist on this server`, 'model', 'model_not_found');
+}
+
+/** A random 64-bit seed for requests that give none. */
+function randomSeed(): bigint {
+  const words = crypto.getRandomValues(new Uint32Array(2));
+  return ((BigInt(words[0]!) << 32n) | BigInt(words[1]!)) || 1n;
+}
+
+function sendJson(res: ServerResponse, status: number, body: object): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendText(res: ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Writes one server-sent event; waits while the client is slow to read (backpressure). */
+function sendEvent(res: ServerResponse, body: object): Promise<void> {
+  if (res.destroyed || res.writableEnded) return Promise.resolve();
+  if (res.write(`data: ${JSON.stringify(body)}\n\n`)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/** Creates a server for `model` and starts listening; resolves once it is. */
+export async function startServer(model: ServedModel, options: ServerOptions = {}): Promise<{ server: ApiServer; url: string }> {
+  const server = new ApiServer(model, options);
+  return { server, url: await server.listen() };
+}
