@@ -11,6 +11,7 @@ export interface CommandEntry {
 
 export const commands: Record<string, CommandEntry> = {
   run: { summary: 'generate text (or chat) with a model — llama2.c\'s run', load: () => import('./run.js') },
+  serve: { summary: 'OpenAI-compatible HTTP API and a browser playground for a model', load: () => import('./serve.js') },
   bench: { summary: 'time decoding and prefill; peak memory', load: () => import('./bench.js') },
   eval: { summary: 'validation loss and perplexity over pretokenized data', load: () => import('./eval.js') },
   init: { summary: 'write a freshly initialised checkpoint of any shape', load: () => import('./init.js') },
