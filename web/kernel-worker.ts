@@ -1,0 +1,27 @@
+// One kernel thread in the browser: the Web Worker counterpart of src/kernels/thread-worker.ts.
+// Its first message is the WorkerInit (the compiled kernels and the shared memory); it says it is
+// ready, then obeys the control block (src/kernels/thread-protocol.ts) until told to exit.
+// Built as thread-worker.js, beside the engine bundle (see shims/worker-threads.ts).
+
+import type { WorkerInit } from '../src/kernels/thread-worker.js';
+import { CONTROL_INTS, commandLoop } from '../src/kernels/thread-protocol.js';
+import { instantiateKernels } from '../src/kernels/wasm.js';
+import type { ShimMessage } from './shims/worker-threads.js';
+
+interface WorkerScope {
+  onmessage: ((e: { readonly data: WorkerInit }) => void) | null;
+  postMessage(message: ShimMessage): void;
+  close(): void;
+}
+const scope = self as unknown as WorkerScope;
+
+scope.onmessage = (e) => {
+  scope.onmessage = null;
+  const init = e.data;
+  const kernels = instantiateKernels(init.module, init.memory);
+  const ctrl = new Int32Array(init.memory.buffer, init.control, CONTROL_INTS);
+  scope.postMessage({ kind: 'message', data: 'ready' });
+  commandLoop(kernels, ctrl, init.index);
+  scope.postMessage({ kind: 'exit', code: 0 });
+  scope.close();
+};

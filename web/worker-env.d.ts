@@ -1,0 +1,21 @@
+// The globals of a browser's dedicated worker that the engine's workers use, beyond what Node.js's
+// types already declare (fetch, MessageChannel, MessageEvent, crypto, performance).
+
+interface WebWorkerErrorEvent {
+  readonly message: string;
+  preventDefault(): void;
+}
+
+/** A Web Worker, as seen from the worker that starts it. */
+interface WebWorker {
+  onmessage: ((e: MessageEvent) => void) | null;
+  onerror: ((e: WebWorkerErrorEvent) => void) | null;
+  postMessage(message: unknown): void;
+  terminate(): void;
+}
+
+declare var Worker: new (url: URL | string, options?: { type?: 'classic' | 'module' }) => WebWorker;
+/** The worker's global scope (each worker file gives it the type it needs). */
+declare const self: unknown;
+declare const location: { readonly href: string };
+declare var crossOriginIsolated: boolean | undefined;
