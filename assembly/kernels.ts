@@ -697,3 +697,8 @@ export function matmulBackwardWeightRows(dw: usize, dout: usize, inp: usize, BT:
 export function heapBase(): usize {
   return __heap_base;
 }
+
+// ------------------------------------------------------------------------------------------------
+// The token sampler (run.c's, bit for bit): assembly/sampler.ts
+
+export { sample, sampleScratchBytes } from './sampler';

@@ -10,6 +10,9 @@
 //                        sort descending, cut after the cumulative sum first exceeds p, and draw
 //                        from that set with coin · (its total).
 
+import { LlamaError } from '../errors.js';
+import { type WasmSamplerEngine, wasmSamplerEngine } from '../kernels/sampler-wasm.js';
+
 const f32 = Math.fround;
 
 /**
@@ -76,6 +79,13 @@ export interface SamplerOptions {
   topp?: number;
   /** xorshift64* seed; 0 or absent = current time (as run.c). Negative values wrap to uint64 as in C. */
   seed?: number | bigint;
+  /**
+   * 'js': the TypeScript code below. 'wasm': the same computation in WebAssembly
+   * (assembly/sampler.ts, several times faster on large vocabularies; needs the kernels module
+   * compiled, i.e. wasm kernels created first). Default: 'wasm' when available, else 'js'. Both pick
+   * the same tokens bit for bit.
+   */
+  implementation?: 'js' | 'wasm';
 }
 
 export class Sampler {
@@ -85,6 +95,8 @@ export class Sampler {
   /** Token ids of the nucleus candidates, and merge-sort scratch (made once: no allocation per token). */
   private readonly index: Int32Array;
   private readonly scratch: Int32Array;
+  /** The WebAssembly implementation, when used. */
+  private readonly wasm: WasmSamplerEngine | undefined;
 
   constructor(readonly vocabSize: number, options: SamplerOptions = {}) {
     this.temperature = f32(options.temperature ?? 1);
@@ -92,12 +104,22 @@ export class Sampler {
     this.rng = new Xorshift64Star(resolveSeed(options.seed));
     this.index = new Int32Array(vocabSize);
     this.scratch = new Int32Array(vocabSize);
+    this.wasm = options.implementation === 'js' ? undefined : wasmSamplerEngine();
+    if (options.implementation === 'wasm' && this.wasm === undefined) {
+      throw new LlamaError('the WebAssembly sampler needs the wasm kernels loaded first');
+    }
+  }
+
+  /** Which implementation samples. */
+  get implementation(): 'js' | 'wasm' {
+    return this.wasm === undefined ? 'js' : 'wasm';
   }
 
   /** Picks the next token. Like run.c, it overwrites `logits` with the probabilities. */
   sample(logits: Float32Array): number {
     const n = this.vocabSize;
     if (this.temperature === 0) return argmax(logits, n);
+    if (this.wasm !== undefined) return this.wasm.sample(logits, n, this.temperature, this.topp, this.rng.nextF32());
     for (let i = 0; i < n; i++) logits[i] = logits[i]! / this.temperature;
     softmaxF32(logits, n);
     const coin = this.rng.nextF32();
@@ -153,10 +175,72 @@ export function softmaxF32(x: Float32Array, n: number): void {
   for (let i = 1; i < n; i++) if (x[i]! > max) max = x[i]!;
   let sum = 0;
   for (let i = 0; i < n; i++) {
-    x[i] = Math.exp(f32(x[i]! - max));
+    x[i] = expf(f32(x[i]! - max));
     sum = f32(sum + x[i]!);
   }
   for (let i = 0; i < n; i++) x[i] = x[i]! / sum;
+}
+
+// expf, as the C library computes it: the algorithm of ARM's optimized-routines (glibc ≥ 2.28,
+// musl, and AssemblyScript's Mathf.exp, which the WebAssembly sampler uses). Math.exp rounded to
+// float32 is the correctly rounded e^x, which this expf misses by one ulp about once in a
+// thousand calls; to pick the same tokens as the C program the sampler needs the C library's value.
+//
+//   x·32/ln2 = k + r, |r| ≤ 1/2, k integer;  e^x = 2^(k/32) · 2^(r/32)
+//   2^(k/32) = 2^(k>>5) · T[k & 31];  2^(r/32) ≈ 1 + C2·r + C1·r² + C0·r³   (all in float64)
+// The float64 operations below are those of the C code, in the same order (no fused multiply-add).
+
+const EXPF_TABLE_BITS = 5;
+const EXPF_N = 1 << EXPF_TABLE_BITS;
+/** The table's entries, as stored by the C library: bits(2^(i/32)) − (i << 47). */
+const EXP2F_TAB = [
+  0x3FF0000000000000n, 0x3FEFD9B0D3158574n, 0x3FEFB5586CF9890Fn, 0x3FEF9301D0125B51n,
+  0x3FEF72B83C7D517Bn, 0x3FEF54873168B9AAn, 0x3FEF387A6E756238n, 0x3FEF1E9DF51FDEE1n,
+  0x3FEF06FE0A31B715n, 0x3FEEF1A7373AA9CBn, 0x3FEEDEA64C123422n, 0x3FEECE086061892Dn,
+  0x3FEEBFDAD5362A27n, 0x3FEEB42B569D4F82n, 0x3FEEAB07DD485429n, 0x3FEEA47EB03A5585n,
+  0x3FEEA09E667F3BCDn, 0x3FEE9F75E8EC5F74n, 0x3FEEA11473EB0187n, 0x3FEEA589994CCE13n,
+  0x3FEEACE5422AA0DBn, 0x3FEEB737B0CDC5E5n, 0x3FEEC49182A3F090n, 0x3FEED503B23E255Dn,
+  0x3FEEE89F995AD3ADn, 0x3FEEFF76F2FB5E47n, 0x3FEF199BDD85529Cn, 0x3FEF3720DCEF9069n,
+  0x3FEF5818DCFBA487n, 0x3FEF7C97337B9B5Fn, 0x3FEFA4AFA2A490DAn, 0x3FEFD0765B6E4540n,
+];
+const bitsView = new DataView(new ArrayBuffer(8));
+function f64FromBits(bits: bigint): number {
+  bitsView.setBigUint64(0, BigInt.asUintN(64, bits));
+  return bitsView.getFloat64(0);
+}
+function f32FromBits(bits: number): number {
+  bitsView.setUint32(0, bits);
+  return bitsView.getFloat32(0);
+}
+/** 2^(i/32) exactly as the table encodes it (T[i] + (i << 47)). */
+const EXP2_FRACTION = Float64Array.from(EXP2F_TAB, (t, i) => f64FromBits(t + (BigInt(i) << 47n)));
+/** 2^m for m = -160 .. 160 (exact: powers of two). */
+const POW2_BIAS = 160;
+const POW2 = Float64Array.from({ length: 2 * POW2_BIAS + 1 }, (_, i) => 2 ** (i - POW2_BIAS));
+const EXPF_SHIFT = f64FromBits(0x4338000000000000n); // 0x1.8p52: adding it rounds to an integer
+const EXPF_INV_LN2_N = f64FromBits(0x3FF71547652B82FEn) * EXPF_N;
+const EXPF_C0 = f64FromBits(0x3FAC6AF84B912394n) / EXPF_N / EXPF_N / EXPF_N;
+const EXPF_C1 = f64FromBits(0x3FCEBFCE50FAC4F3n) / EXPF_N / EXPF_N;
+const EXPF_C2 = f64FromBits(0x3FE62E42FF0C52D6n) / EXPF_N;
+const EXPF_OVERFLOW = f32FromBits(0x42B17217); //   above: +Infinity
+const EXPF_UNDERFLOW = f32FromBits(0xC2CFF1B4); //  below: 0
+
+/** e^x for a float32 x, rounded to float32 as the C library's expf rounds it. */
+export function expf(x: number): number {
+  if (!(Math.abs(x) < 88)) {
+    if (x === -Infinity) return 0;
+    if (x !== x || x === Infinity) return x + x;
+    if (x > EXPF_OVERFLOW) return Infinity;
+    if (x < EXPF_UNDERFLOW) return 0;
+  }
+  const z = EXPF_INV_LN2_N * x;
+  const k = (z + EXPF_SHIFT) - EXPF_SHIFT; // z rounded to an integer (ties to even)
+  const r = z - k;
+  const s = EXP2_FRACTION[k & (EXPF_N - 1)]! * POW2[(k >> EXPF_TABLE_BITS) + POW2_BIAS]!;
+  const c = EXPF_C0 * r + EXPF_C1;
+  let y = EXPF_C2 * r + 1;
+  y += c * (r * r);
+  return f32(y * s);
 }
 
 function sampleMultinomial(probs: Float32Array, n: number, coin: number): number {

@@ -38,6 +38,8 @@ export interface KernelExports {
   matmulBackwardInpRows(dinp: number, dout: number, w: number, BT: number, C: number, OC: number, b0: number, b1: number): void;
   matmulBackwardWeightRows(dw: number, dout: number, inp: number, BT: number, C: number, OC: number, o0: number, o1: number): void;
   heapBase(): number;
+  sample(x: number, n: number, temperature: number, topp: number, coin: number, scratch: number): number;
+  sampleScratchBytes(n: number): number;
 }
 
 const PAGE_BYTES = 65536;
@@ -152,6 +154,16 @@ export function wasmSupported(): boolean {
 
 /** The compiled kernels.wasm, read once from next to this file. */
 let cachedModule: Promise<WebAssembly.Module> | undefined;
+/** The same module once compiled (or the first one given to createWasmKernelsFromModule). */
+let compiledModule: WebAssembly.Module | undefined;
+
+/**
+ * The kernels module if this process has already compiled it (wasm kernels were created), else
+ * undefined: for code that must decide synchronously, like the sampler.
+ */
+export function kernelModuleIfLoaded(): WebAssembly.Module | undefined {
+  return compiledModule;
+}
 
 export function loadKernelModule(): Promise<WebAssembly.Module> {
   cachedModule ??= (async () => {
@@ -170,7 +182,9 @@ export function loadKernelModule(): Promise<WebAssembly.Module> {
       if (!response.ok) throw new LlamaError(`cannot fetch the WebAssembly kernels (${url.href}): HTTP ${response.status}`);
       bytes = new Uint8Array(await response.arrayBuffer());
     }
-    return WebAssembly.compile(bytes);
+    const module = await WebAssembly.compile(bytes);
+    compiledModule ??= module;
+    return module;
   })();
   return cachedModule;
 }
@@ -198,6 +212,7 @@ export async function createWasmKernels(options: WasmKernelOptions = {}): Promis
 }
 
 export function createWasmKernelsFromModule(module: WebAssembly.Module, initialBytes = 16 << 20): WasmKernelSet {
+  compiledModule ??= module;
   const memory = createKernelMemory(initialBytes);
   const k = instantiateKernels(module, memory);
   const heap = new KernelMemory(memory, k.heapBase());

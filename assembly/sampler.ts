@@ -1,0 +1,266 @@
+// The sampler of llama2.c's run.c in WebAssembly: temperature, float32 softmax, and multinomial or
+// top-p (nucleus) sampling — the same arithmetic as src/infer/sampler.ts (the reference), so both
+// pick the same token bit for bit. Only the random draw (`coin`) stays in TypeScript.
+//
+// run.c works in float32 with a SEQUENTIAL float accumulator, so the sums below are scalar and in
+// index order (a SIMD sum would round differently). What can be vectorised without changing any
+// result is: the division by the temperature (IEEE division is exact per lane), the maximum (order
+// does not matter for a maximum), the division by the sum, and the sort.
+//
+// expf is Mathf.exp = AssemblyScript's port of the expf of ARM's optimized-routines (musl; glibc ≥
+// 2.28 uses the same algorithm), evaluated in float64 and rounded once; sampler.ts carries a
+// transcription of it.
+//
+// The nucleus sort. run.c sorts the candidates (probability ≥ cutoff) by descending probability with
+// qsort; glibc's qsort is a merge sort, so equal probabilities keep index order. Here each candidate
+// becomes one u64, (0x7F800000 − bits(prob)) << 32 | index: for non-negative floats the bit pattern
+// orders like the value, so ascending u64 order is descending probability, ties by ascending index —
+// the same order. The u64s are sorted by an LSD radix sort on the key (11-bit digits) (insertion sort when few).
+
+/** Scratch bytes `sample` needs for a vocabulary of n: two u64 arrays of n and the radix sort's counters. */
+export function sampleScratchBytes(n: i32): usize {
+  return (<usize>n << 4) + <usize>(DIGITS * BUCKETS * 4);
+}
+
+/**
+ * Picks a token from logits x (n), overwriting x with the probabilities (as run.c does):
+ * x /= temperature (> 0); softmax; then multinomial with `coin` when topp ≤ 0 or ≥ 1, else top-p.
+ */
+export function sample(x: usize, n: i32, temperature: f32, topp: f32, coin: f32, scratch: usize): i32 {
+  divideBy(x, n, temperature);
+  softmaxSequential(x, n);
+  if (topp <= 0 || topp >= 1) return sampleMultinomial(x, n, coin);
+  return sampleTopP(x, n, topp, coin, scratch);
+}
+
+/** x[i] = x[i] / d. */
+function divideBy(x: usize, n: i32, d: f32): void {
+  const vd = f32x4.splat(d);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const p = x + (<usize>i << 2);
+    v128.store(p, f32x4.div(v128.load(p), vd));
+  }
+  for (; i < n; i++) {
+    const p = x + (<usize>i << 2);
+    store<f32>(p, load<f32>(p) / d);
+  }
+}
+
+/**
+ * run.c's softmax: max, then x[i] = expf(x[i] − max) with a sequential float32 sum, then x[i] /= sum.
+ * The maximum keeps run.c's rule `if (x[i] > max) max = x[i]` per lane (pmax), NaN included.
+ */
+function softmaxSequential(x: usize, n: i32): void {
+  let vmax = v128.load32_splat(x);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) vmax = f32x4.pmax(vmax, v128.load(x + (<usize>i << 2)));
+  let max = f32x4.extract_lane(vmax, 0);
+  if (f32x4.extract_lane(vmax, 1) > max) max = f32x4.extract_lane(vmax, 1);
+  if (f32x4.extract_lane(vmax, 2) > max) max = f32x4.extract_lane(vmax, 2);
+  if (f32x4.extract_lane(vmax, 3) > max) max = f32x4.extract_lane(vmax, 3);
+  for (; i < n; i++) {
+    const v = load<f32>(x + (<usize>i << 2));
+    if (v > max) max = v;
+  }
+  // e = expf(x − max), four at a time where all four are in expf's main range (else one by one),
+  // and the sum, sequentially in float32 as run.c adds (the additions are the critical path; the
+  // exponentials of the next four overlap with them)
+  const vmaxs = f32x4.splat(max);
+  let sum: f32 = 0;
+  for (i = 0; i + 4 <= n; i += 4) {
+    const p = x + (<usize>i << 2);
+    const v = f32x4.sub(v128.load(p), vmaxs);
+    let e: v128;
+    if (i32x4.all_true(f32x4.lt(f32x4.abs(v), f32x4.splat(88)))) {
+      e = expf4(v);
+    } else {
+      e = f32x4.splat(Mathf.exp(f32x4.extract_lane(v, 0)));
+      e = f32x4.replace_lane(e, 1, Mathf.exp(f32x4.extract_lane(v, 1)));
+      e = f32x4.replace_lane(e, 2, Mathf.exp(f32x4.extract_lane(v, 2)));
+      e = f32x4.replace_lane(e, 3, Mathf.exp(f32x4.extract_lane(v, 3)));
+    }
+    v128.store(p, e);
+    sum += f32x4.extract_lane(e, 0);
+    sum += f32x4.extract_lane(e, 1);
+    sum += f32x4.extract_lane(e, 2);
+    sum += f32x4.extract_lane(e, 3);
+  }
+  for (; i < n; i++) {
+    const p = x + (<usize>i << 2);
+    const e = Mathf.exp(load<f32>(p) - max);
+    store<f32>(p, e);
+    sum += e;
+  }
+  divideBy(x, n, sum);
+}
+
+// Mathf.exp (expf_lut of AssemblyScript's std/assembly/util/math.ts) for four values with
+// |x| < 88, two float64 lanes at a time: the same float64 operations in the same order, so the
+// same results. x·32/ln2 = k + r; e^x = 2^(k/32) · (1 + C2·r + C1·r² + C0·r³).
+
+/** exp2f_data_tab[i] = bits(2^(i/32)) − (i << 47), as in the C library. */
+const EXP2F_TAB = memory.data<u64>([
+  0x3FF0000000000000, 0x3FEFD9B0D3158574, 0x3FEFB5586CF9890F, 0x3FEF9301D0125B51,
+  0x3FEF72B83C7D517B, 0x3FEF54873168B9AA, 0x3FEF387A6E756238, 0x3FEF1E9DF51FDEE1,
+  0x3FEF06FE0A31B715, 0x3FEEF1A7373AA9CB, 0x3FEEDEA64C123422, 0x3FEECE086061892D,
+  0x3FEEBFDAD5362A27, 0x3FEEB42B569D4F82, 0x3FEEAB07DD485429, 0x3FEEA47EB03A5585,
+  0x3FEEA09E667F3BCD, 0x3FEE9F75E8EC5F74, 0x3FEEA11473EB0187, 0x3FEEA589994CCE13,
+  0x3FEEACE5422AA0DB, 0x3FEEB737B0CDC5E5, 0x3FEEC49182A3F090, 0x3FEED503B23E255D,
+  0x3FEEE89F995AD3AD, 0x3FEEFF76F2FB5E47, 0x3FEF199BDD85529C, 0x3FEF3720DCEF9069,
+  0x3FEF5818DCFBA487, 0x3FEF7C97337B9B5F, 0x3FEFA4AFA2A490DA, 0x3FEFD0765B6E4540,
+]);
+
+// @ts-ignore: decorator
+@inline function expf2(xd: v128): v128 {
+  const N: f64 = 32;
+  const shift = reinterpret<f64>(0x4338000000000000); // 0x1.8p52
+  const z = f64x2.mul(f64x2.splat(reinterpret<f64>(0x3FF71547652B82FE) * N), xd);
+  const kd = f64x2.add(z, f64x2.splat(shift));
+  const r = f64x2.sub(z, f64x2.sub(kd, f64x2.splat(shift)));
+  let t = i64x2.splat(load<u64>(EXP2F_TAB + ((<usize>i64x2.extract_lane(kd, 0) & 31) << 3)));
+  t = i64x2.replace_lane(t, 1, load<u64>(EXP2F_TAB + ((<usize>i64x2.extract_lane(kd, 1) & 31) << 3)));
+  const s = i64x2.add(t, i64x2.shl(kd, 47));
+  const c = f64x2.add(f64x2.mul(f64x2.splat(reinterpret<f64>(0x3FAC6AF84B912394) / N / N / N), r), f64x2.splat(reinterpret<f64>(0x3FCEBFCE50FAC4F3) / N / N));
+  let y = f64x2.add(f64x2.mul(f64x2.splat(reinterpret<f64>(0x3FE62E42FF0C52D6) / N), r), f64x2.splat(1));
+  y = f64x2.add(y, f64x2.mul(c, f64x2.mul(r, r)));
+  return f64x2.mul(y, s);
+}
+
+// @ts-ignore: decorator
+@inline function expf4(x: v128): v128 {
+  const lo = f32x4.demote_f64x2_zero(expf2(f64x2.promote_low_f32x4(x)));
+  const hi = f32x4.demote_f64x2_zero(expf2(f64x2.promote_low_f32x4(v128.shuffle<f32>(x, x, 2, 3, 0, 1))));
+  return v128.shuffle<f32>(lo, hi, 0, 1, 4, 5);
+}
+
+function sampleMultinomial(probs: usize, n: i32, coin: f32): i32 {
+  let cdf: f32 = 0;
+  for (let i = 0; i < n; i++) {
+    cdf += load<f32>(probs + (<usize>i << 2));
+    if (coin < cdf) return i;
+  }
+  return n - 1; // in case of rounding errors
+}
+
+/** Index of the first largest value (run.c's argmax). */
+function argmax(x: usize, n: i32): i32 {
+  let best = 0;
+  let max = load<f32>(x);
+  for (let i = 1; i < n; i++) {
+    const v = load<f32>(x + (<usize>i << 2));
+    if (v > max) {
+      max = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/** Candidates up to this many are sorted by insertion; more by radix sort. */
+const INSERTION_MAX: i32 = 48;
+
+function sampleTopP(probs: usize, n: i32, topp: f32, coin: f32, scratch: usize): i32 {
+  // tokens below the cutoff can't be part of the nucleus: (1 − p) spread over the other n − 1
+  const cutoff = (<f32>1 - topp) / <f32>(n - 1);
+  const keys = scratch;
+  let n0 = 0;
+  for (let i = 0; i < n; i++) {
+    const p = load<f32>(probs + (<usize>i << 2));
+    if (p >= cutoff) {
+      store<u64>(keys + (<usize>n0 << 3), (<u64>(0x7F800000 - reinterpret<u32>(p)) << 32) | <u64>i);
+      n0++;
+    }
+  }
+  if (n0 == 0) return argmax(probs, n); // flat distribution, tiny p (run.c would read out of bounds)
+  const sorted = n0 <= INSERTION_MAX ? insertionSort(keys, n0) : radixSort(keys, scratch + (<usize>n << 3), scratch + (<usize>n << 4), n0);
+  // the smallest prefix whose probability exceeds topp
+  let cumulative: f32 = 0;
+  let last = n0 - 1;
+  for (let i = 0; i < n0; i++) {
+    cumulative += probOf(sorted, i);
+    if (cumulative > topp) {
+      last = i;
+      break;
+    }
+  }
+  const r = coin * cumulative;
+  let cdf: f32 = 0;
+  for (let i = 0; i <= last; i++) {
+    cdf += probOf(sorted, i);
+    if (r < cdf) return indexOf(sorted, i);
+  }
+  return indexOf(sorted, last);
+}
+
+// @ts-ignore: decorator
+@inline function probOf(keys: usize, i: i32): f32 {
+  return reinterpret<f32>(0x7F800000 - <u32>(load<u64>(keys + (<usize>i << 3)) >> 32));
+}
+
+// @ts-ignore: decorator
+@inline function indexOf(keys: usize, i: i32): i32 {
+  return <i32>load<u64>(keys + (<usize>i << 3));
+}
+
+/** Sorts n u64s at a ascending (all distinct); returns a. */
+function insertionSort(a: usize, n: i32): usize {
+  for (let i = 1; i < n; i++) {
+    const v = load<u64>(a + (<usize>i << 3));
+    let j = i - 1;
+    while (j >= 0 && load<u64>(a + (<usize>j << 3)) > v) {
+      store<u64>(a + (<usize>(j + 1) << 3), load<u64>(a + (<usize>j << 3)));
+      j--;
+    }
+    store<u64>(a + (<usize>(j + 1) << 3), v);
+  }
+  return a;
+}
+
+/** Radix digits: 11 bits, three passes cover the 32-bit key. */
+const DIGIT_BITS: u32 = 11;
+const DIGITS: i32 = 3;
+const BUCKETS: i32 = 1 << DIGIT_BITS;
+
+/**
+ * Stable LSD radix sort of n u64s by their high 32 bits, 11 bits per pass, between a and b; the
+ * low 32 bits (ascending already) keep their order among equal keys. A pass whose digit is the same
+ * for every value is skipped. Returns the array holding the result (a or b).
+ */
+function radixSort(a: usize, b: usize, counts: usize, n: i32): usize {
+  memory.fill(counts, 0, DIGITS * BUCKETS * 4);
+  const mask: u32 = BUCKETS - 1;
+  for (let i = 0; i < n; i++) {
+    const key = <u32>(load<u64>(a + (<usize>i << 3)) >> 32);
+    let c = counts + ((key & mask) << 2);
+    store<u32>(c, load<u32>(c) + 1);
+    c = counts + (<usize>BUCKETS << 2) + (((key >> DIGIT_BITS) & mask) << 2);
+    store<u32>(c, load<u32>(c) + 1);
+    c = counts + (<usize>BUCKETS << 3) + ((key >> (2 * DIGIT_BITS)) << 2);
+    store<u32>(c, load<u32>(c) + 1);
+  }
+  let src = a, dst = b;
+  for (let d = 0; d < DIGITS; d++) {
+    const cd = counts + ((<usize>d * BUCKETS) << 2);
+    // exclusive prefix sums: where each digit value's run starts; skip if one value holds all
+    let total: u32 = 0;
+    let trivial = false;
+    for (let v = 0; v < BUCKETS; v++) {
+      const c = load<u32>(cd + (<usize>v << 2));
+      if (c == <u32>n) trivial = true;
+      store<u32>(cd + (<usize>v << 2), total);
+      total += c;
+    }
+    if (trivial) continue;
+    const shift = <u64>(32 + d * DIGIT_BITS);
+    for (let i = 0; i < n; i++) {
+      const v = load<u64>(src + (<usize>i << 3));
+      const c = cd + (<usize>((v >> shift) & <u64>mask) << 2);
+      const at = load<u32>(c);
+      store<u32>(c, at + 1);
+      store<u64>(dst + (<usize>at << 3), v);
+    }
+    const t = src; src = dst; dst = t;
+  }
+  return src;
+}

@@ -1,0 +1,88 @@
+// The WebAssembly sampler (assembly/sampler.ts) against the TypeScript sampler (src/infer/sampler.ts,
+// the reference): the same tokens and the same probabilities, bit for bit, over distributions that
+// exercise every path (flat and peaked nucleus, radix and insertion sort, ties, multinomial,
+// expf's special range). And expf against the C library's expf.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Sampler, expf } from '../src/infer/sampler.js';
+import { loadKernelModule, wasmSupported } from '../src/kernels/wasm.js';
+
+const skip = { skip: !wasmSupported() && 'no WebAssembly SIMD' };
+
+/** Deterministic uniform numbers in [0, 1) (a 32-bit LCG). */
+function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296;
+  };
+}
+
+test('expf equals glibc 2.36 expf where Math.exp rounded to float32 does not', () => {
+  // [bits(x), bits(expf(x))] printed by a C program calling glibc's expf; in each case
+  // Math.fround(Math.exp(x)) is one ulp away.
+  const cases: Array<[number, number]> = [
+    [0xc211c117, 0x252c7a3b], [0xc186f812, 0x334a43ff], [0xc1f09627, 0x29c3d19c], [0xc0f916e5, 0x39da462d],
+    [0xc169fe78, 0x34ef0aed], [0xc0b78793, 0x3b53acfa], [0xbf6d4950, 0x3ecaa384], [0xc1cb2612, 0x2d24d350],
+  ];
+  const bits = new Uint32Array(2);
+  const f = new Float32Array(bits.buffer);
+  for (const [x, y] of cases) {
+    bits[0] = x; bits[1] = y;
+    assert.equal(expf(f[0]!), f[1]!, `expf(${f[0]})`);
+    assert.notEqual(Math.fround(Math.exp(f[0]!)), f[1]!);
+  }
+  assert.equal(expf(0), 1);
+  assert.equal(expf(-Infinity), 0);
+  assert.equal(expf(-200), 0);
+  assert.equal(expf(100), Infinity);
+  assert.ok(Number.isNaN(expf(NaN)));
+  // everywhere else within one float32 ulp of e^x
+  const rand = lcg(3);
+  for (let i = 0; i < 20000; i++) {
+    const x = Math.fround(-80 * rand()); // normal results (subnormal ones have fewer bits)
+    const exact = Math.exp(x);
+    assert.ok(Math.abs(expf(x) - exact) <= Math.abs(exact) * 2 ** -23, `expf(${x})`);
+  }
+});
+
+test('WebAssembly sampler = TypeScript sampler, bit for bit (tokens and probabilities)', skip, async () => {
+  await loadKernelModule();
+  const rand = lcg(11);
+  const shapes: Array<{ vocab: number; temperature: number; topp: number; make: (i: number) => number }> = [
+    { vocab: 512, temperature: 1, topp: 0.9, make: () => 6 * rand() - 3 }, // peaked: few candidates (insertion sort)
+    { vocab: 32000, temperature: 1, topp: 0.9, make: () => 0.1 * rand() }, // near flat: radix sort of ~all
+    { vocab: 4096, temperature: 0.7, topp: 0.95, make: (i) => (i % 7 === 0 ? 2 : 0) + Math.round(3 * rand()) / 4 }, // many ties
+    { vocab: 513, temperature: 1.3, topp: 0, make: () => 4 * rand() }, // multinomial, odd length
+    { vocab: 300, temperature: 1, topp: 1, make: () => 4 * rand() },
+    { vocab: 1000, temperature: 1, topp: 0.5, make: (i) => (i === 17 ? 150 : -150 * rand()) }, // expf's special range
+    { vocab: 5, temperature: 1, topp: 0.01, make: () => 0 }, // flat, empty nucleus: argmax
+  ];
+  for (const { vocab, temperature, topp, make } of shapes) {
+    const js = new Sampler(vocab, { seed: 5, temperature, topp, implementation: 'js' });
+    const wasm = new Sampler(vocab, { seed: 5, temperature, topp, implementation: 'wasm' });
+    assert.equal(wasm.implementation, 'wasm');
+    const a = new Float32Array(vocab);
+    const b = new Float32Array(vocab);
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < vocab; i++) a[i] = b[i] = Math.fround(make(i));
+      const ta = js.sample(a);
+      const tb = wasm.sample(b);
+      assert.equal(tb, ta, `vocab ${vocab}, topp ${topp}, round ${round}`);
+      assert.deepEqual(b, a, `probabilities, vocab ${vocab}, topp ${topp}, round ${round}`);
+    }
+  }
+});
+
+test('a Sampler over a longer logits buffer samples from the first vocabSize values only', skip, async () => {
+  await loadKernelModule();
+  const logits = new Float32Array(64).fill(50); // beyond the vocabulary: would dominate
+  for (let i = 0; i < 10; i++) logits[i] = i;
+  const copy = logits.slice();
+  const js = new Sampler(10, { seed: 9, implementation: 'js' }).sample(logits);
+  const wasm = new Sampler(10, { seed: 9, implementation: 'wasm' }).sample(copy);
+  assert.ok(js < 10);
+  assert.equal(wasm, js);
+  assert.deepEqual(copy, logits);
+});
