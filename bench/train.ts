@@ -10,8 +10,9 @@
 import { parseFlags, intFlag, stringFlag } from '../src/cli/flags.js';
 import { type ModelConfig, hiddenDimFor } from '../src/model/config.js';
 import { initWeights } from '../src/train/init.js';
-import { jsMatmul, type MatmulKernels } from '../src/train/layers.js';
+import { jsMatmul } from '../src/train/layers.js';
 import { buildTrainModel } from '../src/train/model.js';
+import { createTrainPool, engineFromKernelSet, type TrainEngine } from '../src/train/pool.js';
 import { Rng } from '../src/train/rng.js';
 
 interface BenchCase {
@@ -34,12 +35,12 @@ export interface TrainBenchResult {
 }
 
 export async function benchTrain(opts: { kernels?: 'js' | 'wasm'; threads?: number; iters?: number; only?: string } = {}): Promise<TrainBenchResult[]> {
-  let kernels: MatmulKernels & { allocate?(n: number): Float32Array } = jsMatmul;
+  let engine: TrainEngine = { matmul: jsMatmul, threads: 1 };
   let close = async (): Promise<void> => {};
   if (opts.kernels !== 'js') {
     const { createKernels } = await import('../src/kernels/kernel-set.js');
     const set = await createKernels({ ...(opts.kernels ? { kind: opts.kernels } : {}), threads: opts.threads ?? 2 });
-    kernels = { name: `${set.name} × ${set.threads}`, matmulForward: set.matmulForward.bind(set), matmulBackward: set.matmulBackward.bind(set), allocate: set.allocate.bind(set) };
+    engine = engineFromKernelSet(set);
     close = () => set.close();
   }
   const results: TrainBenchResult[] = [];
@@ -47,9 +48,12 @@ export async function benchTrain(opts: { kernels?: 'js' | 'wasm'; threads?: numb
     for (const c of CASES) {
       if (opts.only !== undefined && opts.only !== c.name) continue;
       const T = c.config.seqLen;
+      const parts = engine.shared && engine.threads > 1 ? engine.threads : 1;
       const model = buildTrainModel(c.config, initWeights(c.config, 1).data, {
-        B: c.B, T, kernels, ...(kernels.allocate ? { allocate: (n: number) => kernels.allocate!(n) } : {}),
+        B: c.B, T, kernels: engine.matmul, parts, ...(engine.allocate ? { allocate: engine.allocate } : {}),
       });
+      const pool = parts > 1 ? await createTrainPool(engine.shared!, model) : undefined;
+      model.setParallel(pool);
       const rng = new Rng(1);
       const x = new Int32Array(c.B * T).map(() => rng.nextInt(c.config.vocabSize));
       const y = new Int32Array(c.B * T).map(() => rng.nextInt(c.config.vocabSize));
@@ -71,6 +75,7 @@ export async function benchTrain(opts: { kernels?: 'js' | 'wasm'; threads?: numb
       times.sort((a, b) => a - b);
       const ms = times[Math.floor(times.length / 2)]!;
       results.push({ name: c.name, msPerIter: ms, tokPerSec: (c.B * T) / (ms / 1000), pytorch: c.pytorch });
+      await pool?.close();
     }
   } finally {
     await close();

@@ -10,7 +10,9 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { readCheckpoint } from '../src/model/checkpoint.js';
 import { parameterTable, type TransformerWeights } from '../src/model/weights.js';
-import { buildTrainModel } from '../src/train/model.js';
+import type { MatmulKernels } from '../src/train/layers.js';
+import { buildTrainModel, type ParallelRunner } from '../src/train/model.js';
+import { createTrainPool, sharedWasmOf } from '../src/train/pool.js';
 import { needsRefdata, ref } from './refdata.js';
 
 interface Golden {
@@ -42,10 +44,28 @@ function compareTensors(what: string, got: TransformerWeights, want: Transformer
   assert.deepEqual(failures, [], `${what} (per tensor: ${report.join(', ')})`);
 }
 
-function runGolden(name: string): void {
+interface Engine {
+  readonly kernels: MatmulKernels & { allocate(n: number): Float32Array };
+  readonly parts: number;
+  readonly pool: (model: ReturnType<typeof buildTrainModel>) => Promise<(ParallelRunner & { close(): Promise<void> }) | undefined>;
+}
+
+async function runGolden(name: string, engine?: Engine): Promise<void> {
   const g = JSON.parse(readFileSync(ref('golden', `${name}.json`), 'utf8')) as Golden;
   const init = weightsOf(g.init);
-  const model = buildTrainModel(init.config, init.data, { B: g.B, T: g.T });
+  const model = buildTrainModel(init.config, init.data, {
+    B: g.B, T: g.T, ...(engine ? { kernels: engine.kernels, allocate: (n: number) => engine.kernels.allocate(n), parts: engine.parts } : {}),
+  });
+  const pool = engine ? await engine.pool(model) : undefined;
+  model.setParallel(pool);
+  try {
+    check(g, name, model);
+  } finally {
+    await pool?.close();
+  }
+}
+
+function check(g: Golden, name: string, model: ReturnType<typeof buildTrainModel>): void {
   const hyper = { beta1: g.adamw.beta1, beta2: g.adamw.beta2, eps: g.adamw.eps, weightDecay: g.adamw.weight_decay };
   const flat = (rows: number[][]): number[] => rows.flat();
 
@@ -69,3 +89,26 @@ function runGolden(name: string): void {
 test('tiny GQA model: loss, every gradient, 10 AdamW steps and final weights match PyTorch', needsRefdata, () => runGolden('tiny_public'));
 
 test('stories260K: loss, every gradient, 5 AdamW steps and final weights match PyTorch', needsRefdata, () => runGolden('s260K_public'));
+
+test('the same with the WebAssembly kernels on 2 threads and the training worker pool', needsRefdata, async (t) => {
+  const { wasmSupported } = await import('../src/kernels/wasm.js');
+  if (!wasmSupported()) {
+    t.skip('WebAssembly SIMD or shared memory unavailable');
+    return;
+  }
+  const { createKernels } = await import('../src/kernels/kernel-set.js');
+  const set = await createKernels({ kind: 'wasm', threads: 2 });
+  try {
+    const shared = sharedWasmOf(set);
+    assert.ok(shared !== undefined, 'the wasm kernel set exposes its module and memory');
+    const engine: Engine = {
+      kernels: { name: set.name, matmulForward: set.matmulForward.bind(set), matmulBackward: set.matmulBackward.bind(set), allocate: set.allocate.bind(set) },
+      parts: 2,
+      pool: (model) => createTrainPool(shared, model),
+    };
+    await runGolden('tiny_public', engine);
+    await runGolden('s260K_public', engine);
+  } finally {
+    await set.close();
+  }
+});

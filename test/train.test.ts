@@ -149,10 +149,10 @@ test('sampler: every window once per epoch, state save/restore reproduces the st
   }
 });
 
-test('resume continues exactly: the same losses and weights as an uninterrupted run', () => {
-  const full = train({ settings: settings({ outDir: join(dir, 'full'), dropout: 0.1 }), trainFiles: [trainBin], valFiles: [valBin], ...quiet });
-  const first = train({ settings: settings({ outDir: join(dir, 'split'), dropout: 0.1, maxIters: 4 }), trainFiles: [trainBin], valFiles: [valBin], ...quiet });
-  const second = train({ settings: settings({ outDir: join(dir, 'split'), dropout: 0.1, initFrom: 'resume' }), trainFiles: [trainBin], valFiles: [valBin], ...quiet });
+test('resume continues exactly: the same losses and weights as an uninterrupted run', async () => {
+  const full = await train({ settings: settings({ outDir: join(dir, 'full'), dropout: 0.1 }), trainFiles: [trainBin], valFiles: [valBin], ...quiet });
+  const first = await train({ settings: settings({ outDir: join(dir, 'split'), dropout: 0.1, maxIters: 4 }), trainFiles: [trainBin], valFiles: [valBin], ...quiet });
+  const second = await train({ settings: settings({ outDir: join(dir, 'split'), dropout: 0.1, initFrom: 'resume' }), trainFiles: [trainBin], valFiles: [valBin], ...quiet });
   assert.equal(second.firstIter, 5);
   assert.deepEqual([...first.losses, ...second.losses], full.losses);
   assert.ok(full.losses[8]! < full.losses[0]!, 'the loss goes down');

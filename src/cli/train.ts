@@ -7,6 +7,7 @@ import { parseFlags, stringFlag, intFlag, numberFlag } from './flags.js';
 import { splitDataFolder } from '../train/data.js';
 import { jsMatmul } from '../train/layers.js';
 import { applyFlags, DEFAULT_SETTINGS, flagName, KNOBS, readConfigFile, type TrainSettings } from '../train/settings.js';
+import { engineFromKernelSet, type TrainEngine } from '../train/pool.js';
 import { train, type TrainRunOptions } from '../train/trainer.js';
 
 function usage(): string {
@@ -78,31 +79,23 @@ export async function main(argv: string[]): Promise<number> {
   const peakFlops = values['peak-flops'] === undefined ? undefined : numberFlag(values, 'peak-flops', 0);
   if (peakFlops !== undefined && !(peakFlops > 0)) throw new UsageError('--peak-flops must be positive');
 
-  const { kernels, close } = await chooseKernels(kind, threads);
+  const { engine, close } = await chooseEngine(kind, threads);
   try {
     const run: TrainRunOptions = {
-      settings, trainFiles, valFiles, kernels, exportFormat, finalEval: values['final-eval'] === true,
+      settings, trainFiles, valFiles, engine, exportFormat, finalEval: values['final-eval'] === true,
       ...(peakFlops !== undefined ? { peakFlops } : {}),
     };
-    train(run);
+    await train(run);
   } finally {
     await close();
   }
   return 0;
 }
 
-type Kernels = NonNullable<TrainRunOptions['kernels']>;
-
-/** The shared kernel set (WebAssembly SIMD + threads) when available, else the TypeScript matmul. */
-async function chooseKernels(kind: 'js' | 'wasm' | undefined, threads: number | undefined): Promise<{ kernels: Kernels; close: () => Promise<void> }> {
-  if (kind === 'js') return { kernels: jsMatmul, close: async () => {} };
+/** The shared kernel set (WebAssembly SIMD + threads) unless --kernels js. */
+async function chooseEngine(kind: 'js' | 'wasm' | undefined, threads: number | undefined): Promise<{ engine: TrainEngine; close: () => Promise<void> }> {
+  if (kind === 'js') return { engine: { matmul: jsMatmul, threads: 1 }, close: async () => {} };
   const { createKernels } = await import('../kernels/kernel-set.js');
   const set = await createKernels({ ...(kind ? { kind } : {}), ...(threads ? { threads } : {}) });
-  const kernels: Kernels = {
-    name: `${set.name}${set.threads > 1 ? ` × ${set.threads} threads` : ''}`,
-    matmulForward: set.matmulForward.bind(set),
-    matmulBackward: set.matmulBackward.bind(set),
-    allocate: set.allocate.bind(set),
-  };
-  return { kernels, close: () => set.close() };
+  return { engine: engineFromKernelSet(set), close: () => set.close() };
 }

@@ -251,16 +251,22 @@ function gatherHeadT(dst: Float32Array, src: Float32Array, b: number, T: number,
   }
 }
 
-export function attentionForward(mm: MatmulKernels, out: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: AttentionDropout): void {
-  const { B, T, nHeads, nKvHeads, hs } = d;
+/**
+ * Works on the (batch row, kv head) pairs [pair0, pair1) of the B·KVH pairs (default: all), so that
+ * threads can share the work; the pairs write disjoint parts of every output.
+ */
+export function attentionForward(mm: MatmulKernels, out: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: AttentionDropout, pair0 = 0, pair1 = d.B * d.nKvHeads): void {
+  const { T, nHeads, nKvHeads, hs } = d;
   const C = nHeads * hs;
   const kvd = nKvHeads * hs;
   const group = nHeads / nKvHeads;
   const scale = 1 / Math.sqrt(hs);
   const p = dropout?.p ?? 0;
   const keepScale = 1 / (1 - p);
-  for (let b = 0; b < B; b++) {
-    for (let kvh = 0; kvh < nKvHeads; kvh++) {
+  for (let pair = pair0; pair < pair1; pair++) {
+    const b = Math.floor(pair / nKvHeads);
+    const kvh = pair % nKvHeads;
+    {
       gatherHead(sc.k, k, b, T, kvd, kvh * hs, hs);
       gatherHeadT(sc.vt, v, b, T, kvd, kvh * hs, hs);
       for (let h = kvh * group; h < (kvh + 1) * group; h++) {
@@ -305,15 +311,18 @@ export function attentionForward(mm: MatmulKernels, out: Float32Array, att: Floa
   }
 }
 
-export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: Omit<AttentionDropout, 'rng'>): void {
-  const { B, T, nHeads, nKvHeads, hs } = d;
+/** Pairs [pair0, pair1) as attentionForward. */
+export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: Omit<AttentionDropout, 'rng'>, pair0 = 0, pair1 = d.B * d.nKvHeads): void {
+  const { T, nHeads, nKvHeads, hs } = d;
   const C = nHeads * hs;
   const kvd = nKvHeads * hs;
   const group = nHeads / nKvHeads;
   const scale = 1 / Math.sqrt(hs);
   const keepScale = 1 / (1 - (dropout?.p ?? 0));
-  for (let b = 0; b < B; b++) {
-    for (let kvh = 0; kvh < nKvHeads; kvh++) {
+  for (let pair = pair0; pair < pair1; pair++) {
+    const b = Math.floor(pair / nKvHeads);
+    const kvh = pair % nKvHeads;
+    {
       gatherHead(sc.k, k, b, T, kvd, kvh * hs, hs);
       gatherHeadT(sc.vt, v, b, T, kvd, kvh * hs, hs);
       sc.dk.fill(0);
@@ -367,15 +376,17 @@ export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float
 // SwiGLU gate: out = silu(a) ⊙ b, silu(a) = a · σ(a)   (a = w1 x, b = w3 x)
 // Backward: db += dout · silu(a);  da += dout · b · σ(a) · (1 + a · (1 − σ(a)))
 
-export function swigluForward(out: Float32Array, a: Float32Array, b: Float32Array, N: number): void {
-  for (let i = 0; i < N; i++) {
+/** Elements [from, N). */
+export function swigluForward(out: Float32Array, a: Float32Array, b: Float32Array, N: number, from = 0): void {
+  for (let i = from; i < N; i++) {
     const x = a[i]!;
     out[i] = Math.fround(x / (1 + Math.exp(-x))) * b[i]!;
   }
 }
 
-export function swigluBackward(da: Float32Array, db: Float32Array, dout: Float32Array, a: Float32Array, b: Float32Array, N: number): void {
-  for (let i = 0; i < N; i++) {
+/** Elements [from, N). */
+export function swigluBackward(da: Float32Array, db: Float32Array, dout: Float32Array, a: Float32Array, b: Float32Array, N: number, from = 0): void {
+  for (let i = from; i < N; i++) {
     const x = a[i]!;
     const sig = 1 / (1 + Math.exp(-x));
     const g = dout[i]!;
@@ -423,10 +434,11 @@ export function dropoutBackward(dx: Float32Array, keep: Uint8Array, p: number, N
 // number of counted positions. Backward overwrites the probabilities with dlogits:
 //   dlogits[bt, j] = (p[bt, j] − [j = y_bt]) · dloss / count      (0 for ignored rows)
 
-export function crossEntropyForward(probs: Float32Array, targets: Int32Array, BT: number, V: number): { sum: number; count: number } {
+/** Rows [row0, row1) (default all); result[slot], result[slot + 1] receive the summed loss and the counted positions. */
+export function crossEntropyForward(probs: Float32Array, targets: Int32Array, BT: number, V: number, result: Float64Array, slot = 0, row0 = 0, row1 = BT): void {
   let sum = 0;
   let count = 0;
-  for (let bt = 0; bt < BT; bt++) {
+  for (let bt = row0; bt < row1; bt++) {
     const o = bt * V;
     let max = -Infinity;
     for (let j = 0; j < V; j++) if (probs[o + j]! > max) max = probs[o + j]!;
@@ -445,12 +457,14 @@ export function crossEntropyForward(probs: Float32Array, targets: Int32Array, BT
     const inv = 1 / z;
     for (let j = 0; j < V; j++) probs[o + j] = probs[o + j]! * inv;
   }
-  return { sum, count };
+  result[slot] = sum;
+  result[slot + 1] = count;
 }
 
-export function crossEntropySoftmaxBackward(dlogits: Float32Array, probs: Float32Array, targets: Int32Array, dloss: number, count: number, BT: number, V: number): void {
+/** Rows [row0, row1) (default all). */
+export function crossEntropySoftmaxBackward(dlogits: Float32Array, probs: Float32Array, targets: Int32Array, dloss: number, count: number, BT: number, V: number, row0 = 0, row1 = BT): void {
   const s = count > 0 ? dloss / count : 0;
-  for (let bt = 0; bt < BT; bt++) {
+  for (let bt = row0; bt < row1; bt++) {
     const o = bt * V;
     const y = targets[bt]!;
     if (y < 0) {

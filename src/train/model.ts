@@ -39,6 +39,29 @@ export interface TrainModelOptions {
   readonly kernels?: MatmulKernels;
   /** Where float buffers come from (the kernels' memory); default new Float32Array. */
   readonly allocate?: (floats: number) => Float32Array;
+  /** Number of threads that will share the parallel sections (see setParallel); default 1. */
+  readonly parts?: number;
+}
+
+/**
+ * The sections of a step that threads share (each splits its rows, elements or attention
+ * heads into `parts` contiguous ranges): see TrainModel.runPart.
+ */
+export const enum ParallelOp {
+  AttentionForward = 1,
+  AttentionBackward = 2,
+  CrossEntropyForward = 3,
+  CrossEntropyBackward = 4,
+  SwigluForward = 5,
+  SwigluBackward = 6,
+}
+
+/** Runs runPart(op, layer, arg, part, parts) for every part, on as many threads (train/pool.ts). */
+export interface ParallelRunner {
+  readonly parts: number;
+  /** Matmul kernels for use inside a part (single-threaded: the parts are the threads). */
+  readonly serialKernels: MatmulKernels;
+  run(op: ParallelOp, layer: number, arg: number): void;
 }
 
 /** Per-layer activations saved by forward for backward; each array is (L, …) stacked. */
@@ -83,7 +106,8 @@ interface GradScratch {
   readonly dh1: Float32Array; //    (BT, H)
   readonly dh3: Float32Array; //    (BT, H)
   readonly dgate: Float32Array; //  (BT, H)
-  readonly attention: AttentionScratch;
+  /** One set per part (thread). */
+  readonly attention: readonly AttentionScratch[];
 }
 
 /** One layer's slices of the parameters, gradients, activations and masks (built once). */
@@ -142,6 +166,12 @@ export class TrainModel {
   private readonly scratch: GradScratch;
   private readonly inputs: Int32Array;
   private readonly targets: Int32Array;
+  /** [loss sum, count] per part of the cross-entropy forward, then [loss scale, count] for its backward. */
+  private readonly lossParts: Float64Array;
+  /** Every buffer allocated, in order: [byte offset, floats] (a worker rebuilds the same views). */
+  readonly allocations: Array<readonly [number, number]> = [];
+  readonly parts: number;
+  private runner: ParallelRunner | undefined;
   private readonly ropeCos: Float32Array;
   private readonly ropeSin: Float32Array;
   /** Per-element "apply weight decay" flags are per tensor: [offset, size, decay] of the table. */
@@ -163,11 +193,17 @@ export class TrainModel {
     this.dropout = p;
     this.kernels = opts.kernels ?? jsMatmul;
     this.dropoutRng = new Rng(opts.seed ?? 1337);
-    const alloc = opts.allocate ?? ((n: number) => new Float32Array(n));
+    const rawAlloc = opts.allocate ?? ((n: number) => new Float32Array(n));
+    const alloc = (floats: number): Float32Array => {
+      const a = rawAlloc(floats);
+      this.allocations.push([a.byteOffset, floats]);
+      return a;
+    };
+    this.parts = opts.parts ?? 1;
     const n = parameterCount(config);
     if (initial.length !== n) throw new RangeError(`initial weights have ${initial.length} floats, the model needs ${n}`);
     const data = alloc(n);
-    data.set(initial);
+    if (data !== initial) data.set(initial);
     this.params = weightsView(config, data);
     this.grads = weightsView(config, alloc(n));
     this.m = alloc(n);
@@ -194,10 +230,16 @@ export class TrainModel {
       dres: alloc(BT * C), dnorm: alloc(BT * C), dbranch: alloc(BT * C), dq: alloc(BT * C),
       dk: alloc(BT * kvd), dv: alloc(BT * kvd), dattOut: alloc(BT * C),
       dh1: alloc(BT * H), dh3: alloc(BT * H), dgate: alloc(BT * H),
-      attention: allocateAttentionScratch(T, headSize(config), alloc),
+      attention: Array.from({ length: this.parts }, () => allocateAttentionScratch(T, headSize(config), alloc)),
     };
-    this.inputs = new Int32Array(BT);
-    this.targets = new Int32Array(BT);
+    const ints = (count: number): Int32Array => {
+      const f = alloc(count);
+      return new Int32Array(f.buffer, f.byteOffset, count);
+    };
+    this.inputs = ints(BT);
+    this.targets = ints(BT);
+    const lp = alloc(4 * this.parts + 4);
+    this.lossParts = new Float64Array(lp.buffer, lp.byteOffset, 2 * this.parts + 2);
     const rope = ropeTables(T, headSize(config));
     this.ropeCos = rope.cos;
     this.ropeSin = rope.sin;
@@ -268,7 +310,8 @@ export class TrainModel {
     embeddingForward(x0, this.inputs, w.tokenEmbedding, BT, C);
     if (masks) dropoutForward(x0, masks.embedding, p, rng, BTC);
 
-    for (const y of this.layers) {
+    for (let l = 0; l < L; l++) {
+      const y = this.layers[l]!;
       // attention branch: h = x + dropout(wo · attention(rope(wq·n), rope(wk·n), wv·n)), n = rmsnorm(x)
       rmsnormForward(y.attNorm, y.attRstd, y.x, y.rmsAtt, BT, C);
       k.matmulForward(y.q, y.attNorm, y.wq, BT, C, C);
@@ -276,7 +319,8 @@ export class TrainModel {
       k.matmulForward(y.v, y.attNorm, y.wv, BT, C, kvd);
       ropeForward(y.q, this.ropeCos, this.ropeSin, B, T, NH, hs);
       ropeForward(y.k, this.ropeCos, this.ropeSin, B, T, KVH, hs);
-      attentionForward(k, y.attOut, y.att, y.q, y.k, y.v, this.dims, this.scratch.attention, masks ? y.attDropout : undefined);
+      if (masks) attentionForward(k, y.attOut, y.att, y.q, y.k, y.v, this.dims, this.scratch.attention[0]!, y.attDropout); // one thread: one dropout stream
+      else this.parallel(ParallelOp.AttentionForward, l, 0);
       k.matmulForward(a.branch, y.attOut, y.wo, BT, C, C);
       if (masks) dropoutForward(a.branch, y.attResidKeep!, p, rng, BTC);
       residualForward(y.hid, y.x, a.branch, BTC);
@@ -285,7 +329,7 @@ export class TrainModel {
       rmsnormForward(y.ffnNorm, y.ffnRstd, y.hid, y.rmsFfn, BT, C);
       k.matmulForward(y.h1, y.ffnNorm, y.w1, BT, C, H);
       k.matmulForward(y.h3, y.ffnNorm, y.w3, BT, C, H);
-      swigluForward(y.gate, y.h1, y.h3, BT * H);
+      this.parallel(ParallelOp.SwigluForward, l, 0);
       k.matmulForward(a.branch, y.gate, y.w2, BT, H, C);
       if (masks) dropoutForward(a.branch, y.ffnResidKeep!, p, rng, BTC);
       residualForward(y.xNext, y.hid, a.branch, BTC);
@@ -293,7 +337,13 @@ export class TrainModel {
 
     rmsnormForward(a.finalNorm, a.finalRstd, this.layers[L - 1]!.xNext, w.rmsFinal, BT, C);
     k.matmulForward(a.probs, a.finalNorm, w.wcls, BT, C, V);
-    const { sum, count } = crossEntropyForward(a.probs, this.targets, BT, V);
+    this.parallel(ParallelOp.CrossEntropyForward, 0, 0);
+    let sum = 0;
+    let count = 0;
+    for (let i = 0; i < this.parts; i++) {
+      sum += this.lossParts[2 * i]!;
+      count += this.lossParts[2 * i + 1]!;
+    }
     this.lossCount = count;
     return count > 0 ? sum / count : NaN;
   }
@@ -324,7 +374,9 @@ export class TrainModel {
 
     // loss → logits → final norm (the classifier is the embedding when tied: its gradient adds up)
     const dlogits = a.probs;
-    crossEntropySoftmaxBackward(dlogits, a.probs, this.targets, lossScale, this.lossCount, BT, V);
+    this.lossParts[2 * this.parts] = lossScale;
+    this.lossParts[2 * this.parts + 1] = this.lossCount;
+    this.parallel(ParallelOp.CrossEntropyBackward, 0, 0);
     s.dnorm.fill(0);
     k.matmulBackward(s.dnorm, g.wcls, dlogits, a.finalNorm, w.wcls, BT, C, V);
     s.dres.fill(0);
@@ -340,7 +392,7 @@ export class TrainModel {
       k.matmulBackward(s.dgate, y.dw2, s.dbranch, y.gate, y.w2, BT, H, C);
       s.dh1.fill(0);
       s.dh3.fill(0);
-      swigluBackward(s.dh1, s.dh3, s.dgate, y.h1, y.h3, BT * H);
+      this.parallel(ParallelOp.SwigluBackward, l, 0);
       s.dnorm.fill(0);
       k.matmulBackward(s.dnorm, y.dw1, s.dh1, y.ffnNorm, y.w1, BT, C, H);
       k.matmulBackward(s.dnorm, y.dw3, s.dh3, y.ffnNorm, y.w3, BT, C, H);
@@ -354,7 +406,8 @@ export class TrainModel {
       s.dq.fill(0);
       s.dk.fill(0);
       s.dv.fill(0);
-      attentionBackward(k, s.dq, s.dk, s.dv, s.dattOut, y.att, y.q, y.k, y.v, this.dims, s.attention, masks ? y.attDropout : undefined);
+      if (masks) attentionBackward(k, s.dq, s.dk, s.dv, s.dattOut, y.att, y.q, y.k, y.v, this.dims, s.attention[0]!, y.attDropout);
+      else this.parallel(ParallelOp.AttentionBackward, l, 0);
       ropeBackward(s.dq, this.ropeCos, this.ropeSin, B, T, NH, hs);
       ropeBackward(s.dk, this.ropeCos, this.ropeSin, B, T, KVH, hs);
       s.dnorm.fill(0);
@@ -366,6 +419,60 @@ export class TrainModel {
 
     if (masks) dropoutBackward(s.dres, masks.embedding, p, BTC);
     embeddingBackward(g.tokenEmbedding, s.dres, this.inputs, BT, C);
+  }
+
+  /** Lets `runner` share the parallel sections among threads (undefined: this thread alone). */
+  setParallel(runner: ParallelRunner | undefined): void {
+    if (runner !== undefined && runner.parts !== this.parts) throw new RangeError(`the runner has ${runner.parts} parts, the model was built for ${this.parts}`);
+    this.runner = runner;
+  }
+
+  private parallel(op: ParallelOp, layer: number, arg: number): void {
+    if (this.runner) this.runner.run(op, layer, arg);
+    else this.runPart(op, layer, arg, 0, 1, this.kernels);
+  }
+
+  /**
+   * Part `part` of `parts` of a parallel section (called on every thread with the same model views
+   * over shared memory). Each part writes a disjoint range of the outputs.
+   */
+  runPart(op: ParallelOp, layer: number, _arg: number, part: number, parts: number, mm: MatmulKernels): void {
+    const { B, T } = this;
+    const { hiddenDim: H, nKvHeads: KVH, vocabSize: V } = this.config;
+    const BT = B * T;
+    const y = this.layers[layer]!;
+    const s = this.scratch;
+    // this part's share of `total` items: [total·part/parts, total·(part+1)/parts)
+    const total = op === ParallelOp.AttentionForward || op === ParallelOp.AttentionBackward ? B * KVH
+      : op === ParallelOp.SwigluForward || op === ParallelOp.SwigluBackward ? BT * H : BT;
+    const i0 = Math.floor((total * part) / parts);
+    const i1 = Math.floor((total * (part + 1)) / parts);
+    switch (op) {
+      case ParallelOp.AttentionForward:
+        attentionForward(mm, y.attOut, y.att, y.q, y.k, y.v, this.dims, s.attention[part]!, undefined, i0, i1);
+        break;
+      case ParallelOp.AttentionBackward:
+        attentionBackward(mm, s.dq, s.dk, s.dv, s.dattOut, y.att, y.q, y.k, y.v, this.dims, s.attention[part]!, undefined, i0, i1);
+        break;
+      case ParallelOp.CrossEntropyForward:
+        crossEntropyForward(this.acts.probs, this.targets, BT, V, this.lossParts, 2 * part, i0, i1);
+        break;
+      case ParallelOp.CrossEntropyBackward: {
+        const at = 2 * this.parts; // [loss scale, count], written by backward() before the section
+        crossEntropySoftmaxBackward(this.acts.probs, this.acts.probs, this.targets, this.lossParts[at]!, this.lossParts[at + 1]!, BT, V, i0, i1);
+        break;
+      }
+      case ParallelOp.SwigluForward:
+        swigluForward(y.gate, y.h1, y.h3, i1, i0);
+        break;
+      case ParallelOp.SwigluBackward:
+        swigluBackward(s.dh1, s.dh3, s.dgate, y.h1, y.h3, i1, i0);
+        break;
+    }
+  }
+
+  get lastLossCount(): number {
+    return this.lossCount;
   }
 
   /**

@@ -20,9 +20,9 @@ import { parameterCount } from '../model/weights.js';
 import { readTrainCheckpoint, writeTrainCheckpoint } from './checkpoint.js';
 import { BatchSampler, closeTokenFile, openTokenFile, type TokenFile, windowCount } from './data.js';
 import { initWeights } from './init.js';
-import type { MatmulKernels } from './layers.js';
 import { buildTrainModel, type TrainModel } from './model.js';
 import { type LossCurve, renderLossSvg } from './plot.js';
+import { createTrainPool, type TrainEngine, type TrainPool } from './pool.js';
 import { learningRateAt } from './schedule.js';
 import { checkSettings, type TrainSettings } from './settings.js';
 
@@ -30,8 +30,8 @@ export interface TrainRunOptions {
   readonly settings: TrainSettings;
   readonly trainFiles: readonly string[];
   readonly valFiles: readonly string[];
-  /** Matmul kernels (and the allocator of their memory); default plain TypeScript. */
-  readonly kernels?: MatmulKernels & { allocate?(floats: number): Float32Array };
+  /** Kernels (and threads); default plain TypeScript on this thread. */
+  readonly engine?: TrainEngine;
   /** Format of the exported model.bin. */
   readonly exportFormat?: Extract<CheckpointFormat, 'v0' | 'v1'>;
   /** Peak FLOP/s that MFU is measured against (default: cpuPeakFlops()). */
@@ -126,7 +126,7 @@ const METRICS = 'metrics.jsonl';
 const PLOT = 'loss.svg';
 
 /** Runs training as configured; resumes from out_dir/ckpt.bin when init_from = resume. */
-export function train(opts: TrainRunOptions): TrainResult {
+export async function train(opts: TrainRunOptions): Promise<TrainResult> {
   const s = opts.settings;
   checkSettings(s);
   const log = opts.log ?? ((line: string) => process.stdout.write(line + '\n'));
@@ -157,17 +157,22 @@ export function train(opts: TrainRunOptions): TrainResult {
   if (opts.valFiles.length === 0) throw new UsageError('no validation data (give --data DIR or --val FILE)');
   const trainFiles = opts.trainFiles.map((p) => openTokenFile(p, config.vocabSize));
   const valFiles = opts.valFiles.map((p) => openTokenFile(p, config.vocabSize));
+  let pool: TrainPool | undefined;
   try {
     const trainSampler = new BatchSampler(trainFiles, B, T, s.seed);
     const evalTrain = new BatchSampler(trainFiles, B, T, s.seed + 1);
     const evalVal = new BatchSampler(valFiles, B, T, s.seed + 2);
 
     const initial = resume ? resume.params : initWeights(config, s.seed).data;
+    const engine = opts.engine;
+    const parts = engine?.shared && engine.threads > 1 ? engine.threads : 1;
     const model = buildTrainModel(config, initial, {
-      B, T, dropout: s.dropout, seed: s.seed + 3,
-      ...(opts.kernels ? { kernels: opts.kernels } : {}),
-      ...(opts.kernels?.allocate ? { allocate: (n: number) => opts.kernels!.allocate!(n) } : {}),
+      B, T, dropout: s.dropout, seed: s.seed + 3, parts,
+      ...(engine ? { kernels: engine.matmul } : {}),
+      ...(engine?.allocate ? { allocate: engine.allocate } : {}),
     });
+    pool = parts > 1 ? await createTrainPool(engine!.shared!, model) : undefined;
+    model.setParallel(pool);
     let iter = 0;
     let tokensSeen = 0;
     let bestValLoss = Infinity;
@@ -269,6 +274,7 @@ export function train(opts: TrainRunOptions): TrainResult {
     return finalValLoss === undefined ? result : { ...result, finalValLoss };
   } finally {
     for (const f of [...trainFiles, ...valFiles]) closeTokenFile(f);
+    await pool?.close();
   }
 }
 

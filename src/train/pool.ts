@@ -1,0 +1,159 @@
+// Worker threads for the parts of a training step that are not matrix products: attention (split
+// by batch row and kv head), the cross-entropy forward and backward (by rows) and the SwiGLU gate
+// (by elements). The matrix products themselves are already split by the shared kernels
+// (src/kernels/threads.ts); this pool covers the rest, which would otherwise run on one core.
+//
+// How: every buffer of the model lives in the kernels' shared WebAssembly memory. Each worker
+// builds a TrainModel over the SAME memory by replaying the model's allocations (byte offset and
+// size, in order), so worker and main thread see identical views; a command is then just
+// (operation, layer), and each thread runs TrainModel.runPart for its own part. Commands go
+// through a small control block with Atomics; the main thread takes part 0 and returns when every
+// worker is done. Inside a part, matrix products use the WebAssembly kernels single-threaded
+// (the parts are the threads). Worker threads are unref'd: an idle pool never keeps Node alive.
+
+import { Worker } from 'node:worker_threads';
+import { LlamaError } from '../errors.js';
+import { type KernelExports, instantiateKernels } from '../kernels/wasm.js';
+import type { KernelSet } from '../kernels/kernel-set.js';
+import type { ModelConfig } from '../model/config.js';
+import type { MatmulKernels } from './layers.js';
+import type { ParallelOp, ParallelRunner, TrainModel } from './model.js';
+
+/** What the pool needs from the kernel set: its compiled module and shared memory. */
+export interface SharedWasm {
+  readonly module: WebAssembly.Module;
+  readonly memory: WebAssembly.Memory;
+}
+
+/** The shared module and memory of a WebAssembly kernel set, if `set` is one. */
+export function sharedWasmOf(set: object): SharedWasm | undefined {
+  const s = set as { module?: unknown; heap?: { memory?: unknown } };
+  if (s.module instanceof WebAssembly.Module && s.heap?.memory instanceof WebAssembly.Memory) return { module: s.module, memory: s.heap.memory };
+  return undefined;
+}
+
+/** The kernels a training run uses. */
+export interface TrainEngine {
+  readonly matmul: MatmulKernels;
+  /** Where the model's buffers come from (the kernels' memory); default ordinary Float32Arrays. */
+  readonly allocate?: (floats: number) => Float32Array;
+  /** Shared WebAssembly memory: with threads > 1 a worker pool also shares the non-matmul work. */
+  readonly shared?: SharedWasm;
+  readonly threads: number;
+}
+
+/** A training engine over a kernel set (src/kernels/kernel-set.ts). */
+export function engineFromKernelSet(set: KernelSet): TrainEngine {
+  const matmul: MatmulKernels = {
+    name: set.threads > 1 ? `${set.name} (+ ${set.threads} training threads)` : set.name,
+    matmulForward: set.matmulForward.bind(set),
+    matmulBackward: set.matmulBackward.bind(set),
+  };
+  const shared = sharedWasmOf(set);
+  return { matmul, allocate: set.allocate.bind(set), threads: set.threads, ...(shared ? { shared } : {}) };
+}
+
+/** The batched matmuls of the kernels, on the calling thread only (raw exports, by byte address). */
+export function serialWasmMatmul(k: KernelExports): MatmulKernels {
+  return {
+    name: 'wasm (one thread)',
+    matmulForward(out, inp, w, BT, C, OC) {
+      k.matmulForwardCols(out.byteOffset, inp.byteOffset, w.byteOffset, BT, C, OC, 0, OC);
+    },
+    matmulBackward(dinp, dw, dout, inp, w, BT, C, OC) {
+      k.matmulBackwardInpRows(dinp.byteOffset, dout.byteOffset, w.byteOffset, BT, C, OC, 0, BT);
+      k.matmulBackwardWeightRows(dw.byteOffset, dout.byteOffset, inp.byteOffset, BT, C, OC, 0, OC);
+    },
+  };
+}
+
+// Control block (Int32Array over a SharedArrayBuffer)
+export const GEN = 0; //    command number: bumped by the main thread to start a command
+export const OP = 1; //     ParallelOp (0 = exit)
+export const LAYER = 2;
+export const ARG = 3;
+export const DONE = 4; //   workers finished with the current command
+export const FAILED = 5; // set by a worker whose part threw
+export const CONTROL_INTS = 8;
+
+/** What a worker needs to rebuild the model's views. */
+export interface PoolWorkerInit {
+  readonly module: WebAssembly.Module;
+  readonly memory: WebAssembly.Memory;
+  readonly control: SharedArrayBuffer;
+  readonly index: number;
+  readonly parts: number;
+  readonly config: ModelConfig;
+  readonly B: number;
+  readonly T: number;
+  readonly allocations: ReadonlyArray<readonly [number, number]>;
+}
+
+export interface TrainPool extends ParallelRunner {
+  close(): Promise<void>;
+}
+
+/** Starts model.parts − 1 workers for `model`, whose buffers must all live in `shared.memory`. */
+export async function createTrainPool(shared: SharedWasm, model: TrainModel): Promise<TrainPool> {
+  const parts = model.parts;
+  const serialKernels = serialWasmMatmul(instantiateKernels(shared.module, shared.memory));
+  const controlBuffer = new SharedArrayBuffer(CONTROL_INTS * 4);
+  const ctrl = new Int32Array(controlBuffer);
+  const workers: Worker[] = [];
+  const url = new URL('./pool-worker.js', import.meta.url);
+  try {
+    await Promise.all(Array.from({ length: parts - 1 }, (_, i) => new Promise<void>((resolve, reject) => {
+      const init: PoolWorkerInit = {
+        module: shared.module, memory: shared.memory, control: controlBuffer, index: i + 1, parts,
+        config: model.config, B: model.B, T: model.T, allocations: model.allocations,
+      };
+      const worker = new Worker(url, { workerData: init });
+      workers.push(worker);
+      worker.once('message', () => {
+        worker.unref();
+        resolve();
+      });
+      worker.once('error', (err) => reject(new LlamaError(`training worker thread failed to start: ${err.message}`)));
+      worker.once('exit', (code) => reject(new LlamaError(`training worker thread exited during start-up (code ${code})`)));
+    })));
+  } catch (err) {
+    await Promise.all(workers.map((w) => w.terminate()));
+    throw err;
+  }
+  let closed = false;
+  return {
+    parts,
+    serialKernels,
+    run(op: ParallelOp, layer: number, arg: number): void {
+      if (closed) throw new LlamaError('the training worker threads were closed');
+      ctrl[OP] = op;
+      ctrl[LAYER] = layer;
+      ctrl[ARG] = arg;
+      Atomics.store(ctrl, DONE, 0);
+      Atomics.store(ctrl, FAILED, 0);
+      Atomics.add(ctrl, GEN, 1);
+      Atomics.notify(ctrl, GEN);
+      try {
+        model.runPart(op, layer, arg, 0, parts, serialKernels);
+      } finally {
+        // the workers use the same buffers: never return (or throw) before they are done
+        let spins = 0;
+        for (let done = Atomics.load(ctrl, DONE); done < parts - 1; done = Atomics.load(ctrl, DONE)) {
+          if (++spins > 2000) Atomics.wait(ctrl, DONE, done, 5);
+        }
+      }
+      if (Atomics.load(ctrl, FAILED) !== 0) throw new LlamaError('a training worker thread failed');
+    },
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      ctrl[OP] = 0;
+      Atomics.add(ctrl, GEN, 1);
+      Atomics.notify(ctrl, GEN);
+      await Promise.all(workers.map((w) => new Promise<void>((resolve) => {
+        w.once('exit', () => resolve());
+        w.ref();
+      })));
+    },
+  };
+}
