@@ -2,15 +2,19 @@
 // loads the page from `llama2 serve`'s server, runs stories260K in the browser (WebAssembly
 // kernels in Web Workers; the page is cross-origin isolated), generates greedily, and the text on
 // the page must equal what `llama2 run` prints for the same prompt and length; then seeded sampling,
-// in the browser and with the page switched to the server API. A screenshot is saved outside the repository.
+// in the browser and with the page switched to the server API. A screenshot is saved outside the
+// repository. Then the built files alone, from a plain static server (not cross-origin isolated:
+// the page falls back to the TypeScript kernels), must give the same text.
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import { test } from 'node:test';
-import { chromium, type Page } from 'playwright-core';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { createKernels } from '../src/kernels/kernel-set.js';
 import { startServer } from '../src/server/http.js';
 import { loadServedModel } from '../src/server/served-model.js';
@@ -58,10 +62,8 @@ async function generate(page: Page, mode: 'browser' | 'server', s: Sampling): Pr
   return { text: (await page.textContent('#output')) ?? '', stats: (await page.textContent('#stats')) ?? '' };
 }
 
-test('playground: in-browser generation equals llama2 run, then through the API', { skip, timeout: 90_000 }, async (t) => {
-  const kernels = await createKernels({ kind: 'wasm', threads: 1 });
-  const model = loadServedModel({ modelPath: MODEL, tokenizerPath: TOKENIZER }, kernels);
-  const { server, url } = await startServer(model, { port: 0, webRoot: join(projectRoot, 'dist', 'web') });
+/** Headless chromium with a fresh profile. */
+async function launch(): Promise<{ context: BrowserContext; close(): Promise<void> }> {
   const profile = mkdtempSync(join(tmpdir(), 'llama2ts-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -69,15 +71,35 @@ test('playground: in-browser generation equals llama2 run, then through the API'
     args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
     viewport: { width: 1280, height: 800 },
   });
+  return {
+    context,
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Loads the page and waits until the model is loaded in the browser; returns the engine line. */
+async function openPage(context: BrowserContext, url: string, errors: string[]): Promise<{ page: Page; info: string }> {
+  const page = context.pages()[0] ?? await context.newPage();
+  page.on('pageerror', (err) => errors.push(err.message));
+  await page.goto(url);
+  await page.waitForSelector('#status[data-state="ready"], #status[data-state="error"]', { timeout: 20_000 });
+  assert.equal(await page.getAttribute('#status', 'data-state'), 'ready', `loading failed: ${await page.textContent('#status')}`);
+  return { page, info: (await page.textContent('#engine-info')) ?? '' };
+}
+
+test('playground: in-browser generation equals llama2 run, then through the API', { skip, timeout: 90_000 }, async (t) => {
+  const kernels = await createKernels({ kind: 'wasm', threads: 1 });
+  const model = loadServedModel({ modelPath: MODEL, tokenizerPath: TOKENIZER }, kernels);
+  const { server, url } = await startServer(model, { port: 0, webRoot: join(projectRoot, 'dist', 'web') });
+  const browser = await launch();
+  const context = browser.context;
   try {
-    const page = context.pages()[0] ?? await context.newPage();
     const pageErrors: string[] = [];
-    page.on('pageerror', (err) => pageErrors.push(err.message));
-    await page.goto(`${url}/?threads=2`);
-    await page.waitForSelector('#status[data-state="ready"], #status[data-state="error"]', { timeout: 20_000 });
-    assert.equal(await page.getAttribute('#status', 'data-state'), 'ready', `loading failed: ${await page.textContent('#status')}`);
+    const { page, info } = await openPage(context, `${url}/?threads=2`, pageErrors);
     assert.equal(await page.evaluate(() => (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated), true, 'the server sends COOP/COEP: the page is cross-origin isolated');
-    const info = (await page.textContent('#engine-info')) ?? '';
     assert.match(info, /wasm×2 kernels/, `WebAssembly kernels on 2 threads: ${info}`);
 
     const promptTokens = model.tokenizer.encode(PROMPT).length;
@@ -99,9 +121,39 @@ test('playground: in-browser generation equals llama2 run, then through the API'
     t.diagnostic(`server, sampled: ${api.stats}`);
     assert.deepEqual(pageErrors, []);
   } finally {
-    await context.close();
-    rmSync(profile, { recursive: true, force: true });
+    await browser.close();
     await server.close(1000);
     await kernels.close();
+  }
+});
+
+test('playground from a plain static host (no COOP/COEP): the TypeScript kernels, the same text', { skip, timeout: 60_000 }, async () => {
+  // dist/web with the model and tokenizer beside it, served as plain files
+  const dir = mkdtempSync(join(tmpdir(), 'llama2ts-static-'));
+  cpSync(join(projectRoot, 'dist', 'web'), dir, { recursive: true });
+  copyFileSync(MODEL, join(dir, 'model.bin'));
+  copyFileSync(TOKENIZER, join(dir, 'tokenizer.bin'));
+  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' };
+  const host = createServer((req, res) => {
+    const name = (req.url ?? '/').split('?')[0]!.replace(/^\/$/, '/index.html').slice(1);
+    try {
+      const body = readFileSync(join(dir, name.replaceAll('/', '')));
+      res.writeHead(200, { 'Content-Type': types[extname(name)] ?? 'application/octet-stream' }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
+  const browser = await launch();
+  try {
+    const errors: string[] = [];
+    const { page, info } = await openPage(browser.context, `http://127.0.0.1:${(host.address() as AddressInfo).port}/`, errors);
+    assert.match(info, /· js kernels \(page not cross-origin isolated/);
+    assert.equal((await generate(page, 'browser', GREEDY)).text, runReference(5, GREEDY)); // 5 prompt tokens, BOS included
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await new Promise((resolve) => host.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
   }
 });

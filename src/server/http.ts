@@ -170,7 +170,10 @@ export class ApiServer extends EventEmitter {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
-    res.on('finish', () => this.log(`${req.method} ${req.url} ${res.statusCode} ${(performance.now() - started).toFixed(1)} ms`));
+    res.on('close', () => {
+      const gone = res.writableFinished ? '' : ' (the client went away)';
+      this.log(`${req.method} ${req.url} ${res.statusCode} ${(performance.now() - started).toFixed(1)} ms${gone}`);
+    });
     const path = (req.url ?? '/').split('?')[0]!;
     if (path.startsWith('/v1/')) {
       for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v);
@@ -209,9 +212,9 @@ export class ApiServer extends EventEmitter {
         return sendJson(res, 200, this.modelObject());
       }
       case 'completions':
-        return this.completions(req, res, parseCompletionRequest(parseBody(await this.readBody(req, res))));
+        return this.completions(res, parseCompletionRequest(parseBody(await this.readBody(req, res))));
       case 'chat':
-        return this.chat(req, res, parseChatRequest(parseBody(await this.readBody(req, res))));
+        return this.chat(res, parseChatRequest(parseBody(await this.readBody(req, res))));
     }
   }
 
@@ -279,11 +282,11 @@ export class ApiServer extends EventEmitter {
     };
   }
 
-  private async completions(req: IncomingMessage, res: ServerResponse, params: CompletionRequest): Promise<void> {
+  private async completions(res: ServerResponse, params: CompletionRequest): Promise<void> {
     this.checkModel(params);
     const tok = this.model.tokenizer;
     const ids = tok.encode(params.prompt, { bos: true, eos: false });
-    await this.generate(req, res, params, 'completions', (signal) => this.generationRequest(params, ids, 'prompt', [tok.bosId], false, signal), {
+    await this.generate(res, params, 'completions', (signal) => this.generationRequest(params, ids, 'prompt', [tok.bosId], false, signal), {
       prefix: params.echo ? promptText(tok, ids) : '',
       start: () => [],
       piece: (h, text) => completionChunk(h, text, null),
@@ -294,12 +297,12 @@ export class ApiServer extends EventEmitter {
     });
   }
 
-  private async chat(req: IncomingMessage, res: ServerResponse, params: ChatRequest): Promise<void> {
+  private async chat(res: ServerResponse, params: ChatRequest): Promise<void> {
     this.checkModel(params);
     const tok = this.model.tokenizer;
     const ids = encodeConversation(tok, params.messages);
     // the answer ends at EOS; BOS too (it could only begin another conversation turn)
-    await this.generate(req, res, params, 'chat', (signal) => this.generationRequest(params, ids, 'messages', [tok.eosId, tok.bosId], true, signal), {
+    await this.generate(res, params, 'chat', (signal) => this.generationRequest(params, ids, 'messages', [tok.eosId, tok.bosId], true, signal), {
       prefix: '',
       start: (h) => [chatChunk(h, { role: 'assistant', content: '' }, null)],
       piece: (h, text) => chatChunk(h, { content: text }, null),
@@ -315,19 +318,20 @@ export class ApiServer extends EventEmitter {
    * text as one JSON object or as server-sent events, and stop when the client goes away.
    */
   private async generate(
-    req: IncomingMessage, res: ServerResponse, params: SamplingParams, endpoint: GenerationEvent['endpoint'],
+    res: ServerResponse, params: SamplingParams, endpoint: GenerationEvent['endpoint'],
     makeRequest: (signal: AbortSignal) => GenerationRequest, shape: ResponseShape,
   ): Promise<void> {
     const controller = new AbortController();
     const onClose = (): void => {
       if (!res.writableFinished) controller.abort(new Error('the client went away'));
     };
-    res.on('close', onClose);
     const request = makeRequest(controller.signal); // checks the prompt before waiting in line
+    res.on('close', onClose);
     let session: Transformer;
     try {
       session = await this.sessions.acquire(controller.signal);
     } catch (err) {
+      res.off('close', onClose);
       if (err instanceof BusyError) {
         res.setHeader('Retry-After', '1');
         throw new ApiError(429, `the server is busy (${err.message}); retry later`, null, 'rate_limit_exceeded', 'rate_limit_error');
