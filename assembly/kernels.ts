@@ -702,3 +702,8 @@ export function heapBase(): usize {
 // The token sampler (run.c's, bit for bit): assembly/sampler.ts
 
 export { sample, sampleScratchBytes } from './sampler';
+
+// ------------------------------------------------------------------------------------------------
+// A whole token's forward pass in one call (small models): assembly/forward.ts
+
+export { forward } from './forward';

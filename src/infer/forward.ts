@@ -26,13 +26,24 @@ import { type ModelConfig, headSize, kvDim } from '../model/config.js';
 import { type TransformerWeights, parameterCount } from '../model/weights.js';
 import { jsKernels } from '../kernels/js.js';
 import type { Q8Kernels } from '../kernels/q8-types.js';
-import type { AttentionShape, Kernels } from '../kernels/types.js';
+import type { AttentionShape, FusedForward, Kernels } from '../kernels/types.js';
 
 /** A weight matrix (out, in): float32, or Q8_0 (groups over the flattened matrix). */
 type Matrix = Float32Array | QuantizedTensor;
 
-/** The kernels a model needs: the float32 set, plus the int8 ones for Q8_0 weights. */
-export type ModelKernels = Kernels & Partial<Q8Kernels>;
+/**
+ * The kernels a model needs: the float32 set, plus the int8 ones for Q8_0 weights, plus (optional)
+ * the whole forward pass as one call.
+ */
+export type ModelKernels = Kernels & Partial<Q8Kernels> & Partial<FusedForward>;
+
+export interface TransformerOptions {
+  /**
+   * Use the kernels' fused forward pass when they offer one for this model (default true). false
+   * forces the kernel-by-kernel code below (the tests compare the two).
+   */
+  fused?: boolean;
+}
 
 /** One layer's weights and caches, as views made once. */
 interface LayerViews {
@@ -78,8 +89,10 @@ export class Transformer {
   private readonly tokenEmbedding: Matrix;
   private readonly rmsFinal: Float32Array;
   private readonly wcls: Matrix;
+  /** The kernels' whole-token forward pass for this model, when they offer one. */
+  private readonly fused: ((token: number, pos: number) => void) | undefined;
 
-  constructor(readonly weights: TransformerWeights | Q8Weights, readonly kernels: ModelKernels = jsKernels) {
+  constructor(readonly weights: TransformerWeights | Q8Weights, readonly kernels: ModelKernels = jsKernels, options: TransformerOptions = {}) {
     const c = weights.config;
     this.config = c;
     const kv = kvDim(c);
@@ -111,6 +124,15 @@ export class Transformer {
     this.rmsFinal = weights.rmsFinal;
     this.wcls = weights.wcls;
     this.shape = { nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: headSize(c), kvDim: kv, seqLen: c.seqLen };
+    this.fused = options.fused === false ? undefined : kernels.fuseForward?.({
+      dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, shape: this.shape, groupSize: this.groupSize,
+      state: this.state, layers: this.layers, tokenEmbedding: this.tokenEmbedding, rmsFinal: this.rmsFinal, wcls: this.wcls,
+    });
+  }
+
+  /** True when forward() runs as one call into the kernels (see TransformerOptions.fused). */
+  get isFused(): boolean {
+    return this.fused !== undefined;
   }
 
   /** xout (d) = W (d, n) · x (n), in float32 or, for Q8_0 weights, by quantizing x first. */
@@ -134,6 +156,11 @@ export class Transformer {
     const kv = this.shape.kvDim;
     if (!(pos >= 0 && pos < c.seqLen)) throw new RangeError(`position ${pos} is outside the context window (${c.seqLen})`);
     if (!(token >= 0 && token < c.vocabSize)) throw new RangeError(`token ${token} is outside the vocabulary (${c.vocabSize})`);
+    if (this.fused !== undefined) {
+      // the same steps as below, in the kernels (one call)
+      this.fused(token, pos);
+      return s.logits;
+    }
 
     // copy the token's embedding into the residual stream
     const emb = this.tokenEmbedding;

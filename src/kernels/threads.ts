@@ -15,6 +15,7 @@ import {
   chunkSize, claimChunks, initialState, seqOf,
 } from './thread-protocol.js';
 import type { WorkerInit } from './thread-worker.js';
+import type { ForwardModel } from './types.js';
 import {
   type WasmKernelOptions, checkAttention, checkMatmulBackward, checkMatmulForward, checkMatmulQ8, createWasmKernels,
 } from './wasm.js';
@@ -29,6 +30,19 @@ export interface ThreadOptions extends WasmKernelOptions {
  * few microseconds, which a small product (stories260K's 64×64 projections) does not repay.
  */
 export const PARALLEL_MIN_WORK = 1 << 15;
+
+/**
+ * Models doing fewer multiply-adds per token than this run fused (assembly/forward.ts: one call per
+ * token, on the calling thread): their kernels are so short that hand-offs to the threads and the
+ * JavaScript → WebAssembly calls cost more than the threads save. stories260K does 0.26M.
+ */
+export const FUSED_MAX_WORK = 1 << 21;
+
+/** Multiply-adds of one token's matrix-vector products. */
+export function matmulWork(m: ForwardModel): number {
+  const { dim, hiddenDim: hidden, vocabSize, shape } = m;
+  return m.layers.length * (2 * dim * dim + 2 * dim * shape.kvDim + 3 * dim * hidden) + dim * vocabSize;
+}
 
 export async function createThreadedKernels(options: ThreadOptions = {}): Promise<KernelSet> {
   const threads = options.threads ?? 1;
@@ -109,6 +123,9 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       await Promise.all(exits);
     },
 
+    fuseForward(model) {
+      return matmulWork(model) < FUSED_MAX_WORK ? base.fuseForward!(model) : undefined;
+    },
     matmul(xout, x, w, n, d) {
       if (n * d < PARALLEL_MIN_WORK) return base.matmul(xout, x, w, n, d);
       if (x.length < n || w.length < n * d || xout.length < d) return base.matmul(xout, x, w, n, d); // throws the size error

@@ -45,3 +45,51 @@ export interface Kernels {
   /** Residual connection: x += y. */
   add(x: Float32Array, y: Float32Array, size: number): void;
 }
+
+/** A Q8_0 matrix: int8 values and one float32 scale per group (see q8-types.ts). */
+export interface QuantizedMatrix {
+  readonly q: Int8Array;
+  readonly s: Float32Array;
+}
+
+/** A weight matrix (out, in), row-major: float32 or Q8_0. */
+export type WeightMatrix = Float32Array | QuantizedMatrix;
+
+/**
+ * Everything one token's forward pass touches (src/infer/forward.ts): the shape, the activation
+ * buffers and the weights and caches of every layer, all allocated by the kernel set. Given to
+ * Kernels.fuseForward once, when a model is set up.
+ */
+export interface ForwardModel {
+  readonly dim: number;
+  readonly hiddenDim: number;
+  readonly vocabSize: number;
+  readonly shape: AttentionShape;
+  /** Q8_0 group size of the matrices and the embedding table, or 0 when they are float32. */
+  readonly groupSize: number;
+  readonly state: {
+    readonly x: Float32Array; readonly xb: Float32Array; readonly xb2: Float32Array;
+    readonly hb: Float32Array; readonly hb2: Float32Array; readonly q: Float32Array;
+    readonly att: Float32Array; readonly logits: Float32Array;
+    /** Q8_0 only: the quantized matmul input and its scales. */
+    readonly xq?: Int8Array; readonly xs?: Float32Array;
+  };
+  readonly layers: ReadonlyArray<{
+    readonly rmsAtt: Float32Array; readonly wq: WeightMatrix; readonly wk: WeightMatrix; readonly wv: WeightMatrix;
+    readonly wo: WeightMatrix; readonly rmsFfn: Float32Array; readonly w1: WeightMatrix; readonly w2: WeightMatrix;
+    readonly w3: WeightMatrix; readonly keyCache: Float32Array; readonly valueCache: Float32Array;
+  }>;
+  readonly tokenEmbedding: WeightMatrix;
+  readonly rmsFinal: Float32Array;
+  readonly wcls: WeightMatrix;
+}
+
+/**
+ * Optional kernel-set capability: the whole forward pass of one token in one call, computing
+ * exactly what forward.ts computes kernel by kernel (same kernels, same order: bit-identical logits,
+ * left in model.state.logits). Returns undefined when the kernel set prefers kernel-by-kernel calls
+ * for this model (for instance a model large enough to be split over threads).
+ */
+export interface FusedForward {
+  fuseForward(model: ForwardModel): ((token: number, pos: number) => void) | undefined;
+}

@@ -16,7 +16,7 @@
 
 import { LlamaError } from '../errors.js';
 import type { KernelSet } from './kernel-set.js';
-import type { AttentionShape } from './types.js';
+import type { AttentionShape, ForwardModel, WeightMatrix } from './types.js';
 
 /** The functions assembly/kernels.ts exports; every address is a byte offset into the memory. */
 export interface KernelExports {
@@ -38,6 +38,7 @@ export interface KernelExports {
   matmulBackwardInpRows(dinp: number, dout: number, w: number, BT: number, C: number, OC: number, b0: number, b1: number): void;
   matmulBackwardWeightRows(dw: number, dout: number, inp: number, BT: number, C: number, OC: number, o0: number, o1: number): void;
   heapBase(): number;
+  forward(plan: number, token: number, pos: number): void;
   sample(x: number, n: number, temperature: number, topp: number, coin: number, scratch: number): number;
   sampleScratchBytes(n: number): number;
 }
@@ -283,6 +284,11 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
       k.matmulQ8Rows(at(xout), at(xq), at(xs), at(wq), at(ws), n, groupSize, 0, d);
     },
 
+    fuseForward(model) {
+      const plan = forwardPlan(heap, model);
+      return plan === undefined ? undefined : (token, pos) => k.forward(plan, token, pos);
+    },
+
     matmulForward(out, inp, w, BT, C, OC) {
       checkMatmulForward(out, inp, w, BT, C, OC);
       k.matmulForwardCols(at(out), at(inp), at(w), BT, C, OC, 0, OC);
@@ -293,6 +299,82 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
       k.matmulBackwardWeightRows(at(dw), at(dout), at(inp), BT, C, OC, 0, OC);
     },
   };
+}
+
+// The plan of assembly/forward.ts: int32 fields (the layout there), made once per model.
+const PLAN = {
+  DIM: 0, HIDDEN: 1, LAYERS: 2, HEADS: 3, KV_HEADS: 4, HEAD_SIZE: 5, KV_DIM: 6, SEQ_LEN: 7, VOCAB: 8, GROUP: 9,
+  X: 10, XB: 11, XB2: 12, HB: 13, HB2: 14, Q: 15, ATT: 16, LOGITS: 17, XQ: 18, XS: 19, ROPE: 20,
+  EMB: 21, EMB_S: 22, RMS_FINAL: 23, WCLS: 24, WCLS_S: 25,
+  LAYER0: 32, LAYER_FIELDS: 18,
+  // within a layer
+  RMS_ATT: 0, WQ: 1, WK: 3, WV: 5, WO: 7, RMS_FFN: 9, W1: 10, W2: 12, W3: 14, KEY_CACHE: 16, VALUE_CACHE: 17,
+} as const;
+
+/**
+ * Lays out the plan for assembly/forward.ts in the kernels' memory, with a RoPE table of (cos, sin)
+ * for every position (computed as the rope kernel computes it). Returns its address, or undefined
+ * when this model can't run fused (a head size the rope kernel does not tabulate, or buffers outside the kernels' memory: then
+ * the kernel-by-kernel path reports the problem).
+ */
+export function forwardPlan(heap: KernelMemory, m: ForwardModel): number | undefined {
+  const { shape, dim, hiddenDim: hidden, vocabSize: vocab, groupSize: gs, state: s } = m;
+  const { headSize, kvDim, seqLen, nHeads, nKvHeads } = shape;
+  const nLayers = m.layers.length;
+  if (headSize % 2 !== 0 || headSize > ROPE_TABLE_FLOATS || nHeads % nKvHeads !== 0 || !(gs === 0 || (s.xq !== undefined && s.xs !== undefined))) return undefined;
+  const fields = new Int32Array(PLAN.LAYER0 + nLayers * PLAN.LAYER_FIELDS);
+  try {
+    const at = (view: ArrayBufferView, count: number): number => {
+      need(view as ArrayBufferView & { length: number }, count, 'forward');
+      return heap.address(view);
+    };
+    const matrix = (w: WeightMatrix, n: number, d: number): [number, number] => {
+      if (w instanceof Float32Array) return gs === 0 ? [at(w, n * d), 0] : [-1, -1];
+      return gs === 0 ? [-1, -1] : [at(w.q, n * d), at(w.s, Math.ceil((n * d) / gs))];
+    };
+    const set = (base: number, field: number, value: number | [number, number]): void => {
+      if (typeof value === 'number') {
+        fields[base + field] = value;
+      } else {
+        if (value[0] < 0) throw new RangeError('forward: float32 and Q8_0 matrices mixed');
+        fields[base + field] = value[0];
+        fields[base + field + 1] = value[1];
+      }
+    };
+    const header: Array<[number, number | [number, number]]> = [
+      [PLAN.DIM, dim], [PLAN.HIDDEN, hidden], [PLAN.LAYERS, nLayers], [PLAN.HEADS, nHeads], [PLAN.KV_HEADS, nKvHeads],
+      [PLAN.HEAD_SIZE, headSize], [PLAN.KV_DIM, kvDim], [PLAN.SEQ_LEN, seqLen], [PLAN.VOCAB, vocab], [PLAN.GROUP, gs],
+      [PLAN.X, at(s.x, dim)], [PLAN.XB, at(s.xb, dim)], [PLAN.XB2, at(s.xb2, dim)], [PLAN.HB, at(s.hb, hidden)],
+      [PLAN.HB2, at(s.hb2, hidden)], [PLAN.Q, at(s.q, dim)], [PLAN.ATT, at(s.att, nHeads * seqLen)],
+      [PLAN.LOGITS, at(s.logits, vocab)],
+      [PLAN.XQ, gs === 0 ? 0 : at(s.xq!, Math.max(dim, hidden))], [PLAN.XS, gs === 0 ? 0 : at(s.xs!, Math.ceil(Math.max(dim, hidden) / gs))],
+      [PLAN.EMB, matrix(m.tokenEmbedding, dim, vocab)], [PLAN.RMS_FINAL, at(m.rmsFinal, dim)], [PLAN.WCLS, matrix(m.wcls, dim, vocab)],
+    ];
+    for (const [field, value] of header) set(0, field, value);
+    m.layers.forEach((L, l) => {
+      const b = PLAN.LAYER0 + l * PLAN.LAYER_FIELDS;
+      set(b, PLAN.RMS_ATT, at(L.rmsAtt, dim)); set(b, PLAN.RMS_FFN, at(L.rmsFfn, dim));
+      set(b, PLAN.WQ, matrix(L.wq, dim, dim)); set(b, PLAN.WK, matrix(L.wk, dim, kvDim)); set(b, PLAN.WV, matrix(L.wv, dim, kvDim));
+      set(b, PLAN.WO, matrix(L.wo, dim, dim)); set(b, PLAN.W1, matrix(L.w1, dim, hidden)); set(b, PLAN.W2, matrix(L.w2, hidden, dim));
+      set(b, PLAN.W3, matrix(L.w3, dim, hidden));
+      set(b, PLAN.KEY_CACHE, at(L.keyCache, seqLen * kvDim)); set(b, PLAN.VALUE_CACHE, at(L.valueCache, seqLen * kvDim));
+    });
+  } catch {
+    return undefined;
+  }
+  // RoPE: (cos, sin) of pos · 10000^(−i/headSize) for each pair offset i, for every position
+  const rope = heap.floats(seqLen * headSize);
+  for (let pos = 0; pos < seqLen; pos++) {
+    for (let i = 0; i < headSize; i += 2) {
+      const angle = pos * (1 / Math.pow(10000, i / headSize));
+      rope[pos * headSize + i] = Math.cos(angle);
+      rope[pos * headSize + i + 1] = Math.sin(angle);
+    }
+  }
+  fields[PLAN.ROPE] = rope.byteOffset;
+  const plan = heap.int32(fields.length);
+  plan.set(fields);
+  return plan.byteOffset;
 }
 
 // Size checks shared with threads.ts: the WebAssembly side reads whatever the addresses point at.
