@@ -16,9 +16,9 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** A server with its own copy of the model (single-threaded WebAssembly kernels). */
-export async function serve(options: ServerOptions = {}): Promise<TestServer> {
-  const kernels: KernelSet = await createKernels({ kind: 'wasm', threads: 1 });
+/** A server with its own copy of the model (single-threaded WebAssembly kernels, or the slower TypeScript ones). */
+export async function serve(options: ServerOptions = {}, kind: 'wasm' | 'js' = 'wasm'): Promise<TestServer> {
+  const kernels: KernelSet = await createKernels({ kind, threads: 1 });
   const model = loadServedModel({ modelPath: MODEL, tokenizerPath: TOKENIZER }, kernels);
   const { server, url } = await startServer(model, { port: 0, ...options });
   return {

@@ -300,6 +300,27 @@ describe('llama2 serve concurrency limit', needsRefdata, () => {
   });
 });
 
+describe('llama2 serve shutdown', needsRefdata, () => {
+  test('past the grace period a stream in progress is cut with an error event; waiting requests get 503', async () => {
+    const s = await serve({ maxConcurrent: 1, maxQueued: 4 }, 'js'); // ~1000 tokens/s: the 345 tokens take a while
+    const res = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ temperature: 0, stream: true }) });
+    const reader = res.body!.getReader();
+    let text = new TextDecoder().decode((await reader.read()).value);
+    const queued = postJson(`${s.url}/v1/completions`, { max_tokens: 3 });
+    for (let i = 0; i < 200 && s.server.sessions.queued === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    const closed = s.server.close(0); // no grace
+    for (let r = await reader.read(); !r.done; r = await reader.read()) text += new TextDecoder().decode(r.value);
+    await closed;
+    await s.close();
+    const data = sseData(text);
+    assert.notEqual(data.at(-1), '[DONE]');
+    assert.deepEqual(JSON.parse(data.at(-1)!), { error: { message: 'the server is shutting down', type: 'server_error', param: null, code: 'shutting_down' } });
+    const refused = await queued;
+    assert.equal(refused.status, 503);
+    assert.equal((refused.body['error'] as { code: string }).code, 'shutting_down');
+  });
+});
+
 describe('llama2 serve (CLI)', needsRefdata, () => {
   function start(args: string[]): { child: ChildProcess; url: Promise<string>; stderr: () => string } {
     const child = spawn(process.execPath, [cliPath, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

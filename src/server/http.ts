@@ -158,8 +158,11 @@ export class ApiServer extends EventEmitter {
       const deadline = Date.now() + graceMs;
       while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       for (const c of this.running) c.abort(new ApiError(503, 'the server is shutting down', null, 'shutting_down'));
-      while (this.running.size > 0) await new Promise((r) => setTimeout(r, 5));
+      // a moment to send the error event, then the connections go (also those of clients that
+      // stopped reading: that ends a generation waiting for them to drain)
+      for (let i = 0; i < 20 && this.running.size > 0; i++) await new Promise((r) => setTimeout(r, 5));
       this.server.closeAllConnections();
+      while (this.running.size > 0) await new Promise((r) => setTimeout(r, 5));
       await closed;
     })();
     return this.closing;
