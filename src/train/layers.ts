@@ -190,7 +190,8 @@ export function ropeBackward(dx: Float32Array, cos: Float32Array, sin: Float32Ar
 // h / (NH / KVH). Per batch row b and head h, with Q (T, hs), K and V (T, hs) that head's slices:
 //   S = Q Kᵀ / √hs,   P = softmax over t2 ≤ t of each row (0 above the diagonal)   (saved: att)
 //   O = (P ⊙ keep / (1 − p)) V                                  (keep: dropout on the probabilities)
-// q (B, T, NH·hs), k and v (B, T, KVH·hs), out (B, T, NH·hs), att (B, NH, T, T).
+// q (B, T, NH·hs), k and v (B, T, KVH·hs), out (B, T, NH·hs); att[b·NH + h] is the (T, T)
+// probability matrix of batch row b, head h (views made once, so that a step creates none).
 //
 // Backward, with P' = P ⊙ keep / (1 − p):
 //   dV += P'ᵀ dO,   dP = (dO Vᵀ) ⊙ keep / (1 − p),   dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √hs
@@ -208,9 +209,9 @@ export interface AttentionDims {
   readonly hs: number;
 }
 
-/** Dropout on the attention probabilities: keep flags (B, NH, T, T) and the drop probability. */
+/** Dropout on the attention probabilities: keep flags (T, T) per (b, h) as att, and the drop probability. */
 export interface AttentionDropout {
-  readonly keep: Uint8Array;
+  readonly keep: readonly Uint8Array[];
   readonly p: number;
   readonly rng: Rng;
 }
@@ -255,7 +256,7 @@ function gatherHeadT(dst: Float32Array, src: Float32Array, b: number, T: number,
  * Works on the (batch row, kv head) pairs [pair0, pair1) of the B·KVH pairs (default: all), so that
  * threads can share the work; the pairs write disjoint parts of every output.
  */
-export function attentionForward(mm: MatmulKernels, out: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: AttentionDropout, pair0 = 0, pair1 = d.B * d.nKvHeads): void {
+export function attentionForward(mm: MatmulKernels, out: Float32Array, att: readonly Float32Array[], q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: AttentionDropout, pair0 = 0, pair1 = d.B * d.nKvHeads): void {
   const { T, nHeads, nKvHeads, hs } = d;
   const C = nHeads * hs;
   const kvd = nKvHeads * hs;
@@ -266,53 +267,50 @@ export function attentionForward(mm: MatmulKernels, out: Float32Array, att: Floa
   for (let pair = pair0; pair < pair1; pair++) {
     const b = Math.floor(pair / nKvHeads);
     const kvh = pair % nKvHeads;
-    {
-      gatherHead(sc.k, k, b, T, kvd, kvh * hs, hs);
-      gatherHeadT(sc.vt, v, b, T, kvd, kvh * hs, hs);
-      for (let h = kvh * group; h < (kvh + 1) * group; h++) {
-        gatherHead(sc.q, q, b, T, C, h * hs, hs);
-        const a0 = (b * nHeads + h) * T * T;
-        const P = att.subarray(a0, a0 + T * T);
-        mm.matmulForward(P, sc.q, sc.k, T, hs, T); // raw scores Q Kᵀ
-        for (let t = 0; t < T; t++) {
-          const r = t * T;
-          let max = -Infinity;
-          for (let t2 = 0; t2 <= t; t2++) {
-            const x = P[r + t2]! * scale;
-            if (x > max) max = x;
-          }
-          let sum = 0;
-          for (let t2 = 0; t2 <= t; t2++) {
-            const e = Math.exp(P[r + t2]! * scale - max);
-            P[r + t2] = e;
-            sum += e;
-          }
-          const inv = 1 / sum;
-          for (let t2 = 0; t2 <= t; t2++) P[r + t2] = P[r + t2]! * inv;
-          P.fill(0, r + t + 1, r + T);
+    gatherHead(sc.k, k, b, T, kvd, kvh * hs, hs);
+    gatherHeadT(sc.vt, v, b, T, kvd, kvh * hs, hs);
+    for (let h = kvh * group; h < (kvh + 1) * group; h++) {
+      gatherHead(sc.q, q, b, T, C, h * hs, hs);
+      const P = att[b * nHeads + h]!;
+      mm.matmulForward(P, sc.q, sc.k, T, hs, T); // raw scores Q Kᵀ
+      for (let t = 0; t < T; t++) {
+        const r = t * T;
+        let max = -Infinity;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const x = P[r + t2]! * scale;
+          if (x > max) max = x;
         }
-        let Pv = P;
-        if (dropout !== undefined) {
-          const keep = dropout.keep.subarray(a0, a0 + T * T);
-          for (let i = 0; i < T * T; i++) {
-            const kf = dropout.rng.nextFloat() >= p ? 1 : 0;
-            keep[i] = kf;
-            sc.pd[i] = kf === 1 ? P[i]! * keepScale : 0;
-          }
-          Pv = sc.pd;
+        let sum = 0;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const e = Math.exp(P[r + t2]! * scale - max);
+          P[r + t2] = e;
+          sum += e;
         }
-        mm.matmulForward(sc.o, Pv, sc.vt, T, T, hs); // O = P' V
-        for (let t = 0; t < T; t++) {
-          const o = (b * T + t) * C + h * hs;
-          for (let i = 0; i < hs; i++) out[o + i] = sc.o[t * hs + i]!;
+        const inv = 1 / sum;
+        for (let t2 = 0; t2 <= t; t2++) P[r + t2] = P[r + t2]! * inv;
+        P.fill(0, r + t + 1, r + T);
+      }
+      let Pv = P;
+      if (dropout !== undefined) {
+        const keep = dropout.keep[b * nHeads + h]!;
+        for (let i = 0; i < T * T; i++) {
+          const kf = dropout.rng.nextFloat() >= p ? 1 : 0;
+          keep[i] = kf;
+          sc.pd[i] = kf === 1 ? P[i]! * keepScale : 0;
         }
+        Pv = sc.pd;
+      }
+      mm.matmulForward(sc.o, Pv, sc.vt, T, T, hs); // O = P' V
+      for (let t = 0; t < T; t++) {
+        const o = (b * T + t) * C + h * hs;
+        for (let i = 0; i < hs; i++) out[o + i] = sc.o[t * hs + i]!;
       }
     }
   }
 }
 
 /** Pairs [pair0, pair1) as attentionForward. */
-export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, att: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: Omit<AttentionDropout, 'rng'>, pair0 = 0, pair1 = d.B * d.nKvHeads): void {
+export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, att: readonly Float32Array[], q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: Omit<AttentionDropout, 'rng'>, pair0 = 0, pair1 = d.B * d.nKvHeads): void {
   const { T, nHeads, nKvHeads, hs } = d;
   const C = nHeads * hs;
   const kvd = nKvHeads * hs;
@@ -322,52 +320,49 @@ export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float
   for (let pair = pair0; pair < pair1; pair++) {
     const b = Math.floor(pair / nKvHeads);
     const kvh = pair % nKvHeads;
-    {
-      gatherHead(sc.k, k, b, T, kvd, kvh * hs, hs);
-      gatherHeadT(sc.vt, v, b, T, kvd, kvh * hs, hs);
-      sc.dk.fill(0);
-      sc.dvt.fill(0);
-      for (let h = kvh * group; h < (kvh + 1) * group; h++) {
-        gatherHead(sc.q, q, b, T, C, h * hs, hs);
-        gatherHead(sc.o, dout, b, T, C, h * hs, hs); // dO
-        const a0 = (b * nHeads + h) * T * T;
-        const P = att.subarray(a0, a0 + T * T);
-        const keep = dropout?.keep.subarray(a0, a0 + T * T);
-        // through O = P' V:  dP' = dO Vᵀ (into s) and dV += P'ᵀ dO, one matmul backward
-        let Pv = P;
-        if (keep !== undefined) {
-          Pv = sc.pd;
-          for (let i = 0; i < T * T; i++) Pv[i] = keep[i] === 1 ? P[i]! * keepScale : 0;
-        }
-        sc.s.fill(0);
-        mm.matmulBackward(sc.s, sc.dvt, sc.o, Pv, sc.vt, T, T, hs);
-        // softmax backward, row by row, causal part only
-        for (let t = 0; t < T; t++) {
-          const r = t * T;
-          let dot = 0;
-          for (let t2 = 0; t2 <= t; t2++) {
-            let g = sc.s[r + t2]!;
-            if (keep !== undefined) g = keep[r + t2] === 1 ? g * keepScale : 0;
-            sc.s[r + t2] = g;
-            dot += P[r + t2]! * g;
-          }
-          for (let t2 = 0; t2 <= t; t2++) sc.s[r + t2] = P[r + t2]! * (sc.s[r + t2]! - dot) * scale;
-          sc.s.fill(0, r + t + 1, r + T);
-        }
-        // dQ = dS K, dK += dSᵀ Q
-        sc.dq.fill(0);
-        mm.matmulBackward(sc.dq, sc.dk, sc.s, sc.q, sc.k, T, hs, T);
-        for (let t = 0; t < T; t++) {
-          const o = (b * T + t) * C + h * hs;
-          for (let i = 0; i < hs; i++) dq[o + i] += sc.dq[t * hs + i]!;
-        }
+    gatherHead(sc.k, k, b, T, kvd, kvh * hs, hs);
+    gatherHeadT(sc.vt, v, b, T, kvd, kvh * hs, hs);
+    sc.dk.fill(0);
+    sc.dvt.fill(0);
+    for (let h = kvh * group; h < (kvh + 1) * group; h++) {
+      gatherHead(sc.q, q, b, T, C, h * hs, hs);
+      gatherHead(sc.o, dout, b, T, C, h * hs, hs); // dO
+      const P = att[b * nHeads + h]!;
+      const keep = dropout?.keep[b * nHeads + h];
+      // through O = P' V:  dP' = dO Vᵀ (into s) and dV += P'ᵀ dO, one matmul backward
+      let Pv = P;
+      if (keep !== undefined) {
+        Pv = sc.pd;
+        for (let i = 0; i < T * T; i++) Pv[i] = keep[i] === 1 ? P[i]! * keepScale : 0;
       }
+      sc.s.fill(0);
+      mm.matmulBackward(sc.s, sc.dvt, sc.o, Pv, sc.vt, T, T, hs);
+      // softmax backward, row by row, causal part only
       for (let t = 0; t < T; t++) {
-        const o = (b * T + t) * kvd + kvh * hs;
-        for (let i = 0; i < hs; i++) {
-          dk[o + i] += sc.dk[t * hs + i]!;
-          dv[o + i] += sc.dvt[i * T + t]!;
+        const r = t * T;
+        let dot = 0;
+        for (let t2 = 0; t2 <= t; t2++) {
+          let g = sc.s[r + t2]!;
+          if (keep !== undefined) g = keep[r + t2] === 1 ? g * keepScale : 0;
+          sc.s[r + t2] = g;
+          dot += P[r + t2]! * g;
         }
+        for (let t2 = 0; t2 <= t; t2++) sc.s[r + t2] = P[r + t2]! * (sc.s[r + t2]! - dot) * scale;
+        sc.s.fill(0, r + t + 1, r + T);
+      }
+      // dQ = dS K, dK += dSᵀ Q
+      sc.dq.fill(0);
+      mm.matmulBackward(sc.dq, sc.dk, sc.s, sc.q, sc.k, T, hs, T);
+      for (let t = 0; t < T; t++) {
+        const o = (b * T + t) * C + h * hs;
+        for (let i = 0; i < hs; i++) dq[o + i] += sc.dq[t * hs + i]!;
+      }
+    }
+    for (let t = 0; t < T; t++) {
+      const o = (b * T + t) * kvd + kvh * hs;
+      for (let i = 0; i < hs; i++) {
+        dk[o + i] += sc.dk[t * hs + i]!;
+        dv[o + i] += sc.dvt[i * T + t]!;
       }
     }
   }

@@ -131,7 +131,7 @@ interface LayerViews {
   readonly q: Float32Array; //       (BT, C)
   readonly k: Float32Array; //       (BT, kvDim)
   readonly v: Float32Array; //       (BT, kvDim)
-  readonly att: Float32Array; //     (B, NH, T, T)
+  readonly att: readonly Float32Array[]; // B·NH views (T, T): attention probabilities
   readonly attOut: Float32Array; //  (BT, C)
   readonly ffnNorm: Float32Array; // (BT, C)
   readonly ffnRstd: Float32Array; // (BT)
@@ -174,8 +174,8 @@ export class TrainModel {
   private runner: ParallelRunner | undefined;
   private readonly ropeCos: Float32Array;
   private readonly ropeSin: Float32Array;
-  /** Per-element "apply weight decay" flags are per tensor: [offset, size, decay] of the table. */
-  private readonly decayRanges: ReadonlyArray<readonly [number, number, boolean]>;
+  /** Per tensor of the table: views of params, grads, m, v, and whether weight decay applies. */
+  private readonly optimizerTensors: ReadonlyArray<{ readonly p: Float32Array; readonly g: Float32Array; readonly m: Float32Array; readonly v: Float32Array; readonly decay: boolean }>;
   private readonly layers: readonly LayerViews[];
   private readonly dims: AttentionDims;
   private lossCount = 0;
@@ -208,7 +208,10 @@ export class TrainModel {
     this.grads = weightsView(config, alloc(n));
     this.m = alloc(n);
     this.v = alloc(n);
-    this.decayRanges = parameterTable(config).map((t) => [t.offset, t.size, t.decay] as const);
+    this.optimizerTensors = parameterTable(config).map((t) => {
+      const view = (a: Float32Array): Float32Array => a.subarray(t.offset, t.offset + t.size);
+      return { p: view(this.params.data), g: view(this.grads.data), m: view(this.m), v: view(this.v), decay: t.decay };
+    });
 
     const { dim: C, hiddenDim: H, nLayers: L, nHeads: NH, vocabSize: V } = config;
     const kvd = kvDim(config);
@@ -252,6 +255,7 @@ export class TrainModel {
     const BTC = BT * C;
     const attSize = B * NH * T * T;
     const slice = <A extends Float32Array | Uint8Array>(t: A, l: number, size: number): A => t.subarray(l * size, (l + 1) * size) as A;
+    const heads = <A extends Float32Array | Uint8Array>(t: A): A[] => Array.from({ length: B * NH }, (_, i) => slice(t, i, T * T));
     this.layers = Array.from({ length: L }, (_, l): LayerViews => ({
       rmsAtt: slice(w.rmsAtt, l, C), dRmsAtt: slice(g.rmsAtt, l, C),
       wq: slice(w.wq, l, C * C), dwq: slice(g.wq, l, C * C),
@@ -265,10 +269,10 @@ export class TrainModel {
       x: slice(a.residual, l, BTC), hid: slice(a.hidden, l, BTC), xNext: slice(a.residual, l + 1, BTC),
       attNorm: slice(a.attNorm, l, BTC), attRstd: slice(a.attRstd, l, BT),
       q: slice(a.q, l, BTC), k: slice(a.k, l, BT * kvd), v: slice(a.v, l, BT * kvd),
-      att: slice(a.att, l, attSize), attOut: slice(a.attOut, l, BTC),
+      att: heads(slice(a.att, l, attSize)), attOut: slice(a.attOut, l, BTC),
       ffnNorm: slice(a.ffnNorm, l, BTC), ffnRstd: slice(a.ffnRstd, l, BT),
       h1: slice(a.h1, l, BT * H), h3: slice(a.h3, l, BT * H), gate: slice(a.gate, l, BT * H),
-      attDropout: m ? { keep: slice(m.att, l, attSize), p, rng: this.dropoutRng } : undefined,
+      attDropout: m ? { keep: heads(slice(m.att, l, attSize)), p, rng: this.dropoutRng } : undefined,
       attResidKeep: m ? slice(m.attResid, l, BTC) : undefined,
       ffnResidKeep: m ? slice(m.ffnResid, l, BTC) : undefined,
     }));
@@ -482,9 +486,9 @@ export class TrainModel {
   update(lr: number, hyper: AdamWHyper, gradClip: number): void {
     this.lastGradNorm = clipGradNorm(this.grads.data, gradClip);
     this.adamSteps++;
-    for (const [offset, size, decay] of this.decayRanges) {
-      const end = offset + size;
-      adamwStep(this.params.data.subarray(offset, end), this.grads.data.subarray(offset, end), this.m.subarray(offset, end), this.v.subarray(offset, end), lr, decay ? hyper.weightDecay : 0, hyper, this.adamSteps);
+    for (let i = 0; i < this.optimizerTensors.length; i++) {
+      const t = this.optimizerTensors[i]!;
+      adamwStep(t.p, t.g, t.m, t.v, lr, t.decay ? hyper.weightDecay : 0, hyper, this.adamSteps);
     }
   }
 
