@@ -23,6 +23,8 @@ export interface MatmulKernels {
   matmulForward(out: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void;
   /** dinp (BT, C) += dout (BT, OC) · w (OC, C);  dw (OC, C) += dout ᵀ · inp. */
   matmulBackward(dinp: Float32Array, dw: Float32Array, dout: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void;
+  /** Optional: in place, x[offset..offset+size) = softmax of itself (a faster exp for the logits). */
+  softmaxAt?(x: Float32Array, offset: number, size: number): void;
 }
 
 export function matmulForward(out: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void {
@@ -429,16 +431,35 @@ export function dropoutBackward(dx: Float32Array, keep: Uint8Array, p: number, N
 // number of counted positions. Backward overwrites the probabilities with dlogits:
 //   dlogits[bt, j] = (p[bt, j] − [j = y_bt]) · dloss / count      (0 for ignored rows)
 
-/** Rows [row0, row1) (default all); result[slot], result[slot + 1] receive the summed loss and the counted positions. */
-export function crossEntropyForward(probs: Float32Array, targets: Int32Array, BT: number, V: number, result: Float64Array, slot = 0, row0 = 0, row1 = BT): void {
+/**
+ * Rows [row0, row1) (default all); result[slot], result[slot + 1] receive the summed loss and the
+ * counted positions. With a softmax kernel the exponentials are its own; the loss then comes from
+ * the probability of the largest logit, which never underflows:
+ *   −log p_y = log Σ exp(z − max) + max − z_y = (max − z_y) − log p_argmax
+ */
+export function crossEntropyForward(probs: Float32Array, targets: Int32Array, BT: number, V: number, result: Float64Array, slot = 0, row0 = 0, row1 = BT, kernels?: MatmulKernels): void {
   let sum = 0;
   let count = 0;
   for (let bt = row0; bt < row1; bt++) {
     const o = bt * V;
     let max = -Infinity;
-    for (let j = 0; j < V; j++) if (probs[o + j]! > max) max = probs[o + j]!;
+    let argmax = 0;
+    for (let j = 0; j < V; j++) {
+      if (probs[o + j]! > max) {
+        max = probs[o + j]!;
+        argmax = j;
+      }
+    }
     const y = targets[bt]!;
     const logitY = y >= 0 ? probs[o + y]! : 0;
+    if (kernels?.softmaxAt) {
+      kernels.softmaxAt(probs, o, V);
+      if (y >= 0) {
+        sum += max - logitY - Math.log(probs[o + argmax]!);
+        count++;
+      }
+      continue;
+    }
     let z = 0;
     for (let j = 0; j < V; j++) {
       const e = Math.exp(probs[o + j]! - max);

@@ -459,7 +459,7 @@ export class TrainModel {
         attentionBackward(mm, s.dq, s.dk, s.dv, s.dattOut, y.att, y.q, y.k, y.v, this.dims, s.attention[part]!, undefined, i0, i1);
         break;
       case ParallelOp.CrossEntropyForward:
-        crossEntropyForward(this.acts.probs, this.targets, BT, V, this.lossParts, 2 * part, i0, i1);
+        crossEntropyForward(this.acts.probs, this.targets, BT, V, this.lossParts, 2 * part, i0, i1, mm);
         break;
       case ParallelOp.CrossEntropyBackward: {
         const at = 2 * this.parts; // [loss scale, count], written by backward() before the section

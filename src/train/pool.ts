@@ -44,12 +44,17 @@ export interface TrainEngine {
 
 /** A training engine over a kernel set (src/kernels/kernel-set.ts). */
 export function engineFromKernelSet(set: KernelSet): TrainEngine {
-  const matmul: MatmulKernels = {
+  const matmul: { -readonly [K in keyof MatmulKernels]: MatmulKernels[K] } = {
     name: set.threads > 1 ? `${set.name} (+ ${set.threads} training threads)` : set.name,
     matmulForward: set.matmulForward.bind(set),
     matmulBackward: set.matmulBackward.bind(set),
   };
   const shared = sharedWasmOf(set);
+  if (shared) {
+    // the SIMD softmax of the kernels, for the logits (by address: no view per row)
+    const k = instantiateKernels(shared.module, shared.memory);
+    matmul.softmaxAt = (x: Float32Array, offset: number, size: number): void => k.softmax(x.byteOffset + 4 * offset, size);
+  }
   return { matmul, allocate: set.allocate.bind(set), threads: set.threads, ...(shared ? { shared } : {}) };
 }
 
@@ -63,6 +68,9 @@ export function serialWasmMatmul(k: KernelExports): MatmulKernels {
     matmulBackward(dinp, dw, dout, inp, w, BT, C, OC) {
       k.matmulBackwardInpRows(dinp.byteOffset, dout.byteOffset, w.byteOffset, BT, C, OC, 0, BT);
       k.matmulBackwardWeightRows(dw.byteOffset, dout.byteOffset, inp.byteOffset, BT, C, OC, 0, OC);
+    },
+    softmaxAt(x, offset, size) {
+      k.softmax(x.byteOffset + 4 * offset, size);
     },
   };
 }
