@@ -27,7 +27,7 @@ function usage(): string {
     '  --val FILE (repeatable)                    validation token file(s)',
     '  --config FILE                              JSON object of train.py settings ({"batch_size": 16, ...}); flags override it',
     '  --kernels js|wasm                          matmul kernels (default: wasm when available)',
-    '  --threads N                                worker threads of the wasm kernels (default: one per core)',
+    '  --threads N                                threads of the wasm kernels and of the training pool (default: one per core)',
     '  --export-format v1|v0                      format of out_dir/model.bin (default v1)',
     '  --peak-flops N                             peak FLOP/s for the MFU figure (default: cores × clock × 32)',
     '  --final-eval                               after training, mean loss over all validation windows',
