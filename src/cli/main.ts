@@ -51,6 +51,14 @@ async function main(argv: string[]): Promise<number> {
   return (await mod.main(runArgs)) ?? 0;
 }
 
+// A reader that goes away (`llama2 run … | head`) ends the program quietly, as Unix tools do.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
