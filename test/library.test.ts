@@ -71,6 +71,6 @@ test('generation can be aborted between tokens', needsRefdata, async () => {
     if (++n === 5) ac.abort();
     r = await it.next();
   }
-  assert.equal(r.value.stop, 'aborted');
+  assert.equal(r.value.finishReason, 'aborted');
   assert.ok(r.value.positions <= 7, `positions ${r.value.positions}`);
 });

@@ -12,7 +12,7 @@ import { jsQ8Kernels } from '../src/kernels/q8-js.js';
 import { createThreadedKernels } from '../src/kernels/threads.js';
 import { wasmSupported } from '../src/kernels/wasm.js';
 import { readCheckpointHeader } from '../src/model/checkpoint.js';
-import { type GenerationResult, generateFromIds, promptText } from '../src/server/generation.js';
+import { type GenerationResult, generateFromIds, promptText } from '../src/infer/generate.js';
 import { type Tokenizer, loadTokenizer } from '../src/tokenizer/index.js';
 import type { FromEngine, GenerateSettings, ToEngine } from './protocol.js';
 import { putFile, removeFile } from './shims/fs.js';

@@ -8,7 +8,7 @@ import { jsKernels } from '../kernels/js.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { LlamaError } from '../errors.js';
 import { type LoadModelOptions, type ModelKernels, loadTransformer, type Transformer } from './forward.js';
-import { generate, type GenerateOptions, type GenerateSummary } from './generate.js';
+import { generate, type GenerateOptions, type GenerationResult } from './generate.js';
 
 export interface LoadOptions {
   /** The tokenizer file (tokenizer.bin or SentencePiece .model). */
@@ -38,7 +38,7 @@ export class LanguageModel {
   }
 
   /** Streams the generated text piece by piece; the iterator's return value is the summary. */
-  async *stream(options: GenerateOptions = {}): AsyncGenerator<string, GenerateSummary, void> {
+  async *stream(options: GenerateOptions = {}): AsyncGenerator<string, GenerationResult, void> {
     const gen = generate(this.transformer, this.tokenizer, options);
     for (;;) {
       const r = gen.next();
@@ -50,7 +50,7 @@ export class LanguageModel {
   }
 
   /** Generates synchronously, calling `onText` with each piece; returns the whole text and summary. */
-  complete(options: GenerateOptions = {}, onText?: (piece: string) => void): { text: string; summary: GenerateSummary } {
+  complete(options: GenerateOptions = {}, onText?: (piece: string) => void): { text: string; summary: GenerationResult } {
     const gen = generate(this.transformer, this.tokenizer, options);
     let text = '';
     for (;;) {

@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { encodeConversation } from '../infer/chat.js';
 import { type ModelKernels, Transformer } from '../infer/forward.js';
 import type { Tokenizer } from '../tokenizer/index.js';
-import { type GenerationRequest, type GenerationResult, generateFromIds, promptText } from './generation.js';
+import { type GenerationRequest, type GenerationResult, generateFromIds, promptText } from '../infer/generate.js';
 import {
   ApiError, type ApiFinishReason, type ChatRequest, type CompletionRequest, type ResponseHead, type SamplingParams,
   chatChunk, chatObject, completionChunk, completionObject, errorBody, parseBody, parseChatRequest, parseCompletionRequest,
