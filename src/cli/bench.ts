@@ -3,7 +3,7 @@
 import { UsageError } from '../errors.js';
 import { benchmark } from '../infer/bench.js';
 import { loadTransformer } from '../infer/forward.js';
-import { intFlag, parseFlags } from './flags.js';
+import { intFlag, parseCommand } from './flags.js';
 import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
 
 const HELP = `Usage: llama2 bench MODEL [options]
@@ -17,17 +17,14 @@ Options:
 ${ENGINE_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     steps: { type: 'string', short: 'n' },
     'prompt-len': { type: 'string' },
     json: { type: 'boolean' },
     ...engineFlagSpec,
-    help: { type: 'boolean', short: 'h' },
-  }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) throw new UsageError('bench needs one model: llama2 bench MODEL');
   const engine = await engineFromFlags(values);
   const loadStart = performance.now();

@@ -3,7 +3,7 @@
 import { UsageError } from '../errors.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { readStdin } from './encode.js';
-import { intFlag, parseFlags, stringFlag } from './flags.js';
+import { intFlag, parseCommand, stringFlag } from './flags.js';
 
 const HELP = `Usage: llama2 decode -z TOKENIZER ID...
 
@@ -22,15 +22,12 @@ function parseId(s: string): number {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     tokenizer: { type: 'string', short: 'z' },
     'vocab-size': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   const path = stringFlag(values, 'tokenizer');
   if (path === undefined) throw new UsageError('decode needs a tokenizer: llama2 decode -z TOKENIZER ID... (see --help)');
   const vocabSize = values['vocab-size'] === undefined ? undefined : intFlag(values, 'vocab-size', 0, 1);

@@ -3,7 +3,7 @@
 import { UsageError } from '../errors.js';
 import { TINYSTORIES_URL, downloadTinyStories } from '../data/download.js';
 import { Progress } from '../data/progress.js';
-import { numberFlag, parseFlags, stringFlag } from './flags.js';
+import { numberFlag, parseCommand, stringFlag } from './flags.js';
 
 const HELP = `Usage: llama2 download tinystories [--dir DIR] [--url URL] [--timeout SECONDS] [--quiet]
 
@@ -19,17 +19,14 @@ present are not fetched or unpacked again.
   --quiet            no progress output`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     dir: { type: 'string' },
     url: { type: 'string' },
     timeout: { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
-    help: { type: 'boolean', short: 'h' },
-  }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1 || positionals[0] !== 'tinystories') {
     throw new UsageError(`download knows one dataset: llama2 download tinystories [--dir DIR] [--url URL]`);
   }

@@ -3,7 +3,7 @@
 import { UsageError } from '../errors.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { decodeUtf8 } from '../tokenizer/utf8.js';
-import { intFlag, parseFlags, stringFlag } from './flags.js';
+import { intFlag, parseCommand, stringFlag } from './flags.js';
 
 const HELP = `Usage: llama2 encode -z TOKENIZER [TEXT]
 
@@ -25,17 +25,14 @@ export async function readStdin(): Promise<Uint8Array> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     tokenizer: { type: 'string', short: 'z' },
     'no-bos': { type: 'boolean' },
     eos: { type: 'boolean' },
     'vocab-size': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   const path = stringFlag(values, 'tokenizer');
   if (path === undefined) throw new UsageError('encode needs a tokenizer: llama2 encode -z TOKENIZER [TEXT] (see --help)');
   if (positionals.length > 1) throw new UsageError(`encode takes one TEXT argument, got ${positionals.length} (quote the text)`);

@@ -4,7 +4,7 @@ import { UsageError } from '../errors.js';
 import { loadTransformer } from '../infer/forward.js';
 import { evaluateLoss, readTokenFile } from '../infer/eval.js';
 import { readCheckpointHeader } from '../model/checkpoint.js';
-import { intFlag, parseFlags } from './flags.js';
+import { intFlag, parseCommand } from './flags.js';
 import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
 
 const HELP = `Usage: llama2 eval MODEL --data FILE [--data FILE…] [--seq-len T]
@@ -19,17 +19,14 @@ Options:
 ${ENGINE_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     data: { type: 'string', multiple: true },
     'seq-len': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
     ...engineFlagSpec,
-    help: { type: 'boolean', short: 'h' },
-  }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) throw new UsageError('eval needs one model: llama2 eval MODEL --data FILE');
   const files = (values['data'] as string[] | undefined) ?? [];
   if (files.length === 0) throw new UsageError('eval needs --data FILE (pretokenized uint16 tokens)');

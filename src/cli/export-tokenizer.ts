@@ -4,7 +4,7 @@
 import { UsageError } from '../errors.js';
 import { writeFileAtomic } from '../model/checkpoint.js';
 import { loadTokenizer } from '../tokenizer/index.js';
-import { parseFlags, stringFlag } from './flags.js';
+import { parseCommand, stringFlag } from './flags.js';
 
 const HELP = `Usage: llama2 export-tokenizer TOKENIZER.model [-o OUT.bin]
 
@@ -16,14 +16,11 @@ Options:
   -h, --help          this help`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     output: { type: 'string', short: 'o' },
-    help: { type: 'boolean', short: 'h' },
-  }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) throw new UsageError(`export-tokenizer takes one .model file (see --help)`);
   const input = positionals[0]!;
   const output = stringFlag(values, 'output') ?? (input.endsWith('.model') ? input.slice(0, -'.model'.length) + '.bin' : input + '.bin');

@@ -2,7 +2,7 @@
 
 import { UsageError } from '../errors.js';
 import { checkpointWeights, readCheckpoint, writeCheckpoint } from '../model/checkpoint.js';
-import { intFlag, parseFlags, stringFlag } from './flags.js';
+import { intFlag, parseCommand, stringFlag } from './flags.js';
 
 const HELP = `Usage: llama2 export MODEL --format FORMAT -o OUT [--group-size N]
 
@@ -14,14 +14,11 @@ Converts a checkpoint (v0, v1 or v2) to another llama2.c format:
 Converting from v2 dequantizes.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     format: { type: 'string' }, output: { type: 'string', short: 'o' }, 'group-size': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) throw new UsageError('export needs one model: llama2 export MODEL --format v2 -o OUT');
   const format = stringFlag(values, 'format');
   if (format !== 'v0' && format !== 'v1' && format !== 'v2') throw new UsageError(`--format must be v0, v1 or v2, got '${format ?? ''}'`);

@@ -54,3 +54,14 @@ export function stringFlag(values: ParsedFlags['values'], name: string, fallback
   if (typeof raw !== 'string') throw new UsageError(`--${name} needs a value`);
   return raw;
 }
+
+/**
+ * Parses a command's flags plus -h/--help. With --help it prints `help` and returns null (the
+ * command then exits 0); otherwise the parsed flags.
+ */
+export function parseCommand(argv: string[], options: Options, help: string | (() => string), allowPositionals = false): ParsedFlags | null {
+  const parsed = parseFlags(argv, { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals);
+  if (parsed.values['help'] !== true) return parsed;
+  process.stdout.write((typeof help === 'function' ? help() : help) + '\n');
+  return null;
+}

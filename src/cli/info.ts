@@ -4,18 +4,16 @@ import { UsageError } from '../errors.js';
 import { readCheckpointHeader } from '../model/checkpoint.js';
 import { headSize, kvDim } from '../model/config.js';
 import { parameterCount } from '../model/weights.js';
-import { parseFlags } from './flags.js';
+import { parseCommand } from './flags.js';
 
 const HELP = `Usage: llama2 info MODEL
 
 Prints a checkpoint's format (v0, v1 or v2/Q8_0), header, derived sizes and parameter count.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { help: { type: 'boolean', short: 'h' } }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  const parsed = parseCommand(argv, { }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) throw new UsageError(`info takes one checkpoint file\n${HELP}`);
   const h = readCheckpointHeader(positionals[0]!);
   const c = h.config;

@@ -6,7 +6,7 @@ import { writeCheckpoint } from '../model/checkpoint.js';
 import { type ModelConfig, hiddenDimFor, validateConfig } from '../model/config.js';
 import { parameterCount } from '../model/weights.js';
 import { initWeights } from '../train/init.js';
-import { intFlag, parseFlags, stringFlag } from './flags.js';
+import { intFlag, parseCommand, stringFlag } from './flags.js';
 
 const HELP = `Usage: llama2 init -o FILE [options]
 
@@ -28,16 +28,14 @@ Options:
   -o, --output FILE  where to write`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     dim: { type: 'string' }, layers: { type: 'string' }, heads: { type: 'string' }, 'kv-heads': { type: 'string' },
     'hidden-dim': { type: 'string' }, 'multiple-of': { type: 'string' }, vocab: { type: 'string' },
     'seq-len': { type: 'string' }, unshared: { type: 'boolean' }, seed: { type: 'string' },
-    format: { type: 'string' }, output: { type: 'string', short: 'o' }, help: { type: 'boolean', short: 'h' },
-  });
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+    format: { type: 'string' }, output: { type: 'string', short: 'o' },
+  }, HELP);
+  if (parsed === null) return 0;
+  const { values } = parsed;
   const out = stringFlag(values, 'output');
   if (out === undefined) throw new UsageError('init needs -o FILE');
   const format = stringFlag(values, 'format', 'v1');

@@ -8,7 +8,7 @@ import { TINYSTORIES_DIR } from '../data/download.js';
 import { pretokenize } from '../data/pretokenize.js';
 import { Progress } from '../data/progress.js';
 import { loadTokenizer } from '../tokenizer/index.js';
-import { intFlag, parseFlags, stringFlag } from './flags.js';
+import { intFlag, parseCommand, stringFlag } from './flags.js';
 
 const HELP = `Usage: llama2 pretokenize --tokenizer TOK [--dir DIR | --input FILE…] [--out OUTDIR] [--workers N]
 
@@ -25,19 +25,16 @@ validation data (data00.bin for TinyStories) and the rest for training.
   --quiet           no progress output`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     tokenizer: { type: 'string', short: 'z' },
     dir: { type: 'string' },
     input: { type: 'string', multiple: true },
     out: { type: 'string', short: 'o' },
     workers: { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
-    help: { type: 'boolean', short: 'h' },
-  }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   const tokenizerPath = stringFlag(values, 'tokenizer');
   if (tokenizerPath === undefined) throw new UsageError('pretokenize needs --tokenizer TOK (a .model or tokenizer.bin)');
   const listed = [...((values['input'] as string[] | undefined) ?? []), ...positionals];

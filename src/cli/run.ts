@@ -7,7 +7,7 @@ import { loadTransformer } from '../infer/forward.js';
 import { generate } from '../infer/generate.js';
 import { readCheckpointHeader } from '../model/checkpoint.js';
 import { loadTokenizer } from '../tokenizer/index.js';
-import { intFlag, numberFlag, parseFlags, stringFlag } from './flags.js';
+import { intFlag, numberFlag, parseCommand, stringFlag } from './flags.js';
 import { ENGINE_HELP, engineFlagSpec, engineFromFlags, resolveTokenizerPath } from './model-args.js';
 
 const HELP = `Usage: llama2 run MODEL [options]
@@ -30,7 +30,7 @@ ${ENGINE_HELP}
 Text goes to standard output; "achieved tok/s" to standard error.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     temperature: { type: 'string', short: 't' },
     'top-p': { type: 'string', short: 'p' },
     seed: { type: 'string', short: 's' },
@@ -40,12 +40,9 @@ export async function main(argv: string[]): Promise<number> {
     mode: { type: 'string', short: 'm' },
     system: { type: 'string', short: 'y' },
     ...engineFlagSpec,
-    help: { type: 'boolean', short: 'h' },
-  }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length === 0) throw new UsageError('run needs a model checkpoint: llama2 run MODEL (see llama2 run --help)');
   if (positionals.length > 1) throw new UsageError(`run takes one model, got ${positionals.length} arguments (quote a prompt and pass it with -i)`);
   const modelPath = positionals[0]!;

@@ -4,7 +4,7 @@ import { UsageError } from '../errors.js';
 import { readCheckpointHeader } from '../model/checkpoint.js';
 import { startServer } from '../server/http.js';
 import { loadServedModel } from '../server/served-model.js';
-import { intFlag, parseFlags, stringFlag } from './flags.js';
+import { intFlag, parseCommand, stringFlag } from './flags.js';
 import { ENGINE_HELP, engineFlagSpec, engineFromFlags, resolveTokenizerPath } from './model-args.js';
 
 const HELP = `Usage: llama2 serve MODEL [options]
@@ -33,7 +33,7 @@ SIGTERM stops it gracefully (requests in progress get 10 s to finish; a second s
 const SHUTDOWN_GRACE_MS = 10_000;
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     tokenizer: { type: 'string', short: 'z' },
     host: { type: 'string' },
     port: { type: 'string' },
@@ -42,12 +42,9 @@ export async function main(argv: string[]): Promise<number> {
     queue: { type: 'string' },
     ...engineFlagSpec,
     quiet: { type: 'boolean', short: 'q' },
-    help: { type: 'boolean', short: 'h' },
-  }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length === 0) throw new UsageError('serve needs a model checkpoint: llama2 serve MODEL (see llama2 serve --help)');
   if (positionals.length > 1) throw new UsageError(`serve takes one model, got ${positionals.length} arguments`);
   const modelPath = positionals[0]!;

@@ -3,7 +3,7 @@
 import { UsageError } from '../errors.js';
 import { tokenizeStats } from '../data/tokenize-stats.js';
 import { loadTokenizer } from '../tokenizer/index.js';
-import { intFlag, parseFlags, stringFlag } from './flags.js';
+import { intFlag, parseCommand, stringFlag } from './flags.js';
 
 const HELP = `Usage: llama2 tokenize-stats --tokenizer TOK [--top N] [--json] FILE…
 
@@ -13,16 +13,13 @@ stories stripped, no BOS/EOS counted) and prints: stories, bytes, tokens, tokens
 most frequent tokens. --json prints the same as one JSON object.`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     tokenizer: { type: 'string', short: 'z' },
     top: { type: 'string' },
     json: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
-  }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   const tokPath = stringFlag(values, 'tokenizer');
   if (tokPath === undefined) throw new UsageError('tokenize-stats needs --tokenizer TOK');
   if (positionals.length === 0) throw new UsageError('tokenize-stats needs story files');

@@ -4,7 +4,7 @@
 import { UsageError } from '../errors.js';
 import { Progress } from '../data/progress.js';
 import { trainVocabulary, writeVocabulary } from '../data/train-vocab.js';
-import { intFlag, parseFlags, stringFlag } from './flags.js';
+import { intFlag, parseCommand, stringFlag } from './flags.js';
 
 const HELP = `Usage: llama2 train-vocab --vocab-size N --input FILE [FILE…] [-o PREFIX] [--quiet]
 
@@ -22,17 +22,14 @@ stories separated by lines <|endoftext|>. Every line of a story is one training 
   --quiet          no progress output`;
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
+  const parsed = parseCommand(argv, {
     'vocab-size': { type: 'string' },
     input: { type: 'string', multiple: true },
     output: { type: 'string', short: 'o' },
     quiet: { type: 'boolean', short: 'q' },
-    help: { type: 'boolean', short: 'h' },
-  }, true);
-  if (values['help']) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  }, HELP, true);
+  if (parsed === null) return 0;
+  const { values, positionals } = parsed;
   if (values['vocab-size'] === undefined) throw new UsageError('train-vocab needs --vocab-size N');
   const vocabSize = intFlag(values, 'vocab-size', 0, 260, 1 << 20);
   const inputs = [...((values['input'] as string[] | undefined) ?? []), ...positionals];

@@ -3,7 +3,7 @@
 // names; the work is done by src/train/trainer.ts.
 
 import { UsageError } from '../errors.js';
-import { parseFlags, stringFlag, intFlag, numberFlag } from './flags.js';
+import { parseCommand, stringFlag, intFlag, numberFlag } from './flags.js';
 import { splitDataFolder } from '../train/data.js';
 import { jsMatmul } from '../train/layers.js';
 import { applyFlags, DEFAULT_SETTINGS, flagName, KNOBS, readConfigFile, type TrainSettings } from '../train/settings.js';
@@ -46,18 +46,15 @@ export async function main(argv: string[]): Promise<number> {
     if (boolFlags.has(argv[i]!) && !/^(true|false|1|0|True|False)$/.test(argv[i + 1] ?? '')) args.push('true');
   }
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
-    help: { type: 'boolean', short: 'h' },
     config: { type: 'string' }, data: { type: 'string' },
     train: { type: 'string', multiple: true }, val: { type: 'string', multiple: true },
     kernels: { type: 'string' }, threads: { type: 'string' }, 'export-format': { type: 'string' },
     'peak-flops': { type: 'string' }, 'final-eval': { type: 'boolean' },
   };
   for (const k of KNOBS) options[flagName(k)] = { type: 'string' };
-  const { values } = parseFlags(args, options);
-  if (values['help']) {
-    process.stdout.write(usage() + '\n');
-    return 0;
-  }
+  const parsed = parseCommand(args, options, usage);
+  if (parsed === null) return 0;
+  const { values } = parsed;
 
   const configPath = stringFlag(values, 'config');
   let settings: TrainSettings = { ...DEFAULT_SETTINGS, ...(configPath ? readConfigFile(configPath) : {}) };
