@@ -9,7 +9,7 @@
 // addresses of the activation buffers, of every weight tensor and of the caches, and a RoPE table
 // of (cos, sin) for every position. The layout constants below and PLAN in wasm.ts must agree.
 
-import { add, attentionHeads, matmulQ8Rows, matmulRows, quantize, rmsnorm, ropeTable, swiglu } from './kernels';
+import { add, attentionHeads, matmul as matmulF32, matmulQ8Rows, quantize, rmsnorm, ropeTable, swiglu } from './kernels';
 
 // header fields
 const DIM = 0, HIDDEN = 1, LAYERS = 2, HEADS = 3, KV_HEADS = 4, HEAD_SIZE = 5, KV_DIM = 6, SEQ_LEN = 7, VOCAB = 8;
@@ -31,14 +31,14 @@ const LAYER0 = 32, LAYER_FIELDS = 18;
 }
 
 /**
- * xout (d) = W (d, n) · x (n). float32 weights: matmulRows. Q8_0: x is quantized first unless
+ * xout (d) = W (d, n) · x (n). float32 weights: kernels.ts's matmul (as the kernel-by-kernel path). Q8_0: x is quantized first unless
  * `quantized` says xq/xs already hold this x (q, k, v share one input, and so do w1 and w3).
  */
 // @ts-ignore: decorator
 @inline function matmul(p: usize, xout: usize, x: usize, w: usize, ws: usize, n: i32, d: i32, quantized: bool): void {
   const gs = field(p, GROUP);
   if (gs == 0) {
-    matmulRows(xout, x, w, n, 0, d);
+    matmulF32(xout, x, w, n, d);
   } else {
     if (!quantized) quantize(addr(p, XQ), addr(p, XS), x, n, gs);
     matmulQ8Rows(xout, addr(p, XQ), addr(p, XS), w, ws, n, gs, 0, d);

@@ -69,11 +69,11 @@
   let acc = i32x4.splat(0);
   let k = 0;
   for (; k + 16 <= n; k += 16) {
-    const va = v128.load(a + <usize>k);
-    const vb = v128.load(b + <usize>k);
-    // int8 → int16, then pairwise int16 products summed into int32 lanes: no overflow possible
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(va), i16x8.extend_low_i8x16_s(vb)));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(va), i16x8.extend_high_i8x16_s(vb)));
+    // int8 → int16 (sign-extending loads), then pairwise int16 products summed into int32 lanes:
+    // no overflow possible
+    const o = <usize>k;
+    acc = i32x4.add(acc, i32x4.dot_i16x8_s(v128.load8x8_s(a + o), v128.load8x8_s(b + o)));
+    acc = i32x4.add(acc, i32x4.dot_i16x8_s(v128.load8x8_s(a + o, 8), v128.load8x8_s(b + o, 8)));
   }
   if (k + 8 <= n) {
     const va = i16x8.extend_low_i8x16_s(v128.load64_zero(a + <usize>k));
@@ -120,9 +120,64 @@ export function matmulRows(xout: usize, x: usize, w: usize, n: i32, r0: i32, r1:
   }
 }
 
+/**
+ * Matrices with fewer elements than this (128 KiB of float32) take matmulSmall; larger ones
+ * matmulRows. The same bound as PARALLEL_MIN_WORK in src/kernels/threads.ts, below which the
+ * threads never split a matmul: so a product is always computed by the same code, threaded or not,
+ * fused forward or kernel by kernel, and gives the same bits.
+ */
+const SMALL_MATRIX: i32 = 1 << 15;
+
 /** xout (d) = W (d, n) · x (n). */
 export function matmul(xout: usize, x: usize, w: usize, n: i32, d: i32): void {
-  matmulRows(xout, x, w, n, 0, d);
+  if (n * d < SMALL_MATRIX) matmulSmall(xout, x, w, n, d);
+  else matmulRows(xout, x, w, n, 0, d);
+}
+
+/**
+ * xout = W · x for a small W (cache-resident, short rows: stories260K's 64-wide layers): four rows
+ * at a time share each load of x, and their four sums are reduced together (hsum4) — for rows of
+ * 64 the per-row reduction is otherwise a good part of the work.
+ */
+function matmulSmall(xout: usize, x: usize, w: usize, n: i32, d: i32): void {
+  const rowBytes = <usize>n << 2;
+  let r = 0;
+  for (; r + 4 <= d; r += 4) {
+    const w0 = w + <usize>r * rowBytes, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+    let j = 0;
+    for (; j + 8 <= n; j += 8) {
+      const o = <usize>j << 2;
+      const x0 = v128.load(x + o), x1 = v128.load(x + o, 16);
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(w0 + o), x0)); b0 = f32x4.add(b0, f32x4.mul(v128.load(w0 + o, 16), x1));
+      a1 = f32x4.add(a1, f32x4.mul(v128.load(w1 + o), x0)); b1 = f32x4.add(b1, f32x4.mul(v128.load(w1 + o, 16), x1));
+      a2 = f32x4.add(a2, f32x4.mul(v128.load(w2 + o), x0)); b2 = f32x4.add(b2, f32x4.mul(v128.load(w2 + o, 16), x1));
+      a3 = f32x4.add(a3, f32x4.mul(v128.load(w3 + o), x0)); b3 = f32x4.add(b3, f32x4.mul(v128.load(w3 + o, 16), x1));
+    }
+    if (j + 4 <= n) {
+      const o = <usize>j << 2;
+      const x0 = v128.load(x + o);
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(w0 + o), x0));
+      a1 = f32x4.add(a1, f32x4.mul(v128.load(w1 + o), x0));
+      a2 = f32x4.add(a2, f32x4.mul(v128.load(w2 + o), x0));
+      a3 = f32x4.add(a3, f32x4.mul(v128.load(w3 + o), x0));
+      j += 4;
+    }
+    let sums = hsum4(f32x4.add(a0, b0), f32x4.add(a1, b1), f32x4.add(a2, b2), f32x4.add(a3, b3));
+    if (j < n) { // row length not a multiple of 4
+      let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0;
+      for (; j < n; j++) {
+        const o = <usize>j << 2;
+        const xj = load<f32>(x + o);
+        s0 += load<f32>(w0 + o) * xj; s1 += load<f32>(w1 + o) * xj;
+        s2 += load<f32>(w2 + o) * xj; s3 += load<f32>(w3 + o) * xj;
+      }
+      sums = f32x4.add(sums, f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(s0), 1, s1), 2, s2), 3, s3));
+    }
+    v128.store(xout + (<usize>r << 2), sums);
+  }
+  if (r < d) matmulRows(xout, x, w, n, r, d);
 }
 
 /** o = weight ⊙ x / sqrt(mean(x²) + 1e-5); o may equal x. */
@@ -256,7 +311,7 @@ export function ropeTable(q: usize, k: usize, table: usize, dim: i32, kvDim: i32
 
 /**
  * Causal attention of one position for query heads [h0, h1): scores against keys 0..pos scaled by
- * 1/√headSize, softmax, then the weighted sum of values. Caches are (seqLen, kvDim); att is
+ * 1/√headSize, softmax (float32 sums; the weights are left in att), then the weighted sum of values. Caches are (seqLen, kvDim); att is
  * (nHeads, seqLen) scratch; query head h reads kv head h / (nHeads / nKvHeads).
  */
 export function attentionHeads(
@@ -273,7 +328,9 @@ export function attentionHeads(
     const qh = q + <usize>h * headBytes;
     const kvOffset = <usize>(h / kvMul) * headBytes;
     const ah = att + ((<usize>h * <usize>seqLen) << 2);
-    // scores_t = q · k_t / √headSize, four positions at a time
+    // scores_t = q · k_t / √headSize, four positions at a time, and their maximum
+    let vmax = f32x4.splat(-Infinity);
+    let max: f32 = -Infinity;
     let t = 0;
     for (; t + 4 <= pos + 1; t += 4) {
       const k0 = keyCache + <usize>t * rowBytes + kvOffset;
@@ -298,15 +355,70 @@ export function attentionHeads(
         }
         sums = f32x4.add(sums, f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(s0), 1, s1), 2, s2), 3, s3));
       }
-      v128.store(ah + (<usize>t << 2), f32x4.mul(sums, vscale));
+      const scores = f32x4.mul(sums, vscale);
+      v128.store(ah + (<usize>t << 2), scores);
+      vmax = f32x4.max(vmax, scores);
     }
     for (; t <= pos; t++) {
-      store<f32>(ah + (<usize>t << 2), dot(qh, keyCache + <usize>t * rowBytes + kvOffset, headSize) * scale);
+      const score = dot(qh, keyCache + <usize>t * rowBytes + kvOffset, headSize) * scale;
+      store<f32>(ah + (<usize>t << 2), score);
+      max = Mathf.max(max, score);
     }
-    softmax(ah, pos + 1);
+    // softmax: att_t = e^(score_t − max) / Σ e^(score − max)
+    max = Mathf.max(max, Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3))));
+    const splatMax = f32x4.splat(max);
+    let vsum = f32x4.splat(0);
+    t = 0;
+    for (; t + 4 <= pos + 1; t += 4) {
+      const p = ah + (<usize>t << 2);
+      const e = exp4(f32x4.sub(v128.load(p), splatMax));
+      v128.store(p, e);
+      vsum = f32x4.add(vsum, e);
+    }
+    let sum = hsum(vsum);
+    for (; t <= pos; t++) {
+      const p = ah + (<usize>t << 2);
+      const e = exp1(load<f32>(p) - max);
+      store<f32>(p, e);
+      sum += e;
+    }
+    const inv = <f32>1 / sum;
+    const vinv = f32x4.splat(inv);
+    t = 0;
+    for (; t + 4 <= pos + 1; t += 4) {
+      const p = ah + (<usize>t << 2);
+      v128.store(p, f32x4.mul(v128.load(p), vinv));
+    }
+    for (; t <= pos; t++) {
+      const p = ah + (<usize>t << 2);
+      store<f32>(p, load<f32>(p) * inv);
+    }
     // out_h = Σ_t att_t · v_t: sixteen output lanes at a time, accumulated in registers over t
     const oh = out + <usize>h * headBytes;
     let i = 0;
+    if (headSize == 8) {
+      // stories260K's heads: both halves of the head in one pass over t, two positions per step
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+      let v = valueCache + kvOffset;
+      t = 0;
+      for (; t + 2 <= pos + 1; t += 2) {
+        const at = ah + (<usize>t << 2);
+        const w0 = v128.load32_splat(at), w1 = v128.load32_splat(at + 4);
+        a0 = f32x4.add(a0, f32x4.mul(w0, v128.load(v)));
+        a1 = f32x4.add(a1, f32x4.mul(w0, v128.load(v, 16)));
+        b0 = f32x4.add(b0, f32x4.mul(w1, v128.load(v + rowBytes)));
+        b1 = f32x4.add(b1, f32x4.mul(w1, v128.load(v + rowBytes, 16)));
+        v += 2 * rowBytes;
+      }
+      if (t <= pos) {
+        const w0 = v128.load32_splat(ah + (<usize>t << 2));
+        a0 = f32x4.add(a0, f32x4.mul(w0, v128.load(v)));
+        a1 = f32x4.add(a1, f32x4.mul(w0, v128.load(v, 16)));
+      }
+      v128.store(oh, f32x4.add(a0, b0));
+      v128.store(oh, f32x4.add(a1, b1), 16);
+      continue;
+    }
     for (; i + 16 <= headSize; i += 16) {
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
       let v = valueCache + kvOffset + (<usize>i << 2);
@@ -457,18 +569,15 @@ function matmulQ8Aligned(
       let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
       const end = (g + 1) * groupSize;
       for (let k = g * groupSize; k < end; k += 16) {
+        // 8 int8 at a time loaded straight into int16 lanes (load8x8_s: one sign-extending load on
+        // x64, where extend_high of a 16-byte load costs a shuffle more)
         const o = <usize>k;
-        const xv = v128.load(xq + o);
-        const xl = i16x8.extend_low_i8x16_s(xv);
-        const xh = i16x8.extend_high_i8x16_s(xv);
-        let wv = v128.load(w0 + o);
-        a0 = i32x4.add(a0, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wv), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wv), xh)));
-        wv = v128.load(w1 + o);
-        a1 = i32x4.add(a1, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wv), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wv), xh)));
-        wv = v128.load(w2 + o);
-        a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wv), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wv), xh)));
-        wv = v128.load(w3 + o);
-        a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wv), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wv), xh)));
+        const xl = v128.load8x8_s(xq + o);
+        const xh = v128.load8x8_s(xq + o, 8);
+        a0 = i32x4.add(a0, i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w0 + o), xl), i32x4.dot_i16x8_s(v128.load8x8_s(w0 + o, 8), xh)));
+        a1 = i32x4.add(a1, i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w1 + o), xl), i32x4.dot_i16x8_s(v128.load8x8_s(w1 + o, 8), xh)));
+        a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w2 + o), xl), i32x4.dot_i16x8_s(v128.load8x8_s(w2 + o, 8), xh)));
+        a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w3 + o), xl), i32x4.dot_i16x8_s(v128.load8x8_s(w3 + o, 8), xh)));
       }
       const sg = s0 + (<usize>g << 2);
       let wscale = f32x4.splat(load<f32>(sg));

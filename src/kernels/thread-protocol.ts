@@ -163,11 +163,17 @@ export function claimChunks(k: KernelExports, ctrl: Int32Array, seq: number): bo
   }
 }
 
-/** A worker's life: wait for a command, help with its chunks, until Op.exit. */
+/**
+ * A worker's life: wait for a command, help with its chunks, until Op.exit. The first command the
+ * worker waits for is the one after command number 0 (the zeroed control block): the pool publishes
+ * nothing before every worker is ready, but a worker may reach this loop only after the first
+ * commands (even Op.exit) were published — reading its starting point from STATE would then miss
+ * them, and a missed exit hangs close().
+ */
 export function commandLoop(k: KernelExports, ctrl: Int32Array, index: number): void {
   const spin = new SpinBudget();
   let state = Atomics.load(ctrl, STATE);
-  let seen = seqOf(state);
+  let seen = 0;
   for (;;) {
     // STATE also changes as chunks are claimed: wait until it carries a new command number
     while (seqOf(state) === seen) state = spin.waitWhileEqual(ctrl, STATE, state);

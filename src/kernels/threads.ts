@@ -29,7 +29,7 @@ export interface ThreadOptions extends WasmKernelOptions {
  * Below this many multiply-adds a matmul runs on the calling thread alone: handing off costs a
  * few microseconds, which a small product (stories260K's 64×64 projections) does not repay.
  */
-export const PARALLEL_MIN_WORK = 1 << 15;
+export const PARALLEL_MIN_WORK = 1 << 15; // = SMALL_MATRIX in assembly/kernels.ts (keep them equal)
 
 /**
  * Models doing fewer multiply-adds per token than this run fused (assembly/forward.ts: one call per
