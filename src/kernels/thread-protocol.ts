@@ -98,43 +98,47 @@ export function chunkSize(total: number, parts: number, align: number, min: numb
   return size;
 }
 
-/** [start, end) of chunk c of `size` items out of `total`. */
-function range(c: number, size: number, total: number): [number, number] {
-  return [c * size, Math.min(total, (c + 1) * size)];
+/** First item of chunk c of `size` items, and the end of that chunk out of `total` items. */
+function chunkStart(c: number, size: number): number {
+  return c * size;
+}
+function chunkEnd(c: number, size: number, total: number): number {
+  return Math.min(total, (c + 1) * size);
 }
 
-/** Runs chunk c of the command in the control block. */
+/**
+ * Runs chunk c of the command in the control block. (Called for every chunk of every kernel of
+ * every token: it reads the arguments straight from the control block and allocates nothing.)
+ */
 export function runChunk(k: KernelExports, ctrl: Int32Array, c: number): void {
-  const a = (i: number): number => ctrl[ARGS + i]!;
+  const A = ARGS;
   const size = ctrl[CHUNK]!;
   switch (ctrl[OP]) {
-    case Op.matmul: {
-      const [r0, r1] = range(c, size, a(4));
-      k.matmulRows(a(0), a(1), a(2), a(3), r0, r1);
+    case Op.matmul:
+      k.matmulRows(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, chunkStart(c, size), chunkEnd(c, size, ctrl[A + 4]!));
       break;
-    }
     case Op.attention:
-      k.attentionHeads(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), c, c + 1);
+      k.attentionHeads(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
+        ctrl[A + 8]!, ctrl[A + 9]!, ctrl[A + 10]!, c, c + 1);
       break;
-    case Op.matmulQ8: {
-      const [r0, r1] = range(c, size, a(6));
-      k.matmulQ8Rows(a(0), a(1), a(2), a(3), a(4), a(5), a(7), r0, r1);
+    case Op.matmulQ8:
+      k.matmulQ8Rows(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 7]!,
+        chunkStart(c, size), chunkEnd(c, size, ctrl[A + 6]!));
       break;
-    }
-    case Op.matmulForward: {
-      const [o0, o1] = range(c, size, a(5));
-      k.matmulForwardCols(a(0), a(1), a(2), a(3), a(4), a(5), o0, o1);
+    case Op.matmulForward:
+      k.matmulForwardCols(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!,
+        chunkStart(c, size), chunkEnd(c, size, ctrl[A + 5]!));
       break;
-    }
     case Op.matmulBackward: {
       // two independent products: rows of dinp, then output channels (rows) of dw
       const split = ctrl[SPLIT]!;
       if (c < split) {
-        const [b0, b1] = range(c, size, a(5));
-        k.matmulBackwardInpRows(a(0), a(2), a(4), a(5), a(6), a(7), b0, b1);
+        k.matmulBackwardInpRows(ctrl[A]!, ctrl[A + 2]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
+          chunkStart(c, size), chunkEnd(c, size, ctrl[A + 5]!));
       } else {
-        const [o0, o1] = range(c - split, ctrl[CHUNK2]!, a(7));
-        k.matmulBackwardWeightRows(a(1), a(2), a(3), a(5), a(6), a(7), o0, o1);
+        const size2 = ctrl[CHUNK2]!;
+        k.matmulBackwardWeightRows(ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
+          chunkStart(c - split, size2), chunkEnd(c - split, size2, ctrl[A + 7]!));
       }
       break;
     }
