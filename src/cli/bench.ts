@@ -8,11 +8,14 @@ import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
 
 const HELP = `Usage: llama2 bench MODEL [options]
 
-Times the forward pass: P prefill positions, then N sampled decode steps (never stopping at BOS).
+Times the forward pass: P prefill positions, then N sampled decode steps (never stopping at BOS),
+after untimed warm-up runs; reports the median of the timed runs.
 
 Options:
   -n, --steps N       decode steps (default 256; prefill + steps is capped at the context)
   --prompt-len P      prefill positions (default 16)
+  --warmup N          untimed runs first (default 1)
+  --repeats N         timed runs; the median is reported (default 3)
   --json              print the result as JSON
 ${ENGINE_HELP}`;
 
@@ -20,7 +23,7 @@ export async function main(argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, {
     steps: { type: 'string', short: 'n' },
     'prompt-len': { type: 'string' },
-    json: { type: 'boolean' },
+    json: { type: 'boolean' }, warmup: { type: 'string' }, repeats: { type: 'string' },
     ...engineFlagSpec,
   }, HELP, true);
   if (parsed === null) return 0;
@@ -33,7 +36,7 @@ export async function main(argv: string[]): Promise<number> {
   const seqLen = transformer.config.seqLen;
   const promptLen = intFlag(values, 'prompt-len', Math.min(16, seqLen - 1), 0, seqLen - 1);
   const steps = Math.min(intFlag(values, 'steps', 256, 1), seqLen - promptLen);
-  const r = benchmark(transformer, promptLen, steps);
+  const r = benchmark(transformer, promptLen, steps, { warmup: intFlag(values, 'warmup', 1, 0, 100), repeats: intFlag(values, 'repeats', 3, 1, 100) });
   if (values['json']) {
     process.stdout.write(JSON.stringify({
       model: positionals[0], kernels: engine.kernels.name, threads: engine.kernels.threads, quantize: engine.load.quantize, loadMs, ...r,
@@ -45,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
     `prefill tok/s: ${r.prefillTokensPerSecond.toFixed(1)}\n` +
     `ms per token: ${r.msPerToken.toFixed(3)}\n` +
     `peak RSS: ${(r.peakRssBytes / 2 ** 20).toFixed(1)} MiB\n` +
-    `load: ${loadMs.toFixed(1)} ms (${steps} decode steps after ${promptLen} prefill positions; ` +
+    `load: ${loadMs.toFixed(1)} ms (median of timed runs: ${steps} decode steps after ${promptLen} prefill positions; ` +
     `${engine.kernels.name} kernels, ${engine.kernels.threads} thread(s)${engine.load.quantize === 'q8' ? ', int8' : ''})\n`,
   );
   return 0;
