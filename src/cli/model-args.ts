@@ -4,9 +4,25 @@
 import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UsageError } from '../errors.js';
+import { readCheckpointHeader } from '../model/checkpoint.js';
+import { defaultModelFiles } from '../model/default-model.js';
 import type { LoadModelOptions } from '../infer/forward.js';
 import { createKernels, type KernelSet } from '../kernels/kernel-set.js';
 import { intFlag, type ParsedFlags, stringFlag } from './flags.js';
+
+/**
+ * The checkpoint a command runs and its tokenizer: the one named on the command line (its
+ * tokenizer from -z or found beside it), or the embedded default model and its tokenizer.
+ */
+export function resolveModelFiles(positionals: readonly string[], command: string, tokenizerFlag: string | undefined): { model: string; tokenizer: string } {
+  if (positionals.length > 1) throw new UsageError(`${command} takes one model, got ${positionals.length} arguments (quote a prompt and pass it with -i)`);
+  if (positionals.length === 0) {
+    const embedded = defaultModelFiles();
+    return { model: embedded.model, tokenizer: tokenizerFlag ?? embedded.tokenizer };
+  }
+  const model = positionals[0]!;
+  return { model, tokenizer: resolveTokenizerPath(model, tokenizerFlag, readCheckpointHeader(model).config.vocabSize) };
+}
 
 /**
  * The tokenizer for `modelPath`: the one given with -z, else the first of

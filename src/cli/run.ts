@@ -8,12 +8,14 @@ import { generate } from '../infer/generate.js';
 import { readCheckpointHeader } from '../model/checkpoint.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { intFlag, numberFlag, parseCommand, stringFlag } from './flags.js';
-import { ENGINE_HELP, engineFlagSpec, engineFromFlags, resolveTokenizerPath } from './model-args.js';
+import { ENGINE_HELP, engineFlagSpec, engineFromFlags, resolveModelFiles } from './model-args.js';
 
-const HELP = `Usage: llama2 run MODEL [options]
+const HELP = `Usage: llama2 run [MODEL] [options]
+       llama2 ["PROMPT"] [options]
 
 Generates text from a llama2.c checkpoint (v0, v1 or v2) — the same output as llama2.c's run for
-the same flags and seed.
+the same flags and seed. Without MODEL it runs the model embedded in llama2ts (models/default.bin,
+trained by llama2ts on TinyStories).
 
 Options:
   -t, --temperature T   sampling temperature, 0 = greedy (default 1.0)
@@ -21,7 +23,7 @@ Options:
   -s, --seed N          random seed (default: the current time)
   -n, --steps N         positions to run, prompt included; 0 = the whole context (default 256)
   -i, --prompt TEXT     the text to continue
-  -z, --tokenizer FILE  tokenizer.bin or .model (default: tokenizer.bin beside the model)
+  -z, --tokenizer FILE  tokenizer.bin or .model (default: tokenizer.bin or tok<vocab>.bin beside the model)
   -m, --mode MODE       generate | chat (default generate)
   -y, --system TEXT     system prompt in chat mode
 ${ENGINE_HELP}
@@ -43,9 +45,6 @@ export async function main(argv: string[]): Promise<number> {
   }, HELP, true);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
-  if (positionals.length === 0) throw new UsageError('run needs a model checkpoint: llama2 run MODEL (see llama2 run --help)');
-  if (positionals.length > 1) throw new UsageError(`run takes one model, got ${positionals.length} arguments (quote a prompt and pass it with -i)`);
-  const modelPath = positionals[0]!;
   const temperature = numberFlag(values, 'temperature', 1);
   if (temperature < 0) throw new UsageError(`--temperature must be ≥ 0, got ${temperature}`);
   const topp = numberFlag(values, 'top-p', 0.9);
@@ -55,8 +54,9 @@ export async function main(argv: string[]): Promise<number> {
   const mode = stringFlag(values, 'mode', 'generate');
   if (mode !== 'generate' && mode !== 'chat') throw new UsageError(`--mode must be generate or chat, got '${mode}'`);
 
-  const header = readCheckpointHeader(modelPath);
-  const tokenizer = loadTokenizer(resolveTokenizerPath(modelPath, stringFlag(values, 'tokenizer'), header.config.vocabSize), header.config.vocabSize);
+  const files = resolveModelFiles(positionals, 'run', stringFlag(values, 'tokenizer'));
+  const modelPath = files.model;
+  const tokenizer = loadTokenizer(files.tokenizer, readCheckpointHeader(modelPath).config.vocabSize);
   const engine = await engineFromFlags(values);
   const transformer = loadTransformer(modelPath, engine.kernels, engine.load);
 

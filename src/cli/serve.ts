@@ -1,15 +1,14 @@
 // `llama2 serve MODEL [options]` — the OpenAI-compatible HTTP API and the browser playground.
 
 import { UsageError } from '../errors.js';
-import { readCheckpointHeader } from '../model/checkpoint.js';
 import { startServer } from '../server/http.js';
 import { loadServedModel } from '../server/served-model.js';
 import { intFlag, parseCommand, stringFlag } from './flags.js';
-import { ENGINE_HELP, engineFlagSpec, engineFromFlags, resolveTokenizerPath } from './model-args.js';
+import { ENGINE_HELP, engineFlagSpec, engineFromFlags, resolveModelFiles } from './model-args.js';
 
-const HELP = `Usage: llama2 serve MODEL [options]
+const HELP = `Usage: llama2 serve [MODEL] [options]
 
-Serves a llama2.c checkpoint over HTTP with the OpenAI API, and a playground page that runs the
+Serves a llama2.c checkpoint (default: the embedded model, models/default.bin) over HTTP with the OpenAI API, and a playground page that runs the
 model in the browser (or through the API).
 
   POST /v1/completions, POST /v1/chat/completions (stream: true for server-sent events)
@@ -45,9 +44,6 @@ export async function main(argv: string[]): Promise<number> {
   }, HELP, true);
   if (parsed === null) return 0;
   const { values, positionals } = parsed;
-  if (positionals.length === 0) throw new UsageError('serve needs a model checkpoint: llama2 serve MODEL (see llama2 serve --help)');
-  if (positionals.length > 1) throw new UsageError(`serve takes one model, got ${positionals.length} arguments`);
-  const modelPath = positionals[0]!;
   const host = stringFlag(values, 'host', '127.0.0.1');
   const port = intFlag(values, 'port', 8080, 0, 65535);
   const maxConcurrent = intFlag(values, 'max-concurrent', 4, 1, 1024);
@@ -55,8 +51,7 @@ export async function main(argv: string[]): Promise<number> {
   const id = stringFlag(values, 'model-id');
   if (id !== undefined && id.length === 0) throw new UsageError('--model-id must not be empty');
 
-  const header = readCheckpointHeader(modelPath);
-  const tokenizerPath = resolveTokenizerPath(modelPath, stringFlag(values, 'tokenizer'), header.config.vocabSize);
+  const { model: modelPath, tokenizer: tokenizerPath } = resolveModelFiles(positionals, 'serve', stringFlag(values, 'tokenizer'));
   const engine = await engineFromFlags(values);
   const model = loadServedModel({ modelPath, tokenizerPath, ...(id !== undefined ? { id } : {}) }, engine.kernels, engine.load);
   const log = values['quiet'] ? undefined : (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
