@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { cliPath, needsRefdata, ref } from './refdata.js';
+import { join } from 'node:path';
+import { cliPath, needsRefdata, projectRoot, ref } from './refdata.js';
 
 interface RunCase {
   name: string;
@@ -73,7 +74,7 @@ test('error paths: one line on stderr, non-zero exit', needsRefdata, () => {
     [['run', model, '-z', '/nonexistent/tok.bin'], /no such file/],
     [['run', model, '-z', tok, '-i', 'Once upon a time '.repeat(200)], /longer than the model's context window of 512/],
     [['run', '/nonexistent/model.bin'], /no such file/],
-    [['run'], /run needs a model/],
+    [['run', model, 'extra'], /run takes one model, got 2 arguments/],
   ];
   for (const [args, pattern] of cases) {
     const r = llama2(args);
@@ -83,4 +84,15 @@ test('error paths: one line on stderr, non-zero exit', needsRefdata, () => {
     assert.equal(err.trim().split('\n').length, 1, `one line: ${err}`);
     assert.ok(!/\n\s+at /.test(err), 'no stack trace');
   }
+});
+
+test('without a model, run (and a bare prompt) use the embedded default model', () => {
+  const models = join(projectRoot, 'models');
+  const explicit = llama2(['run', join(models, 'default.bin'), '-z', join(models, 'tokenizer.bin'), '-t', '0', '-n', '60', '-i', 'Once upon a time']);
+  assert.equal(explicit.status, 0, explicit.stderr.toString());
+  assert.match(explicit.stdout.toString(), /^Once upon a time/);
+  const implicit = llama2(['run', '-t', '0', '-n', '60', '-i', 'Once upon a time']);
+  assert.ok(implicit.stdout.equals(explicit.stdout));
+  const bare = llama2(['Once upon a time', '-t', '0', '-n', '60']);
+  assert.ok(bare.stdout.equals(explicit.stdout));
 });

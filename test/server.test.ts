@@ -358,8 +358,9 @@ describe('llama2 serve (CLI)', needsRefdata, () => {
   });
 
   test('usage errors: one line, exit 2', async () => {
-    for (const args of [[], [MODEL, '-z', TOKENIZER, '--port', '70000'], [MODEL, '-z', TOKENIZER, '--max-concurrent', '0'], ['/nonexistent.bin', '-z', TOKENIZER]]) {
-      const child = spawn(process.execPath, [cliPath, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const args of [[MODEL, MODEL], [MODEL, '-z', TOKENIZER, '--port', '70000'], [MODEL, '-z', TOKENIZER, '--max-concurrent', '0'], ['/nonexistent.bin', '-z', TOKENIZER]]) {
+      // (a server that wrongly starts is killed after 20 s instead of hanging the suite)
+      const child = spawn(process.execPath, [cliPath, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
       let err = '';
       child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
       const [code] = await once(child, 'exit');
