@@ -45,8 +45,8 @@ test('eval: bad data files are one-line errors', needsRefdata, () => {
   const short = join(tmp, 'short.bin');
   writeFileSync(short, new Uint16Array([1, 2, 3]));
   const cases: Array<[string[], RegExp]> = [
-    [['eval', model, '--data', odd], /odd\.bin: size 7 is odd/],
-    [['eval', model, '--data', big], /token 600 at index 2 is outside the model's vocabulary of 512/],
+    [['eval', model, '--data', odd], /odd\.bin: not a uint16 token file: odd size 7 bytes/],
+    [['eval', model, '--data', big], /token 600 at position 2 is outside the vocabulary \(vocab_size 512\)/],
     [['eval', model, '--data', short, '--seq-len', '8'], /fewer than one window/],
     [['eval', model, '--data', short, '--seq-len', '9999'], /--seq-len: 9999 must be in \[1, 512\]/],
     [['eval', model], /needs --data/],

@@ -3,26 +3,20 @@
 // 0 and scores the predictions of d[iT+1 .. iT+T+1):  loss = −log softmax(logits)[target].
 // This is the number llama2.c's train.py estimates on random batches; here every window counts.
 
-import { readFileSync } from 'node:fs';
-import { describeFsError, FormatError, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
+import { closeTokenFile, openTokenFile, readTokens } from '../train/data.js';
 import type { Transformer } from './forward.js';
 
-/** Reads a pretokenized file: uint16 little-endian token ids, every id below `vocabSize`. */
+/** Reads a whole pretokenized file (uint16 ids, each checked to be below `vocabSize`). */
 export function readTokenFile(path: string, vocabSize: number): Uint16Array {
-  let bytes: Buffer;
+  const file = openTokenFile(path, vocabSize);
   try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    throw describeFsError(path, err);
+    const tokens = new Uint16Array(file.tokens);
+    readTokens(file, 0, tokens);
+    return tokens;
+  } finally {
+    closeTokenFile(file);
   }
-  if (bytes.length % 2 !== 0) throw new FormatError(path, `size ${bytes.length} is odd: not a file of uint16 tokens`);
-  const tokens = new Uint16Array(bytes.length / 2);
-  for (let i = 0; i < tokens.length; i++) {
-    const t = bytes.readUInt16LE(2 * i);
-    if (t >= vocabSize) throw new FormatError(path, `token ${t} at index ${i} is outside the model's vocabulary of ${vocabSize}`);
-    tokens[i] = t;
-  }
-  return tokens;
 }
 
 export interface EvalResult {

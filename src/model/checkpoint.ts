@@ -31,6 +31,7 @@
 
 import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { describeFsError, FormatError, LlamaError } from '../errors.js';
+import { quantize } from '../kernels/q8-js.js';
 import { type ModelConfig, headSize, kvDim, validateConfig } from './config.js';
 import { type TensorName, type TransformerWeights, parameterCount, parameterTable, weightsView } from './weights.js';
 
@@ -399,14 +400,8 @@ export function quantizeQ80(w: Float32Array, groupSize: number, alloc: Q8Allocat
   if (w.length % groupSize !== 0) throw new RangeError(`${w.length} values are not a whole number of groups of ${groupSize}`);
   const q = alloc.int8(w.length);
   const s = alloc.float32(w.length / groupSize);
-  for (let g = 0; g < s.length; g++) {
-    let wmax = 0;
-    for (let i = g * groupSize; i < (g + 1) * groupSize; i++) wmax = Math.max(wmax, Math.abs(w[i]!));
-    const scale = Math.fround(wmax / 127);
-    s[g] = scale;
-    if (scale === 0) continue;
-    for (let i = g * groupSize; i < (g + 1) * groupSize; i++) q[i] = roundHalfEven(Math.fround(w[i]! / scale));
-  }
+  // the same arithmetic as the activation quantizer of the reference int8 kernels
+  quantize(q, s, w, w.length, groupSize);
   return { q, s };
 }
 
@@ -418,10 +413,6 @@ export interface Q8Allocator {
 
 const defaultQ8Allocator: Q8Allocator = { int8: (n) => new Int8Array(n), float32: (n) => new Float32Array(n) };
 
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
 
 /** The group size export.py picks: the requested one, halved until it divides dim. */
 export function q8GroupSizeFor(c: ModelConfig, requested: number): number {
