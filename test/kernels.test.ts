@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { jsKernels } from '../src/kernels/js.js';
 import { type KernelSet, createKernels, jsKernelSet } from '../src/kernels/kernel-set.js';
 import { dequantize, jsQ8Kernels } from '../src/kernels/q8-js.js';
+import { ARGS, CHUNK, OP, Op, claimChunks, controlInts, resetCursors } from '../src/kernels/thread-protocol.js';
 import { createThreadedKernels } from '../src/kernels/threads.js';
 import { jsTrainKernels } from '../src/kernels/train-js.js';
 import type { AttentionShape } from '../src/kernels/types.js';
@@ -113,6 +114,29 @@ describe('kernel memory', () => {
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
     assert.equal(r.status, 0, `exit status ${r.status} (signal ${r.signal}); ${r.stderr}`);
     assert.equal(r.stdout.trim(), '512');
+  });
+
+  test('chunk claiming: home ranges first, then the others\' leftovers, each chunk exactly once, never a stale command', () => {
+    // a fake kernel set that records which rows each matmul chunk covered
+    const ran: number[] = [];
+    const fake = { matmulRows: (_o: number, _x: number, _w: number, _n: number, r0: number, r1: number) => { for (let r = r0; r < r1; r++) ran.push(r); } };
+    const k = fake as unknown as Parameters<typeof claimChunks>[0];
+    const threads = 3, chunks = 10, rows = 10;
+    const ctrl = new Int32Array(controlInts(threads));
+    ctrl[OP] = Op.matmul; ctrl[CHUNK] = 1; ctrl[ARGS + 4] = rows;
+    resetCursors(ctrl, 7, threads);
+    // participant 1 alone (the others never come): its home range 3..5 first, then 6..9, then 0..2
+    assert.equal(claimChunks(k, ctrl, 7, chunks, 1, threads), true);
+    assert.deepEqual(ran, [3, 4, 5, 6, 7, 8, 9, 0, 1, 2]);
+    // a participant arriving late for command 7 finds nothing left; one still on command 6 runs nothing
+    ran.length = 0;
+    claimChunks(k, ctrl, 7, chunks, 0, threads);
+    claimChunks(k, ctrl, 6, chunks, 2, threads);
+    assert.deepEqual(ran, []);
+    // fewer chunks than participants: empty home ranges are fine
+    resetCursors(ctrl, 8, threads);
+    claimChunks(k, ctrl, 8, 2, 2, threads);
+    assert.deepEqual(ran, [1, 0]);
   });
 
   test('createKernels picks the implementation asked for', async () => {

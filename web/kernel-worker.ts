@@ -4,7 +4,7 @@
 // Built as thread-worker.js, beside the engine bundle (see shims/worker-threads.ts).
 
 import type { WorkerInit } from '../src/kernels/thread-worker.js';
-import { CONTROL_INTS, commandLoop } from '../src/kernels/thread-protocol.js';
+import { commandLoop, controlInts } from '../src/kernels/thread-protocol.js';
 import { instantiateKernels } from '../src/kernels/wasm.js';
 import type { ShimMessage } from './shims/worker-threads.js';
 
@@ -19,9 +19,9 @@ scope.onmessage = (e) => {
   scope.onmessage = null;
   const init = e.data;
   const kernels = instantiateKernels(init.module, init.memory);
-  const ctrl = new Int32Array(init.memory.buffer, init.control, CONTROL_INTS);
+  const ctrl = new Int32Array(init.memory.buffer, init.control, controlInts(init.threads));
   scope.postMessage({ kind: 'message', data: 'ready' });
-  commandLoop(kernels, ctrl, init.index);
+  commandLoop(kernels, ctrl, init.index, init.threads);
   scope.postMessage({ kind: 'exit', code: 0 });
   scope.close();
 };

@@ -3,7 +3,7 @@
 // exit (thread-protocol.ts). A browser Web Worker would do the same with `onmessage` for the init.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { CONTROL_INTS, commandLoop } from './thread-protocol.js';
+import { commandLoop, controlInts } from './thread-protocol.js';
 import { instantiateKernels } from './wasm.js';
 
 export interface WorkerInit {
@@ -13,10 +13,12 @@ export interface WorkerInit {
   readonly control: number;
   /** This worker's participant number (1 .. threads-1; the calling thread is 0). */
   readonly index: number;
+  /** Participants in all (the calling thread and the workers). */
+  readonly threads: number;
 }
 
 const init = workerData as WorkerInit;
 const kernels = instantiateKernels(init.module, init.memory);
-const ctrl = new Int32Array(init.memory.buffer, init.control, CONTROL_INTS);
+const ctrl = new Int32Array(init.memory.buffer, init.control, controlInts(init.threads));
 parentPort!.postMessage('ready');
-commandLoop(kernels, ctrl, init.index);
+commandLoop(kernels, ctrl, init.index, init.threads);

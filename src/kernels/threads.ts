@@ -11,8 +11,8 @@ import { Worker } from 'node:worker_threads';
 import { LlamaError } from '../errors.js';
 import type { KernelSet } from './kernel-set.js';
 import {
-  ARGS, CHUNK, CHUNK2, CONTROL_INTS, FAILED, FINISHED, MAX_CHUNKS, OP, Op, SPLIT, STATE, SpinBudget,
-  chunkSize, claimChunks, initialState, seqOf,
+  ARGS, CHUNK, CHUNK2, FAILED, FINISHED, MAX_CHUNKS, OP, Op, SPLIT, STATE, SpinBudget,
+  chunkSize, claimChunks, controlInts, initialState, resetCursors, seqOf,
 } from './thread-protocol.js';
 import type { WorkerInit } from './thread-worker.js';
 import type { ForwardModel } from './types.js';
@@ -51,14 +51,14 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
   if (threads === 1) return base;
 
   const { heap, exports: k, module } = base;
-  const controlAddress = heap.reserve(CONTROL_INTS * 4);
-  const ctrl = new Int32Array(heap.memory.buffer, controlAddress, CONTROL_INTS);
+  const controlAddress = heap.reserve(controlInts(threads) * 4);
+  const ctrl = new Int32Array(heap.memory.buffer, controlAddress, controlInts(threads));
   const workers: Worker[] = [];
   const exits: Promise<void>[] = [];
   const workerUrl = new URL('./thread-worker.js', import.meta.url);
   try {
     await Promise.all(Array.from({ length: threads - 1 }, (_, i) => new Promise<void>((resolve, reject) => {
-      const init: WorkerInit = { module, memory: heap.memory, control: controlAddress, index: i + 1 };
+      const init: WorkerInit = { module, memory: heap.memory, control: controlAddress, index: i + 1, threads };
       // execArgv []: the workers need no Node.js flags, and some (--input-type, …) would make them fail
       const worker = new Worker(workerUrl, { workerData: init, execArgv: [] });
       workers.push(worker);
@@ -86,9 +86,10 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     Atomics.store(ctrl, FINISHED, 0);
     Atomics.store(ctrl, FAILED, 0);
     seq = seqOf(initialState(seq + 1, 0));
+    resetCursors(ctrl, seq, threads);
     Atomics.store(ctrl, STATE, initialState(seq, chunks));
     Atomics.notify(ctrl, STATE);
-    const ok = claimChunks(k, ctrl, seq);
+    const ok = claimChunks(k, ctrl, seq, chunks, 0, threads);
     // the workers use the same buffers: never return (or throw) before they are finished
     for (let done = Atomics.load(ctrl, FINISHED); done < chunks;) done = spin.waitWhileEqual(ctrl, FINISHED, done, 10);
     if (!ok || Atomics.load(ctrl, FAILED) !== 0) throw new LlamaError('a kernel failed on a worker thread (out-of-bounds address?)');
