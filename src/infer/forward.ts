@@ -26,7 +26,7 @@ import { type ModelConfig, headSize, kvDim } from '../model/config.js';
 import { type TransformerWeights, parameterCount } from '../model/weights.js';
 import { jsKernels } from '../kernels/js.js';
 import type { Q8Kernels } from '../kernels/q8-types.js';
-import type { AttentionShape, FusedForward, Kernels } from '../kernels/types.js';
+import type { AttentionShape, FusedForward, GroupedInput, GroupedMatmul, Kernels } from '../kernels/types.js';
 
 /** A weight matrix (out, in): float32, or Q8_0 (groups over the flattened matrix). */
 type Matrix = Float32Array | QuantizedTensor;
@@ -35,7 +35,7 @@ type Matrix = Float32Array | QuantizedTensor;
  * The kernels a model needs: the float32 set, plus the int8 ones for Q8_0 weights, plus (optional)
  * the whole forward pass as one call.
  */
-export type ModelKernels = Kernels & Partial<Q8Kernels> & Partial<FusedForward>;
+export type ModelKernels = Kernels & Partial<Q8Kernels> & Partial<FusedForward> & Partial<GroupedMatmul>;
 
 export interface TransformerOptions {
   /**
@@ -58,6 +58,9 @@ interface LayerViews {
   readonly w3: Matrix; //               (hidden, dim)
   readonly keyCache: Float32Array; //   (seqLen, kvDim)
   readonly valueCache: Float32Array; // (seqLen, kvDim)
+  /** Wq, Wk, Wv · xb as one kernel call, and W1, W3 · xb, when the kernels group products. */
+  readonly qkv: (() => void) | undefined;
+  readonly gateUp: (() => void) | undefined;
 }
 
 /** Every activation buffer of the forward pass. */
@@ -114,12 +117,18 @@ export class Transformer {
       return a.subarray(l * per, (l + 1) * per);
     };
     const matrix = (m: Float32Array | QuantizedTensor[], l: number): Matrix => (m instanceof Float32Array ? slice(m, l) : m[l]!);
-    this.layers = Array.from({ length: c.nLayers }, (_, l) => ({
-      rmsAtt: slice(weights.rmsAtt, l), wq: matrix(weights.wq, l), wk: matrix(weights.wk, l), wv: matrix(weights.wv, l),
-      wo: matrix(weights.wo, l), rmsFfn: slice(weights.rmsFfn, l),
-      w1: matrix(weights.w1, l), w2: matrix(weights.w2, l), w3: matrix(weights.w3, l),
-      keyCache: slice(this.state.keyCache, l), valueCache: slice(this.state.valueCache, l),
-    }));
+    const s = this.state;
+    const input: GroupedInput = q8 ? { xq: s.xq!, xs: s.xs!, groupSize: this.groupSize } : { x: s.xb };
+    this.layers = Array.from({ length: c.nLayers }, (_, l) => {
+      const wq = matrix(weights.wq, l), wk = matrix(weights.wk, l), wv = matrix(weights.wv, l);
+      const w1 = matrix(weights.w1, l), w3 = matrix(weights.w3, l);
+      return {
+        rmsAtt: slice(weights.rmsAtt, l), wq, wk, wv, wo: matrix(weights.wo, l), rmsFfn: slice(weights.rmsFfn, l),
+        w1, w2: matrix(weights.w2, l), w3, keyCache: slice(s.keyCache, l), valueCache: slice(s.valueCache, l),
+        qkv: kernels.groupMatmuls?.(input, c.dim, [{ xout: s.q, w: wq, d: c.dim }, { xout: s.k, w: wk, d: kv }, { xout: s.v, w: wv, d: kv }]),
+        gateUp: kernels.groupMatmuls?.(input, c.dim, [{ xout: s.hb, w: w1, d: c.hiddenDim }, { xout: s.hb2, w: w3, d: c.hiddenDim }]),
+      };
+    });
     this.tokenEmbedding = weights.tokenEmbedding;
     this.rmsFinal = weights.rmsFinal;
     this.wcls = weights.wcls;
@@ -135,15 +144,18 @@ export class Transformer {
     return this.fused !== undefined;
   }
 
-  /** xout (d) = W (d, n) · x (n), in float32 or, for Q8_0 weights, by quantizing x first. */
+  /** With Q8_0 weights: quantizes x (n) into xq, xs, the input of the next products. */
+  private quantizeInput(x: Float32Array, n: number): void {
+    if (this.groupSize > 0) this.kernels.quantize!(this.state.xq!, this.state.xs!, x, n, this.groupSize);
+  }
+
+  /** xout (d) = W (d, n) · x (n): in float32, or for Q8_0 weights from x as quantizeInput left it. */
   private matmul(xout: Float32Array, x: Float32Array, w: Matrix, n: number, d: number): void {
-    const K = this.kernels;
     if (w instanceof Float32Array) {
-      K.matmul(xout, x, w, n, d);
+      this.kernels.matmul(xout, x, w, n, d);
     } else {
       const { xq, xs } = this.state;
-      K.quantize!(xq!, xs!, x, n, this.groupSize);
-      K.matmulQ8!(xout, xq!, xs!, w.q, w.s, n, d, this.groupSize);
+      this.kernels.matmulQ8!(xout, xq!, xs!, w.q, w.s, n, d, this.groupSize);
     }
   }
 
@@ -175,9 +187,14 @@ export class Transformer {
       // attention rmsnorm
       K.rmsnorm(s.xb, s.x, L.rmsAtt, dim);
       // q, k, v for this position
-      this.matmul(s.q, s.xb, L.wq, dim, dim);
-      this.matmul(s.k, s.xb, L.wk, dim, kv);
-      this.matmul(s.v, s.xb, L.wv, dim, kv);
+      this.quantizeInput(s.xb, dim);
+      if (L.qkv !== undefined) {
+        L.qkv();
+      } else {
+        this.matmul(s.q, s.xb, L.wq, dim, dim);
+        this.matmul(s.k, s.xb, L.wk, dim, kv);
+        this.matmul(s.v, s.xb, L.wv, dim, kv);
+      }
       // RoPE: rotate each (even, odd) pair of q and k by an angle that grows with pos
       K.rope(s.q, s.k, pos, dim, kv, this.shape.headSize);
       // this position's key and value go into row pos of the layer's cache
@@ -186,20 +203,28 @@ export class Transformer {
       // multi-head (grouped-query) attention over positions 0..pos
       K.attention(s.xb, s.q, L.keyCache, L.valueCache, s.att, pos, this.shape);
       // output projection, residual
+      this.quantizeInput(s.xb, dim);
       this.matmul(s.xb2, s.xb, L.wo, dim, dim);
       K.add(s.x, s.xb2, dim);
 
       // feed-forward rmsnorm, then W2 (silu(W1 x) ⊙ W3 x), residual
       K.rmsnorm(s.xb, s.x, L.rmsFfn, dim);
-      this.matmul(s.hb, s.xb, L.w1, dim, hiddenDim);
-      this.matmul(s.hb2, s.xb, L.w3, dim, hiddenDim);
+      this.quantizeInput(s.xb, dim);
+      if (L.gateUp !== undefined) {
+        L.gateUp();
+      } else {
+        this.matmul(s.hb, s.xb, L.w1, dim, hiddenDim);
+        this.matmul(s.hb2, s.xb, L.w3, dim, hiddenDim);
+      }
       K.swiglu(s.hb, s.hb2, hiddenDim);
+      this.quantizeInput(s.hb, hiddenDim);
       this.matmul(s.xb, s.hb, L.w2, hiddenDim, dim);
       K.add(s.x, s.xb, dim);
     }
 
     // final rmsnorm and the classifier
     K.rmsnorm(s.x, s.x, this.rmsFinal, dim);
+    this.quantizeInput(s.x, dim);
     this.matmul(s.logits, s.x, this.wcls, dim, c.vocabSize);
     return s.logits;
   }

@@ -61,7 +61,12 @@ export const Op = {
   matmulQ8: 3, //        xout, xq, xs, wq, ws, n, d, groupSize            chunks of CHUNK rows
   matmulForward: 4, //   out, inp, w, BT, C, OC                           chunks of CHUNK output channels
   matmulBackward: 5, //  dinp, dw, dout, inp, w, BT, C, OC                SPLIT chunks of CHUNK rows of dinp, then chunks of CHUNK2 rows of dw
+  matmulGroup: 6, //     x, n, count, then count × (xout, w, d)          chunks of CHUNK rows of the products' rows one after another
+  matmulQ8Group: 7, //   xq, xs, n, groupSize, count, then count × (xout, wq, ws, d)   the same
 } as const;
+
+/** Most products in one matmulGroup / matmulQ8Group command (the ARGS slots hold 3). */
+export const MAX_GROUP = 3;
 
 /**
  * How long a thread polls (STATE / FINISHED) before sleeping in Atomics.wait. Polling is what makes
@@ -153,6 +158,28 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number): void {
         const size2 = ctrl[CHUNK2]!;
         k.matmulBackwardWeightRows(ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
           chunkStart(c - split, size2), chunkEnd(c - split, size2, ctrl[A + 7]!));
+      }
+      break;
+    }
+    case Op.matmulGroup:
+    case Op.matmulQ8Group: {
+      // the rows of the products, one after another, cut into chunks; a chunk may span two products
+      const q8 = ctrl[OP] === Op.matmulQ8Group;
+      const first = q8 ? A + 5 : A + 3, stride = q8 ? 4 : 3;
+      const n = ctrl[q8 ? A + 2 : A + 1]!;
+      let r0 = chunkStart(c, size), r1 = r0 + size;
+      for (let i = 0, end = ctrl[q8 ? A + 4 : A + 2]!; i < end && r0 < r1; i++) {
+        const p = first + i * stride;
+        const d = ctrl[p + stride - 1]!;
+        if (r0 < d) {
+          const hi = Math.min(r1, d);
+          if (q8) k.matmulQ8Rows(ctrl[p]!, ctrl[A]!, ctrl[A + 1]!, ctrl[p + 1]!, ctrl[p + 2]!, n, ctrl[A + 3]!, r0, hi);
+          else k.matmulRows(ctrl[p]!, ctrl[A]!, ctrl[p + 1]!, n, r0, hi);
+          r0 = hi;
+        }
+        // on to the next product: its rows count from 0 (r0 ends ≥ 0, or = r1 when the chunk is done)
+        r0 -= d;
+        r1 -= d;
       }
       break;
     }

@@ -11,11 +11,11 @@ import { Worker } from 'node:worker_threads';
 import { LlamaError } from '../errors.js';
 import type { KernelSet } from './kernel-set.js';
 import {
-  ARGS, CHUNK, CHUNK2, FAILED, FINISHED, MAX_CHUNKS, OP, Op, SPLIT, STATE, SpinBudget,
+  ARGS, CHUNK, CHUNK2, FAILED, FINISHED, MAX_CHUNKS, MAX_GROUP, OP, Op, SPLIT, STATE, SpinBudget,
   chunkSize, claimChunks, controlInts, initialState, resetCursors, seqOf,
 } from './thread-protocol.js';
 import type { WorkerInit } from './thread-worker.js';
-import type { ForwardModel } from './types.js';
+import type { ForwardModel, GroupedInput, GroupedProduct } from './types.js';
 import {
   type WasmKernelOptions, checkAttention, checkMatmulBackward, checkMatmulForward, checkMatmulQ8, createWasmKernels,
 } from './wasm.js';
@@ -124,6 +124,39 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       await Promise.all(exits);
     },
 
+    groupMatmuls(input: GroupedInput, n: number, products: readonly GroupedProduct[]) {
+      // only groups whose every product would be split anyway (smaller ones run on the calling
+      // thread with a different kernel, matmulSmall: grouping them would change their bits)
+      if (products.length < 2 || products.length > MAX_GROUP || products.some((p) => n * p.d < PARALLEL_MIN_WORK)) return undefined;
+      const q8 = 'xq' in input;
+      const args: number[] = [];
+      if (q8) {
+        args.push(at(input.xq), at(input.xs), n, input.groupSize, products.length);
+        for (const p of products) {
+          if (p.w instanceof Float32Array) return undefined;
+          checkMatmulQ8(p.xout, input.xq, input.xs, p.w.q, p.w.s, n, p.d, input.groupSize);
+          args.push(at(p.xout), at(p.w.q), at(p.w.s), p.d);
+        }
+      } else {
+        args.push(at(input.x), n, products.length);
+        for (const p of products) {
+          if (!(p.w instanceof Float32Array)) return undefined;
+          if (input.x.length < n || p.w.length < n * p.d || p.xout.length < p.d) throw new RangeError(`grouped matmul: a ${p.d}×${n} product does not fit its buffers`);
+          args.push(at(p.xout), at(p.w), p.d);
+        }
+      }
+      const op = q8 ? Op.matmulQ8Group : Op.matmulGroup;
+      const packed = Int32Array.from(args);
+      const rowsInAll = products.reduce((sum, p) => sum + p.d, 0);
+      const size = chunkSize(rowsInAll, parts, 4, 16);
+      const chunks = Math.ceil(rowsInAll / size);
+      return () => {
+        ctrl[OP] = op;
+        ctrl.set(packed, ARGS);
+        ctrl[CHUNK] = size;
+        dispatch(chunks);
+      };
+    },
     fuseForward(model) {
       return matmulWork(model) < FUSED_MAX_WORK ? base.fuseForward!(model) : undefined;
     },

@@ -84,6 +84,30 @@ export interface ForwardModel {
   readonly wcls: WeightMatrix;
 }
 
+/** One product of a group that shares its input: xout (d) = W (d, n) · input. */
+export interface GroupedProduct {
+  readonly xout: Float32Array;
+  readonly w: WeightMatrix;
+  readonly d: number;
+}
+
+/** The shared input of a group: float32, or (for Q8_0 weights) as quantized by `quantize`. */
+export type GroupedInput =
+  | { readonly x: Float32Array }
+  | { readonly xq: Int8Array; readonly xs: Float32Array; readonly groupSize: number };
+
+/**
+ * Optional kernel-set capability: products that share one input (Wq, Wk, Wv of a layer; W1 and W3)
+ * prepared once, when a model is set up, to run as ONE hand-off to the worker threads instead of
+ * two or three (each hand-off is a synchronisation of every thread). Returns the function that runs
+ * them (reading the input buffers as they are at that moment), or undefined when the kernel set
+ * prefers separate calls for these products. Results are bit-identical to separate matmul /
+ * matmulQ8 calls.
+ */
+export interface GroupedMatmul {
+  groupMatmuls(input: GroupedInput, n: number, products: readonly GroupedProduct[]): (() => void) | undefined;
+}
+
 /**
  * Optional kernel-set capability: the whole forward pass of one token in one call, computing
  * exactly what forward.ts computes kernel by kernel (same kernels, same order: bit-identical logits,
