@@ -53,6 +53,8 @@ test('WebAssembly sampler = TypeScript sampler, bit for bit (tokens and probabil
   const shapes: Array<{ vocab: number; temperature: number; topp: number; make: (i: number) => number }> = [
     { vocab: 512, temperature: 1, topp: 0.9, make: () => 6 * rand() - 3 }, // peaked: few candidates (insertion sort)
     { vocab: 32000, temperature: 1, topp: 0.9, make: () => 0.1 * rand() }, // near flat: radix sort of ~all
+    { vocab: 32000, temperature: 1, topp: 0.9, make: () => 1.2 * rand() }, // an untrained model's: keys span 2^24, two passes
+    { vocab: 32000, temperature: 1, topp: 0.99, make: () => -14 * rand() }, // candidates over 10 binades: three passes
     { vocab: 4096, temperature: 0.7, topp: 0.95, make: (i) => (i % 7 === 0 ? 2 : 0) + Math.round(3 * rand()) / 4 }, // many ties
     { vocab: 513, temperature: 1.3, topp: 0, make: () => 4 * rand() }, // multinomial, odd length
     { vocab: 300, temperature: 1, topp: 1, make: () => 4 * rand() },
