@@ -515,17 +515,28 @@ export function quantize(xq: usize, xs: usize, x: usize, n: i32, groupSize: i32)
 }
 
 /**
- * xout[r] = Σ_j W[r, j] x[j] in int8 for rows [r0, r1). W is (d, n) Q8_0 grouped over the FLATTENED
+ * Matrices (d × n int8) of at least this many bytes are taken to stream from memory rather than sit
+ * in cache, and are multiplied one row at a time (matmulQ8Aligned); smaller ones four rows at a
+ * time. (The 15M shape's layer matrices are below it, 42M's and 110M's above; all their
+ * classifiers above.)
+ */
+const Q8_STREAMED_BYTES: i32 = 1 << 18;
+
+/**
+ * xout[r] = Σ_j W[r, j] x[j] in int8 for rows [r0, r1) of the d rows. W is (d, n) Q8_0 grouped over the FLATTENED
  * tensor (value i has scale ws[floor(i / groupSize)], so a group may straddle two rows); x was
  * quantized by `quantize` (groups starting at 0). A row is cut into segments over which both
  * scales are constant; each segment's integer dot product is exact and is added as
  * val += f32(f32(isum) · wscale) · xscale, in segment order.
  */
 export function matmulQ8Rows(
-  xout: usize, xq: usize, xs: usize, wq: usize, ws: usize, n: i32, groupSize: i32, r0: i32, r1: i32,
+  xout: usize, xq: usize, xs: usize, wq: usize, ws: usize, n: i32, d: i32, groupSize: i32, r0: i32, r1: i32,
 ): void {
   let r = r0;
-  if (n % groupSize == 0 && (groupSize & 15) == 0) r = matmulQ8Aligned(xout, xq, xs, wq, ws, n, groupSize, r0, r1);
+  if (n % groupSize == 0 && (groupSize & 15) == 0) {
+    r = n * d < Q8_STREAMED_BYTES ? matmulQ8FourRows(xout, xq, xs, wq, ws, n, groupSize, r0, r1)
+      : matmulQ8Aligned(xout, xq, xs, wq, ws, n, groupSize, r0, r1);
+  }
   for (; r < r1; r++) {
     const rowStart = <i64>r * <i64>n;
     const row = wq + <usize>rowStart;
@@ -547,14 +558,75 @@ export function matmulQ8Rows(
   }
 }
 
+/** The integer products of one group (groupSize a multiple of 16) at a and b, in four int32 lanes (sum them for the dot product). */
+// @ts-ignore: decorator
+@inline function dotI8Lanes(a: usize, b: usize, groupSize: i32): v128 {
+  let acc = i32x4.splat(0);
+  for (let k = 0; k < groupSize; k += 16) {
+    // 8 int8 at a time loaded straight into int16 lanes (load8x8_s: one sign-extending load on
+    // x64, where extend_high of a 16-byte load costs a shuffle more)
+    const o = <usize>k;
+    acc = i32x4.add(acc, i32x4.add(
+      i32x4.dot_i16x8_s(v128.load8x8_s(a + o), v128.load8x8_s(b + o)),
+      i32x4.dot_i16x8_s(v128.load8x8_s(a + o, 8), v128.load8x8_s(b + o, 8))));
+  }
+  return acc;
+}
+
 /**
  * The common case of matmulQ8Rows: every row starts on a group boundary (groupSize divides n) and
- * groups are whole 16-byte vectors. Four rows at a time share each load of x; their four group
+ * groups are whole 16-byte vectors. One row at a time, four groups per step: their integer sums
+ * are reduced together (hsum4I32), scaled lane-wise by the four weight scales and the four input
+ * scales (both consecutive in memory), and added to the row's float32 sum one lane after the other
+ * — the same operations in the same order as the per-row code, so the results are identical.
+ *
+ * Why one row at a time: the weights then stream through memory in one sequential run, which the
+ * hardware prefetcher follows. Measured (one thread, 32000×512, group 64, weights not in cache):
+ * 15 GB/s, against 7 GB/s for four rows at a time sharing the loads of x (four interleaved streams);
+ * four rows win only while the matrix stays in cache (by ~20%; stories260K int8 runs 20% faster
+ * with them), hence Q8_STREAMED_BYTES.
+ * Returns r1.
+ */
+function matmulQ8Aligned(
+  xout: usize, xq: usize, xs: usize, wq: usize, ws: usize, n: i32, groupSize: i32, r0: i32, r1: i32,
+): i32 {
+  const groups = n / groupSize; // per row
+  const groups4 = groups & ~3;
+  const gBytes = <usize>groupSize;
+  for (let r = r0; r < r1; r++) {
+    const row = wq + <usize>r * <usize>n;
+    const rowScales = ws + ((<usize>r * <usize>groups) << 2);
+    let val: f32 = 0;
+    let g = 0;
+    for (; g < groups4; g += 4) {
+      const o = <usize>g * gBytes;
+      const isum = f32x4.convert_i32x4_s(hsum4I32(
+        dotI8Lanes(row + o, xq + o, groupSize), dotI8Lanes(row + o + gBytes, xq + o + gBytes, groupSize),
+        dotI8Lanes(row + o + 2 * gBytes, xq + o + 2 * gBytes, groupSize), dotI8Lanes(row + o + 3 * gBytes, xq + o + 3 * gBytes, groupSize),
+      ));
+      const terms = f32x4.mul(f32x4.mul(isum, v128.load(rowScales + (<usize>g << 2))), v128.load(xs + (<usize>g << 2)));
+      val += f32x4.extract_lane(terms, 0);
+      val += f32x4.extract_lane(terms, 1);
+      val += f32x4.extract_lane(terms, 2);
+      val += f32x4.extract_lane(terms, 3);
+    }
+    for (; g < groups; g++) {
+      const o = <usize>g * gBytes;
+      const isum = <f32>hsumI32(dotI8Lanes(row + o, xq + o, groupSize));
+      val += (isum * load<f32>(rowScales + (<usize>g << 2))) * load<f32>(xs + (<usize>g << 2));
+    }
+    store<f32>(xout + (<usize>r << 2), val);
+  }
+  return r1;
+}
+
+/**
+ * matmulQ8Aligned for small matrices (Q8_STREAMED_BYTES): four rows at a time share each load of x; their four group
  * sums are reduced together (hsum4I32), scaled lane-wise, and added to one float32 lane per row
  * — the same operations in the same order as the per-row code, so the results are identical.
  * Returns the first row it did not do (the last r1 - r0 mod 4 rows are left to the caller).
  */
-function matmulQ8Aligned(
+function matmulQ8FourRows(
   xout: usize, xq: usize, xs: usize, wq: usize, ws: usize, n: i32, groupSize: i32, r0: i32, r1: i32,
 ): i32 {
   const groups = n / groupSize; // per row

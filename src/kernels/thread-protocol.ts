@@ -143,7 +143,7 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number): void {
         ctrl[A + 8]!, ctrl[A + 9]!, ctrl[A + 10]!, c, c + 1);
       break;
     case Op.matmulQ8:
-      k.matmulQ8Rows(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 7]!,
+      k.matmulQ8Rows(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
         chunkStart(c, size), chunkEnd(c, size, ctrl[A + 6]!));
       break;
     case Op.matmulForward:
@@ -175,7 +175,7 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number): void {
         const d = ctrl[p + stride - 1]!;
         if (r0 < d) {
           const hi = Math.min(r1, d);
-          if (q8) k.matmulQ8Rows(ctrl[p]!, ctrl[A]!, ctrl[A + 1]!, ctrl[p + 1]!, ctrl[p + 2]!, n, ctrl[A + 3]!, r0, hi);
+          if (q8) k.matmulQ8Rows(ctrl[p]!, ctrl[A]!, ctrl[A + 1]!, ctrl[p + 1]!, ctrl[p + 2]!, n, d, ctrl[A + 3]!, r0, hi);
           else k.matmulRows(ctrl[p]!, ctrl[A]!, ctrl[p + 1]!, n, r0, hi);
           r0 = hi;
         }
