@@ -33,7 +33,7 @@ type Matrix = Float32Array | QuantizedTensor;
 
 /**
  * The kernels a model needs: the float32 set, plus the int8 ones for Q8_0 weights, plus (optional)
- * the whole forward pass as one call.
+ * the whole forward pass as one call and products sharing an input grouped into one call.
  */
 export type ModelKernels = Kernels & Partial<Q8Kernels> & Partial<FusedForward> & Partial<GroupedMatmul>;
 
