@@ -284,14 +284,24 @@ const RADIX: i32 = 1 << MAX_DIGIT_BITS;
 /**
  * Stable LSD radix sort of n u64s by their high 32 bits (all in [minKey, maxKey]), between a and b;
  * the low 32 bits (ascending already) keep their order among equal keys. It sorts by key − minKey,
- * in as few passes as digits of ≤ 13 bits cover that range (two for the candidates of a flat
- * distribution, which span a few binades). Returns the array holding the result (a or b).
+ * in digits of ≤ 13 bits: two passes for the 32000 candidates of a flat distribution (which span a
+ * few binades), more passes of smaller digits for a few hundred candidates, whose counters would
+ * otherwise cost more than the candidates. Returns the array holding the result (a or b).
  */
 function radixSort(a: usize, b: usize, counts: usize, n: i32, minKey: u32, maxKey: u32): usize {
   const spread: u32 = 32 - <u32>clz(maxKey - minKey);
   if (spread == 0) return a; // all keys equal: index order it is
-  const passes: u32 = (spread + MAX_DIGIT_BITS - 1) / MAX_DIGIT_BITS;
-  const bits: u32 = (spread + passes - 1) / passes;
+  // a pass costs about n (count, then place) plus 2^bits (clear the counters, prefix sums): take
+  // the number of passes that minimises passes · (n + 2^bits), digits of at most 13 bits
+  let passes: u32 = (spread + MAX_DIGIT_BITS - 1) / MAX_DIGIT_BITS;
+  let bits: u32 = (spread + passes - 1) / passes;
+  for (let p: u32 = passes + 1; p <= 4; p++) {
+    const b = (spread + p - 1) / p;
+    if (<u64>p * (<u64>n + (<u64>1 << b)) < <u64>passes * (<u64>n + (<u64>1 << bits))) {
+      passes = p;
+      bits = b;
+    }
+  }
   const mask: u32 = (1 << bits) - 1;
   let src = a, dst = b;
   for (let d: u32 = 0; d < passes; d++) {

@@ -52,6 +52,7 @@ test('WebAssembly sampler = TypeScript sampler, bit for bit (tokens and probabil
   const rand = lcg(11);
   const shapes: Array<{ vocab: number; temperature: number; topp: number; make: (i: number) => number }> = [
     { vocab: 512, temperature: 1, topp: 0.9, make: () => 6 * rand() - 3 }, // peaked: few candidates (insertion sort)
+    { vocab: 512, temperature: 1, topp: 0.9, make: () => 0.5 * rand() }, // flat, few hundred candidates: small digits, 3 passes
     { vocab: 32000, temperature: 1, topp: 0.9, make: () => 0.1 * rand() }, // near flat: radix sort of ~all
     { vocab: 32000, temperature: 1, topp: 0.9, make: () => 1.2 * rand() }, // an untrained model's: keys span 2^24, two passes
     { vocab: 32000, temperature: 1, topp: 0.99, make: () => -14 * rand() }, // candidates over 10 binades: three passes
