@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sampler, expf } from '../src/infer/sampler.js';
-import { loadKernelModule, wasmSupported } from '../src/kernels/wasm.js';
+import { createWasmKernels, loadKernelModule, wasmSupported } from '../src/kernels/wasm.js';
 
 const skip = { skip: !wasmSupported() && 'no WebAssembly SIMD' };
 
@@ -75,6 +75,20 @@ test('WebAssembly sampler = TypeScript sampler, bit for bit (tokens and probabil
       assert.equal(tb, ta, `vocab ${vocab}, topp ${topp}, round ${round}`);
       assert.deepEqual(b, a, `probabilities, vocab ${vocab}, topp ${topp}, round ${round}`);
     }
+  }
+});
+
+test('logits in the kernels\' memory are sampled in place: same tokens and probabilities as a plain array', skip, async () => {
+  const kernels = await createWasmKernels();
+  const rand = lcg(21);
+  const inKernels = kernels.allocate(32000);
+  const plain = new Float32Array(32000);
+  const a = new Sampler(32000, { seed: 3 });
+  const b = new Sampler(32000, { seed: 3 });
+  for (let round = 0; round < 10; round++) {
+    for (let i = 0; i < plain.length; i++) inKernels[i] = plain[i] = Math.fround(2 * rand());
+    assert.equal(a.sample(inKernels), b.sample(plain), `round ${round}`);
+    assert.deepEqual(inKernels, plain, `probabilities, round ${round}`);
   }
 });
 

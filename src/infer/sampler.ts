@@ -11,7 +11,7 @@
 //                        from that set with coin · (its total).
 
 import { LlamaError } from '../errors.js';
-import { type WasmSamplerEngine, wasmSamplerEngine } from '../kernels/sampler-wasm.js';
+import { wasmSamplerAvailable, wasmSamplerEngineFor } from '../kernels/sampler-wasm.js';
 
 const f32 = Math.fround;
 
@@ -92,34 +92,35 @@ export class Sampler {
   readonly temperature: number;
   readonly topp: number;
   readonly rng: Xorshift64Star;
-  /** Token ids of the nucleus candidates, and merge-sort scratch (made once: no allocation per token). */
-  private readonly index: Int32Array;
-  private readonly scratch: Int32Array;
-  /** The WebAssembly implementation, when used. */
-  private readonly wasm: WasmSamplerEngine | undefined;
+  /**
+   * Token ids of the nucleus candidates, and merge-sort scratch, for the TypeScript implementation:
+   * made at its first top-p draw (never with the WebAssembly one), then reused for every token.
+   */
+  private index = new Int32Array(0);
+  private scratch = new Int32Array(0);
+  /** Whether the WebAssembly implementation samples (sampler-wasm.ts picks its engine per buffer). */
+  private readonly wasm: boolean;
 
   constructor(readonly vocabSize: number, options: SamplerOptions = {}) {
     this.temperature = f32(options.temperature ?? 1);
     this.topp = f32(options.topp ?? 0.9);
     this.rng = new Xorshift64Star(resolveSeed(options.seed));
-    this.index = new Int32Array(vocabSize);
-    this.scratch = new Int32Array(vocabSize);
-    this.wasm = options.implementation === 'js' ? undefined : wasmSamplerEngine();
-    if (options.implementation === 'wasm' && this.wasm === undefined) {
+    this.wasm = options.implementation !== 'js' && wasmSamplerAvailable();
+    if (options.implementation === 'wasm' && !this.wasm) {
       throw new LlamaError('the WebAssembly sampler needs the wasm kernels loaded first');
     }
   }
 
   /** Which implementation samples. */
   get implementation(): 'js' | 'wasm' {
-    return this.wasm === undefined ? 'js' : 'wasm';
+    return this.wasm ? 'wasm' : 'js';
   }
 
   /** Picks the next token. Like run.c, it overwrites `logits` with the probabilities. */
   sample(logits: Float32Array): number {
     const n = this.vocabSize;
     if (this.temperature === 0) return argmax(logits, n);
-    if (this.wasm !== undefined) return this.wasm.sample(logits, n, this.temperature, this.topp, this.rng.nextF32());
+    if (this.wasm) return wasmSamplerEngineFor(logits)!.sample(logits, n, this.temperature, this.topp, this.rng.nextF32());
     for (let i = 0; i < n; i++) logits[i] = logits[i]! / this.temperature;
     softmaxF32(logits, n);
     const coin = this.rng.nextF32();
@@ -129,6 +130,10 @@ export class Sampler {
 
   private sampleTopP(probs: Float32Array, n: number, coin: number): number {
     const topp = this.topp;
+    if (this.index.length < n) {
+      this.index = new Int32Array(n);
+      this.scratch = new Int32Array(n);
+    }
     const idx = this.index;
     // Tokens below the cutoff can't be part of the nucleus: (1 - p) spread over the other n - 1.
     const cutoff = f32(f32(1 - topp) / (n - 1));

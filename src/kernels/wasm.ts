@@ -63,13 +63,23 @@ export function createKernelMemory(initialBytes: number): WebAssembly.Memory {
   return new WebAssembly.Memory({ initial, maximum: MAX_PAGES, shared: true });
 }
 
+/** The KernelMemory that made views of each SharedArrayBuffer object. */
+const owners = new WeakMap<ArrayBufferLike, KernelMemory>();
+
 /**
  * Bump allocator over the shared memory. Also remembers every SharedArrayBuffer object it made
- * views from, so a kernel can refuse an array that does not live in this memory.
+ * views from, so a kernel can refuse an array that does not live in this memory, and the memory
+ * of a view can be found from the view (KernelMemory.of).
  */
 export class KernelMemory {
   private next: number;
-  private readonly buffers = new WeakSet<ArrayBufferLike>();
+  /** The kernels instantiated on this memory by this thread (set by createWasmKernelsFromModule). */
+  exports: KernelExports | undefined;
+
+  /** The kernel memory `view` lives in, if it lives in one. */
+  static of(view: ArrayBufferView): KernelMemory | undefined {
+    return owners.get(view.buffer);
+  }
 
   constructor(readonly memory: WebAssembly.Memory, heapBase: number) {
     this.next = alignUp(heapBase, ALIGN);
@@ -100,7 +110,7 @@ export class KernelMemory {
   /** The current buffer (registered as one of ours). */
   private buffer(): ArrayBufferLike {
     const buffer = this.memory.buffer;
-    this.buffers.add(buffer);
+    owners.set(buffer, this);
     return buffer;
   }
 
@@ -122,7 +132,7 @@ export class KernelMemory {
 
   /** The address of a view, after checking it lives in this memory. */
   address(view: ArrayBufferView): number {
-    if (!this.buffers.has(view.buffer)) {
+    if (owners.get(view.buffer) !== this) {
       throw new LlamaError('kernel argument is not in the kernels\' memory (allocate it with kernels.allocate)');
     }
     return view.byteOffset;
@@ -217,6 +227,7 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
   const memory = createKernelMemory(initialBytes);
   const k = instantiateKernels(module, memory);
   const heap = new KernelMemory(memory, k.heapBase());
+  heap.exports = k;
   const at = (view: ArrayBufferView): number => heap.address(view);
 
   // RoPE's cos/sin depend only on (pos, offset in the head): computed once per position (in
