@@ -515,27 +515,20 @@ export function quantize(xq: usize, xs: usize, x: usize, n: i32, groupSize: i32)
 }
 
 /**
- * Matrices (d × n int8) of at least this many bytes are taken to stream from memory rather than sit
- * in cache, and are multiplied one row at a time (matmulQ8Aligned); smaller ones four rows at a
- * time. (The 15M shape's layer matrices are below it, 42M's and 110M's above; all their
- * classifiers above.)
- */
-const Q8_STREAMED_BYTES: i32 = 1 << 18;
-
-/**
- * xout[r] = Σ_j W[r, j] x[j] in int8 for rows [r0, r1) of the d rows. W is (d, n) Q8_0 grouped over the FLATTENED
+ * xout[r] = Σ_j W[r, j] x[j] in int8 for rows [r0, r1). `streamed` (0 or 1): the weights come
+ * from memory rather than the caches — they are then read one row at a time (matmulQ8Aligned). W is (d, n) Q8_0 grouped over the FLATTENED
  * tensor (value i has scale ws[floor(i / groupSize)], so a group may straddle two rows); x was
  * quantized by `quantize` (groups starting at 0). A row is cut into segments over which both
  * scales are constant; each segment's integer dot product is exact and is added as
  * val += f32(f32(isum) · wscale) · xscale, in segment order.
  */
 export function matmulQ8Rows(
-  xout: usize, xq: usize, xs: usize, wq: usize, ws: usize, n: i32, d: i32, groupSize: i32, r0: i32, r1: i32,
+  xout: usize, xq: usize, xs: usize, wq: usize, ws: usize, n: i32, streamed: i32, groupSize: i32, r0: i32, r1: i32,
 ): void {
   let r = r0;
   if (n % groupSize == 0 && (groupSize & 15) == 0) {
-    r = n * d < Q8_STREAMED_BYTES ? matmulQ8FourRows(xout, xq, xs, wq, ws, n, groupSize, r0, r1)
-      : matmulQ8Aligned(xout, xq, xs, wq, ws, n, groupSize, r0, r1);
+    r = streamed ? matmulQ8Aligned(xout, xq, xs, wq, ws, n, groupSize, r0, r1)
+      : matmulQ8FourRows(xout, xq, xs, wq, ws, n, groupSize, r0, r1);
   }
   for (; r < r1; r++) {
     const rowStart = <i64>r * <i64>n;
@@ -583,8 +576,7 @@ export function matmulQ8Rows(
  * Why one row at a time: the weights then stream through memory in one sequential run, which the
  * hardware prefetcher follows. Measured (one thread, 32000×512, group 64, weights not in cache):
  * 15 GB/s, against 7 GB/s for four rows at a time sharing the loads of x (four interleaved streams);
- * four rows win only while the matrix stays in cache (by ~20%; stories260K int8 runs 20% faster
- * with them), hence Q8_STREAMED_BYTES.
+ * four rows (matmulQ8FourRows) win while the weights stay in cache (by ~20%).
  * Returns r1.
  */
 function matmulQ8Aligned(
@@ -621,7 +613,7 @@ function matmulQ8Aligned(
 }
 
 /**
- * matmulQ8Aligned for small matrices (Q8_STREAMED_BYTES): four rows at a time share each load of x; their four group
+ * matmulQ8Aligned for weights in cache: four rows at a time share each load of x; their four group
  * sums are reduced together (hsum4I32), scaled lane-wise, and added to one float32 lane per row
  * — the same operations in the same order as the per-row code, so the results are identical.
  * Returns the first row it did not do (the last r1 - r0 mod 4 rows are left to the caller).

@@ -43,7 +43,7 @@ test('fused forward = kernel-by-kernel forward, bit for bit (stories260K, fp32 a
   }
 });
 
-test('grouped products on the threads = separate products, bit for bit (fp32 and int8, 2 and 3 threads)', { skip }, async () => {
+test('grouped products on the threads = separate products, bit for bit (fp32 and int8 read as cached and as streamed, 2 and 3 threads)', { skip }, async () => {
   // every projection has ≥ 2^15 multiply-adds, so the threads split (and group) them; the hidden
   // width 520 is not a multiple of the int8 group 64, so W2's Q8_0 groups straddle rows
   const c: ModelConfig = { dim: 256, hiddenDim: 520, nLayers: 2, nHeads: 8, nKvHeads: 4, vocabSize: 600, seqLen: 64, sharedClassifier: true };
@@ -58,15 +58,16 @@ test('grouped products on the threads = separate products, bit for bit (fp32 and
       }
       const fp32 = weightsView(c, data);
       const separate = { ...kernels, groupMatmuls: undefined };
-      for (const weights of [fp32, toQ8(c, data, kernels)]) {
+      const q8 = toQ8(c, data, kernels);
+      for (const [weights, streamWeights] of [[fp32, false], [q8, false], [q8, true]] as const) {
         let groups = 0;
         const counting = { ...kernels, groupMatmuls: (...a: Parameters<typeof kernels.groupMatmuls & {}>) => {
           const run = kernels.groupMatmuls!(...a);
           if (run !== undefined) groups++;
           return run;
         } };
-        const grouped = new Transformer(weights, counting, { fused: false });
-        const single = new Transformer(weights, separate, { fused: false });
+        const grouped = new Transformer(weights, counting, { fused: false, streamWeights });
+        const single = new Transformer(weights, separate, { fused: false, streamWeights });
         assert.equal(groups, 2 * c.nLayers, 'q/k/v and W1/W3 grouped in every layer');
         let token = 1;
         for (let pos = 0; pos < c.seqLen; pos++) {

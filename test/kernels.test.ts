@@ -262,8 +262,8 @@ describe('int8 (Q8_0) kernels', () => {
     assertSame(xs, want.s, 'scales');
   });
 
-  for (const [n, d, gs] of [[172, 64, 64], [64, 172, 64], [288, 300, 32], [96, 7, 32], [100, 9, 16], [33, 5, 64], [1000, 3, 48]] as const) {
-    test(`matmulQ8 ${d}×${n}, group ${gs}: wasm and threads bit-identical to the reference, which equals the dequantized product`, () => {
+  for (const [n, d, gs] of [[172, 64, 64], [64, 172, 64], [288, 300, 32], [512, 37, 64], [96, 7, 32], [100, 9, 16], [33, 5, 64], [1000, 3, 48]] as const) {
+    test(`matmulQ8 ${d}×${n}, group ${gs}: wasm and threads bit-identical to the reference (weights read as cached and as streamed), which equals the dequantized product`, () => {
       const w = fill(new Float32Array(n * d), rand);
       const x = fill(new Float32Array(n), rand, 4);
       if (n > gs) x.fill(0, Math.floor((n - 1) / gs) * gs); // an all-zero group: scale 0, values 0
@@ -290,8 +290,11 @@ describe('int8 (Q8_0) kernels', () => {
         k.quantize(kxq, kxs, copyInto(k, x), n, gs);
         assertSame(kxq, xq, `${k.name} quantized x`);
         assertSame(kxs, xs, `${k.name} x scales`);
-        k.matmulQ8(out, kxq, kxs, kwq, kws, n, d, gs);
-        assertSame(out, want, `${k.name} matmulQ8`);
+        for (const streamed of [false, true]) {
+          out.fill(NaN);
+          k.matmulQ8(out, kxq, kxs, kwq, kws, n, d, gs, streamed);
+          assertSame(out, want, `${k.name} matmulQ8${streamed ? ', streamed' : ''}`);
+        }
       }
     });
   }

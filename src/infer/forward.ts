@@ -43,6 +43,12 @@ export interface TransformerOptions {
    * forces the kernel-by-kernel code below (the tests compare the two).
    */
   fused?: boolean;
+  /**
+   * Q8_0 only: whether the int8 products read the weights as streamed from memory (one row at a
+   * time) or as cached (four rows at a time). Default: streamed for models over Q8_CACHED_BYTES.
+   * The results are the same.
+   */
+  streamWeights?: boolean;
 }
 
 /** One layer's weights and caches, as views made once. */
@@ -82,11 +88,21 @@ export interface RunState {
   readonly xs?: Float32Array;
 }
 
+/**
+ * Q8_0 models with more weights than this (one byte each) are taken to stream their weights from
+ * memory every token; smaller ones to find them in the caches (the 15M shape, 16 MiB: yes; 42M: no).
+ * The int8 products read streamed weights one row at a time, which the hardware prefetcher follows
+ * (2× faster from memory), and cached ones four rows at a time (20% faster in cache).
+ */
+const Q8_CACHED_BYTES = 24 << 20;
+
 export class Transformer {
   readonly config: ModelConfig;
   readonly state: RunState;
   /** Q8_0 group size, or 0 for float32 weights. */
   readonly groupSize: number;
+  /** Q8_0 weights too large to stay in the caches between tokens (see Q8_CACHED_BYTES). */
+  private readonly streamed: boolean;
   private readonly layers: LayerViews[];
   private readonly shape: AttentionShape;
   private readonly tokenEmbedding: Matrix;
@@ -101,6 +117,7 @@ export class Transformer {
     const kv = kvDim(c);
     const q8 = 'groupSize' in weights;
     this.groupSize = q8 ? weights.groupSize : 0;
+    this.streamed = q8 && (options.streamWeights ?? parameterCount(c) > Q8_CACHED_BYTES);
     if (q8 && (kernels.quantize === undefined || kernels.matmulQ8 === undefined || kernels.allocateInt8 === undefined)) {
       throw new LlamaError(`the ${kernels.name} kernels have no int8 support for Q8_0 weights`);
     }
@@ -118,7 +135,7 @@ export class Transformer {
     };
     const matrix = (m: Float32Array | QuantizedTensor[], l: number): Matrix => (m instanceof Float32Array ? slice(m, l) : m[l]!);
     const s = this.state;
-    const input: GroupedInput = q8 ? { xq: s.xq!, xs: s.xs!, groupSize: this.groupSize } : { x: s.xb };
+    const input: GroupedInput = q8 ? { xq: s.xq!, xs: s.xs!, groupSize: this.groupSize, streamed: this.streamed } : { x: s.xb };
     this.layers = Array.from({ length: c.nLayers }, (_, l) => {
       const wq = matrix(weights.wq, l), wk = matrix(weights.wk, l), wv = matrix(weights.wv, l);
       const w1 = matrix(weights.w1, l), w3 = matrix(weights.w3, l);
@@ -155,7 +172,7 @@ export class Transformer {
       this.kernels.matmul(xout, x, w, n, d);
     } else {
       const { xq, xs } = this.state;
-      this.kernels.matmulQ8!(xout, xq!, xs!, w.q, w.s, n, d, this.groupSize);
+      this.kernels.matmulQ8!(xout, xq!, xs!, w.q, w.s, n, d, this.groupSize, this.streamed);
     }
   }
 

@@ -22,9 +22,11 @@ export interface Q8Kernels {
   quantize(xq: Int8Array, xs: Float32Array, x: Float32Array, n: number, groupSize: number): void;
   /**
    * xout (d) = W (d, n) · x (n) with W as Q8_0 (wq: d·n values from the start of a tensor, ws its
-   * scales) and x as quantized by `quantize` with the same groupSize.
+   * scales) and x as quantized by `quantize` with the same groupSize. `streamed`: the weights come
+   * from memory rather than the caches (a model larger than them) — a hint on how best to read
+   * them; the result is the same either way.
    */
-  matmulQ8(xout: Float32Array, xq: Int8Array, xs: Float32Array, wq: Int8Array, ws: Float32Array, n: number, d: number, groupSize: number): void;
+  matmulQ8(xout: Float32Array, xq: Int8Array, xs: Float32Array, wq: Int8Array, ws: Float32Array, n: number, d: number, groupSize: number, streamed?: boolean): void;
 }
 
 /** Number of activation scales `quantize` writes for n values. */

@@ -58,11 +58,11 @@ export const Op = {
   exit: 0,
   matmul: 1, //          xout, x, w, n, d                                 chunks of CHUNK rows
   attention: 2, //       out, q, keyCache, valueCache, att, pos, nHeads, nKvHeads, headSize, kvDim, seqLen;  one head per chunk
-  matmulQ8: 3, //        xout, xq, xs, wq, ws, n, d, groupSize            chunks of CHUNK rows
+  matmulQ8: 3, //        xout, xq, xs, wq, ws, n, d, groupSize, streamed  chunks of CHUNK rows
   matmulForward: 4, //   out, inp, w, BT, C, OC                           chunks of CHUNK output channels
   matmulBackward: 5, //  dinp, dw, dout, inp, w, BT, C, OC                SPLIT chunks of CHUNK rows of dinp, then chunks of CHUNK2 rows of dw
   matmulGroup: 6, //     x, n, count, then count × (xout, w, d)          chunks of CHUNK rows of the products' rows one after another
-  matmulQ8Group: 7, //   xq, xs, n, groupSize, count, then count × (xout, wq, ws, d)   the same
+  matmulQ8Group: 7, //   xq, xs, n, groupSize, streamed, count, then count × (xout, wq, ws, d)   the same
 } as const;
 
 /** Most products in one matmulGroup / matmulQ8Group command (the ARGS slots hold 3). */
@@ -143,7 +143,7 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number): void {
         ctrl[A + 8]!, ctrl[A + 9]!, ctrl[A + 10]!, c, c + 1);
       break;
     case Op.matmulQ8:
-      k.matmulQ8Rows(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
+      k.matmulQ8Rows(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 8]!, ctrl[A + 7]!,
         chunkStart(c, size), chunkEnd(c, size, ctrl[A + 6]!));
       break;
     case Op.matmulForward:
@@ -167,15 +167,15 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number): void {
     case Op.matmulQ8Group: {
       // the rows of the products, one after another, cut into chunks; a chunk may span two products
       const q8 = ctrl[OP] === Op.matmulQ8Group;
-      const first = q8 ? A + 5 : A + 3, stride = q8 ? 4 : 3;
+      const first = q8 ? A + 6 : A + 3, stride = q8 ? 4 : 3;
       const n = ctrl[q8 ? A + 2 : A + 1]!;
       let r0 = chunkStart(c, size), r1 = r0 + size;
-      for (let i = 0, end = ctrl[q8 ? A + 4 : A + 2]!; i < end && r0 < r1; i++) {
+      for (let i = 0, end = ctrl[q8 ? A + 5 : A + 2]!; i < end && r0 < r1; i++) {
         const p = first + i * stride;
         const d = ctrl[p + stride - 1]!;
         if (r0 < d) {
           const hi = Math.min(r1, d);
-          if (q8) k.matmulQ8Rows(ctrl[p]!, ctrl[A]!, ctrl[A + 1]!, ctrl[p + 1]!, ctrl[p + 2]!, n, d, ctrl[A + 3]!, r0, hi);
+          if (q8) k.matmulQ8Rows(ctrl[p]!, ctrl[A]!, ctrl[A + 1]!, ctrl[p + 1]!, ctrl[p + 2]!, n, ctrl[A + 4]!, ctrl[A + 3]!, r0, hi);
           else k.matmulRows(ctrl[p]!, ctrl[A]!, ctrl[p + 1]!, n, r0, hi);
           r0 = hi;
         }

@@ -131,7 +131,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       const q8 = 'xq' in input;
       const args: number[] = [];
       if (q8) {
-        args.push(at(input.xq), at(input.xs), n, input.groupSize, products.length);
+        args.push(at(input.xq), at(input.xs), n, input.groupSize, input.streamed === true ? 1 : 0, products.length);
         for (const p of products) {
           if (p.w instanceof Float32Array) return undefined;
           checkMatmulQ8(p.xout, input.xq, input.xs, p.w.q, p.w.s, n, p.d, input.groupSize);
@@ -177,12 +177,13 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       ctrl[ARGS + 8] = s.headSize; ctrl[ARGS + 9] = s.kvDim; ctrl[ARGS + 10] = s.seqLen;
       dispatch(s.nHeads); // one head per chunk
     },
-    matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize) {
-      if (n * d < PARALLEL_MIN_WORK) return base.matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize);
+    matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize, streamed = false) {
+      if (n * d < PARALLEL_MIN_WORK) return base.matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize, streamed);
       checkMatmulQ8(xout, xq, xs, wq, ws, n, d, groupSize);
       ctrl[OP] = Op.matmulQ8;
       ctrl[ARGS] = at(xout); ctrl[ARGS + 1] = at(xq); ctrl[ARGS + 2] = at(xs); ctrl[ARGS + 3] = at(wq);
       ctrl[ARGS + 4] = at(ws); ctrl[ARGS + 5] = n; ctrl[ARGS + 6] = d; ctrl[ARGS + 7] = groupSize;
+      ctrl[ARGS + 8] = streamed ? 1 : 0;
       dispatch(rows(d, 4, 16));
     },
     matmulForward(out, inp, w, BT, C, OC) {

@@ -33,7 +33,7 @@ export interface KernelExports {
   swiglu(hb: number, hb2: number, size: number): void;
   add(x: number, y: number, size: number): void;
   quantize(xq: number, xs: number, x: number, n: number, groupSize: number): void;
-  matmulQ8Rows(xout: number, xq: number, xs: number, wq: number, ws: number, n: number, d: number, groupSize: number, r0: number, r1: number): void;
+  matmulQ8Rows(xout: number, xq: number, xs: number, wq: number, ws: number, n: number, streamed: number, groupSize: number, r0: number, r1: number): void;
   matmulForwardCols(out: number, inp: number, w: number, BT: number, C: number, OC: number, o0: number, o1: number): void;
   matmulBackwardInpRows(dinp: number, dout: number, w: number, BT: number, C: number, OC: number, b0: number, b1: number): void;
   matmulBackwardWeightRows(dw: number, dout: number, inp: number, BT: number, C: number, OC: number, o0: number, o1: number): void;
@@ -290,9 +290,9 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
       checkQuantize(xq, xs, x, n, groupSize);
       k.quantize(at(xq), at(xs), at(x), n, groupSize);
     },
-    matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize) {
+    matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize, streamed = false) {
       checkMatmulQ8(xout, xq, xs, wq, ws, n, d, groupSize);
-      k.matmulQ8Rows(at(xout), at(xq), at(xs), at(wq), at(ws), n, d, groupSize, 0, d);
+      k.matmulQ8Rows(at(xout), at(xq), at(xs), at(wq), at(ws), n, streamed ? 1 : 0, groupSize, 0, d);
     },
 
     fuseForward(model) {
