@@ -1,7 +1,8 @@
-// `npm run bench`: the benchmark matrix. Inference (decode tok/s, prefill tok/s, peak RSS against
-// the memory bound) for the 260K, 15M, 42M and 110M shapes with `llama2 init` weights, float32 and
-// int8, on 1 thread and on every core; then training throughput (bench/train.ts). Every inference
-// cell runs in its own process so that its peak RSS is its own. Prints a table, writes JSON.
+// `npm run bench`: the benchmark matrix. Inference (decode tok/s with run's sampler and greedy,
+// prefill tok/s, peak RSS against the memory bound) for the 260K, 15M, 42M and 110M shapes with
+// `llama2 init` weights, float32 and int8, on 1 thread and on every core; then training throughput
+// (bench/train.ts). Every inference cell runs in its own process so that its peak RSS is its own
+// (the greedy runs in a second one). Prints a table, writes JSON.
 //
 //   node dist/bench/run.js [--only 260K,15M] [--steps N] [--skip-train] [--out FILE]
 
@@ -33,7 +34,10 @@ interface Cell {
   shape: string;
   quantize: 'none' | 'q8';
   threads: number;
+  /** Decode with run's default sampler (temperature 1, top-p 0.9). */
   decodeTokensPerSecond: number;
+  /** Decode with greedy sampling (temperature 0: argmax, no softmax or sort): the forward pass alone, nearly. */
+  greedyDecodeTokensPerSecond: number;
   prefillTokensPerSecond: number;
   msPerToken: number;
   peakRssMiB: number;
@@ -61,8 +65,8 @@ async function main(): Promise<void> {
   console.log(`machine: ${machine}\n`);
 
   const cells: Cell[] = [];
-  console.log('| shape | weights | threads | decode tok/s | prefill tok/s | ms/token | peak RSS MiB | bound MiB |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('| shape | weights | threads | decode tok/s (top-p 0.9) | decode tok/s (greedy) | prefill tok/s | ms/token | peak RSS MiB | bound MiB |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const shape of SHAPES) {
     if (only && !only.includes(shape.name)) continue;
     const model = join(dir, `${shape.name}.bin`);
@@ -72,15 +76,17 @@ async function main(): Promise<void> {
     const kvBytes = 2 * c.nLayers * c.seqLen * (c.nKvHeads * headSize(c)) * 4;
     for (const quantize of ['none', 'q8'] as const) {
       for (const threads of [...new Set([1, cores])]) {
-        const json = llama2(['bench', model, '-n', String(Math.min(steps, c.seqLen - 16)), '--threads', String(threads), '--quantize', quantize, '--json']);
-        const r = JSON.parse(json) as { decodeTokensPerSecond: number; prefillTokensPerSecond: number; msPerToken: number; peakRssBytes: number };
+        const args = ['bench', model, '-n', String(Math.min(steps, c.seqLen - 16)), '--threads', String(threads), '--quantize', quantize, '--json'];
+        const r = JSON.parse(llama2(args)) as { decodeTokensPerSecond: number; prefillTokensPerSecond: number; msPerToken: number; peakRssBytes: number };
+        const greedy = JSON.parse(llama2([...args, '--temperature', '0'])) as { decodeTokensPerSecond: number };
         const cell: Cell = {
           shape: shape.name, quantize, threads,
-          decodeTokensPerSecond: r.decodeTokensPerSecond, prefillTokensPerSecond: r.prefillTokensPerSecond, msPerToken: r.msPerToken,
+          decodeTokensPerSecond: r.decodeTokensPerSecond, greedyDecodeTokensPerSecond: greedy.decodeTokensPerSecond,
+          prefillTokensPerSecond: r.prefillTokensPerSecond, msPerToken: r.msPerToken,
           peakRssMiB: r.peakRssBytes / 2 ** 20, rssBoundMiB: (h.fileBytes + kvBytes) / 2 ** 20 + 64,
         };
         cells.push(cell);
-        console.log(`| ${shape.name} | ${quantize === 'q8' ? 'int8' : 'fp32'} | ${threads} | ${cell.decodeTokensPerSecond.toFixed(0)} | ${cell.prefillTokensPerSecond.toFixed(0)} | ${cell.msPerToken.toFixed(2)} | ${cell.peakRssMiB.toFixed(0)} | ${cell.rssBoundMiB.toFixed(0)} |`);
+        console.log(`| ${shape.name} | ${quantize === 'q8' ? 'int8' : 'fp32'} | ${threads} | ${cell.decodeTokensPerSecond.toFixed(0)} | ${cell.greedyDecodeTokensPerSecond.toFixed(0)} | ${cell.prefillTokensPerSecond.toFixed(0)} | ${cell.msPerToken.toFixed(2)} | ${cell.peakRssMiB.toFixed(1)} | ${cell.rssBoundMiB.toFixed(1)} |`);
       }
     }
   }

@@ -3,7 +3,7 @@
 import { UsageError } from '../errors.js';
 import { benchmark } from '../infer/bench.js';
 import { loadTransformer } from '../infer/forward.js';
-import { intFlag, parseCommand } from './flags.js';
+import { intFlag, numberFlag, parseCommand } from './flags.js';
 import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
 
 const HELP = `Usage: llama2 bench MODEL [options]
@@ -14,6 +14,8 @@ after untimed warm-up runs; reports the median of the timed runs.
 Options:
   -n, --steps N       decode steps (default 256; prefill + steps is capped at the context)
   --prompt-len P      prefill positions (default 16)
+  -t, --temperature T sampling temperature of the decode steps (default 1.0; 0 = greedy)
+  -p, --top-p P       top-p of the decode steps (default 0.9)
   --warmup N          untimed runs first (default 1)
   --repeats N         timed runs; the median is reported (default 3)
   --json              print the result as JSON
@@ -23,6 +25,7 @@ export async function main(argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, {
     steps: { type: 'string', short: 'n' },
     'prompt-len': { type: 'string' },
+    temperature: { type: 'string', short: 't' }, 'top-p': { type: 'string', short: 'p' },
     json: { type: 'boolean' }, warmup: { type: 'string' }, repeats: { type: 'string' },
     ...engineFlagSpec,
   }, HELP, true);
@@ -36,10 +39,16 @@ export async function main(argv: string[]): Promise<number> {
   const seqLen = transformer.config.seqLen;
   const promptLen = intFlag(values, 'prompt-len', Math.min(16, seqLen - 1), 0, seqLen - 1);
   const steps = Math.min(intFlag(values, 'steps', 256, 1), seqLen - promptLen);
-  const r = benchmark(transformer, promptLen, steps, { warmup: intFlag(values, 'warmup', 1, 0, 100), repeats: intFlag(values, 'repeats', 3, 1, 100) });
+  const temperature = numberFlag(values, 'temperature', 1);
+  if (temperature < 0) throw new UsageError(`--temperature must be ≥ 0, got ${temperature}`);
+  const topp = numberFlag(values, 'top-p', 0.9);
+  if (topp < 0 || topp > 1) throw new UsageError(`--top-p must be in [0, 1], got ${topp}`);
+  const r = benchmark(transformer, promptLen, steps, {
+    warmup: intFlag(values, 'warmup', 1, 0, 100), repeats: intFlag(values, 'repeats', 3, 1, 100), temperature, topp,
+  });
   if (values['json']) {
     process.stdout.write(JSON.stringify({
-      model: positionals[0], kernels: engine.kernels.name, threads: engine.kernels.threads, quantize: engine.load.quantize, loadMs, ...r,
+      model: positionals[0], kernels: engine.kernels.name, threads: engine.kernels.threads, quantize: engine.load.quantize, temperature, topp, loadMs, ...r,
     }) + '\n');
     return 0;
   }
@@ -48,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
     `prefill tok/s: ${r.prefillTokensPerSecond.toFixed(1)}\n` +
     `ms per token: ${r.msPerToken.toFixed(3)}\n` +
     `peak RSS: ${(r.peakRssBytes / 2 ** 20).toFixed(1)} MiB\n` +
-    `load: ${loadMs.toFixed(1)} ms (median of timed runs: ${steps} decode steps after ${promptLen} prefill positions; ` +
+    `load: ${loadMs.toFixed(1)} ms (median of timed runs: ${steps} decode steps ${temperature === 0 ? '(greedy)' : `(temperature ${temperature}, top-p ${topp})`} after ${promptLen} prefill positions; ` +
     `${engine.kernels.name} kernels, ${engine.kernels.threads} thread(s)${engine.load.quantize === 'q8' ? ', int8' : ''})\n`,
   );
   return 0;

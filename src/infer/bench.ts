@@ -22,14 +22,17 @@ export interface BenchOptions {
   /** Timed runs; the median is reported (default 3). */
   readonly repeats?: number;
   readonly seed?: number;
+  /** The sampler's settings (default: run's, temperature 1 and top-p 0.9; temperature 0 = greedy). */
+  readonly temperature?: number;
+  readonly topp?: number;
 }
 
 /** Runs P prefill positions then N decode positions (P + N ≤ seqLen) and times both phases. */
 export function benchmark(transformer: Transformer, promptLen: number, steps: number, options: BenchOptions = {}): BenchResult {
   const warmup = options.warmup ?? 1;
   const repeats = Math.max(1, options.repeats ?? 3);
-  for (let i = 0; i < warmup; i++) timeOnce(transformer, promptLen, steps, options.seed ?? 1);
-  const runs = Array.from({ length: repeats }, () => timeOnce(transformer, promptLen, steps, options.seed ?? 1));
+  for (let i = 0; i < warmup; i++) timeOnce(transformer, promptLen, steps, options);
+  const runs = Array.from({ length: repeats }, () => timeOnce(transformer, promptLen, steps, options));
   const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const prefillMs = median(runs.map((r) => r.prefillMs));
   const decodeMs = median(runs.map((r) => r.decodeMs));
@@ -44,9 +47,9 @@ export function benchmark(transformer: Transformer, promptLen: number, steps: nu
 }
 
 /** One timed run: milliseconds of the prefill and of the decode phase. */
-function timeOnce(transformer: Transformer, promptLen: number, steps: number, seed: number): { prefillMs: number; decodeMs: number } {
+function timeOnce(transformer: Transformer, promptLen: number, steps: number, options: BenchOptions): { prefillMs: number; decodeMs: number } {
   const c = transformer.config;
-  const sampler = new Sampler(c.vocabSize, { temperature: 1, topp: 0.9, seed });
+  const sampler = new Sampler(c.vocabSize, { temperature: options.temperature ?? 1, topp: options.topp ?? 0.9, seed: options.seed ?? 1 });
   // A fixed, varied prompt: BOS, then ids spread over the vocabulary.
   let token = 1;
   let pos = 0;
