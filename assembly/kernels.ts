@@ -332,6 +332,22 @@ export function attentionHeads(
     let vmax = f32x4.splat(-Infinity);
     let max: f32 = -Infinity;
     let t = 0;
+    if (headSize == 8) {
+      // stories260K's heads: the query in two registers, each key row two loads
+      const qlo = v128.load(qh), qhi = v128.load(qh, 16);
+      for (; t + 4 <= pos + 1; t += 4) {
+        const k0 = keyCache + <usize>t * rowBytes + kvOffset;
+        const k1 = k0 + rowBytes, k2 = k1 + rowBytes, k3 = k2 + rowBytes;
+        const scores = f32x4.mul(hsum4(
+          f32x4.add(f32x4.mul(qlo, v128.load(k0)), f32x4.mul(qhi, v128.load(k0, 16))),
+          f32x4.add(f32x4.mul(qlo, v128.load(k1)), f32x4.mul(qhi, v128.load(k1, 16))),
+          f32x4.add(f32x4.mul(qlo, v128.load(k2)), f32x4.mul(qhi, v128.load(k2, 16))),
+          f32x4.add(f32x4.mul(qlo, v128.load(k3)), f32x4.mul(qhi, v128.load(k3, 16))),
+        ), vscale);
+        v128.store(ah + (<usize>t << 2), scores);
+        vmax = f32x4.max(vmax, scores);
+      }
+    }
     for (; t + 4 <= pos + 1; t += 4) {
       const k0 = keyCache + <usize>t * rowBytes + kvOffset;
       const k1 = k0 + rowBytes, k2 = k1 + rowBytes, k3 = k2 + rowBytes;
