@@ -518,11 +518,29 @@ export function quantize(xq: usize, xs: usize, x: usize, n: i32, groupSize: i32)
   let g = 0;
   for (let start = 0; start < n; start += groupSize) {
     const end = min(start + groupSize, n);
-    let wmax: f32 = 0;
-    for (let i = start; i < end; i++) wmax = Mathf.max(wmax, Mathf.abs(load<f32>(x + (<usize>i << 2))));
+    // max|x| over the group (the order of a maximum does not matter: four lanes, then across them)
+    let i = start;
+    let vmax = f32x4.splat(0);
+    for (; i + 4 <= end; i += 4) vmax = f32x4.max(vmax, f32x4.abs(v128.load(x + (<usize>i << 2))));
+    let wmax: f32 = Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
+    for (; i < end; i++) wmax = Mathf.max(wmax, Mathf.abs(load<f32>(x + (<usize>i << 2))));
     const scale = wmax / <f32>127;
     store<f32>(xs + (<usize>g << 2), scale);
-    for (let i = start; i < end; i++) {
+    i = start;
+    if (scale != 0) {
+      // sixteen at a time: divide and round half to even lane by lane (the scalar operations),
+      // then narrow int32 → int16 → int8 (|q| ≤ 127: nothing saturates)
+      const vscale = f32x4.splat(scale);
+      for (; i + 16 <= end; i += 16) {
+        const p = x + (<usize>i << 2);
+        const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.div(v128.load(p), vscale)));
+        const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.div(v128.load(p, 16), vscale)));
+        const q2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.div(v128.load(p, 32), vscale)));
+        const q3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.div(v128.load(p, 48), vscale)));
+        v128.store(xq + <usize>i, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q0, q1), i16x8.narrow_i32x4_s(q2, q3)));
+      }
+    }
+    for (; i < end; i++) {
       const q: i32 = scale == 0 ? 0 : <i32>nearest<f32>(load<f32>(x + (<usize>i << 2)) / scale);
       store<i8>(xq + <usize>i, <i8>q);
     }
