@@ -24,7 +24,8 @@
 //   OP        which kernel (Op below);   ARGS  its integer arguments (addresses are byte offsets)
 //   CHUNK, CHUNK2, SPLIT  how items map to chunks (chunkRange)
 //   FAILED    set when a worker's chunk threw
-//   FINISHED  chunks completed (on its own cache line)
+//   FINISHED  chunks completed (on its own cache line): each participant adds the number it ran
+//             once it finds nothing left to claim
 //
 // Idle workers spin briefly (the next command of a forward pass follows within microseconds),
 // then sleep in Atomics.wait. This file is platform-neutral: a browser Web Worker could run
@@ -210,6 +211,7 @@ export function resetCursors(ctrl: Int32Array, seq: number, threads: number): vo
  */
 export function claimChunks(k: KernelExports, ctrl: Int32Array, seq: number, chunks: number, self: number, threads: number): boolean {
   let ok = true;
+  let ran = 0;
   for (let i = 0; i < threads; i++) {
     const p = (self + i) % threads;
     const first = homeStart(p, chunks, threads);
@@ -217,7 +219,7 @@ export function claimChunks(k: KernelExports, ctrl: Int32Array, seq: number, chu
     const cursor = CURSORS + p * CURSOR_STRIDE;
     for (;;) {
       const state = Atomics.load(ctrl, cursor);
-      if (seqOf(state) !== seq) return ok; // the command is over (we woke late)
+      if (seqOf(state) !== seq) break; // the command is over (we woke late)
       const claimed = state & MAX_CHUNKS;
       if (claimed >= size) break; // p's range is all claimed
       if (Atomics.compareExchange(ctrl, cursor, state, state + 1) !== state) continue;
@@ -226,9 +228,12 @@ export function claimChunks(k: KernelExports, ctrl: Int32Array, seq: number, chu
       } catch {
         ok = false;
       }
-      Atomics.add(ctrl, FINISHED, 1);
+      ran++;
     }
   }
+  // the chunks this participant ran count as finished together (one shared-cache-line update per
+  // command and participant rather than per chunk)
+  if (ran > 0) Atomics.add(ctrl, FINISHED, ran);
   return ok;
 }
 
