@@ -1,6 +1,6 @@
 // One kernel thread in the browser: the Web Worker counterpart of src/kernels/thread-worker.ts.
-// Its first message is the WorkerInit (the compiled kernels and the shared memory); it says it is
-// ready, then obeys the control block (src/kernels/thread-protocol.ts) until told to exit.
+// Its first message is the WorkerInit (the compiled kernels and the shared memory); it then obeys
+// the control block (src/kernels/thread-protocol.ts) until told to exit.
 // Built as thread-worker.js, beside the engine bundle (see shims/worker-threads.ts).
 
 import type { WorkerInit } from '../src/kernels/thread-worker.js';
@@ -20,7 +20,6 @@ scope.onmessage = (e) => {
   const init = e.data;
   const kernels = instantiateKernels(init.module, init.memory);
   const ctrl = new Int32Array(init.memory.buffer, init.control, controlInts(init.threads));
-  scope.postMessage({ kind: 'message', data: 'ready' });
   commandLoop(kernels, ctrl, init.index, init.threads);
   scope.postMessage({ kind: 'exit', code: 0 });
   scope.close();

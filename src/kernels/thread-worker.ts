@@ -1,8 +1,9 @@
 // Entry point of one kernel worker thread (Node.js worker_threads). It instantiates the kernels on
-// the shared memory it is given, says it is ready, then obeys the control block until told to
-// exit (thread-protocol.ts). A browser Web Worker would do the same with `onmessage` for the init.
+// the shared memory it is given, then obeys the control block until told to exit
+// (thread-protocol.ts); it may join while commands are already running. The browser's counterpart
+// is web/kernel-worker.ts.
 
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { commandLoop, controlInts } from './thread-protocol.js';
 import { instantiateKernels } from './wasm.js';
 
@@ -20,5 +21,4 @@ export interface WorkerInit {
 const init = workerData as WorkerInit;
 const kernels = instantiateKernels(init.module, init.memory);
 const ctrl = new Int32Array(init.memory.buffer, init.control, controlInts(init.threads));
-parentPort!.postMessage('ready');
 commandLoop(kernels, ctrl, init.index, init.threads);

@@ -5,7 +5,9 @@
 // Atomics (thread-protocol.ts). The small kernels (rmsnorm, rope, softmax, swiglu, add, and
 // quantize) run on the calling thread alone: they are too short to be worth a hand-off.
 //
-// The workers are unref'd: an idle pool never keeps the process alive. close() ends them.
+// The workers start with the first command that is split between threads (a small model, run fused
+// on the calling thread, never starts them) and are unref'd: an idle pool never keeps the process
+// alive. close() ends them.
 
 import { Worker } from 'node:worker_threads';
 import { LlamaError } from '../errors.js';
@@ -56,21 +58,26 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
   const workers: Worker[] = [];
   const exits: Promise<void>[] = [];
   const workerUrl = new URL('./thread-worker.js', import.meta.url);
-  try {
-    await Promise.all(Array.from({ length: threads - 1 }, (_, i) => new Promise<void>((resolve, reject) => {
-      const init: WorkerInit = { module, memory: heap.memory, control: controlAddress, index: i + 1, threads };
+  /** Why a worker failed, once one has (reported by the next command). */
+  let workerFailure: string | undefined;
+
+  /**
+   * Starts the workers, at the first command split between threads: a model small enough to run
+   * fused (one call per token on the calling thread) never pays for them (~10 MiB of memory each).
+   * Until a worker is running (tens of milliseconds) the calling thread takes its chunks too.
+   */
+  function startWorkers(): void {
+    for (let i = 1; i < threads; i++) {
+      const init: WorkerInit = { module, memory: heap.memory, control: controlAddress, index: i, threads };
       // execArgv []: the workers need no Node.js flags, and some (--input-type, …) would make them fail
       const worker = new Worker(workerUrl, { workerData: init, execArgv: [] });
+      worker.unref();
       workers.push(worker);
       exits.push(new Promise<void>((done) => worker.once('exit', () => done())));
-      worker.once('message', () => { worker.unref(); resolve(); });
-      worker.once('error', (err) => reject(new LlamaError(`kernel worker thread failed to start: ${err.message}`)));
-      worker.once('exit', (code) => reject(new LlamaError(`kernel worker thread exited during start-up (code ${code})`)));
-    })));
-  } catch (err) {
-    await Promise.all(workers.map((w) => w.terminate()));
-    throw err;
+      worker.once('error', (err) => { workerFailure ??= err.message; });
+    }
   }
+
   let closed = false;
   let seq = 0;
   const spin = new SpinBudget();
@@ -83,6 +90,8 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
    */
   function dispatch(chunks: number): void {
     if (closed) throw new LlamaError('the kernel threads were closed');
+    if (workerFailure !== undefined) throw new LlamaError(`a kernel worker thread failed: ${workerFailure}`);
+    if (workers.length === 0) startWorkers();
     Atomics.store(ctrl, FINISHED, 0);
     Atomics.store(ctrl, FAILED, 0);
     seq = seqOf(initialState(seq + 1, 0));
