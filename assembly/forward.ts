@@ -16,6 +16,7 @@ const DIM = 0, HIDDEN = 1, LAYERS = 2, HEADS = 3, KV_HEADS = 4, HEAD_SIZE = 5, K
 const GROUP = 9; // Q8_0 group size, 0 for float32 weights
 const X = 10, XB = 11, XB2 = 12, HB = 13, HB2 = 14, Q = 15, ATT = 16, LOGITS = 17, XQ = 18, XS = 19, ROPE = 20;
 const EMB = 21, EMB_S = 22, RMS_FINAL = 23, WCLS = 24, WCLS_S = 25;
+const STREAMED = 26; // Q8_0: 1 when the weights stream from memory (see matmulQ8Rows)
 // per layer, from LAYER0 in steps of LAYER_FIELDS: (matrices: int8 values then scales; float32: scales 0)
 const RMS_ATT = 0, WQ = 1, WK = 3, WV = 5, WO = 7, RMS_FFN = 9, W1 = 10, W2 = 12, W3 = 14, KEY_CACHE = 16, VALUE_CACHE = 17;
 const LAYER0 = 32, LAYER_FIELDS = 18;
@@ -41,7 +42,7 @@ const LAYER0 = 32, LAYER_FIELDS = 18;
     matmulF32(xout, x, w, n, d);
   } else {
     if (!quantized) quantize(addr(p, XQ), addr(p, XS), x, n, gs);
-    matmulQ8Rows(xout, addr(p, XQ), addr(p, XS), w, ws, n, 0, gs, 0, d); // (a model this small stays in cache)
+    matmulQ8Rows(xout, addr(p, XQ), addr(p, XS), w, ws, n, field(p, STREAMED), gs, 0, d);
   }
 }
 

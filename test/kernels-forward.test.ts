@@ -20,13 +20,14 @@ import { needsRefdata, ref } from './refdata.js';
 
 const skip = !wasmSupported() && 'no WebAssembly SIMD';
 
-test('fused forward = kernel-by-kernel forward, bit for bit (stories260K, fp32 and int8, 1 and 2 threads)', { ...needsRefdata, skip: needsRefdata.skip || skip }, async () => {
+test('fused forward = kernel-by-kernel forward, bit for bit (stories260K, fp32 and int8 read as cached and streamed, 1 and 2 threads)', { ...needsRefdata, skip: needsRefdata.skip || skip }, async () => {
   for (const threads of [1, 2]) {
     const kernels = await createKernels({ kind: 'wasm', threads });
     try {
-      for (const quantize of ['none', 'q8'] as const) {
-        const fused = loadTransformer(ref('data', 'models', 'stories260K.bin'), kernels, { quantize });
-        const stepwise = new Transformer(fused.weights, kernels, { fused: false });
+      for (const [quantize, streamWeights] of [['none', false], ['q8', false], ['q8', true]] as const) {
+        const loaded = loadTransformer(ref('data', 'models', 'stories260K.bin'), kernels, { quantize });
+        const fused = new Transformer(loaded.weights, kernels, { streamWeights });
+        const stepwise = new Transformer(loaded.weights, kernels, { fused: false, streamWeights });
         assert.ok(fused.isFused, `${quantize} × ${threads}: a model this small runs fused`);
         assert.ok(!stepwise.isFused);
         let token = 1;

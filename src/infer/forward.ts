@@ -151,7 +151,7 @@ export class Transformer {
     this.wcls = weights.wcls;
     this.shape = { nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: headSize(c), kvDim: kv, seqLen: c.seqLen };
     this.fused = options.fused === false ? undefined : kernels.fuseForward?.({
-      dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, shape: this.shape, groupSize: this.groupSize,
+      dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, shape: this.shape, groupSize: this.groupSize, streamWeights: this.streamed,
       state: this.state, layers: this.layers, tokenEmbedding: this.tokenEmbedding, rmsFinal: this.rmsFinal, wcls: this.wcls,
     });
   }

@@ -67,6 +67,8 @@ export interface ForwardModel {
   readonly shape: AttentionShape;
   /** Q8_0 group size of the matrices and the embedding table, or 0 when they are float32. */
   readonly groupSize: number;
+  /** Q8_0: the weights stream from memory rather than sit in the caches (see Q8Kernels.matmulQ8). */
+  readonly streamWeights?: boolean;
   readonly state: {
     readonly x: Float32Array; readonly xb: Float32Array; readonly xb2: Float32Array;
     readonly hb: Float32Array; readonly hb2: Float32Array; readonly q: Float32Array;

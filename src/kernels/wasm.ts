@@ -316,7 +316,7 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
 const PLAN = {
   DIM: 0, HIDDEN: 1, LAYERS: 2, HEADS: 3, KV_HEADS: 4, HEAD_SIZE: 5, KV_DIM: 6, SEQ_LEN: 7, VOCAB: 8, GROUP: 9,
   X: 10, XB: 11, XB2: 12, HB: 13, HB2: 14, Q: 15, ATT: 16, LOGITS: 17, XQ: 18, XS: 19, ROPE: 20,
-  EMB: 21, EMB_S: 22, RMS_FINAL: 23, WCLS: 24, WCLS_S: 25,
+  EMB: 21, EMB_S: 22, RMS_FINAL: 23, WCLS: 24, WCLS_S: 25, STREAMED: 26,
   LAYER0: 32, LAYER_FIELDS: 18,
   // within a layer
   RMS_ATT: 0, WQ: 1, WK: 3, WV: 5, WO: 7, RMS_FFN: 9, W1: 10, W2: 12, W3: 14, KEY_CACHE: 16, VALUE_CACHE: 17,
@@ -360,6 +360,7 @@ export function forwardPlan(heap: KernelMemory, m: ForwardModel): number | undef
       [PLAN.LOGITS, at(s.logits, vocab)],
       [PLAN.XQ, gs === 0 ? 0 : at(s.xq!, Math.max(dim, hidden))], [PLAN.XS, gs === 0 ? 0 : at(s.xs!, Math.ceil(Math.max(dim, hidden) / gs))],
       [PLAN.EMB, matrix(m.tokenEmbedding, dim, vocab)], [PLAN.RMS_FINAL, at(m.rmsFinal, dim)], [PLAN.WCLS, matrix(m.wcls, dim, vocab)],
+      [PLAN.STREAMED, m.streamWeights === true ? 1 : 0],
     ];
     for (const [field, value] of header) set(0, field, value);
     m.layers.forEach((L, l) => {
