@@ -21,13 +21,15 @@ const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 interface Shape {
   readonly name: string;
   readonly args: string[]; // llama2 init flags
+  /** Timed runs per cell (the median is reported): enough that a cell lasts about a second. */
+  readonly repeats: number;
 }
 
 const SHAPES: Shape[] = [
-  { name: '260K', args: ['--dim', '64', '--layers', '5', '--heads', '8', '--kv-heads', '4', '--multiple-of', '4', '--vocab', '512', '--seq-len', '512'] },
-  { name: '15M', args: ['--dim', '288', '--layers', '6', '--heads', '6', '--vocab', '32000', '--seq-len', '256'] },
-  { name: '42M', args: ['--dim', '512', '--layers', '8', '--heads', '8', '--vocab', '32000', '--seq-len', '1024'] },
-  { name: '110M', args: ['--dim', '768', '--layers', '12', '--heads', '12', '--vocab', '32000', '--seq-len', '1024'] },
+  { name: '260K', args: ['--dim', '64', '--layers', '5', '--heads', '8', '--kv-heads', '4', '--multiple-of', '4', '--vocab', '512', '--seq-len', '512'], repeats: 31 },
+  { name: '15M', args: ['--dim', '288', '--layers', '6', '--heads', '6', '--vocab', '32000', '--seq-len', '256'], repeats: 5 },
+  { name: '42M', args: ['--dim', '512', '--layers', '8', '--heads', '8', '--vocab', '32000', '--seq-len', '1024'], repeats: 3 },
+  { name: '110M', args: ['--dim', '768', '--layers', '12', '--heads', '12', '--vocab', '32000', '--seq-len', '1024'], repeats: 3 },
 ];
 
 interface Cell {
@@ -76,7 +78,7 @@ async function main(): Promise<void> {
     const kvBytes = 2 * c.nLayers * c.seqLen * (c.nKvHeads * headSize(c)) * 4;
     for (const quantize of ['none', 'q8'] as const) {
       for (const threads of [...new Set([1, cores])]) {
-        const args = ['bench', model, '-n', String(Math.min(steps, c.seqLen - 16)), '--threads', String(threads), '--quantize', quantize, '--json'];
+        const args = ['bench', model, '-n', String(Math.min(steps, c.seqLen - 16)), '--threads', String(threads), '--quantize', quantize, '--repeats', String(shape.repeats), '--json'];
         const r = JSON.parse(llama2(args)) as { decodeTokensPerSecond: number; prefillTokensPerSecond: number; msPerToken: number; peakRssBytes: number };
         const greedy = JSON.parse(llama2([...args, '--temperature', '0'])) as { decodeTokensPerSecond: number };
         const cell: Cell = {
