@@ -10,6 +10,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { jsKernels } from '../src/kernels/js.js';
 import { type KernelSet, createKernels, jsKernelSet } from '../src/kernels/kernel-set.js';
@@ -137,6 +138,24 @@ describe('kernel memory', () => {
     resetCursors(ctrl, 8, threads);
     claimChunks(k, ctrl, 8, 2, 2, threads);
     assert.deepEqual(ran, [1, 0]);
+  });
+
+  test('worker threads start with the first command split between threads, not before', { skip: process.platform !== 'linux' && 'counts threads in /proc' }, async () => {
+    const threadsNow = (): number => Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
+    const k = await createThreadedKernels({ threads: 3 });
+    try {
+      const before = threadsNow();
+      const small = k.allocate(64 * 64), x = k.allocate(256), o = k.allocate(256);
+      k.matmul(o, x, small, 64, 64); // below the split size: the calling thread alone
+      assert.equal(threadsNow(), before, 'no worker yet');
+      const big = k.allocate(256 * 256);
+      big.fill(1); x.fill(2);
+      k.matmul(o, x, big, 256, 256); // split: starts the two workers (and still computes right)
+      assert.ok(threadsNow() >= before + 2, `${threadsNow() - before} new threads`);
+      assert.equal(o[255], 512);
+    } finally {
+      await k.close();
+    }
   });
 
   test('createKernels picks the implementation asked for', async () => {
