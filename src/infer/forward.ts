@@ -135,7 +135,7 @@ export class Transformer {
     };
     const matrix = (m: Float32Array | QuantizedTensor[], l: number): Matrix => (m instanceof Float32Array ? slice(m, l) : m[l]!);
     const s = this.state;
-    const input: GroupedInput = q8 ? { xq: s.xq!, xs: s.xs!, groupSize: this.groupSize, streamed: this.streamed } : { x: s.xb };
+    const input: GroupedInput = q8 ? { xq: s.xq!, xs: s.xs!, groupSize: this.groupSize, streamWeights: this.streamed } : { x: s.xb };
     this.layers = Array.from({ length: c.nLayers }, (_, l) => {
       const wq = matrix(weights.wq, l), wk = matrix(weights.wk, l), wv = matrix(weights.wv, l);
       const w1 = matrix(weights.w1, l), w3 = matrix(weights.w3, l);

@@ -140,7 +140,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       const q8 = 'xq' in input;
       const args: number[] = [];
       if (q8) {
-        args.push(at(input.xq), at(input.xs), n, input.groupSize, input.streamed === true ? 1 : 0, products.length);
+        args.push(at(input.xq), at(input.xs), n, input.groupSize, input.streamWeights === true ? 1 : 0, products.length);
         for (const p of products) {
           if (p.w instanceof Float32Array) return undefined;
           checkMatmulQ8(p.xout, input.xq, input.xs, p.w.q, p.w.s, n, p.d, input.groupSize);

@@ -96,7 +96,7 @@ export interface GroupedProduct {
 /** The shared input of a group: float32, or (for Q8_0 weights) as quantized by `quantize`. */
 export type GroupedInput =
   | { readonly x: Float32Array }
-  | { readonly xq: Int8Array; readonly xs: Float32Array; readonly groupSize: number; readonly streamed?: boolean };
+  | { readonly xq: Int8Array; readonly xs: Float32Array; readonly groupSize: number; readonly streamWeights?: boolean };
 
 /**
  * Optional kernel-set capability: products that share one input (Wq, Wk, Wv of a layer; W1 and W3)
