@@ -46,8 +46,11 @@ const LAYER0 = 32, LAYER_FIELDS = 18;
   }
 }
 
-/** Runs token `token` at position `pos`; the logits are left in the plan's logits buffer. */
-export function forward(p: usize, token: i32, pos: i32): void {
+/**
+ * Runs token `token` at position `pos`; the logits are left in the plan's logits buffer, unless
+ * `logits` is 0 (a prompt token whose logits nobody reads: the KV cache is all it leaves).
+ */
+export function forward(p: usize, token: i32, pos: i32, logits: i32): void {
   const dim = field(p, DIM), hidden = field(p, HIDDEN), kvDim = field(p, KV_DIM), headSize = field(p, HEAD_SIZE);
   const nHeads = field(p, HEADS), nKvHeads = field(p, KV_HEADS), seqLen = field(p, SEQ_LEN);
   const x = addr(p, X), xb = addr(p, XB), xb2 = addr(p, XB2), hb = addr(p, HB), hb2 = addr(p, HB2);
@@ -91,6 +94,7 @@ export function forward(p: usize, token: i32, pos: i32): void {
     add(x, xb, dim);
   }
 
+  if (logits == 0) return;
   rmsnorm(x, x, addr(p, RMS_FINAL), dim);
   matmul(p, addr(p, LOGITS), x, addr(p, WCLS), addr(p, WCLS_S), dim, field(p, VOCAB), false);
 }

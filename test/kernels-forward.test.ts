@@ -90,6 +90,26 @@ function toQ8(c: ModelConfig, data: Float32Array, kernels: { allocate(n: number)
   return readCheckpointAsQ8(file, 64, { int8: (n) => kernels.allocateInt8(n), float32: (n) => kernels.allocate(n) });
 }
 
+test('advance (a prompt token: KV cache only, no classifier) leaves the same state as forward, fused and kernel by kernel', { ...needsRefdata, skip: needsRefdata.skip || skip }, async () => {
+  const kernels = await createKernels({ kind: 'wasm', threads: 2 });
+  try {
+    const loaded = loadTransformer(ref('data', 'models', 'stories260K.bin'), kernels);
+    for (const fused of [true, false]) {
+      const every = new Transformer(loaded.weights, kernels, { fused });
+      const skipping = new Transformer(loaded.weights, kernels, { fused });
+      let token = 1;
+      for (let pos = 0; pos < 200; pos++) {
+        const a = every.forward(token, pos);
+        if (pos % 5 === 4) assert.deepEqual(skipping.forward(token, pos), a, `fused ${fused}, position ${pos}`);
+        else skipping.advance(token, pos);
+        token = (pos * 7919 + 13) % a.length;
+      }
+    }
+  } finally {
+    await kernels.close();
+  }
+});
+
 test('worker threads closed before any command was published exit (no hang)', { skip }, async () => {
   for (let i = 0; i < 5; i++) {
     const k = await createThreadedKernels({ threads: 2 });

@@ -81,3 +81,20 @@ test('top-p keeps the smallest nucleus whose mass exceeds p, renormalised', () =
   const flat = new Sampler(4, { temperature: 1, topp: 0.2, seed: 5 });
   assert.equal(flat.sample(new Float32Array([0, 0, 0, 0])), 0);
 });
+
+test('skip() advances the random stream exactly as a discarded sample() does', () => {
+  for (const temperature of [0, 1, 0.7]) {
+    const a = new Sampler(50, { seed: 11, temperature, topp: 0.9 });
+    const b = new Sampler(50, { seed: 11, temperature, topp: 0.9 });
+    for (let step = 0; step < 20; step++) {
+      const logits = Float32Array.from({ length: 50 }, (_, i) => Math.sin(i * 0.3 + step));
+      if (step % 3 === 0) {
+        a.sample(logits.slice());
+        b.skip();
+      } else {
+        assert.equal(b.sample(logits.slice()), a.sample(logits.slice()), `temperature ${temperature}, step ${step}`);
+      }
+    }
+    assert.equal(b.rng.state, a.rng.state);
+  }
+});

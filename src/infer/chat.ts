@@ -86,15 +86,18 @@ export async function chat(transformer: Transformer, tokenizer: Tokenizer, io: C
     let idx = 1;
     let ended = false;
     while (pos < steps) {
-      const logits = transformer.forward(token, pos++);
-      const next = sampler.sample(logits);
       if (idx < prompt.length) {
+        // a prompt token followed by another: only the KV cache is needed; run.c samples here
+        // too and throws the token away, so the random stream advances the same
+        transformer.advance(token, pos++);
+        sampler.skip();
         token = prompt[idx++]!;
         continue;
       }
+      const next = sampler.sample(transformer.forward(token, pos++));
       if (next === tokenizer.eosId) {
         // the answer is over; EOS goes into the cache as the first token of the next turn's position
-        if (pos < steps) transformer.forward(next, pos++);
+        if (pos < steps) transformer.advance(next, pos++);
         ended = true;
         break;
       }

@@ -109,7 +109,7 @@ export class Transformer {
   private readonly rmsFinal: Float32Array;
   private readonly wcls: Matrix;
   /** The kernels' whole-token forward pass for this model, when they offer one. */
-  private readonly fused: ((token: number, pos: number) => void) | undefined;
+  private readonly fused: ((token: number, pos: number, logits: boolean) => void) | undefined;
 
   constructor(readonly weights: TransformerWeights | Q8Weights, readonly kernels: ModelKernels = jsKernels, options: TransformerOptions = {}) {
     const c = weights.config;
@@ -178,6 +178,20 @@ export class Transformer {
 
   /** Runs token `token` at position `pos` (0 ≤ pos < seqLen) and returns the logits (vocab). */
   forward(token: number, pos: number): Float32Array {
+    this.run(token, pos, true);
+    return this.state.logits;
+  }
+
+  /**
+   * Feeds token `token` at position `pos` when its logits will not be read — a prompt token
+   * followed by another: it only fills the KV cache, and skips the final norm and the classifier
+   * (with a 32000-token vocabulary, 60% of the 15M model's weights).
+   */
+  advance(token: number, pos: number): void {
+    this.run(token, pos, false);
+  }
+
+  private run(token: number, pos: number, logits: boolean): void {
     const c = this.config;
     const s = this.state;
     const K = this.kernels;
@@ -187,8 +201,8 @@ export class Transformer {
     if (!(token >= 0 && token < c.vocabSize)) throw new RangeError(`token ${token} is outside the vocabulary (${c.vocabSize})`);
     if (this.fused !== undefined) {
       // the same steps as below, in the kernels (one call)
-      this.fused(token, pos);
-      return s.logits;
+      this.fused(token, pos, logits);
+      return;
     }
 
     // copy the token's embedding into the residual stream
@@ -240,10 +254,10 @@ export class Transformer {
     }
 
     // final rmsnorm and the classifier
+    if (!logits) return;
     K.rmsnorm(s.x, s.x, this.rmsFinal, dim);
     this.quantizeInput(s.x, dim);
     this.matmul(s.logits, s.x, this.wcls, dim, c.vocabSize);
-    return s.logits;
   }
 }
 

@@ -116,18 +116,21 @@ export function* generateFromIds(transformer: Transformer, tokenizer: Tokenizer,
       finishReason = 'aborted';
       break;
     }
-    const logits = transformer.forward(token, pos);
-    if (start === 0) start = performance.now();
     if (pos < P - 1) {
-      // prefill: the next token is the prompt's (the decoder still sees it: a pending UTF-8
-      // character or the space after BOS depend on it)
-      if (samplePrompt) sampler.sample(logits);
+      // prefill: the next token is the prompt's, so only the KV cache is needed, not the logits
+      // (the decoder still sees the token: a pending UTF-8 character or the space after BOS
+      // depend on it); samplePrompt draws and discards a sample as run.c's chat does
+      transformer.advance(token, pos);
+      if (start === 0) start = performance.now();
+      if (samplePrompt) sampler.skip();
       const next = ids[++pos]!;
       const piece = decoder.push(token, next);
       token = next;
       yield echoPrompt ? piece : '';
       continue;
     }
+    const logits = transformer.forward(token, pos);
+    if (start === 0) start = performance.now();
     const next = sampler.sample(logits);
     pos++;
     if (stopTokens.includes(next)) {

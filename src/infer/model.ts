@@ -74,8 +74,8 @@ export class LanguageModel {
     if (tokens.length === 0 || tokens.length > this.config.seqLen) {
       throw new LlamaError(`logits needs 1 to ${this.config.seqLen} tokens, got ${tokens.length}`);
     }
-    let out: Float32Array | undefined;
-    tokens.forEach((t, pos) => (out = this.transformer.forward(t, pos)));
-    return Float32Array.from(out!);
+    const last = tokens.length - 1;
+    for (let pos = 0; pos < last; pos++) this.transformer.advance(tokens[pos]!, pos);
+    return Float32Array.from(this.transformer.forward(tokens[last]!, last));
   }
 }

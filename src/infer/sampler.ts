@@ -116,6 +116,14 @@ export class Sampler {
     return this.wasm ? 'wasm' : 'js';
   }
 
+  /**
+   * Advances the random stream exactly as sample() would, without sampling: for a step whose
+   * sampled token would be thrown away (run.c's chat samples at every prompt token too).
+   */
+  skip(): void {
+    if (this.temperature !== 0) this.rng.nextF32();
+  }
+
   /** Picks the next token. Like run.c, it overwrites `logits` with the probabilities. */
   sample(logits: Float32Array): number {
     const n = this.vocabSize;

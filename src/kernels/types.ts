@@ -113,9 +113,10 @@ export interface GroupedMatmul {
 /**
  * Optional kernel-set capability: the whole forward pass of one token in one call, computing
  * exactly what forward.ts computes kernel by kernel (same kernels, same order: bit-identical logits,
- * left in model.state.logits). Returns undefined when the kernel set prefers kernel-by-kernel calls
- * for this model (for instance a model large enough to be split over threads).
+ * left in model.state.logits; with `logits` false the final norm and classifier are skipped).
+ * Returns undefined when the kernel set prefers kernel-by-kernel calls for this model (for instance
+ * a model large enough to be split over threads).
  */
 export interface FusedForward {
-  fuseForward(model: ForwardModel): ((token: number, pos: number) => void) | undefined;
+  fuseForward(model: ForwardModel): ((token: number, pos: number, logits: boolean) => void) | undefined;
 }

@@ -38,7 +38,7 @@ export interface KernelExports {
   matmulBackwardInpRows(dinp: number, dout: number, w: number, BT: number, C: number, OC: number, b0: number, b1: number): void;
   matmulBackwardWeightRows(dw: number, dout: number, inp: number, BT: number, C: number, OC: number, o0: number, o1: number): void;
   heapBase(): number;
-  forward(plan: number, token: number, pos: number): void;
+  forward(plan: number, token: number, pos: number, logits: number): void;
   sample(x: number, n: number, temperature: number, topp: number, coin: number, scratch: number): number;
   sampleScratchBytes(n: number): number;
 }
@@ -297,7 +297,7 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
 
     fuseForward(model) {
       const plan = forwardPlan(heap, model);
-      return plan === undefined ? undefined : (token, pos) => k.forward(plan, token, pos);
+      return plan === undefined ? undefined : (token, pos, logits) => k.forward(plan, token, pos, logits ? 1 : 0);
     },
 
     matmulForward(out, inp, w, BT, C, OC) {
