@@ -127,6 +127,7 @@ export class Sampler {
   /** Picks the next token. Like run.c, it overwrites `logits` with the probabilities. */
   sample(logits: Float32Array): number {
     const n = this.vocabSize;
+    if (logits.length < n) throw new RangeError(`sample: ${logits.length} logits for a vocabulary of ${n}`);
     if (this.temperature === 0) return argmax(logits, n);
     if (this.wasm) return wasmSamplerEngineFor(logits)!.sample(logits, n, this.temperature, this.topp, this.rng.nextF32());
     for (let i = 0; i < n; i++) logits[i] = logits[i]! / this.temperature;
