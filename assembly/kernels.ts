@@ -781,39 +781,8 @@ export function matmulBackwardInpRows(dinp: usize, dout: usize, w: usize, BT: i3
       const d1 = d0 + ocBytes;
       const x0 = dinp + <usize>b * cBytes;
       const x1 = x0 + cBytes;
-      let c = 0;
-      for (; c + 16 <= C; c += 16) {
-        const off = <usize>c << 2;
-        let a0 = v128.load(x0 + off), a1 = v128.load(x0 + off, 16), a2 = v128.load(x0 + off, 32), a3 = v128.load(x0 + off, 48);
-        let e0 = v128.load(x1 + off), e1 = v128.load(x1 + off, 16), e2 = v128.load(x1 + off, 32), e3 = v128.load(x1 + off, 48);
-        let wp = w + <usize>ob * cBytes + off;
-        for (let o = ob; o < obEnd; o++) {
-          const s0 = v128.load32_splat(d0 + (<usize>o << 2));
-          const s1 = v128.load32_splat(d1 + (<usize>o << 2));
-          let v = v128.load(wp);
-          a0 = f32x4.add(a0, f32x4.mul(s0, v)); e0 = f32x4.add(e0, f32x4.mul(s1, v));
-          v = v128.load(wp, 16);
-          a1 = f32x4.add(a1, f32x4.mul(s0, v)); e1 = f32x4.add(e1, f32x4.mul(s1, v));
-          v = v128.load(wp, 32);
-          a2 = f32x4.add(a2, f32x4.mul(s0, v)); e2 = f32x4.add(e2, f32x4.mul(s1, v));
-          v = v128.load(wp, 48);
-          a3 = f32x4.add(a3, f32x4.mul(s0, v)); e3 = f32x4.add(e3, f32x4.mul(s1, v));
-          wp += cBytes;
-        }
-        v128.store(x0 + off, a0); v128.store(x0 + off, a1, 16); v128.store(x0 + off, a2, 32); v128.store(x0 + off, a3, 48);
-        v128.store(x1 + off, e0); v128.store(x1 + off, e1, 16); v128.store(x1 + off, e2, 32); v128.store(x1 + off, e3, 48);
-      }
-      for (; c < C; c++) {
-        const off = <usize>c << 2;
-        let s0 = load<f32>(x0 + off), s1 = load<f32>(x1 + off);
-        for (let o = ob; o < obEnd; o++) {
-          const wv = load<f32>(w + <usize>o * cBytes + off);
-          s0 += load<f32>(d0 + (<usize>o << 2)) * wv;
-          s1 += load<f32>(d1 + (<usize>o << 2)) * wv;
-        }
-        store<f32>(x0 + off, s0);
-        store<f32>(x1 + off, s1);
-      }
+      // x0, x1 += Σ_o d0[o] · w[o, :], Σ_o d1[o] · w[o, :] over this block of output channels
+      rank2Update(x0, x1, w + <usize>ob * cBytes, cBytes, d0 + (<usize>ob << 2), d1 + (<usize>ob << 2), 4, obEnd - ob, C);
     }
     for (; b < b1; b++) {
       const d0 = dout + <usize>b * ocBytes;
@@ -822,6 +791,51 @@ export function matmulBackwardInpRows(dinp: usize, dout: usize, w: usize, BT: i3
         axpy(x0, w + <usize>o * cBytes, load<f32>(d0 + (<usize>o << 2)), C);
       }
     }
+  }
+}
+
+/**
+ * The register tile of both backward products: rows y0 and y1 (n floats each) gain
+ * Σ_k s0_k · v_k and Σ_k s1_k · v_k for k < count, where v_k is the row at v + k·vStride and the
+ * scalars s0_k, s1_k are at s0 + k·sStride and s1 + k·sStride. Sixteen columns at a time in eight
+ * accumulators, each loaded v_k feeding both rows; the columns left over one by one.
+ */
+// @ts-ignore: decorator
+@inline function rank2Update(y0: usize, y1: usize, v: usize, vStride: usize, s0: usize, s1: usize, sStride: usize, count: i32, n: i32): void {
+  let c = 0;
+  for (; c + 16 <= n; c += 16) {
+    const off = <usize>c << 2;
+    let a0 = v128.load(y0 + off), a1 = v128.load(y0 + off, 16), a2 = v128.load(y0 + off, 32), a3 = v128.load(y0 + off, 48);
+    let e0 = v128.load(y1 + off), e1 = v128.load(y1 + off, 16), e2 = v128.load(y1 + off, 32), e3 = v128.load(y1 + off, 48);
+    let vp = v + off;
+    let sp: usize = 0;
+    for (let k = 0; k < count; k++) {
+      const t0 = v128.load32_splat(s0 + sp);
+      const t1 = v128.load32_splat(s1 + sp);
+      let x = v128.load(vp);
+      a0 = f32x4.add(a0, f32x4.mul(t0, x)); e0 = f32x4.add(e0, f32x4.mul(t1, x));
+      x = v128.load(vp, 16);
+      a1 = f32x4.add(a1, f32x4.mul(t0, x)); e1 = f32x4.add(e1, f32x4.mul(t1, x));
+      x = v128.load(vp, 32);
+      a2 = f32x4.add(a2, f32x4.mul(t0, x)); e2 = f32x4.add(e2, f32x4.mul(t1, x));
+      x = v128.load(vp, 48);
+      a3 = f32x4.add(a3, f32x4.mul(t0, x)); e3 = f32x4.add(e3, f32x4.mul(t1, x));
+      vp += vStride;
+      sp += sStride;
+    }
+    v128.store(y0 + off, a0); v128.store(y0 + off, a1, 16); v128.store(y0 + off, a2, 32); v128.store(y0 + off, a3, 48);
+    v128.store(y1 + off, e0); v128.store(y1 + off, e1, 16); v128.store(y1 + off, e2, 32); v128.store(y1 + off, e3, 48);
+  }
+  for (; c < n; c++) {
+    const off = <usize>c << 2;
+    let r0 = load<f32>(y0 + off), r1 = load<f32>(y1 + off);
+    for (let k = 0; k < count; k++) {
+      const x = load<f32>(v + <usize>k * vStride + off);
+      r0 += load<f32>(s0 + <usize>k * sStride) * x;
+      r1 += load<f32>(s1 + <usize>k * sStride) * x;
+    }
+    store<f32>(y0 + off, r0);
+    store<f32>(y1 + off, r1);
   }
 }
 
@@ -853,43 +867,9 @@ export function matmulBackwardWeightRows(dw: usize, dout: usize, inp: usize, BT:
     for (; o + 2 <= o1; o += 2) {
       const g0 = dw + <usize>o * cBytes;
       const g1 = g0 + cBytes;
-      const dcol = dout + (<usize>o << 2);
-      let c = 0;
-      for (; c + 16 <= C; c += 16) {
-        const off = <usize>c << 2;
-        let a0 = v128.load(g0 + off), a1 = v128.load(g0 + off, 16), a2 = v128.load(g0 + off, 32), a3 = v128.load(g0 + off, 48);
-        let e0 = v128.load(g1 + off), e1 = v128.load(g1 + off, 16), e2 = v128.load(g1 + off, 32), e3 = v128.load(g1 + off, 48);
-        let ip = inp + <usize>bb * cBytes + off;
-        let dp = dcol + <usize>bb * ocBytes;
-        for (let b = bb; b < bbEnd; b++) {
-          const s0 = v128.load32_splat(dp);
-          const s1 = v128.load32_splat(dp + 4);
-          let v = v128.load(ip);
-          a0 = f32x4.add(a0, f32x4.mul(s0, v)); e0 = f32x4.add(e0, f32x4.mul(s1, v));
-          v = v128.load(ip, 16);
-          a1 = f32x4.add(a1, f32x4.mul(s0, v)); e1 = f32x4.add(e1, f32x4.mul(s1, v));
-          v = v128.load(ip, 32);
-          a2 = f32x4.add(a2, f32x4.mul(s0, v)); e2 = f32x4.add(e2, f32x4.mul(s1, v));
-          v = v128.load(ip, 48);
-          a3 = f32x4.add(a3, f32x4.mul(s0, v)); e3 = f32x4.add(e3, f32x4.mul(s1, v));
-          ip += cBytes;
-          dp += ocBytes;
-        }
-        v128.store(g0 + off, a0); v128.store(g0 + off, a1, 16); v128.store(g0 + off, a2, 32); v128.store(g0 + off, a3, 48);
-        v128.store(g1 + off, e0); v128.store(g1 + off, e1, 16); v128.store(g1 + off, e2, 32); v128.store(g1 + off, e3, 48);
-      }
-      for (; c < C; c++) {
-        const off = <usize>c << 2;
-        let s0 = load<f32>(g0 + off), s1 = load<f32>(g1 + off);
-        for (let b = bb; b < bbEnd; b++) {
-          const iv = load<f32>(inp + <usize>b * cBytes + off);
-          const dp = dcol + <usize>b * ocBytes;
-          s0 += load<f32>(dp) * iv;
-          s1 += load<f32>(dp, 4) * iv;
-        }
-        store<f32>(g0 + off, s0);
-        store<f32>(g1 + off, s1);
-      }
+      // g0, g1 += Σ_b dout[b, o] · inp[b, :], Σ_b dout[b, o + 1] · inp[b, :] over this block of rows
+      const d = dout + <usize>bb * ocBytes + (<usize>o << 2);
+      rank2Update(g0, g1, inp + <usize>bb * cBytes, cBytes, d, d + 4, ocBytes, bbEnd - bb, C);
     }
     for (; o < o1; o++) {
       const g0 = dw + <usize>o * cBytes;

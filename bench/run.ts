@@ -12,7 +12,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { intFlag, parseFlags, stringFlag } from '../src/cli/flags.js';
-import { headSize } from '../src/model/config.js';
+import { kvDim } from '../src/model/config.js';
 import { readCheckpointHeader } from '../src/model/checkpoint.js';
 import { benchTrain } from './train.js';
 
@@ -75,7 +75,7 @@ async function main(): Promise<void> {
     if (!existsSync(model)) llama2(['init', ...shape.args, '--seed', '1', '-o', model]);
     const h = readCheckpointHeader(model);
     const c = h.config;
-    const kvBytes = 2 * c.nLayers * c.seqLen * (c.nKvHeads * headSize(c)) * 4;
+    const kvBytes = 2 * c.nLayers * c.seqLen * kvDim(c) * 4;
     for (const quantize of ['none', 'q8'] as const) {
       for (const threads of [...new Set([1, cores])]) {
         const args = ['bench', model, '-n', String(Math.min(steps, c.seqLen - 16)), '--threads', String(threads), '--quantize', quantize, '--repeats', String(shape.repeats), '--json'];

@@ -7,14 +7,12 @@
 //     with the kernels' instance and scratch taken once from that memory's heap — no copy, no
 //     second instance. Sampling runs between kernel calls, on the thread that makes them, so the
 //     worker threads never touch the memory meanwhile.
-//   - any other Float32Array (the js kernels, tests): in a small memory of its own, one per
+//   - any other Float32Array (the js kernels, tests): in a small kernel memory of its own, one per
 //     process; each call copies the logits in and the probabilities back out (run.c's sampler
 //     leaves the probabilities in the logits buffer, and so does ours).
-// Memory grows when a larger vocabulary comes along, never per token.
+// Memory is taken when a new vocabulary size comes along, never per token.
 
 import { type KernelExports, KernelMemory, createKernelMemory, instantiateKernels, kernelModuleIfLoaded } from './wasm.js';
-
-const ALIGN = 64;
 
 export interface WasmSamplerEngine {
   /**
@@ -40,50 +38,33 @@ class InPlaceEngine implements WasmSamplerEngine {
   }
 }
 
-/** Samples in a memory of its own, copying the logits in and the probabilities out. */
+/**
+ * Samples in a kernel memory of its own: copies the logits into an area there, samples that in
+ * place, and copies the probabilities back out.
+ */
 class CopyingEngine implements WasmSamplerEngine {
-  private readonly k: KernelExports;
-  private readonly memory: WebAssembly.Memory;
-  /** Address and capacity (floats) of the logits area; the scratch follows it. */
-  private readonly logitsAt: number;
-  private capacity = 0;
-  private scratchAt = 0;
-  /** The logits area as n floats, for the n of the last call. */
+  private readonly inPlace: InPlaceEngine;
+  private readonly heap: KernelMemory;
+  /** The logits area, exactly n floats for the n of the last call (made again when n changes). */
   private view: Float32Array = new Float32Array(0);
 
   constructor(module: WebAssembly.Module) {
-    this.memory = createKernelMemory(1 << 16);
-    this.k = instantiateKernels(module, this.memory);
-    this.logitsAt = alignUp(this.k.heapBase(), ALIGN);
-  }
-
-  /** Room for a vocabulary of n (grows the memory at most once per new largest n). */
-  private reserve(n: number): void {
-    if (n > this.capacity) {
-      this.scratchAt = alignUp(this.logitsAt + n * 4, ALIGN);
-      const end = this.scratchAt + this.k.sampleScratchBytes(n);
-      const have = this.memory.buffer.byteLength;
-      if (end > have) this.memory.grow(Math.ceil((end - have) / 65536));
-      this.capacity = n;
-    }
-    // a view of exactly n floats (made again only when n changes)
-    if (this.view.length !== n) this.view = new Float32Array(this.memory.buffer, this.logitsAt, n);
+    const memory = createKernelMemory(1 << 16);
+    const k = instantiateKernels(module, memory);
+    this.heap = new KernelMemory(memory, k.heapBase());
+    this.inPlace = new InPlaceEngine(this.heap, k);
   }
 
   sample(logits: Float32Array, n: number, temperature: number, topp: number, coin: number): number {
-    this.reserve(n);
+    if (this.view.length !== n) this.view = this.heap.floats(n);
     const view = this.view;
     if (logits.length === n) view.set(logits);
     else for (let i = 0; i < n; i++) view[i] = logits[i]!;
-    const token = this.k.sample(this.logitsAt, n, temperature, topp, coin, this.scratchAt);
+    const token = this.inPlace.sample(view, n, temperature, topp, coin);
     if (logits.length === n) logits.set(view);
     else for (let i = 0; i < n; i++) logits[i] = view[i]!;
     return token;
   }
-}
-
-function alignUp(n: number, to: number): number {
-  return Math.ceil(n / to) * to;
 }
 
 const inPlace = new WeakMap<KernelMemory, InPlaceEngine>();

@@ -19,7 +19,7 @@ import {
 import type { WorkerInit } from './thread-worker.js';
 import type { ForwardModel, GroupedInput, GroupedProduct } from './types.js';
 import {
-  type WasmKernelOptions, checkAttention, checkMatmulBackward, checkMatmulForward, checkMatmulQ8, createWasmKernels,
+  type WasmKernelOptions, checkAttention, checkMatmul, checkMatmulBackward, checkMatmulForward, checkMatmulQ8, createWasmKernels,
 } from './wasm.js';
 
 export interface ThreadOptions extends WasmKernelOptions {
@@ -150,7 +150,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
         args.push(at(input.x), n, products.length);
         for (const p of products) {
           if (!(p.w instanceof Float32Array)) return undefined;
-          if (input.x.length < n || p.w.length < n * p.d || p.xout.length < p.d) throw new RangeError(`grouped matmul: a ${p.d}×${n} product does not fit its buffers`);
+          checkMatmul(p.xout, input.x, p.w, n, p.d);
           args.push(at(p.xout), at(p.w), p.d);
         }
       }
@@ -171,7 +171,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     },
     matmul(xout, x, w, n, d) {
       if (n * d < PARALLEL_MIN_WORK) return base.matmul(xout, x, w, n, d);
-      if (x.length < n || w.length < n * d || xout.length < d) return base.matmul(xout, x, w, n, d); // throws the size error
+      checkMatmul(xout, x, w, n, d);
       // arguments written out (not via setArgs) to keep the per-token path free of rest-parameter arrays
       ctrl[OP] = Op.matmul;
       ctrl[ARGS] = at(xout); ctrl[ARGS + 1] = at(x); ctrl[ARGS + 2] = at(w); ctrl[ARGS + 3] = n; ctrl[ARGS + 4] = d;

@@ -256,7 +256,7 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
     allocateInt8: (count) => heap.int8(count),
 
     matmul(xout, x, w, n, d) {
-      need(x, n, 'matmul x'); need(w, n * d, 'matmul w'); need(xout, d, 'matmul xout');
+      checkMatmul(xout, x, w, n, d);
       k.matmul(at(xout), at(x), at(w), n, d);
     },
     rmsnorm(o, x, weight, size) {
@@ -400,6 +400,10 @@ export function checkAttention(
   need(out, s.nHeads * s.headSize, 'attention out'); need(q, s.nHeads * s.headSize, 'attention q');
   need(keyCache, s.seqLen * s.kvDim, 'attention keyCache'); need(valueCache, s.seqLen * s.kvDim, 'attention valueCache');
   need(att, s.nHeads * s.seqLen, 'attention att');
+}
+
+export function checkMatmul(xout: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number): void {
+  need(x, n, 'matmul x'); need(w, n * d, 'matmul w'); need(xout, d, 'matmul xout');
 }
 
 export function checkQuantize(xq: Int8Array, xs: Float32Array, x: Float32Array, n: number, groupSize: number): void {
