@@ -28,8 +28,3 @@ export interface Q8Kernels {
    */
   matmulQ8(xout: Float32Array, xq: Int8Array, xs: Float32Array, wq: Int8Array, ws: Float32Array, n: number, d: number, groupSize: number, streamed?: boolean): void;
 }
-
-/** Number of activation scales `quantize` writes for n values. */
-export function activationGroups(n: number, groupSize: number): number {
-  return Math.ceil(n / groupSize);
-}

@@ -5,11 +5,6 @@
 
 export const REPLACEMENT_CHARACTER = 0xfffd;
 
-/** Bytes of `cp` in UTF-8 (1–4). */
-export function utf8Length(cp: number): number {
-  return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-}
-
 /** Writes the UTF-8 bytes of `cp` at `out[at]`; returns the number written. */
 export function writeUtf8(cp: number, out: Uint8Array, at: number): number {
   if (cp < 0x80) {

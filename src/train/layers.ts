@@ -393,17 +393,13 @@ export function swigluBackward(da: Float32Array, db: Float32Array, dout: Float32
 }
 
 // ----------------------------------------------------------------------------------------------
-// Residual connection: out = a + b.  Backward: da += dout, db += dout.
+// Residual connection: out = a + b.  Backward: da = db = dout — which needs no code of its own:
+// the model keeps one gradient buffer for the residual stream (model.ts: dres), gives the branch a
+// copy of it as its output gradient, and the branch's backward pass adds its input gradient into
+// dres.
 
 export function residualForward(out: Float32Array, a: Float32Array, b: Float32Array, N: number): void {
   for (let i = 0; i < N; i++) out[i] = a[i]! + b[i]!;
-}
-
-export function residualBackward(da: Float32Array, db: Float32Array, dout: Float32Array, N: number): void {
-  for (let i = 0; i < N; i++) {
-    da[i] += dout[i]!;
-    db[i] += dout[i]!;
-  }
 }
 
 // ----------------------------------------------------------------------------------------------
