@@ -15,6 +15,7 @@ import { type KernelSet, defaultThreads, jsKernelSet } from '../src/kernels/kern
 import { createThreadedKernels } from '../src/kernels/threads.js';
 import { type ModelConfig, hiddenDimFor } from '../src/model/config.js';
 import { parameterCount, weightsView } from '../src/model/weights.js';
+import { msPerCall } from './timing.js';
 
 const { values } = parseFlags(process.argv.slice(2), {
   threads: { type: 'string' }, only: { type: 'string' }, ms: { type: 'string' }, json: { type: 'string' },
@@ -23,18 +24,9 @@ const threads = intFlag(values, 'threads', defaultThreads(), 1, 256);
 const only = stringFlag(values, 'only');
 const budgetMs = intFlag(values, 'ms', 300, 10);
 
-/** Runs fn repeatedly for about budgetMs (after one warm-up call); returns ms per call. */
+/** Milliseconds per call of fn, over about budgetMs. */
 function time(fn: () => void): number {
-  fn();
-  let reps = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < budgetMs) {
-    fn();
-    reps++;
-    t = performance.now();
-  }
-  return (t - t0) / reps;
+  return msPerCall(fn, budgetMs);
 }
 
 function random(a: Float32Array, scale = 1): Float32Array {

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { intFlag, parseFlags, stringFlag } from '../src/cli/flags.js';
 import { StreamingDecoder, loadTokenizer } from '../src/tokenizer/index.js';
+import { msPerCall } from './timing.js';
 
 const refdata = resolve(process.env['LLAMA2_REFDATA'] ?? '../shared');
 const { values } = parseFlags(process.argv.slice(2), {
@@ -22,18 +23,9 @@ const tokenizers = (values['tokenizer'] as string[] | undefined) ?? [
 ];
 const budgetMs = intFlag(values, 'ms', 1000, 10);
 
-/** Runs fn repeatedly for about budgetMs (after one warm-up call); returns ms per call. */
+/** Milliseconds per call of fn, over about budgetMs. */
 function time(fn: () => void): number {
-  fn();
-  let reps = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < budgetMs || reps < 2) {
-    fn();
-    reps++;
-    t = performance.now();
-  }
-  return (t - t0) / reps;
+  return msPerCall(fn, budgetMs);
 }
 
 const text = readFileSync(textPath, 'utf8');
