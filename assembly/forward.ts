@@ -17,6 +17,7 @@ const GROUP = 9; // Q8_0 group size, 0 for float32 weights
 const X = 10, XB = 11, XB2 = 12, HB = 13, HB2 = 14, Q = 15, ATT = 16, LOGITS = 17, XQ = 18, XS = 19, ROPE = 20;
 const EMB = 21, EMB_S = 22, RMS_FINAL = 23, WCLS = 24, WCLS_S = 25;
 const STREAMED = 26; // Q8_0: 1 when the weights stream from memory (see matmulQ8Rows)
+const NORM_EPS = 28; // RMSNorm's ε as a float64 (fields 28 and 29)
 // per layer, from LAYER0 in steps of LAYER_FIELDS: (matrices: int8 values then scales; float32: scales 0)
 const RMS_ATT = 0, WQ = 1, WK = 3, WV = 5, WO = 7, RMS_FFN = 9, W1 = 10, W2 = 12, W3 = 14, KEY_CACHE = 16, VALUE_CACHE = 17;
 const LAYER0 = 32, LAYER_FIELDS = 18;
@@ -56,6 +57,7 @@ export function forward(p: usize, token: i32, pos: i32, logits: i32): void {
   const x = addr(p, X), xb = addr(p, XB), xb2 = addr(p, XB2), hb = addr(p, HB), hb2 = addr(p, HB2);
   const q = addr(p, Q), att = addr(p, ATT);
   const gs = field(p, GROUP);
+  const eps = load<f64>(p + (<usize>NORM_EPS << 2));
   const rope = addr(p, ROPE) + ((<usize>pos * <usize>headSize) << 2);
   const kvRow = (<usize>pos * <usize>kvDim) << 2;
 
@@ -77,7 +79,7 @@ export function forward(p: usize, token: i32, pos: i32, logits: i32): void {
     // k and v are computed straight into row pos of this layer's caches
     const kc = addr(L, KEY_CACHE), vc = addr(L, VALUE_CACHE);
     const k = kc + kvRow, v = vc + kvRow;
-    rmsnorm(xb, x, addr(L, RMS_ATT), dim);
+    rmsnorm(xb, x, addr(L, RMS_ATT), dim, eps);
     matmul(p, q, xb, addr(L, WQ), addr(L, WQ + 1), dim, dim, false);
     matmul(p, k, xb, addr(L, WK), addr(L, WK + 1), dim, kvDim, true);
     matmul(p, v, xb, addr(L, WV), addr(L, WV + 1), dim, kvDim, true);
@@ -86,7 +88,7 @@ export function forward(p: usize, token: i32, pos: i32, logits: i32): void {
     matmul(p, xb2, xb, addr(L, WO), addr(L, WO + 1), dim, dim, false);
     add(x, xb2, dim);
 
-    rmsnorm(xb, x, addr(L, RMS_FFN), dim);
+    rmsnorm(xb, x, addr(L, RMS_FFN), dim, eps);
     matmul(p, hb, xb, addr(L, W1), addr(L, W1 + 1), dim, hidden, false);
     matmul(p, hb2, xb, addr(L, W3), addr(L, W3 + 1), dim, hidden, true);
     swiglu(hb, hb2, hidden);
@@ -95,6 +97,6 @@ export function forward(p: usize, token: i32, pos: i32, logits: i32): void {
   }
 
   if (logits == 0) return;
-  rmsnorm(x, x, addr(p, RMS_FINAL), dim);
+  rmsnorm(x, x, addr(p, RMS_FINAL), dim, eps);
   matmul(p, addr(p, LOGITS), x, addr(p, WCLS), addr(p, WCLS_S), dim, field(p, VOCAB), false);
 }

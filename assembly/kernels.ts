@@ -180,8 +180,8 @@ function matmulSmall(xout: usize, x: usize, w: usize, n: i32, d: i32): void {
   if (r < d) matmulRows(xout, x, w, n, r, d);
 }
 
-/** o = weight ⊙ x / sqrt(mean(x²) + 1e-5); o may equal x. */
-export function rmsnorm(o: usize, x: usize, weight: usize, size: i32): void {
+/** o = weight ⊙ x / sqrt(mean(x²) + eps); o may equal x. */
+export function rmsnorm(o: usize, x: usize, weight: usize, size: i32, eps: f64): void {
   let acc = f32x4.splat(0);
   let j = 0;
   for (; j + 4 <= size; j += 4) {
@@ -193,7 +193,7 @@ export function rmsnorm(o: usize, x: usize, weight: usize, size: i32): void {
     const v = <f64>load<f32>(x + (<usize>j << 2));
     ss += v * v;
   }
-  const scale = <f32>(1.0 / Math.sqrt(ss / <f64>size + 1e-5));
+  const scale = <f32>(1.0 / Math.sqrt(ss / <f64>size + eps));
   const vs = f32x4.splat(scale);
   j = 0;
   for (; j + 4 <= size; j += 4) {
@@ -282,11 +282,11 @@ export function softmax(x: usize, size: i32): void {
 
 /**
  * RoPE at position pos: each pair (i, i+1) of every head of q (dim) and k (kvDim) is rotated by
- * pos · 10000^(-(i mod headSize)/headSize). The angles are computed in float64, like the reference.
+ * pos · θ^(-(i mod headSize)/headSize). The angles are computed in float64, like the reference.
  */
-export function rope(q: usize, k: usize, pos: i32, dim: i32, kvDim: i32, headSize: i32): void {
+export function rope(q: usize, k: usize, pos: i32, dim: i32, kvDim: i32, headSize: i32, theta: f64): void {
   for (let i = 0; i < headSize; i += 2) {
-    const freq = 1.0 / Math.pow(10000.0, <f64>i / <f64>headSize);
+    const freq = 1.0 / Math.pow(theta, <f64>i / <f64>headSize);
     const angle = <f64>pos * freq;
     const fcr = <f32>Math.cos(angle);
     const fci = <f32>Math.sin(angle);

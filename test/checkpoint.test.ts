@@ -197,3 +197,18 @@ test('llama2 info: header of each format, and bad files exit non-zero with one l
   assert.equal(bad.stderr.trim().split('\n').length, 1);
   assert.match(bad.stderr, /no such file/);
 });
+
+test('a model whose norm ε or rope θ is not llama2.c\'s is refused by the .bin writers, never silently changed', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'llama2ts-eps-'));
+  const base = { dim: 8, hiddenDim: 16, nLayers: 1, nHeads: 2, nKvHeads: 1, vocabSize: 10, seqLen: 4, sharedClassifier: true };
+  for (const extra of [{ normEps: 1e-6 }, { ropeTheta: 500000 }]) {
+    const w = weightsModule.allocateWeights({ ...base, ...extra });
+    for (const format of ['v0', 'v1', 'v2'] as const) {
+      assert.throws(() => writeCheckpoint(join(dir, `${format}.bin`), w, format, 8), /cannot record this model's norm epsilon/);
+    }
+  }
+  assert.deepEqual(readdirSync(dir), []);
+  // the defaults, given explicitly, are llama2.c's
+  writeCheckpoint(join(dir, 'ok.bin'), weightsModule.allocateWeights({ ...base, normEps: 1e-5, ropeTheta: 10000 }), 'v1');
+  assert.deepEqual(readdirSync(dir), ['ok.bin']);
+});

@@ -44,6 +44,32 @@ test('fused forward = kernel-by-kernel forward, bit for bit (stories260K, fp32 a
   }
 });
 
+test('a config\'s norm ε and rope θ reach every path: fused = kernel by kernel = the js kernels, and they differ from the defaults', { ...needsRefdata, skip: needsRefdata.skip || skip }, async () => {
+  const kernels = await createKernels({ kind: 'wasm', threads: 1 });
+  try {
+    const loaded = loadTransformer(ref('data', 'models', 'stories260K.bin'), kernels);
+    const base = loaded.weights as ReturnType<typeof weightsView>;
+    const custom = weightsView({ ...base.config, normEps: 1e-6, ropeTheta: 500000 }, base.data);
+    const fused = new Transformer(custom, kernels);
+    const stepwise = new Transformer(custom, kernels, { fused: false });
+    const js = new Transformer(weightsView(custom.config, Float32Array.from(base.data)));
+    const plain = new Transformer(base, kernels);
+    assert.ok(fused.isFused);
+    let token = 1, differs = 0;
+    for (let pos = 0; pos < 100; pos++) {
+      const a = fused.forward(token, pos);
+      assert.deepEqual(stepwise.forward(token, pos), a, `position ${pos}`);
+      const b = js.forward(token, pos);
+      for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) < 1e-4, `js kernels, position ${pos}, logit ${i}`);
+      if (Math.abs(plain.forward(token, pos)[7]! - a[7]!) > 1e-4) differs++;
+      token = (pos * 7919 + 13) % a.length;
+    }
+    assert.ok(differs > 50, `θ and ε change the logits (${differs} of 100 positions)`);
+  } finally {
+    await kernels.close();
+  }
+});
+
 test('grouped products on the threads = separate products, bit for bit (fp32 and int8 read as cached and as streamed, 2 and 3 threads)', { skip }, async () => {
   // every projection has ≥ 2^15 multiply-adds, so the threads split (and group) them; the hidden
   // width 520 is not a multiple of the int8 group 64, so W2's Q8_0 groups straddle rows

@@ -205,6 +205,15 @@ describe('fp32 inference kernels: wasm vs reference', () => {
       const inPlace = copyInto(wasm, x); // o may be x
       wasm.rmsnorm(inPlace, inPlace, copyInto(wasm, wt), size);
       assertClose(inPlace, want, 'rmsnorm in place');
+      // another ε (Hugging Face models carry rms_norm_eps, e.g. 1e-6): tiny inputs make it matter
+      const tiny = x.map((v) => v * 1e-3);
+      const want6 = new Float32Array(size), want5 = new Float32Array(size);
+      jsKernels.rmsnorm(want6, tiny, wt, size, 1e-6);
+      jsKernels.rmsnorm(want5, tiny, wt, size);
+      const o6 = wasm.allocate(size);
+      wasm.rmsnorm(o6, copyInto(wasm, tiny), copyInto(wasm, wt), size, 1e-6);
+      assertClose(o6, want6, 'rmsnorm eps 1e-6');
+      assert.ok(Math.abs(want6[0]! - want5[0]!) > 1e-3 * Math.abs(want6[0]!), 'ε changes the result');
 
       const s = Float32Array.from(x);
       jsKernels.softmax(s, size);
@@ -234,6 +243,13 @@ describe('fp32 inference kernels: wasm vs reference', () => {
       wasm.rope(wq, wk, pos, dim, kvDim, headSize);
       assertClose(wq, q, 'rope q', 1e-5, 1e-6);
       assertClose(wk, k, 'rope k', 1e-5, 1e-6);
+      // θ = 500000 (Llama 3's base): table path and direct path alike
+      const q2 = fill(new Float32Array(dim), rand), k2 = fill(new Float32Array(kvDim), rand);
+      const wq2 = copyInto(wasm, q2), wk2 = copyInto(wasm, k2);
+      jsKernels.rope(q2, k2, pos, dim, kvDim, headSize, 500000);
+      wasm.rope(wq2, wk2, pos, dim, kvDim, headSize, 500000);
+      assertClose(wq2, q2, 'rope q θ 500000', 1e-5, 1e-6);
+      assertClose(wk2, k2, 'rope k θ 500000', 1e-5, 1e-6);
     });
   }
 

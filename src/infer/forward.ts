@@ -11,6 +11,9 @@
 //     x  += W2 (silu(W1 xb) ⊙ W3 xb)              (SwiGLU)
 //   logits = Wcls rmsnorm(x) ⊙ rmsFinal
 //
+// rmsnorm(x) = x / sqrt(mean(x²) + ε) and RoPE's base θ come from the config (llama2.c: 1e-5, 10000;
+// Hugging Face models carry their own rms_norm_eps and rope_theta).
+//
 // The matrices are either float32 or Q8_0 (int8 with a float32 scale per group, from a v2 file
 // or quantized at load time). With Q8_0 every matrix-vector product first quantizes its input
 // vector in groups (as llama2.c's runq.c does), then multiplies in integers; norms stay float32.
@@ -22,7 +25,7 @@ import { LlamaError } from '../errors.js';
 import {
   type Q8Weights, type QuantizedTensor, dequantizeWeights, readCheckpoint, readCheckpointAsQ8,
 } from '../model/checkpoint.js';
-import { type ModelConfig, headSize, kvDim } from '../model/config.js';
+import { type ModelConfig, headSize, kvDim, normEps, ropeTheta } from '../model/config.js';
 import { type TransformerWeights, parameterCount } from '../model/weights.js';
 import { jsKernels } from '../kernels/js.js';
 import type { Q8Kernels } from '../kernels/q8-types.js';
@@ -108,12 +111,17 @@ export class Transformer {
   private readonly tokenEmbedding: Matrix;
   private readonly rmsFinal: Float32Array;
   private readonly wcls: Matrix;
+  /** RMSNorm's ε and RoPE's θ (the config's, llama2.c's by default). */
+  private readonly eps: number;
+  private readonly theta: number;
   /** The kernels' whole-token forward pass for this model, when they offer one. */
   private readonly fused: ((token: number, pos: number, logits: boolean) => void) | undefined;
 
   constructor(readonly weights: TransformerWeights | Q8Weights, readonly kernels: ModelKernels = jsKernels, options: TransformerOptions = {}) {
     const c = weights.config;
     this.config = c;
+    this.eps = normEps(c);
+    this.theta = ropeTheta(c);
     const kv = kvDim(c);
     const q8 = 'groupSize' in weights;
     this.groupSize = q8 ? weights.groupSize : 0;
@@ -151,7 +159,7 @@ export class Transformer {
     this.wcls = weights.wcls;
     this.shape = { nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: headSize(c), kvDim: kv, seqLen: c.seqLen };
     this.fused = options.fused === false ? undefined : kernels.fuseForward?.({
-      dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, shape: this.shape, groupSize: this.groupSize, streamWeights: this.streamed,
+      dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, normEps: this.eps, ropeTheta: this.theta, shape: this.shape, groupSize: this.groupSize, streamWeights: this.streamed,
       state: this.state, layers: this.layers, tokenEmbedding: this.tokenEmbedding, rmsFinal: this.rmsFinal, wcls: this.wcls,
     });
   }
@@ -216,7 +224,7 @@ export class Transformer {
 
     for (const L of this.layers) {
       // attention rmsnorm
-      K.rmsnorm(s.xb, s.x, L.rmsAtt, dim);
+      K.rmsnorm(s.xb, s.x, L.rmsAtt, dim, this.eps);
       // q, k, v for this position
       this.quantizeInput(s.xb, dim);
       if (L.qkv !== undefined) {
@@ -227,7 +235,7 @@ export class Transformer {
         this.matmul(s.v, s.xb, L.wv, dim, kv);
       }
       // RoPE: rotate each (even, odd) pair of q and k by an angle that grows with pos
-      K.rope(s.q, s.k, pos, dim, kv, this.shape.headSize);
+      K.rope(s.q, s.k, pos, dim, kv, this.shape.headSize, this.theta);
       // this position's key and value go into row pos of the layer's cache
       L.keyCache.set(s.k, pos * kv);
       L.valueCache.set(s.v, pos * kv);
@@ -239,7 +247,7 @@ export class Transformer {
       K.add(s.x, s.xb2, dim);
 
       // feed-forward rmsnorm, then W2 (silu(W1 x) ⊙ W3 x), residual
-      K.rmsnorm(s.xb, s.x, L.rmsFfn, dim);
+      K.rmsnorm(s.xb, s.x, L.rmsFfn, dim, this.eps);
       this.quantizeInput(s.xb, dim);
       if (L.gateUp !== undefined) {
         L.gateUp();
@@ -255,7 +263,7 @@ export class Transformer {
 
     // final rmsnorm and the classifier
     if (!logits) return;
-    K.rmsnorm(s.x, s.x, this.rmsFinal, dim);
+    K.rmsnorm(s.x, s.x, this.rmsFinal, dim, this.eps);
     this.quantizeInput(s.x, dim);
     this.matmul(s.logits, s.x, this.wcls, dim, c.vocabSize);
   }

@@ -13,10 +13,10 @@ export function matmul(xout: Float32Array, x: Float32Array, w: Float32Array, n: 
   }
 }
 
-export function rmsnorm(o: Float32Array, x: Float32Array, weight: Float32Array, size: number): void {
+export function rmsnorm(o: Float32Array, x: Float32Array, weight: Float32Array, size: number, eps = 1e-5): void {
   let ss = 0;
   for (let j = 0; j < size; j++) ss += x[j]! * x[j]!;
-  const scale = 1 / Math.sqrt(ss / size + 1e-5);
+  const scale = 1 / Math.sqrt(ss / size + eps);
   for (let j = 0; j < size; j++) o[j] = weight[j]! * (scale * x[j]!);
 }
 
@@ -38,9 +38,9 @@ function softmaxAt(x: Float32Array, offset: number, size: number): void {
   for (let i = offset; i < end; i++) x[i] = x[i]! / sum;
 }
 
-export function rope(q: Float32Array, k: Float32Array, pos: number, dim: number, kvDim: number, headSize: number): void {
+export function rope(q: Float32Array, k: Float32Array, pos: number, dim: number, kvDim: number, headSize: number, theta = 10000): void {
   for (let i = 0; i < dim; i += 2) {
-    const freq = 1 / Math.pow(10000, (i % headSize) / headSize);
+    const freq = 1 / Math.pow(theta, (i % headSize) / headSize);
     const angle = pos * freq;
     const fcr = Math.cos(angle);
     const fci = Math.sin(angle);

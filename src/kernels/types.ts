@@ -25,15 +25,15 @@ export interface Kernels {
   allocate(floats: number): Float32Array;
   /** xout (d) = W (d, n) · x (n); W row-major, one row per output. */
   matmul(xout: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number): void;
-  /** o (size) = weight ⊙ x / sqrt(mean(x²) + 1e-5). `o` may be `x`. */
-  rmsnorm(o: Float32Array, x: Float32Array, weight: Float32Array, size: number): void;
+  /** o (size) = weight ⊙ x / sqrt(mean(x²) + eps), eps default 1e-5 (llama2.c's). `o` may be `x`. */
+  rmsnorm(o: Float32Array, x: Float32Array, weight: Float32Array, size: number, eps?: number): void;
   /** In place: x[0..size) = exp(x - max) / Σ exp(x - max). */
   softmax(x: Float32Array, size: number): void;
   /**
    * RoPE at position `pos`: every adjacent pair (x[i], x[i+1]) of each head in q (dim) and in
-   * k (kvDim) is rotated by the angle pos · 10000^(-(i mod headSize)/headSize).
+   * k (kvDim) is rotated by the angle pos · θ^(-(i mod headSize)/headSize), θ default 10000 (llama2.c's).
    */
-  rope(q: Float32Array, k: Float32Array, pos: number, dim: number, kvDim: number, headSize: number): void;
+  rope(q: Float32Array, k: Float32Array, pos: number, dim: number, kvDim: number, headSize: number, theta?: number): void;
   /**
    * Causal attention for one position: for each query head h (sharing kv head h / (nHeads/nKvHeads)),
    * scores_t = q_h · k_t / √headSize for t ≤ pos, softmax, out_h = Σ_t scores_t v_t.
@@ -62,6 +62,9 @@ export type WeightMatrix = Float32Array | QuantizedMatrix;
  */
 export interface ForwardModel {
   readonly dim: number;
+  /** RMSNorm ε and RoPE θ (ModelConfig's normEps, ropeTheta). */
+  readonly normEps: number;
+  readonly ropeTheta: number;
   readonly hiddenDim: number;
   readonly vocabSize: number;
   readonly shape: AttentionShape;

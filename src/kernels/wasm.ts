@@ -22,9 +22,9 @@ import type { AttentionShape, ForwardModel, WeightMatrix } from './types.js';
 export interface KernelExports {
   matmul(xout: number, x: number, w: number, n: number, d: number): void;
   matmulRows(xout: number, x: number, w: number, n: number, r0: number, r1: number): void;
-  rmsnorm(o: number, x: number, weight: number, size: number): void;
+  rmsnorm(o: number, x: number, weight: number, size: number, eps: number): void;
   softmax(x: number, size: number): void;
-  rope(q: number, k: number, pos: number, dim: number, kvDim: number, headSize: number): void;
+  rope(q: number, k: number, pos: number, dim: number, kvDim: number, headSize: number, theta: number): void;
   ropeTable(q: number, k: number, table: number, dim: number, kvDim: number, headSize: number): void;
   attentionHeads(
     out: number, q: number, keyCache: number, valueCache: number, att: number, pos: number,
@@ -230,19 +230,20 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
   heap.exports = k;
   const at = (view: ArrayBufferView): number => heap.address(view);
 
-  // RoPE's cos/sin depend only on (pos, offset in the head): computed once per position (in
+  // RoPE's cos/sin depend only on (pos, offset in the head, θ): computed once per position (in
   // float64, as the reference does) and reused by every layer, instead of once per layer.
   const ropeCosSin = heap.floats(ROPE_TABLE_FLOATS);
-  let ropePos = -1, ropeHeadSize = -1;
-  function ropeTableFor(pos: number, headSize: number): number {
-    if (pos !== ropePos || headSize !== ropeHeadSize) {
+  let ropePos = -1, ropeHeadSize = -1, ropeBase = -1;
+  function ropeTableFor(pos: number, headSize: number, theta: number): number {
+    if (pos !== ropePos || headSize !== ropeHeadSize || theta !== ropeBase) {
       for (let i = 0; i < headSize; i += 2) {
-        const angle = pos * (1 / Math.pow(10000, i / headSize));
+        const angle = pos * (1 / Math.pow(theta, i / headSize));
         ropeCosSin[i] = Math.cos(angle);
         ropeCosSin[i + 1] = Math.sin(angle);
       }
       ropePos = pos;
       ropeHeadSize = headSize;
+      ropeBase = theta;
     }
     return ropeCosSin.byteOffset;
   }
@@ -259,18 +260,18 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
       checkMatmul(xout, x, w, n, d);
       k.matmul(at(xout), at(x), at(w), n, d);
     },
-    rmsnorm(o, x, weight, size) {
+    rmsnorm(o, x, weight, size, eps = 1e-5) {
       need(o, size, 'rmsnorm o'); need(x, size, 'rmsnorm x'); need(weight, size, 'rmsnorm weight');
-      k.rmsnorm(at(o), at(x), at(weight), size);
+      k.rmsnorm(at(o), at(x), at(weight), size, eps);
     },
     softmax(x, size) {
       need(x, size, 'softmax x');
       if (size > 0) k.softmax(at(x), size);
     },
-    rope(q, kk, pos, dim, kvDim, headSize) {
+    rope(q, kk, pos, dim, kvDim, headSize, theta = 10000) {
       need(q, dim, 'rope q'); need(kk, kvDim, 'rope k');
-      if (headSize > ROPE_TABLE_FLOATS || headSize % 2 !== 0) k.rope(at(q), at(kk), pos, dim, kvDim, headSize);
-      else k.ropeTable(at(q), at(kk), ropeTableFor(pos, headSize), dim, kvDim, headSize);
+      if (headSize > ROPE_TABLE_FLOATS || headSize % 2 !== 0) k.rope(at(q), at(kk), pos, dim, kvDim, headSize, theta);
+      else k.ropeTable(at(q), at(kk), ropeTableFor(pos, headSize, theta), dim, kvDim, headSize);
     },
     attention(out, q, keyCache, valueCache, att, pos, s: AttentionShape) {
       checkAttention(out, q, keyCache, valueCache, att, pos, s);
@@ -316,7 +317,7 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
 const PLAN = {
   DIM: 0, HIDDEN: 1, LAYERS: 2, HEADS: 3, KV_HEADS: 4, HEAD_SIZE: 5, KV_DIM: 6, SEQ_LEN: 7, VOCAB: 8, GROUP: 9,
   X: 10, XB: 11, XB2: 12, HB: 13, HB2: 14, Q: 15, ATT: 16, LOGITS: 17, XQ: 18, XS: 19, ROPE: 20,
-  EMB: 21, EMB_S: 22, RMS_FINAL: 23, WCLS: 24, WCLS_S: 25, STREAMED: 26,
+  EMB: 21, EMB_S: 22, RMS_FINAL: 23, WCLS: 24, WCLS_S: 25, STREAMED: 26, NORM_EPS: 28, // (a float64: fields 28, 29)
   LAYER0: 32, LAYER_FIELDS: 18,
   // within a layer
   RMS_ATT: 0, WQ: 1, WK: 3, WV: 5, WO: 7, RMS_FFN: 9, W1: 10, W2: 12, W3: 14, KEY_CACHE: 16, VALUE_CACHE: 17,
@@ -374,11 +375,12 @@ export function forwardPlan(heap: KernelMemory, m: ForwardModel): number | undef
   } catch {
     return undefined;
   }
-  // RoPE: (cos, sin) of pos · 10000^(−i/headSize) for each pair offset i, for every position
+  new Float64Array(fields.buffer, PLAN.NORM_EPS * 4, 1)[0] = m.normEps;
+  // RoPE: (cos, sin) of pos · θ^(−i/headSize) for each pair offset i, for every position
   const rope = heap.floats(seqLen * headSize);
   for (let pos = 0; pos < seqLen; pos++) {
     for (let i = 0; i < headSize; i += 2) {
-      const angle = pos * (1 / Math.pow(10000, i / headSize));
+      const angle = pos * (1 / Math.pow(m.ropeTheta, i / headSize));
       rope[pos * headSize + i] = Math.cos(angle);
       rope[pos * headSize + i + 1] = Math.sin(angle);
     }

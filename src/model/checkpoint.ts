@@ -32,7 +32,9 @@
 import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { describeFsError, FormatError, LlamaError } from '../errors.js';
 import { quantize } from '../kernels/q8-js.js';
-import { type ModelConfig, headSize, kvDim, validateConfig } from './config.js';
+import {
+  DEFAULT_NORM_EPS, DEFAULT_ROPE_THETA, type ModelConfig, fitsLlama2c, headSize, kvDim, normEps, ropeTheta, validateConfig,
+} from './config.js';
 import { type TensorName, type TransformerWeights, parameterCount, parameterTable, weightsView } from './weights.js';
 
 export const CHECKPOINT_MAGIC = 0x616b3432;
@@ -496,9 +498,21 @@ function freqCis(c: ModelConfig): [Float32Array, Float32Array] {
   return [re, im];
 }
 
+/**
+ * A llama2.c header has no field for RMSNorm's ε or RoPE's θ (run.c hard-codes 1e-5 and 10000): a
+ * model with other values is refused rather than silently changed.
+ */
+export function checkFitsLlama2c(c: ModelConfig, format: CheckpointFormat): void {
+  if (!fitsLlama2c(c)) {
+    throw new LlamaError(`a llama2.c ${format} file cannot record this model's norm epsilon ${normEps(c)} and rope theta ${ropeTheta(c)} ` +
+      `(llama2.c assumes ${DEFAULT_NORM_EPS} and ${DEFAULT_ROPE_THETA}): export it in another format`);
+  }
+}
+
 /** Writes float32 weights as a v0 or v1 checkpoint, or quantized as v2 (Q8_0). */
 export function writeCheckpoint(path: string, w: TransformerWeights, format: CheckpointFormat = 'v1', groupSize = 64): void {
   const c = w.config;
+  checkFitsLlama2c(c, format);
   if (format === 'v1') {
     writeFileAtomic(path, [headerBytes(c, 1), bytesOf(w.data)]);
   } else if (format === 'v0') {
@@ -517,6 +531,7 @@ export function writeCheckpoint(path: string, w: TransformerWeights, format: Che
 /** Writes Q8_0 weights as a v2 checkpoint. */
 export function writeQ8Checkpoint(path: string, q8: Q8Weights): void {
   const c = q8.config;
+  checkFitsLlama2c(c, 'v2');
   const chunks: Uint8Array[] = [headerBytes(c, 2, q8.groupSize), bytesOf(q8.rmsAtt), bytesOf(q8.rmsFfn), bytesOf(q8.rmsFinal)];
   for (const [name] of q8Order(c)) {
     const list = name === 'tokenEmbedding' ? [q8.tokenEmbedding] : name === 'wcls' ? [q8.wcls] : q8[name];

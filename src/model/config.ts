@@ -18,6 +18,29 @@ export interface ModelConfig {
   readonly seqLen: number;
   /** True when the classifier is the token embedding matrix (tied weights). */
   readonly sharedClassifier: boolean;
+  /** RMSNorm's ε (Hugging Face `rms_norm_eps`, Meta `norm_eps`); default 1e-5, what llama2.c hard-codes. */
+  readonly normEps?: number;
+  /** RoPE base θ (Hugging Face `rope_theta`); default 10000, what llama2.c hard-codes. */
+  readonly ropeTheta?: number;
+}
+
+/** llama2.c's RMSNorm ε and RoPE θ: the values a `.bin` checkpoint implies (it cannot record others). */
+export const DEFAULT_NORM_EPS = 1e-5;
+export const DEFAULT_ROPE_THETA = 10000;
+
+/** The model's RMSNorm ε. */
+export function normEps(c: ModelConfig): number {
+  return c.normEps ?? DEFAULT_NORM_EPS;
+}
+
+/** The model's RoPE base θ. */
+export function ropeTheta(c: ModelConfig): number {
+  return c.ropeTheta ?? DEFAULT_ROPE_THETA;
+}
+
+/** True when a llama2.c `.bin` (v0, v1, v2) can hold this model: its ε and θ are llama2.c's. */
+export function fitsLlama2c(c: ModelConfig): boolean {
+  return normEps(c) === DEFAULT_NORM_EPS && ropeTheta(c) === DEFAULT_ROPE_THETA;
 }
 
 /** Size of one attention head. */
@@ -48,6 +71,12 @@ export function validateConfig(c: ModelConfig, where: string): void {
   for (const [name, v] of fields) {
     if (!Number.isInteger(v) || v <= 0) throw new FormatError(where, `impossible header: ${name} = ${v} (must be a positive integer)`);
     if (v > 1 << 24) throw new FormatError(where, `impossible header: ${name} = ${v} is too large`);
+  }
+  if (c.normEps !== undefined && !(Number.isFinite(c.normEps) && c.normEps > 0 && c.normEps < 1)) {
+    throw new FormatError(where, `impossible header: norm epsilon ${c.normEps} (must be in (0, 1))`);
+  }
+  if (c.ropeTheta !== undefined && !(Number.isFinite(c.ropeTheta) && c.ropeTheta > 1)) {
+    throw new FormatError(where, `impossible header: rope theta ${c.ropeTheta} (must be a finite number above 1)`);
   }
   if (c.dim % c.nHeads !== 0) throw new FormatError(where, `impossible header: dim ${c.dim} is not divisible by n_heads ${c.nHeads}`);
   if (c.nHeads % c.nKvHeads !== 0) throw new FormatError(where, `impossible header: n_heads ${c.nHeads} is not divisible by n_kv_heads ${c.nKvHeads}`);
