@@ -3,7 +3,7 @@
 // position 0, with the same seed) after `warmup` untimed ones; the median run is reported. The
 // warm-up lets V8 optimise the JavaScript around the kernels, as it has in any long generation.
 
-import type { Transformer } from './forward.js';
+import type { InferenceEngine } from './engine.js';
 import { Sampler } from './sampler.js';
 
 export interface BenchResult {
@@ -28,7 +28,7 @@ export interface BenchOptions {
 }
 
 /** Runs P prefill positions then N decode positions (P + N ≤ seqLen) and times both phases. */
-export function benchmark(transformer: Transformer, promptLen: number, steps: number, options: BenchOptions = {}): BenchResult {
+export function benchmark(transformer: InferenceEngine, promptLen: number, steps: number, options: BenchOptions = {}): BenchResult {
   const warmup = options.warmup ?? 1;
   const repeats = Math.max(1, options.repeats ?? 3);
   for (let i = 0; i < warmup; i++) timeOnce(transformer, promptLen, steps, options);
@@ -47,7 +47,7 @@ export function benchmark(transformer: Transformer, promptLen: number, steps: nu
 }
 
 /** One timed run: milliseconds of the prefill and of the decode phase. */
-function timeOnce(transformer: Transformer, promptLen: number, steps: number, options: BenchOptions): { prefillMs: number; decodeMs: number } {
+function timeOnce(transformer: InferenceEngine, promptLen: number, steps: number, options: BenchOptions): { prefillMs: number; decodeMs: number } {
   const c = transformer.config;
   const sampler = new Sampler(c.vocabSize, { temperature: options.temperature ?? 1, topp: options.topp ?? 0.9, seed: options.seed ?? 1 });
   // A fixed, varied prompt: BOS, then ids spread over the vocabulary.

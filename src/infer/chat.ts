@@ -10,7 +10,7 @@
 import { LlamaError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { StreamingDecoder } from '../tokenizer/index.js';
-import type { Transformer } from './forward.js';
+import type { InferenceEngine } from './engine.js';
 import { clampSteps } from './generate.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
 
@@ -66,7 +66,7 @@ export interface ChatOptions extends SamplerOptions {
 }
 
 /** Runs an interactive chat until end of input or a full context window. */
-export async function chat(transformer: Transformer, tokenizer: Tokenizer, io: ChatIO, options: ChatOptions = {}): Promise<void> {
+export async function chat(transformer: InferenceEngine, tokenizer: Tokenizer, io: ChatIO, options: ChatOptions = {}): Promise<void> {
   const c = transformer.config;
   const steps = clampSteps(options.steps, c.seqLen);
   const sampler = new Sampler(c.vocabSize, options);

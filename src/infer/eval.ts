@@ -5,7 +5,7 @@
 
 import { UsageError } from '../errors.js';
 import { closeTokenFile, openTokenFile, readTokens } from '../train/data.js';
-import type { Transformer } from './forward.js';
+import type { InferenceEngine } from './engine.js';
 
 /** Reads a whole pretokenized file (uint16 ids, each checked to be below `vocabSize`). */
 export function readTokenFile(path: string, vocabSize: number): Uint16Array {
@@ -29,7 +29,7 @@ export interface EvalResult {
 
 /** Mean cross-entropy over all full windows of `seqLen` tokens (+1 target) of `tokens`. */
 export function evaluateLoss(
-  transformer: Transformer, tokens: Uint16Array, seqLen: number, onWindow?: (done: number, total: number) => void,
+  transformer: InferenceEngine, tokens: Uint16Array, seqLen: number, onWindow?: (done: number, total: number) => void,
 ): EvalResult {
   const c = transformer.config;
   if (!Number.isInteger(seqLen) || seqLen < 1 || seqLen > c.seqLen) {

@@ -30,6 +30,7 @@ import { type TransformerWeights, parameterCount } from '../model/weights.js';
 import { jsKernels } from '../kernels/js.js';
 import type { Q8Kernels } from '../kernels/q8-types.js';
 import type { AttentionShape, FusedForward, GroupedInput, GroupedMatmul, Kernels } from '../kernels/types.js';
+import type { InferenceEngine } from './engine.js';
 
 /** A weight matrix (out, in): float32, or Q8_0 (groups over the flattened matrix). */
 type Matrix = Float32Array | QuantizedTensor;
@@ -99,7 +100,7 @@ export interface RunState {
  */
 const Q8_CACHED_BYTES = 24 << 20;
 
-export class Transformer {
+export class Transformer implements InferenceEngine {
   readonly config: ModelConfig;
   readonly state: RunState;
   /** Q8_0 group size, or 0 for float32 weights. */
@@ -117,7 +118,7 @@ export class Transformer {
   /** The kernels' whole-token forward pass for this model, when they offer one. */
   private readonly fused: ((token: number, pos: number, logits: boolean) => void) | undefined;
 
-  constructor(readonly weights: TransformerWeights | Q8Weights, readonly kernels: ModelKernels = jsKernels, options: TransformerOptions = {}) {
+  constructor(readonly weights: TransformerWeights | Q8Weights, readonly kernels: ModelKernels = jsKernels, private readonly options: TransformerOptions = {}) {
     const c = weights.config;
     this.config = c;
     this.eps = normEps(c);
@@ -162,6 +163,15 @@ export class Transformer {
       dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, normEps: this.eps, ropeTheta: this.theta, shape: this.shape, groupSize: this.groupSize, streamWeights: this.streamed,
       state: this.state, layers: this.layers, tokenEmbedding: this.tokenEmbedding, rmsFinal: this.rmsFinal, wcls: this.wcls,
     });
+  }
+
+  get backend(): string {
+    return this.kernels.name;
+  }
+
+  /** Another Transformer over the same weights and kernels, with its own state and KV cache. */
+  session(): Transformer {
+    return new Transformer(this.weights, this.kernels, this.options);
   }
 
   /** True when forward() runs as one call into the kernels (see TransformerOptions.fused). */

@@ -17,7 +17,7 @@
 import { LlamaError, UsageError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { StreamingDecoder } from '../tokenizer/index.js';
-import type { Transformer } from './forward.js';
+import type { InferenceEngine } from './engine.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
 
 export type FinishReason = 'stop' | 'length' | 'aborted';
@@ -86,7 +86,7 @@ export function promptText(tokenizer: Tokenizer, ids: readonly number[]): string
 }
 
 /** Runs a generation request; see the top of this file. */
-export function* generateFromIds(transformer: Transformer, tokenizer: Tokenizer, request: GenerationRequest): Generator<string, GenerationResult, void> {
+export function* generateFromIds(transformer: InferenceEngine, tokenizer: Tokenizer, request: GenerationRequest): Generator<string, GenerationResult, void> {
   const c = transformer.config;
   if (tokenizer.vocabSize !== c.vocabSize) {
     throw new LlamaError(`tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${c.vocabSize}`);
@@ -179,7 +179,7 @@ export interface GenerateOptions extends SamplerOptions {
  * model, tokenizer, prompt, temperature, top-p and seed, the pieces concatenate to exactly what
  * run.c prints (before its final newline).
  */
-export function* generate(transformer: Transformer, tokenizer: Tokenizer, options: GenerateOptions = {}): Generator<string, GenerationResult, void> {
+export function* generate(transformer: InferenceEngine, tokenizer: Tokenizer, options: GenerateOptions = {}): Generator<string, GenerationResult, void> {
   const seqLen = transformer.config.seqLen;
   const gen = generateFromIds(transformer, tokenizer, {
     ...options,

@@ -7,7 +7,8 @@ import type { ModelConfig } from '../model/config.js';
 import { jsKernels } from '../kernels/js.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { LlamaError } from '../errors.js';
-import { type LoadModelOptions, type ModelKernels, loadTransformer, type Transformer } from './forward.js';
+import type { InferenceEngine } from './engine.js';
+import { type LoadModelOptions, type ModelKernels, loadTransformer } from './forward.js';
 import { generate, type GenerateOptions, type GenerationResult } from './generate.js';
 
 export interface LoadOptions {
@@ -20,7 +21,7 @@ export interface LoadOptions {
 }
 
 export class LanguageModel {
-  constructor(readonly transformer: Transformer, readonly tokenizer: Tokenizer) {
+  constructor(readonly transformer: InferenceEngine, readonly tokenizer: Tokenizer) {
     if (tokenizer.vocabSize !== transformer.config.vocabSize) {
       throw new LlamaError(`tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${transformer.config.vocabSize}`);
     }

@@ -21,7 +21,8 @@ import type { AddressInfo } from 'node:net';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeConversation } from '../infer/chat.js';
-import { type ModelKernels, Transformer } from '../infer/forward.js';
+import type { InferenceEngine } from '../infer/engine.js';
+import type { ModelKernels } from '../infer/forward.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { type GenerationRequest, type GenerationResult, generateFromIds, promptText } from '../infer/generate.js';
 import {
@@ -36,7 +37,7 @@ export interface ServedModel {
   /** Its name in /v1/models and in requests' `model`. */
   readonly id: string;
   /** The first session; every other session shares its weights. */
-  readonly transformer: Transformer;
+  readonly transformer: InferenceEngine;
   readonly tokenizer: Tokenizer;
   readonly kernels: ModelKernels;
   /** The files, served to the playground at /model.bin and /tokenizer.bin (when given). */
@@ -105,10 +106,10 @@ export class ApiServer extends EventEmitter {
 
   constructor(readonly model: ServedModel, private readonly options: ServerOptions = {}) {
     super();
-    const { transformer, kernels } = model;
-    let first: Transformer | undefined = transformer;
-    const create = (): Transformer => {
-      const t = first ?? new Transformer(transformer.weights, kernels);
+    const { transformer } = model;
+    let first: InferenceEngine | undefined = transformer;
+    const create = (): InferenceEngine => {
+      const t = first ?? transformer.session();
       first = undefined;
       return t;
     };
@@ -330,7 +331,7 @@ export class ApiServer extends EventEmitter {
     };
     const request = makeRequest(controller.signal); // checks the prompt before waiting in line
     res.on('close', onClose);
-    let session: Transformer;
+    let session: InferenceEngine;
     try {
       session = await this.sessions.acquire(controller.signal);
     } catch (err) {

@@ -1,6 +1,6 @@
 // Parallel generation sessions over one set of weights, with a bounded waiting line.
 //
-// A Transformer holds its own activations and key/value cache but only views of the weights, so
+// A InferenceEngine holds its own activations and key/value cache but only views of the weights, so
 // several of them can share one weights object: each is a "session" that one request uses at a
 // time. Sessions are made on first need (up to `maxConcurrent`) and kept for reuse — the kernels'
 // memory is never freed, so making a new one per request would grow it without end. A request
@@ -8,7 +8,7 @@
 // served); past that it is refused at once, and the server answers 429.
 
 import { LlamaError } from '../errors.js';
-import type { Transformer } from '../infer/forward.js';
+import type { InferenceEngine } from '../infer/engine.js';
 
 /** Every session is busy and the waiting line is full. */
 export class BusyError extends LlamaError {
@@ -16,22 +16,22 @@ export class BusyError extends LlamaError {
 }
 
 interface Waiter {
-  resolve(session: Transformer): void;
+  resolve(session: InferenceEngine): void;
   reject(err: Error): void;
 }
 
 export class SessionPool {
-  private readonly idle: Transformer[] = [];
+  private readonly idle: InferenceEngine[] = [];
   private readonly waiting: Waiter[] = [];
   private made = 0;
   private busy = 0;
 
   /**
-   * @param create  makes a new session (a Transformer over the shared weights)
+   * @param create  makes a new session (a InferenceEngine over the shared weights)
    * @param maxConcurrent  sessions generating at once (≥ 1)
    * @param maxQueued  requests allowed to wait for a session (≥ 0)
    */
-  constructor(private readonly create: () => Transformer, readonly maxConcurrent: number, readonly maxQueued: number) {
+  constructor(private readonly create: () => InferenceEngine, readonly maxConcurrent: number, readonly maxQueued: number) {
     if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) throw new LlamaError(`maxConcurrent must be a positive integer, got ${maxConcurrent}`);
     if (!Number.isInteger(maxQueued) || maxQueued < 0) throw new LlamaError(`maxQueued must be a non-negative integer, got ${maxQueued}`);
   }
@@ -50,14 +50,14 @@ export class SessionPool {
    * A free session: at once if there is one, else after waiting in line. Throws BusyError when
    * the line is full; rejects with the signal's reason when aborted while waiting.
    */
-  acquire(signal?: AbortSignal): Promise<Transformer> {
+  acquire(signal?: AbortSignal): Promise<InferenceEngine> {
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     const session = this.take();
     if (session !== undefined) return Promise.resolve(session);
     if (this.waiting.length >= this.maxQueued) {
       return Promise.reject(new BusyError(`all ${this.maxConcurrent} sessions are busy and ${this.waiting.length} requests are waiting`));
     }
-    return new Promise<Transformer>((resolve, reject) => {
+    return new Promise<InferenceEngine>((resolve, reject) => {
       const waiter: Waiter = {
         resolve: (s) => {
           signal?.removeEventListener('abort', onAbort);
@@ -76,7 +76,7 @@ export class SessionPool {
   }
 
   /** Gives a session back: to the first request in line, or to the idle set. */
-  release(session: Transformer): void {
+  release(session: InferenceEngine): void {
     const next = this.waiting.shift();
     if (next !== undefined) {
       next.resolve(session); // stays busy, changes hands
@@ -91,7 +91,7 @@ export class SessionPool {
     for (const w of this.waiting.splice(0)) w.reject(err);
   }
 
-  private take(): Transformer | undefined {
+  private take(): InferenceEngine | undefined {
     let session = this.idle.pop();
     if (session === undefined && this.made < this.maxConcurrent) {
       session = this.create();
