@@ -17,6 +17,15 @@ export interface InferenceEngine {
   /** Feeds a token whose logits will not be read (a prompt token followed by another): the KV cache only. */
   advance(token: number, pos: number): void;
   /**
+   * The context shift, for running past the window: of the `length` positions the KV cache holds
+   * (0..length-1), keeps the first `keep`, drops the `drop` after them, and moves the rest down by
+   * `drop` positions, in every layer. RoPE made each cached key a rotation by its position, so a
+   * key moved from p to p − drop is rotated by −drop positions (θ as the config says); values
+   * need no change. Afterwards the cache holds length − drop positions, and the next token goes
+   * at position length − drop. 0 ≤ keep, 0 ≤ drop, keep + drop ≤ length ≤ seqLen.
+   */
+  shift(keep: number, drop: number, length: number): void;
+  /**
    * Another engine over the same weights with its own activations and KV cache (a server session):
    * the weights are not copied.
    */

@@ -20,6 +20,12 @@
 //
 // All buffers (the RunState) and all per-layer weight views are made once, when the model is
 // loaded; forward() allocates nothing.
+//
+// The context shift (shift()) lets generation run past seqLen positions: when the cache is full,
+// rows keep..keep+drop-1 are dropped and the later rows move down by drop. RoPE stored the key of
+// position p as R(p·f_i) k for each pair i (f_i = θ^(-i/headSize)), and R(a) R(b) = R(a+b), so the
+// moved key becomes R(-drop·f_i) R(p·f_i) k = R((p-drop)·f_i) k: the key position p - drop would
+// have stored. Values carry no position. A query then sees the kept tokens at their new places.
 
 import { LlamaError } from '../errors.js';
 import {
@@ -117,6 +123,8 @@ export class Transformer implements InferenceEngine {
   private readonly theta: number;
   /** The kernels' whole-token forward pass for this model, when they offer one. */
   private readonly fused: ((token: number, pos: number, logits: boolean) => void) | undefined;
+  /** shift(): (cos, sin) of the rotation by −drop positions for each pair of a head. */
+  private readonly shiftRotation: Float64Array;
 
   constructor(readonly weights: TransformerWeights | Q8Weights, readonly kernels: ModelKernels = jsKernels, private readonly options: TransformerOptions = {}) {
     const c = weights.config;
@@ -159,6 +167,7 @@ export class Transformer implements InferenceEngine {
     this.rmsFinal = weights.rmsFinal;
     this.wcls = weights.wcls;
     this.shape = { nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: headSize(c), kvDim: kv, seqLen: c.seqLen };
+    this.shiftRotation = new Float64Array(this.shape.headSize);
     this.fused = options.fused === false ? undefined : kernels.fuseForward?.({
       dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, normEps: this.eps, ropeTheta: this.theta, shape: this.shape, groupSize: this.groupSize, streamWeights: this.streamed,
       state: this.state, layers: this.layers, tokenEmbedding: this.tokenEmbedding, rmsFinal: this.rmsFinal, wcls: this.wcls,
@@ -207,6 +216,42 @@ export class Transformer implements InferenceEngine {
    */
   advance(token: number, pos: number): void {
     this.run(token, pos, false);
+  }
+
+  /**
+   * The context shift (see the top of this file): keeps cache rows 0..keep-1, drops the next
+   * `drop`, moves rows keep+drop..length-1 down by `drop` and rotates their keys by −drop
+   * positions, in every layer. The next token goes at position length − drop.
+   */
+  shift(keep: number, drop: number, length: number): void {
+    const ok = (n: number): boolean => Number.isInteger(n) && n >= 0;
+    if (!(ok(keep) && ok(drop) && ok(length) && keep + drop <= length && length <= this.config.seqLen)) {
+      throw new RangeError(`cannot shift: keep ${keep} and drop ${drop} of ${length} positions (context window ${this.config.seqLen})`);
+    }
+    if (drop === 0) return;
+    const { kvDim: kv, headSize: hs } = this.shape;
+    const rot = this.shiftRotation;
+    for (let i = 0; i < hs; i += 2) {
+      // the angle the rope kernel gives offset i at position −drop (computed in float64, as it does)
+      const angle = -drop * (1 / Math.pow(this.theta, i / hs));
+      rot[i] = Math.cos(angle);
+      rot[i + 1] = Math.sin(angle);
+    }
+    const from = (keep + drop) * kv, to = keep * kv, end = length * kv;
+    for (const L of this.layers) {
+      L.valueCache.copyWithin(to, from, end);
+      const k = L.keyCache;
+      k.copyWithin(to, from, end);
+      for (let row = to, last = end - drop * kv; row < last; row += kv) {
+        for (let h = row; h < row + kv; h += hs) {
+          for (let i = 0; i < hs; i += 2) {
+            const k0 = k[h + i]!, k1 = k[h + i + 1]!, fcr = rot[i]!, fci = rot[i + 1]!;
+            k[h + i] = k0 * fcr - k1 * fci;
+            k[h + i + 1] = k0 * fci + k1 * fcr;
+          }
+        }
+      }
+    }
   }
 
   private run(token: number, pos: number, logits: boolean): void {
