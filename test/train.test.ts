@@ -157,11 +157,12 @@ test('resume continues exactly: the same losses and weights as an uninterrupted 
   assert.deepEqual([...first.losses, ...second.losses], full.losses);
   assert.ok(full.losses[8]! < full.losses[0]!, 'the loss goes down');
   assert.deepEqual(readFileSync(join(dir, 'split', 'model.bin')), readFileSync(join(dir, 'full', 'model.bin')));
-  // metrics.jsonl of the resumed run = that of the uninterrupted one (apart from timings)
+  // metrics.jsonl of the resumed run = that of the uninterrupted one (apart from timings and the
+  // resumed run's second settings record)
   const strip = (p: string): unknown[] => readFileSync(p, 'utf8').trim().split('\n').map((l) => {
-    const { ms: _ms, tok_per_s: _t, mfu: _m, ...rest } = JSON.parse(l) as Record<string, unknown>;
+    const { ms: _ms, tok_per_s: _t, mfu: _m, time: _time, ...rest } = JSON.parse(l) as Record<string, unknown>;
     return rest;
-  });
+  }).filter((r) => r['type'] !== 'settings');
   assert.deepEqual(strip(join(dir, 'split', 'metrics.jsonl')), strip(join(dir, 'full', 'metrics.jsonl')));
   assert.ok(readFileSync(join(dir, 'full', 'loss.svg'), 'utf8').startsWith('<svg'));
   // the exported model is a readable v1 checkpoint of the trained weights
@@ -207,7 +208,7 @@ test('a run killed with SIGKILL resumes from its last checkpoint and matches an 
   let text = '';
   await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => {
     text += d.toString();
-    if (/^2\d \|/m.test(text)) resolve(); // past iteration 20: several checkpoints written
+    if (/^2\d\/400 \|/m.test(text)) resolve(); // past iteration 20: several checkpoints written
   }));
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
@@ -218,7 +219,7 @@ test('a run killed with SIGKILL resumes from its last checkpoint and matches an 
   assert.ok(!readdirSync(out).some((n) => n.includes('.tmp-')), 'no temp file left');
   const fresh = spawnSync(process.execPath, [cliPath, ...common, '--out-dir', join(dir, 'unkilled'), '--max-iters', String(saved + 3)], { encoding: 'utf8' });
   assert.equal(fresh.status, 0, fresh.stderr);
-  const lossLines = (s: string): string[] => s.split('\n').filter((l) => /^\d+ \|/.test(l)).map((l) => l.split(' | ').slice(0, 2).join(' | '));
+  const lossLines = (s: string): string[] => s.split('\n').filter((l) => /^\d+\/\d+ \|/.test(l)).map((l) => l.split(' | ').slice(0, 2).join(' | '));
   const tail = lossLines(fresh.stdout).slice(saved);
   assert.equal(tail.length, 4);
   assert.deepEqual(lossLines(resumed.stdout), tail);
@@ -272,8 +273,8 @@ test('a JSON config file of train.py names sets the run; flags override it', () 
   const r = spawnSync(process.execPath, [cliPath, 'train', '--config', cfg, '--max-iters', '1', '--kernels', 'js', '--train', trainBin, '--val', valBin], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /dim 16, hidden 64, 1 layers/);
-  assert.match(r.stdout, /^1 \| loss/m);
-  assert.doesNotMatch(r.stdout, /^2 \| loss/m);
+  assert.match(r.stdout, /^1\/1 \| loss/m);
+  assert.doesNotMatch(r.stdout, /^2\/\d+ \| loss/m);
   assert.ok(existsSync(join(dir, 'cfgout', 'model.bin')));
   const ck = readTrainCheckpoint(join(dir, 'cfgout', 'ckpt.bin'));
   assert.equal(ck.state.iter, 2);

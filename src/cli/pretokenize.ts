@@ -13,8 +13,8 @@ import { intFlag, parseCommand, stringFlag } from './flags.js';
 const HELP = `Usage: llama2 pretokenize --tokenizer TOK [--dir DIR | --input FILE…] [--out OUTDIR] [--workers N]
 
 Encodes every story (stripped, BOS first, no EOS) and writes one file of uint16 token ids per
-input shard, OUTDIR/<shard>.bin. llama2 train --data OUTDIR then uses the first file by name as
-validation data (data00.bin for TinyStories) and the rest for training.
+input shard, OUTDIR/<shard>.bin. llama2 train --data OUTDIR then validates on the files named
+val*.bin (valid.txt → valid.bin), else on data00.bin (TinyStories), and trains on the rest.
 
   --tokenizer TOK   a SentencePiece .model or llama2.c tokenizer.bin (at most 65536 tokens)
   --dir DIR         take the shards DIR/${TINYSTORIES_DIR}/*.json (default: data)

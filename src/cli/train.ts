@@ -2,11 +2,15 @@
 // Parses flags (train.py's knob names with dashes) and an optional JSON config file of train.py
 // names; the work is done by src/train/trainer.ts.
 
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
+import { loadTokenizer } from '../tokenizer/index.js';
 import { parseCommand, stringFlag, intFlag, numberFlag } from './flags.js';
+import { readTrainState, type TrainRunRecord } from '../train/checkpoint.js';
 import { splitDataFolder } from '../train/data.js';
 import { jsMatmul } from '../train/layers.js';
-import { applyFlags, DEFAULT_SETTINGS, flagName, KNOBS, readConfigFile, type TrainSettings } from '../train/settings.js';
+import { DEFAULT_SETTINGS, flagName, flagSettings, KNOBS, readConfigFile, recordedSettings, resumeSettings, type TrainSettings } from '../train/settings.js';
 import { engineFromKernelSet, type TrainEngine } from '../train/pool.js';
 import { train, type TrainRunOptions } from '../train/trainer.js';
 
@@ -18,13 +22,17 @@ function usage(): string {
   });
   return [
     'Usage: llama2 train [--config FILE] (--data DIR | --train FILE... --val FILE...) [options]',
+    '       llama2 train --out-dir DIR --init-from resume [options that change]',
     '',
     'Trains a Llama 2 model on pretokenized uint16 token files (llama2.c TinyStories layout).',
+    'A resumed run takes every setting, its data and tokenizer from DIR/ckpt.bin; settings given',
+    'as flags or in --config override them (and are printed), except the model shape.',
     '',
     'Data and run:',
-    '  --data DIR                                 folder of *.bin shards: the first (by name) is validation, the rest training',
-    '  --train FILE (repeatable)                  training token file(s)',
+    '  --data DIR                                 folder of *.bin shards; validation: --val, else val*.bin, else data00.bin',
+    '  --train FILE (repeatable)                  training token file(s) (instead of the shards of --data)',
     '  --val FILE (repeatable)                    validation token file(s)',
+    '  -z, --tokenizer FILE                       the data\'s tokenizer, copied to out_dir/tokenizer.bin (default: DIR.bin or DIR.model beside --data DIR)',
     '  --config FILE                              JSON object of train.py settings ({"batch_size": 16, ...}); flags override it',
     '  --kernels js|wasm                          matmul kernels (default: wasm when available)',
     '  --threads N                                threads of the wasm kernels and of the training pool (default: one per core)',
@@ -47,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
     config: { type: 'string' }, data: { type: 'string' },
-    train: { type: 'string', multiple: true }, val: { type: 'string', multiple: true },
+    train: { type: 'string', multiple: true }, val: { type: 'string', multiple: true }, tokenizer: { type: 'string', short: 'z' },
     kernels: { type: 'string' }, threads: { type: 'string' }, 'export-format': { type: 'string' },
     'peak-flops': { type: 'string' }, 'final-eval': { type: 'boolean' },
   };
@@ -55,20 +63,49 @@ export async function main(argv: string[]): Promise<number> {
   const parsed = parseCommand(args, options, usage);
   if (parsed === null) return 0;
   const { values } = parsed;
+  const log = (line: string): void => void process.stdout.write(line + '\n');
 
+  // Settings: train.py's defaults, or the checkpoint's when resuming; then the explicit ones.
   const configPath = stringFlag(values, 'config');
-  let settings: TrainSettings = { ...DEFAULT_SETTINGS, ...(configPath ? readConfigFile(configPath) : {}) };
-  settings = applyFlags(settings, values);
+  const explicit: Partial<TrainSettings> = { ...(configPath ? readConfigFile(configPath) : {}), ...flagSettings(values) };
+  let settings: TrainSettings;
+  let recorded: TrainRunRecord | undefined;
+  if ((explicit.initFrom ?? DEFAULT_SETTINGS.initFrom) === 'resume') {
+    const outDir = explicit.outDir ?? DEFAULT_SETTINGS.outDir;
+    const ckptPath = join(outDir, 'ckpt.bin');
+    const state = readTrainState(ckptPath);
+    const r = resumeSettings(recordedSettings(state.settings, ckptPath), explicit, outDir);
+    settings = r.settings;
+    recorded = state.run;
+    const given = r.overridden.map(([name, now, was]) => `${name} ${String(now)} (checkpoint: ${String(was)})`);
+    log(`resuming ${ckptPath}: settings from the checkpoint${given.length ? `; given here: ${given.join(', ')}` : ''}`);
+  } else {
+    settings = { ...DEFAULT_SETTINGS, ...explicit };
+  }
 
-  let trainFiles: string[] = [];
-  let valFiles: string[] = [];
+  // Data: --data DIR (validation chosen by --val or by name), --train/--val, or the checkpoint's.
   const dataDir = stringFlag(values, 'data');
-  if (dataDir !== undefined) ({ train: trainFiles, val: valFiles } = splitDataFolder(dataDir));
-  if (values['train'] !== undefined) trainFiles = values['train'] as string[];
-  if (values['val'] !== undefined) valFiles = values['val'] as string[];
+  const trainFlag = values['train'] as string[] | undefined;
+  const valFlag = values['val'] as string[] | undefined;
+  let trainFiles: readonly string[] = [];
+  let valFiles: readonly string[] = [];
+  let valChoice = 'given with --val';
+  if (dataDir !== undefined) {
+    const choice = splitDataFolder(dataDir, valFlag);
+    ({ train: trainFiles, val: valFiles, how: valChoice } = choice);
+    if (trainFlag !== undefined) trainFiles = trainFlag;
+  } else if (trainFlag !== undefined || valFlag !== undefined) {
+    trainFiles = trainFlag ?? recorded?.trainFiles ?? [];
+    valFiles = valFlag ?? recorded?.valFiles ?? [];
+    if (valFlag === undefined) valChoice = 'the checkpoint\'s';
+  } else if (recorded !== undefined) {
+    ({ trainFiles, valFiles } = recorded);
+    valChoice = 'the checkpoint\'s';
+  }
   if (trainFiles.length === 0 || valFiles.length === 0) throw new UsageError('give --data DIR, or --train FILE and --val FILE (see llama2 train --help)');
 
-  const exportFormat = stringFlag(values, 'export-format', 'v1');
+  const tokenizer = stringFlag(values, 'tokenizer') ?? recorded?.tokenizer ?? (dataDir !== undefined ? tokenizerBeside(dataDir, settings.vocabSize) : undefined);
+  const exportFormat = stringFlag(values, 'export-format', recorded?.exportFormat ?? 'v1');
   if (exportFormat !== 'v1' && exportFormat !== 'v0') throw new UsageError(`--export-format: expected v1 or v0, got '${exportFormat}'`);
   const kind = stringFlag(values, 'kernels');
   if (kind !== undefined && kind !== 'js' && kind !== 'wasm') throw new UsageError(`--kernels: expected js or wasm, got '${kind}'`);
@@ -79,7 +116,8 @@ export async function main(argv: string[]): Promise<number> {
   const { engine, close } = await chooseEngine(kind, threads);
   try {
     const run: TrainRunOptions = {
-      settings, trainFiles, valFiles, engine, exportFormat, finalEval: values['final-eval'] === true,
+      settings, trainFiles, valFiles, valChoice, engine, exportFormat, finalEval: values['final-eval'] === true, log,
+      ...(tokenizer !== undefined ? { tokenizer } : {}),
       ...(peakFlops !== undefined ? { peakFlops } : {}),
     };
     await train(run);
@@ -87,6 +125,21 @@ export async function main(argv: string[]): Promise<number> {
     await close();
   }
   return 0;
+}
+
+/**
+ * The tokenizer a data folder was made with, by the names train-vocab and pretokenize give:
+ * data/tok512/ comes from data/tok512.bin (or .model), if its vocabulary size matches.
+ */
+function tokenizerBeside(dataDir: string, vocabSize: number): string | undefined {
+  const base = resolve(dataDir);
+  for (const path of [base + '.bin', base + '.model']) {
+    if (!existsSync(path)) continue;
+    try {
+      if (loadTokenizer(path).vocabSize === vocabSize) return path;
+    } catch { /* not a tokenizer: ignore */ }
+  }
+  return undefined;
 }
 
 /** The shared kernel set (WebAssembly SIMD + threads) unless --kernels js. */

@@ -6,8 +6,9 @@
 //   0   8 bytes   magic "L2TSCKPT"
 //   8   uint32    version = 1
 //   12  uint32    J = byte length of the JSON state
-//   16  J bytes   JSON (UTF-8): TrainState — model config, training settings, iteration,
-//                 AdamW step count, tokens seen, best validation loss, generator states
+//   16  J bytes   JSON (UTF-8): TrainState — model config, training settings, the data files
+//                 and tokenizer, iteration, AdamW step count, tokens seen, best validation
+//                 loss, generator states
 //   …   zero padding to a multiple of 4 bytes
 //   then float32 parameters (n), AdamW first moments m (n), second moments v (n), where
 //   n = parameterCount(config), parameters in v1 order (model/weights.ts).
@@ -25,8 +26,10 @@ const VERSION = 1;
 
 export interface TrainState {
   readonly config: ModelConfig;
-  /** The training settings of the run that wrote it (informative; the resumed run's flags win). */
+  /** The training settings of the run that wrote it (a resumed run's defaults; its explicit flags win). */
   readonly settings: Readonly<Record<string, unknown>>;
+  /** What else a resumed run reuses unless told otherwise (absent in older checkpoints). */
+  readonly run?: TrainRunRecord;
   /** The next iteration to run. */
   readonly iter: number;
   /** AdamW updates done (the bias-correction step count). */
@@ -36,6 +39,14 @@ export interface TrainState {
   readonly bestValLoss: number;
   readonly sampler: SamplerState;
   readonly dropoutRng: RngState;
+}
+
+/** The run's inputs and outputs besides the settings: absolute paths. */
+export interface TrainRunRecord {
+  readonly trainFiles: readonly string[];
+  readonly valFiles: readonly string[];
+  readonly exportFormat?: string;
+  readonly tokenizer?: string;
 }
 
 export interface TrainCheckpoint {
@@ -62,7 +73,16 @@ export function writeTrainCheckpoint(path: string, ckpt: TrainCheckpoint): void 
   writeFileAtomic(path, [head, bytesOf(ckpt.params), bytesOf(ckpt.m), bytesOf(ckpt.v)]);
 }
 
+/** The state (header) of a training checkpoint, without reading its tensors. */
+export function readTrainState(path: string): TrainState {
+  return readCheckpointFile(path, false).state;
+}
+
 export function readTrainCheckpoint(path: string): TrainCheckpoint {
+  return readCheckpointFile(path, true) as TrainCheckpoint;
+}
+
+function readCheckpointFile(path: string, tensors: boolean): { state: TrainState } & Partial<TrainCheckpoint> {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -101,14 +121,26 @@ export function readTrainCheckpoint(path: string): TrainCheckpoint {
     for (const k of ['iter', 'adamSteps', 'tokensSeen'] as const) {
       if (!Number.isInteger(raw[k]) || raw[k] < 0) throw new FormatError(path, `training checkpoint: bad ${k}`);
     }
+    if (typeof raw.settings !== 'object' || raw.settings === null || Array.isArray(raw.settings)) throw new FormatError(path, 'training checkpoint: bad settings');
+    if (raw.run !== undefined) checkRunRecord(raw.run, path);
     const state: TrainState = { ...raw, bestValLoss: raw.bestValLoss ?? Infinity };
     const n = parameterCount(state.config);
     const start = (16 + jsonBytes + 3) & ~3;
     if (size !== start + 12 * n) throw new FormatError(path, `training checkpoint has ${size} bytes, its header implies ${start + 12 * n}`);
+    if (!tensors) return { state };
     const all = new Float32Array(3 * n);
     read(new Uint8Array(all.buffer), start);
     return { state, params: all.subarray(0, n), m: all.subarray(n, 2 * n), v: all.subarray(2 * n) };
   } finally {
     closeSync(fd);
+  }
+}
+
+function checkRunRecord(run: unknown, path: string): void {
+  const r = run as Partial<Record<keyof TrainRunRecord, unknown>>;
+  const paths = (a: unknown): boolean => Array.isArray(a) && a.every((p) => typeof p === 'string' && p !== '');
+  if (typeof run !== 'object' || run === null || !paths(r.trainFiles) || !paths(r.valFiles) ||
+    (r.exportFormat !== undefined && typeof r.exportFormat !== 'string') || (r.tokenizer !== undefined && typeof r.tokenizer !== 'string')) {
+    throw new FormatError(path, 'training checkpoint: bad run record');
   }
 }

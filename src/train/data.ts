@@ -1,7 +1,8 @@
 // Training data: pretokenized uint16 token files (the TinyStories layout of llama2.c's
 // tinystories.py: each *.bin is a flat little-endian array of uint16 token ids, stories joined
-// with BOS before each). A data folder's shards sorted by name: the first is validation, the
-// rest training; or explicit --train / --val file lists.
+// with BOS before each). A data folder's validation shards are the files given with --val, else
+// those named val*.bin (val.bin, valid.bin, validation.bin …), else data00.bin (tinystories.py
+// validates on shard 0); the other shards train. Or explicit --train / --val file lists.
 //
 // Windows: each file is cut into non-overlapping windows of T+1 tokens starting at multiples of
 // T (x = window[0..T), y = window[1..T]). The sampler visits every training window once per
@@ -11,7 +12,7 @@
 // (never loaded whole); every token is checked against the vocabulary once, up front.
 
 import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { describeFsError, FormatError, UsageError } from '../errors.js';
 import { Rng } from './rng.js';
 
@@ -77,18 +78,46 @@ export function readTokens(f: TokenFile, start: number, dst: Uint16Array): void 
   }
 }
 
-/** The shard files of a data folder: *.bin sorted by name; the first is validation. */
-export function splitDataFolder(dir: string): { train: string[]; val: string[] } {
+/** Training and validation files, and how the validation files were chosen (printed at start). */
+export interface DataChoice {
+  readonly train: string[];
+  readonly val: string[];
+  readonly how: string;
+}
+
+/**
+ * The shards (*.bin) of a data folder, split into training and validation: validation is `val`
+ * when given (files inside the folder then leave the training set), else the shards named val*,
+ * else data00.bin (TinyStories); with none of these it asks for --val.
+ */
+export function splitDataFolder(dir: string, val?: readonly string[]): DataChoice {
   let names: string[];
   try {
     if (!statSync(dir).isDirectory()) throw new UsageError(`--data ${dir}: not a folder`);
-    names = readdirSync(dir).filter((n) => n.endsWith('.bin')).sort();
+    names = readdirSync(dir).filter((n) => n.endsWith('.bin') && !n.startsWith('.')).sort();
   } catch (err) {
     if (err instanceof UsageError) throw err;
     throw describeFsError(dir, err);
   }
-  if (names.length < 2) throw new UsageError(`--data ${dir}: needs at least two *.bin shards (the first is validation), found ${names.length}`);
-  return { val: [join(dir, names[0]!)], train: names.slice(1).map((n) => join(dir, n)) };
+  const paths = names.map((n) => join(dir, n));
+  let valFiles: string[];
+  let how: string;
+  if (val !== undefined && val.length > 0) {
+    valFiles = [...val];
+    how = 'given with --val';
+  } else if (names.some((n) => /^val/i.test(n))) {
+    valFiles = paths.filter((p) => /^val/i.test(basename(p)));
+    how = 'named val*';
+  } else if (names.includes('data00.bin')) {
+    valFiles = [join(dir, 'data00.bin')];
+    how = 'data00.bin, as TinyStories does';
+  } else {
+    throw new UsageError(`--data ${dir}: which shard is validation? None is named val*.bin or data00.bin; give --val FILE`);
+  }
+  const valSet = new Set(valFiles.map((p) => resolve(p)));
+  const train = paths.filter((p) => !valSet.has(resolve(p)));
+  if (train.length === 0) throw new UsageError(`--data ${dir}: no training shard left (${names.length} *.bin, all validation)`);
+  return { train, val: valFiles, how };
 }
 
 /** Number of windows of T+1 tokens, starting at multiples of T, in a file of `tokens` tokens. */

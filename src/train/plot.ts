@@ -1,16 +1,19 @@
 // The loss curve as a self-contained SVG: training loss of every iteration (thin line), the
-// evaluations' train and validation losses (thick lines with dots), against tokens seen.
+// evaluations' train and validation losses (thick lines with dots), against tokens seen; the
+// learning rate of every iteration (dashed) on its own axis at the right.
 
 export interface LossCurve {
   /** (tokens seen, loss) of each training iteration. */
   readonly train: ReadonlyArray<readonly [number, number]>;
   /** (tokens seen, train loss estimate, val loss) of each evaluation. */
   readonly evals: ReadonlyArray<readonly [number, number, number]>;
+  /** (tokens seen, learning rate) of each training iteration. */
+  readonly lr?: ReadonlyArray<readonly [number, number]>;
 }
 
 const W = 720;
 const H = 420;
-const M = { left: 64, right: 20, top: 36, bottom: 52 };
+const M = { left: 64, right: 72, top: 36, bottom: 52 };
 
 function niceTicks(lo: number, hi: number, n: number): number[] {
   const span = hi - lo || 1;
@@ -59,6 +62,18 @@ export function renderLossSvg(curve: LossCurve, title: string): string {
   out.push(`<rect x="${M.left}" y="${M.top}" width="${W - M.left - M.right}" height="${H - M.top - M.bottom}" fill="none" stroke="#888"/>`);
   out.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - 12}" text-anchor="middle">tokens seen</text>`);
   out.push(`<text transform="translate(16,${(M.top + H - M.bottom) / 2}) rotate(-90)" text-anchor="middle">cross-entropy loss</text>`);
+  const lrs = (curve.lr ?? []).filter((p) => Number.isFinite(p[1]));
+  if (lrs.length > 0) {
+    // learning rate: 0 at the bottom, its maximum near the top, ticks on the right
+    const lrMax = Math.max(...lrs.map((p) => p[1])) || 1;
+    const pl = (v: number): number => H - M.bottom - (v / (lrMax * 1.05)) * (H - M.top - M.bottom);
+    for (const t of niceTicks(0, lrMax * 1.05, 5)) {
+      out.push(`<text x="${W - M.right + 6}" y="${(pl(t) + 4).toFixed(1)}" fill="#2ca02c">${t.toExponential(1)}</text>`);
+    }
+    out.push(`<text transform="translate(${W - 10},${(M.top + H - M.bottom) / 2}) rotate(90)" text-anchor="middle" fill="#2ca02c">learning rate</text>`);
+    const d = lrs.map((p, i) => `${i ? 'L' : 'M'}${px(p[0]).toFixed(1)},${pl(p[1]).toFixed(1)}`).join('');
+    out.push(`<path d="${d}" fill="none" stroke="#2ca02c" stroke-width="1.5" stroke-dasharray="5,3"/>`);
+  }
   out.push(`<path d="${path(curve.train)}" fill="none" stroke="#9ecae1" stroke-width="1"/>`);
   const evTrain = curve.evals.map((e) => [e[0], e[1]] as const);
   const evVal = curve.evals.map((e) => [e[0], e[2]] as const);
@@ -67,10 +82,11 @@ export function renderLossSvg(curve: LossCurve, title: string): string {
   for (const [x, y] of evVal) if (Number.isFinite(y)) out.push(`<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="#d62728"/>`);
   for (const [x, y] of evTrain) if (Number.isFinite(y)) out.push(`<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="#1f77b4"/>`);
   const lx = W - M.right - 170;
-  out.push(`<rect x="${lx}" y="${M.top + 8}" width="160" height="58" fill="white" stroke="#ccc"/>`);
+  out.push(`<rect x="${lx}" y="${M.top + 8}" width="160" height="${lrs.length > 0 ? 74 : 58}" fill="white" stroke="#ccc"/>`);
   out.push(`<line x1="${lx + 8}" x2="${lx + 30}" y1="${M.top + 22}" y2="${M.top + 22}" stroke="#9ecae1"/><text x="${lx + 36}" y="${M.top + 26}">train (per iteration)</text>`);
   out.push(`<line x1="${lx + 8}" x2="${lx + 30}" y1="${M.top + 38}" y2="${M.top + 38}" stroke="#1f77b4" stroke-width="2"/><text x="${lx + 36}" y="${M.top + 42}">train (evaluation)</text>`);
   out.push(`<line x1="${lx + 8}" x2="${lx + 30}" y1="${M.top + 54}" y2="${M.top + 54}" stroke="#d62728" stroke-width="2"/><text x="${lx + 36}" y="${M.top + 58}">validation</text>`);
+  if (lrs.length > 0) out.push(`<line x1="${lx + 8}" x2="${lx + 30}" y1="${M.top + 70}" y2="${M.top + 70}" stroke="#2ca02c" stroke-width="1.5" stroke-dasharray="5,3"/><text x="${lx + 36}" y="${M.top + 74}">learning rate</text>`);
   out.push('</svg>');
   return out.join('\n') + '\n';
 }

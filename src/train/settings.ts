@@ -149,14 +149,70 @@ export function readConfigFile(path: string): Partial<TrainSettings> {
   return out as Partial<TrainSettings>;
 }
 
-/** Settings from flag values (strings/booleans keyed by flag name), over `base`. */
-export function applyFlags(base: TrainSettings, values: Readonly<Record<string, unknown>>): TrainSettings {
-  const out: Record<string, unknown> = { ...base };
+/** The settings given as flags (strings/booleans keyed by flag name): only those present. */
+export function flagSettings(values: Readonly<Record<string, unknown>>): Partial<TrainSettings> {
+  const out: Partial<Record<keyof TrainSettings, unknown>> = {};
   for (const k of KNOBS) {
     const raw = values[flagName(k)];
     if (raw !== undefined) out[k.key] = convert(k, raw, `--${flagName(k)}`);
   }
+  return out as Partial<TrainSettings>;
+}
+
+/** Settings from flag values over `base`. */
+export function applyFlags(base: TrainSettings, values: Readonly<Record<string, unknown>>): TrainSettings {
+  return { ...base, ...flagSettings(values) };
+}
+
+/** The settings that fix the model's shape: a resumed run keeps the checkpoint's. */
+export const SHAPE_KEYS: ReadonlySet<keyof TrainSettings> = new Set(['vocabSize', 'maxSeqLen', 'dim', 'nLayers', 'nHeads', 'nKvHeads', 'multipleOf', 'hiddenDim']);
+
+/** The train.py name of a setting (max_iters for maxIters). */
+export function knobName(key: keyof TrainSettings): string {
+  return KNOBS.find((k) => k.key === key)!.name;
+}
+
+/** A settings object keyed by train.py names (for metrics.jsonl and messages). */
+export function settingsByName(s: TrainSettings): Record<string, unknown> {
+  return Object.fromEntries(KNOBS.map((k) => [k.name, s[k.key]]));
+}
+
+/**
+ * The settings a training checkpoint recorded (TrainState.settings, keyed as TrainSettings),
+ * each checked as a flag would be; settings the checkpoint lacks keep train.py's defaults.
+ */
+export function recordedSettings(record: Readonly<Record<string, unknown>>, where: string): TrainSettings {
+  const out: Record<string, unknown> = { ...DEFAULT_SETTINGS };
+  for (const k of KNOBS) {
+    if (record[k.key] !== undefined) out[k.key] = convert(k, record[k.key], `${where}: recorded ${k.name}`);
+  }
   return out as unknown as TrainSettings;
+}
+
+export interface ResumedSettings {
+  readonly settings: TrainSettings;
+  /** Settings given explicitly that differ from the checkpoint's: [train.py name, given, recorded]. */
+  readonly overridden: ReadonlyArray<readonly [string, unknown, unknown]>;
+}
+
+/**
+ * The settings of a resumed run: the checkpoint's, except those given explicitly (flags or a
+ * config file), which win. The model shape cannot change; out_dir is where the checkpoint is.
+ */
+export function resumeSettings(recorded: TrainSettings, explicit: Partial<TrainSettings>, outDir: string): ResumedSettings {
+  const settings: Record<string, unknown> = { ...recorded, outDir, initFrom: 'resume' };
+  const overridden: Array<readonly [string, unknown, unknown]> = [];
+  for (const k of KNOBS) {
+    const given = explicit[k.key];
+    if (given === undefined || k.key === 'outDir' || k.key === 'initFrom') continue;
+    if (given === recorded[k.key]) continue;
+    if (SHAPE_KEYS.has(k.key)) {
+      throw new UsageError(`--${flagName(k)} ${String(given)}: the checkpoint's model has ${k.name} ${String(recorded[k.key])}, and a resumed run keeps its shape`);
+    }
+    settings[k.key] = given;
+    overridden.push([k.name, given, recorded[k.key]]);
+  }
+  return { settings: settings as unknown as TrainSettings, overridden };
 }
 
 /** Cross-field checks (one-line UsageErrors). */

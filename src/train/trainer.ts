@@ -7,24 +7,27 @@
 //     clip gradients, AdamW update, progress line
 //
 // Files in out_dir: ckpt.bin (training checkpoint, train/checkpoint.ts), model.bin (the model for
-// `llama2 run`, at each improvement and at the end), metrics.jsonl (one JSON object per
-// iteration and per evaluation), loss.svg (rewritten at each evaluation). All written atomically.
+// `llama2 run`, at each improvement and at the end), tokenizer.bin (the data's tokenizer, when
+// known, so that `llama2 run out_dir/model.bin` finds it), metrics.jsonl (a settings record, then
+// one JSON object per iteration and per evaluation, each with an ISO timestamp `time`), loss.svg
+// (rewritten at each evaluation). All written atomically.
 
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { describeFsError, LlamaError, UsageError } from '../errors.js';
 import { type ModelConfig, hiddenDimFor, validateConfig } from '../model/config.js';
 import { type CheckpointFormat, writeCheckpoint, writeFileAtomic } from '../model/checkpoint.js';
 import { parameterCount } from '../model/weights.js';
-import { readTrainCheckpoint, writeTrainCheckpoint } from './checkpoint.js';
+import { loadTokenizer } from '../tokenizer/index.js';
+import { readTrainCheckpoint, type TrainRunRecord, writeTrainCheckpoint } from './checkpoint.js';
 import { BatchSampler, closeTokenFile, openTokenFile, type TokenFile, windowCount } from './data.js';
 import { initWeights } from './init.js';
 import { buildTrainModel, type TrainModel } from './model.js';
 import { type LossCurve, renderLossSvg } from './plot.js';
 import { createTrainPool, type TrainEngine, type TrainPool } from './pool.js';
 import { learningRateAt } from './schedule.js';
-import { checkSettings, type TrainSettings } from './settings.js';
+import { checkSettings, settingsByName, type TrainSettings } from './settings.js';
 
 export interface TrainRunOptions {
   readonly settings: TrainSettings;
@@ -38,6 +41,10 @@ export interface TrainRunOptions {
   readonly peakFlops?: number;
   /** After training, evaluate on all non-overlapping windows of the validation files. */
   readonly finalEval?: boolean;
+  /** How the validation files were chosen (printed with the data). */
+  readonly valChoice?: string;
+  /** The data's tokenizer: copied to out_dir/tokenizer.bin and recorded in the checkpoint. */
+  readonly tokenizer?: string;
   /** Where progress lines go (default: stdout). */
   readonly log?: (line: string) => void;
 }
@@ -124,6 +131,7 @@ const CKPT = 'ckpt.bin';
 const MODEL = 'model.bin';
 const METRICS = 'metrics.jsonl';
 const PLOT = 'loss.svg';
+const TOKENIZER = 'tokenizer.bin';
 
 /** Runs training as configured; resumes from out_dir/ckpt.bin when init_from = resume. */
 export async function train(opts: TrainRunOptions): Promise<TrainResult> {
@@ -181,7 +189,10 @@ export async function train(opts: TrainRunOptions): Promise<TrainResult> {
       model.v.set(resume.v);
       model.adamSteps = resume.state.adamSteps;
       model.dropoutRng.setState(resume.state.dropoutRng);
-      trainSampler.setState(resume.state.sampler);
+      const was = resume.state.run?.trainFiles;
+      const same = was === undefined || (was.length === opts.trainFiles.length && was.every((p, i) => p === resolve(opts.trainFiles[i]!)));
+      if (same && resume.state.sampler.cursor <= trainSampler.windows) trainSampler.setState(resume.state.sampler);
+      else log('note: the training data differs from the checkpoint\'s: batches start a new shuffled epoch');
       iter = resume.state.iter;
       tokensSeen = resume.state.tokensSeen;
       bestValLoss = resume.state.bestValLoss;
@@ -193,7 +204,12 @@ export async function train(opts: TrainRunOptions): Promise<TrainResult> {
     const tokensPerIter = B * T * accum;
     const flopsPerIter = flopsPerToken(config, T) * tokensPerIter;
     log(`model: dim ${config.dim}, hidden ${config.hiddenDim}, ${config.nLayers} layers, ${config.nHeads} heads, ${config.nKvHeads} kv heads, vocab ${config.vocabSize}, seq ${T}: ${parameterCount(config).toLocaleString('en-US')} parameters`);
-    log(`data: ${trainSampler.windows} training windows, ${windowsOf(valFiles, T)} validation windows of ${T} tokens; ${tokensPerIter} tokens per iteration (${B} × ${T} × ${accum})`);
+    const trainTokens = trainFiles.reduce((n, f) => n + f.tokens, 0);
+    const valTokens = valFiles.reduce((n, f) => n + f.tokens, 0);
+    log(`training data: ${describeFiles(opts.trainFiles)}: ${trainTokens.toLocaleString('en-US')} tokens, ${trainSampler.windows.toLocaleString('en-US')} windows of ${T}`);
+    log(`validation data: ${describeFiles(opts.valFiles)}${opts.valChoice ? ` (${opts.valChoice})` : ''}: ${valTokens.toLocaleString('en-US')} tokens, ${windowsOf(valFiles, T).toLocaleString('en-US')} windows`);
+    if (valTokens > trainTokens) log(`warning: the validation data (${valTokens.toLocaleString('en-US')} tokens) is larger than the training data (${trainTokens.toLocaleString('en-US')}); are --train and --val the right way round?`);
+    log(`${tokensPerIter} tokens per iteration (${B} × ${T} × ${accum}), iterations ${iter}..${s.maxIters}`);
     log(`kernels: ${model.kernels.name}; MFU against a peak of ${(peak.flops / 1e9).toFixed(0)} GFLOP/s (${peak.note})`);
     log(resume ? `resuming at iteration ${iter} (best val loss ${bestValLoss.toFixed(4)})` : `training from scratch (seed ${s.seed})`);
 
@@ -205,11 +221,21 @@ export async function train(opts: TrainRunOptions): Promise<TrainResult> {
     const t0 = performance.now();
     const exportFormat = opts.exportFormat ?? 'v1';
     const settingsRecord = { ...s } as Record<string, unknown>;
+    const runRecord: TrainRunRecord = {
+      trainFiles: opts.trainFiles.map((p) => resolve(p)), valFiles: opts.valFiles.map((p) => resolve(p)), exportFormat,
+      ...(opts.tokenizer !== undefined ? { tokenizer: resolve(opts.tokenizer) } : {}),
+    };
+    if (opts.tokenizer !== undefined) log(`tokenizer: ${opts.tokenizer} → ${copyTokenizer(opts.tokenizer, outDir, config.vocabSize)}`);
+    appendMetric(outDir, {
+      type: 'settings', ...(resume ? { resumed_at: firstIter } : {}), ...settingsByName(s), model: config,
+      train_files: runRecord.trainFiles, val_files: runRecord.valFiles, export_format: exportFormat,
+      ...(runRecord.tokenizer !== undefined ? { tokenizer: runRecord.tokenizer } : {}),
+    });
 
     const saveCheckpoint = (nextIter: number): void => {
       writeTrainCheckpoint(join(outDir, CKPT), {
         state: {
-          config, settings: settingsRecord, iter: nextIter, adamSteps: model.adamSteps, tokensSeen, bestValLoss,
+          config, settings: settingsRecord, run: runRecord, iter: nextIter, adamSteps: model.adamSteps, tokensSeen, bestValLoss,
           sampler: trainSampler.getState(), dropoutRng: model.getRngState(),
         },
         params: model.params.data, m: model.m, v: model.v,
@@ -251,11 +277,14 @@ export async function train(opts: TrainRunOptions): Promise<TrainResult> {
       tokensSeen += tokensPerIter;
       losses.push(loss);
       (curve.train as Array<readonly [number, number]>).push([tokensSeen, loss]);
+      (curve.lr as Array<readonly [number, number]>).push([tokensSeen, lr]);
       const tokPerSec = tokensPerIter / (ms / 1000);
       const mfu = flopsPerIter / (ms / 1000) / peak.flops;
       appendMetric(outDir, { type: 'train', iter, tokens: tokensSeen, loss, lr, grad_norm: model.lastGradNorm, ms, tok_per_s: tokPerSec, mfu });
       if (iter % s.logInterval === 0) {
-        log(`${iter} | loss ${loss.toFixed(4)} | lr ${lr.toExponential(6)} | ${ms.toFixed(2)}ms | ${Math.round(tokPerSec)} tok/s | mfu ${(100 * mfu).toFixed(2)}%`);
+        const elapsed = (performance.now() - t0) / 1000;
+        const eta = (elapsed / (iter + 1 - firstIter)) * (s.maxIters - iter);
+        log(`${iter}/${s.maxIters} | loss ${loss.toFixed(4)} | lr ${lr.toExponential(6)} | ${ms.toFixed(2)}ms | ${Math.round(tokPerSec)} tok/s | mfu ${(100 * mfu).toFixed(2)}% | ${formatDuration(elapsed)} elapsed, ETA ${formatDuration(eta)}`);
       }
     }
 
@@ -282,9 +311,42 @@ function windowsOf(files: readonly TokenFile[], T: number): number {
   return files.reduce((n, f) => n + windowCount(f.tokens, T), 0);
 }
 
+/** "a.bin", "a.bin, b.bin" or "a.bin … z.bin (12 files)". */
+function describeFiles(paths: readonly string[]): string {
+  if (paths.length <= 3) return paths.join(', ');
+  return `${paths[0]} … ${paths[paths.length - 1]} (${paths.length} files)`;
+}
+
+/** 42s, 3m05s, 2h07m. */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const t = Math.round(Math.max(0, seconds));
+  if (t < 60) return `${t}s`;
+  if (t < 3600) return `${Math.floor(t / 60)}m${String(t % 60).padStart(2, '0')}s`;
+  return `${Math.floor(t / 3600)}h${String(Math.floor(t / 60) % 60).padStart(2, '0')}m`;
+}
+
+/**
+ * Writes the tokenizer beside the model as out_dir/tokenizer.bin (llama2.c's form, what `llama2
+ * run` looks for beside a model); a tokenizer.bin is copied byte for byte.
+ */
+function copyTokenizer(path: string, outDir: string, vocabSize: number): string {
+  const tokenizer = loadTokenizer(path, vocabSize);
+  const dest = join(outDir, TOKENIZER);
+  if (resolve(path) === resolve(dest)) return dest;
+  let bytes: Uint8Array;
+  try {
+    bytes = tokenizer.format === 'llama2c' ? readFileSync(path) : tokenizer.toLlama2cBytes();
+  } catch (err) {
+    throw describeFsError(path, err);
+  }
+  writeFileAtomic(dest, [bytes]);
+  return dest;
+}
+
 function appendMetric(outDir: string, record: Record<string, unknown>): void {
   try {
-    appendFileSync(join(outDir, METRICS), JSON.stringify(record) + '\n');
+    appendFileSync(join(outDir, METRICS), JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n');
   } catch (err) {
     throw describeFsError(join(outDir, METRICS), err);
   }
@@ -295,7 +357,7 @@ function appendMetric(outDir: string, record: Record<string, unknown>): void {
  * of iterations before the resume point (later ones are about to be recomputed) and drops the rest.
  */
 function loadCurve(path: string, firstIter: number, resumed: boolean): LossCurve {
-  const curve = { train: [] as Array<readonly [number, number]>, evals: [] as Array<readonly [number, number, number]> };
+  const curve = { train: [] as Array<readonly [number, number]>, evals: [] as Array<readonly [number, number, number]>, lr: [] as Array<readonly [number, number]> };
   if (!resumed || !existsSync(path)) {
     writeFileAtomic(path, []);
     return curve;
@@ -303,15 +365,20 @@ function loadCurve(path: string, firstIter: number, resumed: boolean): LossCurve
   const kept: string[] = [];
   for (const line of readFileSync(path, 'utf8').split('\n')) {
     if (line.trim() === '') continue;
-    let r: { type?: string; iter?: number; tokens?: number; loss?: number; train_loss?: number; val_loss?: number };
+    let r: { type?: string; resumed_at?: number; iter?: number; tokens?: number; loss?: number; lr?: number; train_loss?: number; val_loss?: number };
     try {
       r = JSON.parse(line) as typeof r;
     } catch {
       continue; // a line cut by a kill: drop it
     }
+    if (r.type === 'settings' && (typeof r.resumed_at !== 'number' || r.resumed_at < firstIter)) {
+      kept.push(line);
+      continue;
+    }
     if (typeof r.iter !== 'number' || r.iter >= firstIter || typeof r.tokens !== 'number') continue;
     kept.push(line);
     if (r.type === 'train' && typeof r.loss === 'number') curve.train.push([r.tokens, r.loss]);
+    if (r.type === 'train' && typeof r.lr === 'number') curve.lr.push([r.tokens, r.lr]);
     if (r.type === 'eval' && typeof r.train_loss === 'number' && typeof r.val_loss === 'number') curve.evals.push([r.tokens, r.train_loss, r.val_loss]);
   }
   writeFileAtomic(path, [Buffer.from(kept.map((l) => l + '\n').join(''))]);
@@ -321,7 +388,7 @@ function loadCurve(path: string, firstIter: number, resumed: boolean): LossCurve
 /** Temp files of writeFileAtomic left by a run killed mid-write (name.tmp-PID-TIME). */
 function removeStaleTempFiles(outDir: string): void {
   for (const name of readdirSync(outDir)) {
-    if (/^(ckpt\.bin|model\.bin|loss\.svg|metrics\.jsonl)\.tmp-\d+-\d+$/.test(name)) {
+    if (/^(ckpt\.bin|model\.bin|tokenizer\.bin|loss\.svg|metrics\.jsonl)\.tmp-\d+-\d+$/.test(name)) {
       try { unlinkSync(join(outDir, name)); } catch { /* gone already */ }
     }
   }
