@@ -8,7 +8,8 @@ import { parseCommand, stringFlag } from './flags.js';
 
 const HELP = `Usage: llama2 export-tokenizer TOKENIZER.model [-o OUT.bin]
 
-Writes the llama2.c tokenizer.bin form of a SentencePiece model: a max_token_length header, then
+Writes the llama2.c tokenizer.bin form of a SentencePiece model (or of the tokenizer a GGUF model
+file carries): a max_token_length header, then
 each piece's score, byte length and text (▁ written as a space, BOS/EOS as "\\n<s>\\n"/"\\n</s>\\n").
 
 Options:
@@ -26,7 +27,7 @@ export async function main(argv: string[]): Promise<number> {
   const output = stringFlag(values, 'output') ?? (input.endsWith('.model') ? input.slice(0, -'.model'.length) + '.bin' : input + '.bin');
   if (output === input) throw new UsageError(`the output would overwrite the input ${input}; pass -o`);
   const tokenizer = loadTokenizer(input);
-  if (tokenizer.format !== 'sentencepiece') throw new UsageError(`${input} is already a llama2.c tokenizer.bin, not a SentencePiece .model`);
+  if (tokenizer.format === 'llama2c') throw new UsageError(`${input} is already a llama2.c tokenizer.bin, not a SentencePiece .model`);
   const bytes = tokenizer.toLlama2cBytes();
   writeFileAtomic(output, [bytes]);
   process.stdout.write(`wrote ${output}: ${tokenizer.vocabSize} tokens, ${bytes.length} bytes\n`);

@@ -5,15 +5,18 @@
 //   tok.encode('Once upon a time', { bos: true })       // → [1, 403, 407, 261, 378]
 //   tok.decode([1, 403, 407, 261, 378])                 // → 'Once upon a time'
 
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { FormatError, LlamaError, describeFsError } from '../errors.js';
+import { isGguf, readGgufHeader } from '../model/gguf.js';
 import { BpeEncoder } from './bpe.js';
 import { StreamingDecoderCore, checkId, decodeIds, type StreamingDecoderOptions } from './decoder.js';
+import { vocabularyFromGguf } from './gguf-vocabulary.js';
 import { parseLlama2cTokenizer, serializeLlama2cTokenizer } from './llama2c-format.js';
 import { parseSentencePieceModel, type SentencePieceModel } from './sentencepiece-model.js';
 import { fromLlama2c, fromSentencePiece, llama2cTexts, type Llama2cVocabularyOptions, type Vocabulary } from './vocabulary.js';
 
-export type TokenizerFormat = 'sentencepiece' | 'llama2c';
+/** Where a tokenizer came from: a SentencePiece .model, a llama2.c tokenizer.bin, a GGUF model's metadata. */
+export type TokenizerFormat = 'sentencepiece' | 'llama2c' | 'gguf';
 
 export interface EncodeOptions {
   /** Put BOS first (default true, as llama2.c and SentencePiece's add_bos do). */
@@ -106,12 +109,36 @@ function looksLikeSentencePiece(b: Uint8Array): boolean {
   return len > 0 && i < b.length && b[i] === 0x0a;
 }
 
+/** The first bytes of a file (fewer when it is shorter). */
+function fileHead(path: string, n: number): Uint8Array {
+  const head = new Uint8Array(n);
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw describeFsError(path, err);
+  }
+  try {
+    return head.subarray(0, readSync(fd, head, 0, n, 0));
+  } catch (err) {
+    throw describeFsError(path, err);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
- * Loads a tokenizer from a SentencePiece `.model` or a llama2.c `tokenizer.bin` (told apart by
- * content). `vocabSize` (the model's) is how many tokens a .bin holds; for both forms a different
- * count is a vocabulary mismatch error.
+ * Loads a tokenizer from a SentencePiece `.model`, a llama2.c `tokenizer.bin` or a GGUF model file's
+ * metadata (told apart by content; a GGUF file's tensors are not read). `vocabSize` (the model's) is
+ * how many tokens a .bin holds; for every form a different count is a vocabulary mismatch error.
  */
 export function loadTokenizer(path: string, vocabSize?: number, options: LoadTokenizerOptions = {}): Tokenizer {
+  let tokenizer: Tokenizer;
+  if (isGguf(fileHead(path, 4))) {
+    tokenizer = new Tokenizer(vocabularyFromGguf(readGgufHeader(path)), 'gguf');
+    if (vocabSize !== undefined) checkVocabMatch(tokenizer, vocabSize, { tokenizer: path });
+    return tokenizer;
+  }
   let buf: Buffer;
   try {
     buf = readFileSync(path);
@@ -119,7 +146,6 @@ export function loadTokenizer(path: string, vocabSize?: number, options: LoadTok
     throw describeFsError(path, err);
   }
   const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-  let tokenizer: Tokenizer;
   if (looksLikeSentencePiece(bytes)) {
     tokenizer = new Tokenizer(fromSentencePiece(parseSentencePieceModel(bytes, path), path), 'sentencepiece');
   } else {

@@ -42,6 +42,83 @@ function byteIdTable(pieces: readonly string[], types: Uint8Array): Int32Array {
   return ids;
 }
 
+/**
+ * A vocabulary as a list of pieces — what every tokenizer source comes down to (a SentencePiece
+ * model, GGUF's tokenizer.ggml.* metadata, tokenizer.json): piece texts in SentencePiece form,
+ * scores, SentencePiece piece types, and what the source says about its special ids and normalizer.
+ */
+export interface PieceList {
+  readonly pieces: readonly string[];
+  readonly scores: ArrayLike<number>;
+  /** PieceType per id. */
+  readonly types: ArrayLike<number>;
+  /** <unk>: an explicit id, or undefined for the one piece of type UNKNOWN. */
+  readonly unkId?: number;
+  /** BOS / EOS: explicit ids (−1: none), or undefined for the CONTROL pieces <s> and </s>. */
+  readonly bosId?: number;
+  readonly eosId?: number;
+  /** SentencePiece's byte_fallback; undefined: on when all 256 byte pieces <0x00>…<0xFF> exist. */
+  readonly byteFallback?: boolean;
+  readonly normalizer: NormalizerOptions;
+  readonly unkSurface?: string;
+}
+
+/** Builds a vocabulary from a piece list, with the checks SentencePiece makes when it loads a model. */
+export function fromPieces(list: PieceList, file: string): Vocabulary {
+  const n = list.pieces.length;
+  if (list.scores.length !== n || list.types.length !== n) {
+    throw new FormatError(file, `${n} pieces but ${list.scores.length} scores and ${list.types.length} piece types`);
+  }
+  const pieces: string[] = new Array<string>(n);
+  const scores = new Float32Array(n);
+  const types = new Uint8Array(n);
+  const normal = new Set<string>();
+  const reserved = new Set<string>();
+  let unkId = -1;
+  for (let id = 0; id < n; id++) {
+    const piece = list.pieces[id]!;
+    const type = list.types[id]!;
+    if (!(type >= PieceType.NORMAL && type <= PieceType.BYTE)) throw new FormatError(file, `piece ${id} has unknown type ${type}`);
+    if (piece.length === 0) throw new FormatError(file, `piece ${id} is empty`);
+    if (piece.includes('\0')) throw new FormatError(file, `piece ${id} contains a NUL character`);
+    const isNormal = type === PieceType.NORMAL || type === PieceType.USER_DEFINED || type === PieceType.UNUSED;
+    const set = isNormal ? normal : reserved;
+    if (set.has(piece)) throw new FormatError(file, `piece ${id} '${piece}' is defined twice`);
+    set.add(piece);
+    if (type === PieceType.UNKNOWN && list.unkId === undefined) {
+      if (unkId >= 0) throw new FormatError(file, `a second <unk> piece at id ${id}`);
+      unkId = id;
+    }
+    if (type === PieceType.BYTE && pieceToByte(piece) < 0) throw new FormatError(file, `byte piece ${id} '${piece}' is not of the form <0xNN>`);
+    pieces[id] = piece;
+    scores[id] = list.scores[id]!;
+    types[id] = type;
+  }
+  const checkId = (what: string, id: number): number => {
+    if (!(Number.isInteger(id) && id >= -1 && id < n)) throw new FormatError(file, `${what} id ${id} is outside the vocabulary (${n} pieces)`);
+    return id;
+  };
+  if (list.unkId !== undefined) unkId = checkId('<unk>', list.unkId);
+  if (unkId < 0) throw new FormatError(file, 'the vocabulary has no <unk> piece');
+  const byteIds = byteIdTable(pieces, types);
+  const byteFallback = list.byteFallback ?? !byteIds.includes(-1);
+  if (byteFallback && byteIds.includes(-1)) throw new FormatError(file, 'byte_fallback is on but not all 256 byte pieces <0x00>…<0xFF> exist');
+  if (!byteFallback && byteIds.some((id) => id >= 0)) throw new FormatError(file, 'byte pieces found although byte_fallback is off');
+  // bos/eos by default: the CONTROL pieces <s> and </s>, if they exist
+  const controlId = (piece: string): number => {
+    const id = pieces.indexOf(piece);
+    return id >= 0 && types[id] === PieceType.CONTROL ? id : -1;
+  };
+  return {
+    pieces, scores, types, unkId,
+    bosId: list.bosId !== undefined ? checkId('BOS', list.bosId) : controlId('<s>'),
+    eosId: list.eosId !== undefined ? checkId('EOS', list.eosId) : controlId('</s>'),
+    byteFallback, byteIds,
+    normalizer: list.normalizer,
+    unkSurface: list.unkSurface ?? DEFAULT_UNK_SURFACE,
+  };
+}
+
 /** Builds the vocabulary of a SentencePiece model, with the checks SentencePiece itself makes. */
 export function fromSentencePiece(model: SentencePieceModel, file: string): Vocabulary {
   const ts = model.trainerSpec;
@@ -54,45 +131,19 @@ export function fromSentencePiece(model: SentencePieceModel, file: string): Voca
   if ((ns.precompiledCharsmap?.length ?? 0) > 0) {
     throw new FormatError(file, `normalization rule '${ns.name ?? '?'}' is not supported (only 'identity')`);
   }
-  const n = model.pieces.length;
-  const pieces: string[] = new Array<string>(n);
-  const scores = new Float32Array(n);
-  const types = new Uint8Array(n);
-  const normal = new Set<string>();
-  const reserved = new Set<string>();
-  let unkId = -1;
-  for (let id = 0; id < n; id++) {
-    const p = model.pieces[id]!;
-    const type = p.type ?? PieceType.NORMAL;
-    if (p.piece.includes('\0')) throw new FormatError(file, `piece ${id} contains a NUL character`);
-    const isNormal = type === PieceType.NORMAL || type === PieceType.USER_DEFINED || type === PieceType.UNUSED;
-    const set = isNormal ? normal : reserved;
-    if (set.has(p.piece)) throw new FormatError(file, `piece ${id} '${p.piece}' is defined twice`);
-    set.add(p.piece);
-    if (type === PieceType.UNKNOWN) {
-      if (unkId >= 0) throw new FormatError(file, `a second <unk> piece at id ${id}`);
-      unkId = id;
-    }
-    if (type === PieceType.BYTE && pieceToByte(p.piece) < 0) throw new FormatError(file, `byte piece ${id} '${p.piece}' is not of the form <0xNN>`);
-    pieces[id] = p.piece;
-    scores[id] = p.score;
-    types[id] = type;
-  }
-  if (unkId < 0) throw new FormatError(file, 'the model has no <unk> piece');
-  const byteIds = byteIdTable(pieces, types);
-  const byteFallback = ts.byteFallback ?? false;
-  if (byteFallback && byteIds.includes(-1)) throw new FormatError(file, 'byte_fallback is on but not all 256 byte pieces <0x00>…<0xFF> exist');
-  if (!byteFallback && byteIds.some((id) => id >= 0)) throw new FormatError(file, 'byte pieces found although byte_fallback is off');
+  const pieces = model.pieces.map((p) => p.piece);
   // bos/eos: the piece named in the trainer spec, if it exists and is a control piece
   const controlId = (piece: string): number => {
     const id = pieces.indexOf(piece);
-    return id >= 0 && types[id] === PieceType.CONTROL ? id : -1;
+    return id >= 0 && (model.pieces[id]!.type ?? PieceType.NORMAL) === PieceType.CONTROL ? id : -1;
   };
-  return {
-    pieces, scores, types, unkId,
+  return fromPieces({
+    pieces,
+    scores: model.pieces.map((p) => p.score),
+    types: model.pieces.map((p) => p.type ?? PieceType.NORMAL),
     bosId: controlId(ts.bosPiece || '<s>'),
     eosId: controlId(ts.eosPiece || '</s>'),
-    byteFallback, byteIds,
+    byteFallback: ts.byteFallback ?? false,
     normalizer: {
       addDummyPrefix: ns.addDummyPrefix ?? true,
       removeExtraWhitespaces: ns.removeExtraWhitespaces ?? true,
@@ -100,7 +151,7 @@ export function fromSentencePiece(model: SentencePieceModel, file: string): Voca
       treatWhitespaceAsSuffix: ts.treatWhitespaceAsSuffix ?? false,
     },
     unkSurface: ts.unkSurface ?? DEFAULT_UNK_SURFACE,
-  };
+  }, file);
 }
 
 /** Options for vocabularies read from a llama2.c tokenizer.bin (which does not store them). */
