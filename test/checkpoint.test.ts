@@ -189,7 +189,7 @@ test('writes are atomic: a failed write leaves no file and no temp file behind',
 test('llama2 info: header of each format, and bad files exit non-zero with one line', needsRefdata, () => {
   const ok = spawnSync(process.execPath, [cliPath, 'info', v2Path()], { encoding: 'utf8' });
   assert.equal(ok.status, 0);
-  assert.match(ok.stdout, /format\s+v2 \(Q8_0, group size 64\)/);
+  assert.match(ok.stdout, /format\s+llama2\.c v2 \(Q8_0, group size 64\)/);
   assert.match(ok.stdout, /parameters\s+260032/);
   assert.match(ok.stdout, /grouped-query/);
   const bad = spawnSync(process.execPath, [cliPath, 'info', join(tmp, 'nope.bin')], { encoding: 'utf8' });

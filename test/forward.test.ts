@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { type ModelKernels, loadTransformer } from '../src/infer/forward.js';
+import type { ModelKernels } from '../src/infer/forward.js';
+import { loadTransformer } from '../src/infer/load.js';
 import { jsKernels } from '../src/kernels/js.js';
 import { createKernels } from '../src/kernels/kernel-set.js';
 import { needsRefdata, ref } from './refdata.js';

@@ -6,7 +6,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Transformer, loadTransformer } from '../src/infer/forward.js';
+import { Transformer } from '../src/infer/forward.js';
+import { loadTransformer } from '../src/infer/load.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

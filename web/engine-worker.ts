@@ -6,12 +6,13 @@
 // Kernels: the WebAssembly SIMD kernels, over `threads` kernel workers, where the page is
 // cross-origin isolated (SharedArrayBuffer needs it); else the plain TypeScript kernels.
 
-import { type ModelKernels, type Transformer, loadTransformer } from '../src/infer/forward.js';
+import type { ModelKernels, Transformer } from '../src/infer/forward.js';
+import { loadTransformer } from '../src/infer/load.js';
 import { jsKernels } from '../src/kernels/js.js';
 import { jsQ8Kernels } from '../src/kernels/q8-js.js';
 import { createThreadedKernels } from '../src/kernels/threads.js';
 import { wasmSupported } from '../src/kernels/wasm.js';
-import { readCheckpointHeader } from '../src/model/checkpoint.js';
+import { openModelSource } from '../src/model/open.js';
 import { type GenerationResult, generateFromIds, promptText } from '../src/infer/generate.js';
 import { type Tokenizer, loadTokenizer } from '../src/tokenizer/index.js';
 import type { FromEngine, GenerateSettings, ToEngine } from './protocol.js';
@@ -84,9 +85,16 @@ async function load(modelUrl: string, tokenizerUrl: string, threads: number): Pr
     ? await createThreadedKernels({ threads })
     : { ...jsKernels, ...jsQ8Kernels, close: async () => {} };
   try {
-    const { config } = readCheckpointHeader(modelPath);
-    const tokenizer = loadTokenizer(tokenizerPath, config.vocabSize);
-    const transformer = loadTransformer(modelPath, kernels);
+    const source = openModelSource(modelPath);
+    let tokenizer: Tokenizer;
+    let transformer: Transformer;
+    try {
+      tokenizer = loadTokenizer(tokenizerPath, source.config.vocabSize);
+      transformer = loadTransformer(source, kernels);
+    } finally {
+      source.close();
+    }
+    const config = source.config;
     model = { transformer, tokenizer, kernels };
     post({
       type: 'loaded',

@@ -2,7 +2,7 @@
 
 import { UsageError } from '../errors.js';
 import { benchmark } from '../infer/bench.js';
-import { loadTransformer } from '../infer/forward.js';
+import { loadTransformer } from '../infer/load.js';
 import { intFlag, numberFlag, parseCommand } from './flags.js';
 import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
 

@@ -1,9 +1,9 @@
 // `llama2 eval MODEL --data FILE… --seq-len T`: validation loss and perplexity over every window.
 
 import { UsageError } from '../errors.js';
-import { loadTransformer } from '../infer/forward.js';
+import { loadTransformer } from '../infer/load.js';
 import { evaluateLoss, readTokenFile } from '../infer/eval.js';
-import { readCheckpointHeader } from '../model/checkpoint.js';
+import { withModelSource } from '../model/open.js';
 import { intFlag, parseCommand } from './flags.js';
 import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
 
@@ -30,9 +30,9 @@ export async function main(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('eval needs one model: llama2 eval MODEL --data FILE');
   const files = (values['data'] as string[] | undefined) ?? [];
   if (files.length === 0) throw new UsageError('eval needs --data FILE (pretokenized uint16 tokens)');
-  const header = readCheckpointHeader(positionals[0]!);
-  const seqLen = intFlag(values, 'seq-len', Math.min(256, header.config.seqLen), 1, header.config.seqLen);
-  const parts = files.map((f) => readTokenFile(f, header.config.vocabSize));
+  const config = withModelSource(positionals[0]!, (s) => s.config);
+  const seqLen = intFlag(values, 'seq-len', Math.min(256, config.seqLen), 1, config.seqLen);
+  const parts = files.map((f) => readTokenFile(f, config.vocabSize));
   const tokens = new Uint16Array(parts.reduce((n, p) => n + p.length, 0));
   let off = 0;
   for (const p of parts) {

@@ -1,7 +1,9 @@
 // `llama2 export MODEL --format v0|v1|v2 -o OUT`: convert a checkpoint between llama2.c formats.
 
 import { UsageError } from '../errors.js';
-import { checkpointWeights, readCheckpoint, writeCheckpoint } from '../model/checkpoint.js';
+import { loadFloat32Weights, plainMemory } from '../infer/load.js';
+import { writeCheckpoint } from '../model/checkpoint.js';
+import { withModelSource } from '../model/open.js';
 import { intFlag, parseCommand, stringFlag } from './flags.js';
 
 const HELP = `Usage: llama2 export MODEL --format FORMAT -o OUT [--group-size N]
@@ -25,7 +27,8 @@ export async function main(argv: string[]): Promise<number> {
   const out = stringFlag(values, 'output');
   if (out === undefined) throw new UsageError('export needs -o OUT');
   const groupSize = intFlag(values, 'group-size', 64, 1, 1 << 16);
-  writeCheckpoint(out, checkpointWeights(readCheckpoint(positionals[0]!)), format, groupSize);
+  const weights = withModelSource(positionals[0]!, (source) => loadFloat32Weights(source, plainMemory));
+  writeCheckpoint(out, weights, format, groupSize);
   process.stderr.write(`wrote ${out} (${format})\n`);
   return 0;
 }

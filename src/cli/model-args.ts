@@ -2,41 +2,44 @@
 // goes with a model, and choosing kernels.
 
 import { existsSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename } from 'node:path';
 import { UsageError } from '../errors.js';
-import { readCheckpointHeader } from '../model/checkpoint.js';
+import type { ModelConfig } from '../model/config.js';
+import { withModelSource } from '../model/open.js';
 import { defaultModelFiles } from '../model/default-model.js';
-import type { LoadModelOptions } from '../infer/forward.js';
+import type { LoadModelOptions } from '../infer/load.js';
 import { createKernels, type KernelSet } from '../kernels/kernel-set.js';
 import { intFlag, type ParsedFlags, stringFlag } from './flags.js';
 
-/**
- * The checkpoint a command runs and its tokenizer: the one named on the command line (its
- * tokenizer from -z or found beside it), or the embedded default model and its tokenizer.
- */
-export function resolveModelFiles(positionals: readonly string[], command: string, tokenizerFlag: string | undefined): { model: string; tokenizer: string } {
-  if (positionals.length > 1) throw new UsageError(`${command} takes one model, got ${positionals.length} arguments (quote a prompt and pass it with -i)`);
-  if (positionals.length === 0) {
-    const embedded = defaultModelFiles();
-    return { model: embedded.model, tokenizer: tokenizerFlag ?? embedded.tokenizer };
-  }
-  const model = positionals[0]!;
-  return { model, tokenizer: resolveTokenizerPath(model, tokenizerFlag, readCheckpointHeader(model).config.vocabSize) };
+/** A model a command runs: its path, the tokenizer to use with it, and its shape. */
+export interface ModelFiles {
+  readonly model: string;
+  readonly tokenizer: string;
+  readonly config: ModelConfig;
 }
 
 /**
- * The tokenizer for `modelPath`: the one given with -z, else the first of
- * <model folder>/tokenizer.bin, <model folder>/tok<vocab>.bin, ./tokenizer.bin (run.c's default).
+ * The model a command runs and its tokenizer: the one named on the command line (a llama2.c
+ * .bin, a Hugging Face or Meta folder; its tokenizer from -z or found with it), or the embedded
+ * default model and its tokenizer.
  */
-export function resolveTokenizerPath(modelPath: string, explicit: string | undefined, vocabSize: number): string {
+export function resolveModelFiles(positionals: readonly string[], command: string, tokenizerFlag: string | undefined): ModelFiles {
+  if (positionals.length > 1) throw new UsageError(`${command} takes one model, got ${positionals.length} arguments (quote a prompt and pass it with -i)`);
+  const model = positionals.length === 0 ? defaultModelFiles().model : positionals[0]!;
+  const found = withModelSource(model, (s) => ({ config: s.config, tokenizer: s.tokenizer?.path }));
+  const tokenizer = positionals.length === 0 ? tokenizerFlag ?? defaultModelFiles().tokenizer : resolveTokenizerPath(model, tokenizerFlag, found.tokenizer);
+  return { model, tokenizer, config: found.config };
+}
+
+/**
+ * The tokenizer for `modelPath`: the one given with -z, else the one found with the model (for a
+ * .bin: tokenizer.bin or tok<vocab>.bin beside it), else ./tokenizer.bin (run.c's default).
+ */
+export function resolveTokenizerPath(modelPath: string, explicit: string | undefined, found: string | undefined): string {
   if (explicit !== undefined) return explicit;
-  const dir = dirname(modelPath);
-  const candidates = [join(dir, 'tokenizer.bin'), join(dir, `tok${vocabSize}.bin`), 'tokenizer.bin'];
-  const found = candidates.find((p) => existsSync(p));
-  if (found === undefined) {
-    throw new UsageError(`no tokenizer given for ${basename(modelPath)} (-z FILE); looked for ${candidates.join(', ')}`);
-  }
-  return found;
+  if (found !== undefined) return found;
+  if (existsSync('tokenizer.bin')) return 'tokenizer.bin';
+  throw new UsageError(`no tokenizer given for ${basename(modelPath)} (-z FILE), none found with it, and no ./tokenizer.bin`);
 }
 
 /** The flags that choose how a model runs: kernels, threads, int8. */

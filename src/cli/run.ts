@@ -3,9 +3,8 @@
 import { createInterface } from 'node:readline';
 import { UsageError } from '../errors.js';
 import { chat } from '../infer/chat.js';
-import { loadTransformer } from '../infer/forward.js';
+import { loadTransformer } from '../infer/load.js';
 import { generate } from '../infer/generate.js';
-import { readCheckpointHeader } from '../model/checkpoint.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { intFlag, numberFlag, parseCommand, stringFlag } from './flags.js';
 import { ENGINE_HELP, engineFlagSpec, engineFromFlags, resolveModelFiles } from './model-args.js';
@@ -56,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
 
   const files = resolveModelFiles(positionals, 'run', stringFlag(values, 'tokenizer'));
   const modelPath = files.model;
-  const tokenizer = loadTokenizer(files.tokenizer, readCheckpointHeader(modelPath).config.vocabSize);
+  const tokenizer = loadTokenizer(files.tokenizer, files.config.vocabSize);
   const engine = await engineFromFlags(values);
   const transformer = loadTransformer(modelPath, engine.kernels, engine.load);
 

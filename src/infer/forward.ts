@@ -28,9 +28,7 @@
 // have stored. Values carry no position. A query then sees the kept tokens at their new places.
 
 import { LlamaError } from '../errors.js';
-import {
-  type Q8Weights, type QuantizedTensor, dequantizeWeights, readCheckpoint, readCheckpointAsQ8,
-} from '../model/checkpoint.js';
+import type { Q8Weights, QuantizedTensor } from '../model/checkpoint.js';
 import { type ModelConfig, headSize, kvDim, normEps, ropeTheta } from '../model/config.js';
 import { type TransformerWeights, parameterCount } from '../model/weights.js';
 import { jsKernels } from '../kernels/js.js';
@@ -322,28 +320,4 @@ export class Transformer implements InferenceEngine {
     this.quantizeInput(s.x, dim);
     this.matmul(s.logits, s.x, this.wcls, dim, c.vocabSize);
   }
-}
-
-export interface LoadModelOptions {
-  /**
-   * 'q8': run with Q8_0 int8 weights — a v2 file as it is, a float32 file quantized at load time.
-   * 'none' (default): float32 — a v2 file is dequantized.
-   */
-  quantize?: 'none' | 'q8';
-  /** Group size when quantizing a float32 file (default 64, halved until it divides dim). */
-  groupSize?: number;
-}
-
-/** Loads a checkpoint (v0, v1 or v2) straight into the kernels' memory. */
-export function loadTransformer(path: string, kernels: ModelKernels = jsKernels, options: LoadModelOptions = {}): Transformer {
-  const toKernels = { allocate: (n: number) => kernels.allocate(n), allocateInt8: (n: number) => kernels.allocateInt8!(n) };
-  if (options.quantize === 'q8') {
-    if (kernels.allocateInt8 === undefined) throw new LlamaError(`the ${kernels.name} kernels have no int8 support`);
-    // a v2 file as it is; float32 quantized matrix by matrix straight into the kernels' memory
-    const q8 = readCheckpointAsQ8(path, options.groupSize ?? 64, { int8: toKernels.allocateInt8, float32: toKernels.allocate });
-    return new Transformer(q8, kernels);
-  }
-  const ckpt = readCheckpoint(path, { allocate: toKernels.allocate });
-  if (ckpt.format !== 'v2') return new Transformer(ckpt.weights, kernels);
-  return new Transformer(dequantizeWeights(ckpt.q8, kernels.allocate(parameterCount(ckpt.config))), kernels);
 }

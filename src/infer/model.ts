@@ -2,18 +2,19 @@
 // async iterator (for servers and UIs: it yields to the event loop between tokens), a callback
 // form, and the lower-level pieces (encode, decode, logits) one call away.
 
-import { readCheckpointHeader } from '../model/checkpoint.js';
+import { openModelSource } from '../model/open.js';
 import type { ModelConfig } from '../model/config.js';
 import { jsKernels } from '../kernels/js.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { LlamaError } from '../errors.js';
 import type { InferenceEngine } from './engine.js';
-import { type LoadModelOptions, type ModelKernels, loadTransformer } from './forward.js';
+import type { ModelKernels } from './forward.js';
+import { type LoadModelOptions, loadTransformer } from './load.js';
 import { generate, type GenerateOptions, type GenerationResult } from './generate.js';
 
 export interface LoadOptions {
-  /** The tokenizer file (tokenizer.bin or SentencePiece .model). */
-  tokenizer: string;
+  /** The tokenizer file (tokenizer.bin or SentencePiece .model); default: the one found with the model. */
+  tokenizer?: string;
   /** Kernel set (see createKernels); default the plain TypeScript kernels. */
   kernels?: ModelKernels;
   /** 'q8' runs with int8 Q8_0 weights (see LoadModelOptions). */
@@ -27,11 +28,17 @@ export class LanguageModel {
     }
   }
 
-  /** Loads a checkpoint (v0, v1, v2) and its tokenizer. */
-  static load(modelPath: string, options: LoadOptions): LanguageModel {
-    const { config } = readCheckpointHeader(modelPath);
-    const tokenizer = loadTokenizer(options.tokenizer, config.vocabSize);
-    return new LanguageModel(loadTransformer(modelPath, options.kernels ?? jsKernels, { quantize: options.quantize ?? 'none' }), tokenizer);
+  /** Loads a model (a llama2.c checkpoint, a Hugging Face or Meta folder) and its tokenizer. */
+  static load(modelPath: string, options: LoadOptions = {}): LanguageModel {
+    const source = openModelSource(modelPath);
+    try {
+      const tokenizerPath = options.tokenizer ?? source.tokenizer?.path;
+      if (tokenizerPath === undefined) throw new LlamaError(`${modelPath}: no tokenizer found with the model; pass { tokenizer: FILE }`);
+      const tokenizer = loadTokenizer(tokenizerPath, source.config.vocabSize);
+      return new LanguageModel(loadTransformer(source, options.kernels ?? jsKernels, { quantize: options.quantize ?? 'none' }), tokenizer);
+    } finally {
+      source.close();
+    }
   }
 
   get config(): ModelConfig {

@@ -29,8 +29,9 @@
 //   Groups run over the flattened tensor: value i is q[i] * scale[floor(i / group_size)], so a group
 //   may span two rows when the row length is not a multiple of group_size.
 
-import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { describeFsError, FormatError, LlamaError } from '../errors.js';
+import { bytesOf, FileReader } from './file-reader.js';
 import { quantize } from '../kernels/q8-js.js';
 import {
   DEFAULT_NORM_EPS, DEFAULT_ROPE_THETA, type ModelConfig, fitsLlama2c, headSize, kvDim, normEps, ropeTheta, validateConfig,
@@ -80,51 +81,8 @@ export interface ReadOptions {
   allocateInt8?: (count: number) => Int8Array;
 }
 
-if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
-  throw new LlamaError('llama2ts needs a little-endian machine (checkpoint files are little-endian)');
-}
-
 // ----------------------------------------------------------------------------------------------
 // Reading
-
-/** An open file with its size; every read is checked against the size first. */
-class FileReader {
-  readonly fd: number;
-  readonly size: number;
-  constructor(readonly path: string) {
-    try {
-      this.fd = openSync(path, 'r');
-      const st = fstatSync(this.fd);
-      if (st.isDirectory()) throw Object.assign(new Error('directory'), { code: 'EISDIR' });
-      this.size = st.size;
-    } catch (err) {
-      throw describeFsError(path, err);
-    }
-  }
-  /** Reads exactly dst.byteLength bytes at `position`. */
-  readInto(dst: Uint8Array, position: number): void {
-    if (position + dst.byteLength > this.size) {
-      throw new FormatError(this.path, `file is truncated: needs ${position + dst.byteLength} bytes, has ${this.size}`);
-    }
-    let done = 0;
-    while (done < dst.byteLength) {
-      const chunk = Math.min(dst.byteLength - done, 1 << 30);
-      const n = readSync(this.fd, dst, done, chunk, position + done);
-      if (n <= 0) throw new FormatError(this.path, 'unexpected end of file');
-      done += n;
-    }
-  }
-  readFloats(dst: Float32Array, position: number): void {
-    this.readInto(new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), position);
-  }
-  close(): void {
-    closeSync(this.fd);
-  }
-}
-
-function bytesOf(a: Float32Array | Int8Array): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
 
 /** The header fields and where the tensors start, without reading the tensors. */
 export interface CheckpointHeader {
@@ -136,7 +94,8 @@ export interface CheckpointHeader {
   readonly fileBytes: number;
 }
 
-function readHeaderFrom(f: FileReader): CheckpointHeader {
+/** Reads and checks the header of the checkpoint open in `f` (and the file size against it). */
+export function readHeaderFrom(f: FileReader): CheckpointHeader {
   if (f.size < 28) throw new FormatError(f.path, `file is too short for a checkpoint header (${f.size} bytes)`);
   const head = new Uint8Array(Math.min(f.size, HEADER_BYTES_V1));
   f.readInto(head, 0);
@@ -237,12 +196,12 @@ export function readCheckpoint(path: string, options: ReadOptions = {}): Checkpo
 }
 
 /** Tensor order of a v0 file (freqCis: the two unused RoPE tables). */
-const V0_ORDER: ReadonlyArray<TensorName | 'freqCis'> = [
+export const V0_ORDER: ReadonlyArray<TensorName | 'freqCis'> = [
   'tokenEmbedding', 'rmsAtt', 'wq', 'wk', 'wv', 'wo', 'rmsFfn', 'w1', 'w2', 'w3', 'rmsFinal', 'freqCis', 'wcls',
 ];
 
 /** Quantized tensors of a v2 file in order: [name, per-layer numel, count]. */
-function q8Order(c: ModelConfig): Array<[Exclude<TensorName, 'rmsAtt' | 'rmsFfn' | 'rmsFinal'>, number, number]> {
+export function q8Order(c: ModelConfig): Array<[Exclude<TensorName, 'rmsAtt' | 'rmsFfn' | 'rmsFinal'>, number, number]> {
   const kv = kvDim(c);
   const order: Array<[Exclude<TensorName, 'rmsAtt' | 'rmsFfn' | 'rmsFinal'>, number, number]> = [
     ['tokenEmbedding', c.vocabSize * c.dim, 1],
@@ -300,7 +259,7 @@ function readQ8(f: FileReader, header: CheckpointHeader, options: ReadOptions): 
 }
 
 /** Byte offset in a v0 or v1 file of each float32 tensor. */
-function tensorOffsets(header: CheckpointHeader): Map<TensorName, number> {
+export function tensorOffsets(header: CheckpointHeader): Map<TensorName, number> {
   const c = header.config;
   const offsets = new Map<TensorName, number>();
   const table = parameterTable(c);

@@ -3,13 +3,14 @@
 
 import { statSync } from 'node:fs';
 import { basename, extname } from 'node:path';
-import { loadTransformer, type LoadModelOptions, type ModelKernels } from '../infer/forward.js';
-import { readCheckpointHeader } from '../model/checkpoint.js';
+import type { ModelKernels } from '../infer/forward.js';
+import { loadTransformer, type LoadModelOptions } from '../infer/load.js';
+import { openModelSource } from '../model/open.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import type { ServedModel } from './http.js';
 
 export interface ServedModelFiles {
-  /** A llama2.c checkpoint (v0, v1, v2). */
+  /** A model: a llama2.c checkpoint (v0, v1, v2), a Hugging Face or Meta folder. */
   readonly modelPath: string;
   /** Its tokenizer (tokenizer.bin or SentencePiece .model). */
   readonly tokenizerPath: string;
@@ -19,9 +20,15 @@ export interface ServedModelFiles {
 
 /** Loads the checkpoint into `kernels` (its first session) and its tokenizer. */
 export function loadServedModel(files: ServedModelFiles, kernels: ModelKernels, load: LoadModelOptions = {}): ServedModel {
-  const header = readCheckpointHeader(files.modelPath);
-  const tokenizer = loadTokenizer(files.tokenizerPath, header.config.vocabSize);
-  const transformer = loadTransformer(files.modelPath, kernels, load);
+  const source = openModelSource(files.modelPath);
+  let transformer;
+  let tokenizer;
+  try {
+    tokenizer = loadTokenizer(files.tokenizerPath, source.config.vocabSize);
+    transformer = loadTransformer(source, kernels, load);
+  } finally {
+    source.close();
+  }
   return {
     id: files.id ?? basename(files.modelPath, extname(files.modelPath)),
     transformer, tokenizer, kernels,

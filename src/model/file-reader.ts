@@ -1,0 +1,87 @@
+// Random access to a model file: an open descriptor and its size, and reads that are checked
+// against the size before they happen — every reader in src/model goes through this, so a header
+// that points past the end of its file is a one-line FormatError, never a short read.
+//
+// Only the synchronous node:fs calls the browser shim (web/shims/fs.ts) also offers are used, and
+// paths are joined without node:path, so the readers run unchanged in the playground's worker.
+
+import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { describeFsError, FormatError, LlamaError } from '../errors.js';
+
+if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
+  throw new LlamaError('llama2ts needs a little-endian machine (model files are little-endian)');
+}
+
+export class FileReader {
+  readonly fd: number;
+  readonly size: number;
+  constructor(readonly path: string) {
+    try {
+      this.fd = openSync(path, 'r');
+      let st;
+      try {
+        st = fstatSync(this.fd);
+      } catch (err) {
+        closeSync(this.fd);
+        throw err;
+      }
+      if (st.isDirectory()) {
+        closeSync(this.fd);
+        throw Object.assign(new Error('directory'), { code: 'EISDIR' });
+      }
+      this.size = st.size;
+    } catch (err) {
+      throw describeFsError(path, err);
+    }
+  }
+
+  /** Reads exactly dst.byteLength bytes at `position`. */
+  readInto(dst: Uint8Array, position: number): void {
+    if (!(Number.isSafeInteger(position) && position >= 0 && position + dst.byteLength <= this.size)) {
+      throw new FormatError(this.path, `file is truncated: needs ${position + dst.byteLength} bytes, has ${this.size}`);
+    }
+    let done = 0;
+    while (done < dst.byteLength) {
+      const chunk = Math.min(dst.byteLength - done, 1 << 30);
+      const n = readSync(this.fd, dst, done, chunk, position + done);
+      if (n <= 0) throw new FormatError(this.path, 'unexpected end of file');
+      done += n;
+    }
+  }
+
+  readFloats(dst: Float32Array, position: number): void {
+    this.readInto(bytesOf(dst), position);
+  }
+
+  /** `length` bytes at `position` in a new array. */
+  bytes(position: number, length: number): Uint8Array {
+    const b = new Uint8Array(length);
+    this.readInto(b, position);
+    return b;
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/** The bytes of a typed array, in place. */
+export function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** `dir/name` (the readers avoid node:path, which the browser bundle lacks). */
+export function joinPath(dir: string, name: string): string {
+  return dir === '' ? name : dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`;
+}
+
+/** The folder of a file path ('' for a bare name). */
+export function folderOf(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i < 0 ? '' : i === 0 ? '/' : path.slice(0, i);
+}
+
+/** The first of `paths` that exists. */
+export function firstExisting(paths: readonly string[]): string | undefined {
+  return paths.find((p) => existsSync(p));
+}

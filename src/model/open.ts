@@ -1,0 +1,81 @@
+// Opening a model wherever a path is taken (run, chat, serve, eval, bench, info, export, the
+// library): which format a path holds is decided here, once, by a table of formats — each with a
+// test on the path and a constructor of its ModelSource. The first format whose test passes opens
+// it. Adding a format is one entry.
+//
+//   a folder with config.json                       Hugging Face (safetensors)
+//   a folder with params.json + consolidated.*.pth  Meta
+//   any other file                                  llama2.c .bin (v0, v1, v2; the header decides)
+
+import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { describeFsError, LlamaError } from '../errors.js';
+import { joinPath } from './file-reader.js';
+import { Llama2cSource } from './llama2c-source.js';
+import type { ModelSource } from './source.js';
+
+/** What the format tests look at: whether the path is a folder, and a file's first bytes. */
+export interface ModelPathProbe {
+  readonly path: string;
+  readonly isDirectory: boolean;
+  /** A file's first (up to) 16 bytes; empty for a folder. */
+  readonly head: Uint8Array;
+  /** Whether the folder has an entry `name`. */
+  has(name: string): boolean;
+}
+
+export interface ModelFormat {
+  /** Its name, for messages. */
+  readonly name: string;
+  /** True when this format reads `probe`. */
+  detect(probe: ModelPathProbe): boolean;
+  open(path: string): ModelSource;
+}
+
+/** The formats, tried in order; llama2.c's `.bin` (no magic in v0) takes any file no one else claims. */
+export const MODEL_FORMATS: ModelFormat[] = [
+  { name: 'llama2.c', detect: (p) => !p.isDirectory, open: (path) => new Llama2cSource(path) },
+];
+
+/** Looks at a model path once, for the format tests. */
+export function probeModelPath(path: string): ModelPathProbe {
+  let fd: number;
+  let isDirectory: boolean;
+  const head = new Uint8Array(16);
+  let n = 0;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw describeFsError(path, err);
+  }
+  try {
+    isDirectory = fstatSync(fd).isDirectory();
+    if (!isDirectory) n = readSync(fd, head, 0, head.length, 0);
+  } catch (err) {
+    throw describeFsError(path, err);
+  } finally {
+    closeSync(fd);
+  }
+  return { path, isDirectory, head: head.subarray(0, n), has: (name) => isDirectory && existsSync(joinPath(path, name)) };
+}
+
+/** Opens the model at `path` (a file or a folder) as a ModelSource, whatever its format. */
+export function openModelSource(path: string): ModelSource {
+  const probe = probeModelPath(path);
+  const format = MODEL_FORMATS.find((f) => f.detect(probe));
+  if (format === undefined) {
+    throw new LlamaError(probe.isDirectory
+      ? `${path}: not a model folder (no config.json for a Hugging Face model, no params.json + consolidated.00.pth for a Meta one)`
+      : `${path}: not a model file this version reads`);
+  }
+  return format.open(path);
+}
+
+/** Runs `fn` on the source at `path`, closing it afterwards. */
+export function withModelSource<T>(path: string, fn: (source: ModelSource) => T): T {
+  const source = openModelSource(path);
+  try {
+    return fn(source);
+  } finally {
+    source.close();
+  }
+}
