@@ -22,6 +22,16 @@ export class FormatError extends LlamaError {
   }
 }
 
+/** Memory for a model, a session or a buffer could not be had (WebAssembly memory or the heap). */
+export class OutOfMemoryError extends LlamaError {
+  override name = 'OutOfMemoryError';
+}
+
+/** Whether `err` says an allocation failed (ours, or V8's RangeError for an ArrayBuffer). */
+export function isOutOfMemory(err: unknown): boolean {
+  return err instanceof OutOfMemoryError || (err instanceof RangeError && /allocation failed|Invalid typed array length|Array buffer allocation/i.test(err.message));
+}
+
 /** Turns a Node.js system error (ENOENT, EISDIR, ...) about `file` into a readable one-liner. */
 export function describeFsError(file: string, err: unknown): LlamaError {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;

@@ -30,6 +30,9 @@ export async function serve(options: ServerOptions = {}, kind: 'wasm' | 'js' = '
   };
 }
 
+/** What API clients send with a body. */
+export const JSON_HEADERS = { 'Content-Type': 'application/json' };
+
 export interface JsonResponse {
   readonly status: number;
   readonly headers: Headers;

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import type { GenerationEvent } from '../src/server/http.js';
-import { type Chunk, MODEL, TOKENIZER, type TestServer, llama2Run, postJson, postStream, serve, sseData } from './server-fixtures.js';
+import { type Chunk, JSON_HEADERS, MODEL, TOKENIZER, type TestServer, llama2Run, postJson, postStream, serve, sseData } from './server-fixtures.js';
 import { cliPath, needsRefdata } from './refdata.js';
 
 const PROMPT = 'Once upon a time';
@@ -213,10 +213,17 @@ describe('llama2 serve API', needsRefdata, () => {
     assert.equal((await postJson(`${s.url}/v1/completions`, { max_tokens: 3 })).status, 200);
   });
 
-  test('CORS: the API answers preflight requests', async () => {
-    const r = await fetch(`${s.url}/v1/chat/completions`, { method: 'OPTIONS' });
-    assert.equal(r.status, 204);
-    assert.equal(r.headers.get('access-control-allow-origin'), '*');
+  test('CORS: without --cors, pages of other origins are refused; the same origin (the playground) is not', async () => {
+    const evil = { Origin: 'http://evil.example', 'Content-Type': 'application/json' };
+    const preflight = await fetch(`${s.url}/v1/chat/completions`, { method: 'OPTIONS', headers: { Origin: 'http://evil.example', 'Access-Control-Request-Method': 'POST' } });
+    assert.equal(preflight.status, 403);
+    assert.equal(preflight.headers.get('access-control-allow-origin'), null);
+    const post = await fetch(`${s.url}/v1/completions`, { method: 'POST', headers: evil, body: JSON.stringify({ max_tokens: 2 }) });
+    assert.equal(post.status, 403);
+    assert.equal(((await post.json()) as { error: { code: string } }).error.code, 'forbidden_origin');
+    const same = await fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { ...evil, Origin: s.url }, body: JSON.stringify({ max_tokens: 2 }) });
+    assert.equal(same.status, 200);
+    assert.equal(same.headers.get('access-control-allow-origin'), null);
   });
 
   test('a client that disconnects mid-stream stops its generation at once', async (t) => {
@@ -257,7 +264,7 @@ describe('llama2 serve concurrency limit', needsRefdata, () => {
     try {
       const body = JSON.stringify({ temperature: 0, stream: true });
       // hold the only session with a long stream, read slowly
-      const first = await fetch(`${s.url}/v1/completions`, { method: 'POST', body });
+      const first = await fetch(`${s.url}/v1/completions`, { method: 'POST', headers: JSON_HEADERS, body });
       const reader = first.body!.getReader();
       await reader.read();
       const busy = await postJson(`${s.url}/v1/completions`, { max_tokens: 5 });
@@ -275,12 +282,12 @@ describe('llama2 serve concurrency limit', needsRefdata, () => {
     }
     const q = await serve({ maxConcurrent: 1, maxQueued: 1 });
     try {
-      const first = await fetch(`${q.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ temperature: 0, stream: true }) });
+      const first = await fetch(`${q.url}/v1/completions`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ temperature: 0, stream: true }) });
       const reader = first.body!.getReader();
       await reader.read();
       // a second request waits in line; it gives up
       const waiting = new AbortController();
-      const second = fetch(`${q.url}/v1/completions`, { method: 'POST', body: '{"max_tokens": 3}', signal: waiting.signal }).catch((e: Error) => e.name);
+      const second = fetch(`${q.url}/v1/completions`, { method: 'POST', headers: JSON_HEADERS, body: '{"max_tokens": 3}', signal: waiting.signal }).catch((e: Error) => e.name);
       let health = { sessions: { queued: 0 } };
       for (let i = 0; i < 200 && health.sessions.queued === 0; i++) health = await (await fetch(`${q.url}/health`)).json() as typeof health;
       assert.equal(health.sessions.queued, 1);
@@ -303,7 +310,7 @@ describe('llama2 serve concurrency limit', needsRefdata, () => {
 describe('llama2 serve shutdown', needsRefdata, () => {
   test('past the grace period a stream in progress is cut with an error event; waiting requests get 503', async () => {
     const s = await serve({ maxConcurrent: 1, maxQueued: 4 }, 'js'); // ~1000 tokens/s: the 345 tokens take a while
-    const res = await fetch(`${s.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ temperature: 0, stream: true }) });
+    const res = await fetch(`${s.url}/v1/completions`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ temperature: 0, stream: true }) });
     const reader = res.body!.getReader();
     let text = new TextDecoder().decode((await reader.read()).value);
     const queued = postJson(`${s.url}/v1/completions`, { max_tokens: 3 });
@@ -341,7 +348,7 @@ describe('llama2 serve (CLI)', needsRefdata, () => {
   test('SIGTERM: the stream in progress finishes, then the server stops (exit 0)', async () => {
     const { child, url, stderr } = start([MODEL, '-z', TOKENIZER, '--port', '0', '--kernels', 'js', '-q']);
     const base = await url;
-    const res = await fetch(`${base}/v1/completions`, { method: 'POST', body: JSON.stringify({ temperature: 0, stream: true }) });
+    const res = await fetch(`${base}/v1/completions`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ temperature: 0, stream: true }) });
     const reader = res.body!.getReader();
     let text = new TextDecoder().decode((await reader.read()).value);
     const exited = once(child, 'exit');

@@ -24,26 +24,39 @@ export function renderUserTurn(user: string, system?: string): string {
   return system ? `[INST] <<SYS>>\n${system}\n<</SYS>>\n\n${user} [/INST]` : `[INST] ${user} [/INST]`;
 }
 
+/** A piece of text to encode, with BOS in front and/or EOS after it. */
+export interface TextPart {
+  readonly text: string;
+  readonly bos: boolean;
+  readonly eos: boolean;
+}
+
 /**
- * Token ids of a whole conversation in the Llama 2 chat format, ready for the assistant's next
- * answer: BOS [INST] user [/INST] answer EOS BOS [INST] user [/INST] … (a system message joins
- * the first user turn). The last message must be the user's.
+ * A whole conversation in the Llama 2 chat format, as the texts to encode, ready for the
+ * assistant's next answer: BOS [INST] user [/INST] answer EOS BOS [INST] user [/INST] … (a
+ * system message joins the first user turn). The last message must be the user's.
  */
-export function encodeConversation(tokenizer: Tokenizer, messages: readonly ChatMessage[]): number[] {
+export function conversationParts(messages: readonly ChatMessage[]): TextPart[] {
   const system = messages.filter((m) => m.role === 'system').map((m) => m.content).join('\n');
   const turns = messages.filter((m) => m.role !== 'system');
   if (turns.length === 0 || turns[turns.length - 1]!.role !== 'user') {
     throw new LlamaError('a conversation must end with a user message');
   }
-  const ids: number[] = [];
   let first = true;
-  for (const m of turns) {
-    if (m.role === 'user') {
-      ids.push(...tokenizer.encode(renderUserTurn(m.content, first ? system : undefined), { bos: true, eos: false }));
-      first = false;
-    } else {
-      ids.push(...tokenizer.encode(m.content, { bos: false, eos: true }));
-    }
+  return turns.map((m) => {
+    if (m.role !== 'user') return { text: m.content, bos: false, eos: true };
+    const text = renderUserTurn(m.content, first ? system : undefined);
+    first = false;
+    return { text, bos: true, eos: false };
+  });
+}
+
+/** Token ids of a whole conversation (conversationParts, encoded one after the other). */
+export function encodeConversation(tokenizer: Tokenizer, messages: readonly ChatMessage[]): number[] {
+  const ids: number[] = [];
+  for (const part of conversationParts(messages)) {
+    // (appended one by one: a spread of a long turn's ids would overflow the stack)
+    for (const id of tokenizer.encode(part.text, part)) ids.push(id);
   }
   return ids;
 }

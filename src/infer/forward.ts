@@ -97,6 +97,33 @@ export interface RunState {
 }
 
 /**
+ * The run state as views of ONE allocation, each buffer 64-byte aligned: a session that does not
+ * fit in memory takes nothing (the kernels' memory is never freed, so the buffers of a half-made
+ * state would be lost for good). With Q8_0 weights (groupSize > 0) the int8 input is a view too.
+ */
+function allocateRunState(c: ModelConfig, kernels: ModelKernels, groupSize: number): RunState {
+  const kv = kvDim(c);
+  const widest = Math.max(c.dim, c.hiddenDim);
+  const aligned = (floats: number): number => Math.ceil(floats / 16) * 16;
+  const sizes = {
+    x: c.dim, xb: c.dim, xb2: c.dim, hb: c.hiddenDim, hb2: c.hiddenDim, q: c.dim, k: kv, v: kv,
+    att: c.nHeads * c.seqLen, logits: c.vocabSize, keyCache: c.nLayers * c.seqLen * kv, valueCache: c.nLayers * c.seqLen * kv,
+    ...(groupSize > 0 ? { xs: Math.ceil(widest / groupSize) } : {}),
+  };
+  const int8Floats = groupSize > 0 ? aligned(Math.ceil(widest / 4)) : 0;
+  let total = int8Floats;
+  for (const n of Object.values(sizes)) total += aligned(n);
+  const block = kernels.allocate(total);
+  let at = int8Floats;
+  const views = Object.fromEntries(Object.entries(sizes).map(([name, n]) => {
+    const view = block.subarray(at, at + n);
+    at += aligned(n);
+    return [name, view];
+  })) as Record<keyof typeof sizes, Float32Array> & { xs?: Float32Array };
+  return groupSize > 0 ? { ...views, xq: new Int8Array(block.buffer, block.byteOffset, widest) } : views;
+}
+
+/**
  * Q8_0 models with more weights than this (one byte each) are taken to stream their weights from
  * memory every token; smaller ones to find them in the caches (the 15M shape, 16 MiB: yes; 42M: no).
  * The int8 products read streamed weights one row at a time, which the hardware prefetcher follows
@@ -136,14 +163,7 @@ export class Transformer implements InferenceEngine {
     if (q8 && (kernels.quantize === undefined || kernels.matmulQ8 === undefined || kernels.allocateInt8 === undefined)) {
       throw new LlamaError(`the ${kernels.name} kernels have no int8 support for Q8_0 weights`);
     }
-    const alloc = (n: number) => kernels.allocate(n);
-    const widest = Math.max(c.dim, c.hiddenDim);
-    this.state = {
-      x: alloc(c.dim), xb: alloc(c.dim), xb2: alloc(c.dim), hb: alloc(c.hiddenDim), hb2: alloc(c.hiddenDim),
-      q: alloc(c.dim), k: alloc(kv), v: alloc(kv), att: alloc(c.nHeads * c.seqLen), logits: alloc(c.vocabSize),
-      keyCache: alloc(c.nLayers * c.seqLen * kv), valueCache: alloc(c.nLayers * c.seqLen * kv),
-      ...(q8 ? { xq: kernels.allocateInt8!(widest), xs: alloc(Math.ceil(widest / this.groupSize)) } : {}),
-    };
+    this.state = allocateRunState(c, kernels, this.groupSize);
     const slice = (a: Float32Array, l: number) => {
       const per = a.length / c.nLayers;
       return a.subarray(l * per, (l + 1) * per);

@@ -14,7 +14,7 @@
 // compiled WebAssembly.Module; createWasmKernels also accepts the .wasm bytes, and loads them from
 // next to this file (fs in Node.js, fetch elsewhere) when given nothing.
 
-import { LlamaError } from '../errors.js';
+import { LlamaError, OutOfMemoryError } from '../errors.js';
 import type { KernelSet } from './kernel-set.js';
 import type { AttentionShape, ForwardModel, WeightMatrix } from './types.js';
 
@@ -100,7 +100,7 @@ export class KernelMemory {
       try {
         this.memory.grow(pages);
       } catch {
-        throw new LlamaError(`out of WebAssembly memory: cannot grow to ${end} bytes (the limit is 4 GiB)`);
+        throw new OutOfMemoryError(`out of WebAssembly memory: cannot grow to ${end} bytes (the limit is 4 GiB)`);
       }
     }
     this.next = end;

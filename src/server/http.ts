@@ -12,18 +12,33 @@
 // client that goes away is noticed before the next position (its generation stops there). The
 // pages are sent with the COOP/COEP headers that make them cross-origin isolated, which browsers
 // require for SharedArrayBuffer and so for the threaded WebAssembly kernels.
+//
+// Work is bounded before it starts. A connection has headersTimeoutMs to send its headers and
+// requestTimeoutMs to send its whole request, its body may go quiet for at most bodyTimeoutMs,
+// and there are at most maxConnections of them. A prompt is first measured cheaply
+// (Tokenizer.minTokens: a lower bound of its token count, one pass over the text), and one that
+// cannot fit the context window is refused (400) without being tokenized; the others are
+// tokenized only once they hold a session — tokenizing counts under the concurrency limit — and
+// in slices (Tokenizer.encodeAsync), so that the event loop keeps serving meanwhile.
+//
+// Exposure. A page in the user's browser must not be able to drive a local server: API bodies
+// must be application/json (which a cross-origin page cannot send without a CORS preflight),
+// requests from another origin are refused unless that origin is allowed (corsOrigins, --cors),
+// and a server on a loopback address only answers to loopback host names (DNS rebinding). With
+// apiKey, /v1/ requests need "Authorization: Bearer KEY", as OpenAI's clients send it.
 
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeConversation } from '../infer/chat.js';
+import { type TextPart, conversationParts } from '../infer/chat.js';
 import type { InferenceEngine } from '../infer/engine.js';
 import type { ModelKernels } from '../infer/forward.js';
 import type { Tokenizer } from '../tokenizer/index.js';
+import { LlamaError } from '../errors.js';
 import { type GenerationRequest, type GenerationResult, generateFromIds, promptText } from '../infer/generate.js';
 import {
   ApiError, type ApiFinishReason, type ChatRequest, type CompletionRequest, type ResponseHead, type SamplingParams,
@@ -31,6 +46,7 @@ import {
   usage, usageChunk,
 } from './openai.js';
 import { BusyError, SessionPool } from './sessions.js';
+import { isIP } from 'node:net';
 
 /** The model a server serves: loaded, with the name clients use for it. */
 export interface ServedModel {
@@ -52,12 +68,29 @@ export interface ServerOptions {
   host?: string;
   /** Default 8080; 0 = any free port. */
   port?: number;
-  /** Sessions generating at once (default 4). */
+  /** Sessions generating at once (default 4); all of them are made (their KV caches allocated) at start-up. */
   maxConcurrent?: number;
+  /**
+   * When fewer than maxConcurrent sessions fit in memory: 'refuse' (default) throws
+   * SessionMemoryError, 'cap' serves with those that fit (see server.sessions.maxConcurrent).
+   */
+  fitSessions?: 'refuse' | 'cap';
   /** Requests waiting for a session before new ones get 429 (default 16). */
   maxQueued?: number;
   /** Largest request body in bytes (default 1 MiB). */
   maxBodyBytes?: number;
+  /** Open connections at most; more are closed at once (default 128, or twice maxConcurrent + maxQueued if more). */
+  maxConnections?: number;
+  /** Time to send the request headers (default 10 s). */
+  headersTimeoutMs?: number;
+  /** Longest silence while a request body is being sent (default 10 s); then 408. */
+  bodyTimeoutMs?: number;
+  /** Time to send the whole request, headers and body (default 30 s). */
+  requestTimeoutMs?: number;
+  /** Origins allowed to call the API from a browser page ('*' for any); default none (same origin only). */
+  corsOrigins?: readonly string[];
+  /** When set, /v1/ requests need the header "Authorization: Bearer <apiKey>". */
+  apiKey?: string;
   /** Folder of the built playground (default: dist/web next to this module's dist/src). */
   webRoot?: string;
   /** One line per request and event (default: none). */
@@ -86,16 +119,22 @@ const ISOLATION_HEADERS = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
 
+/** Sent with the API's answers to an allowed cross-origin page (plus Access-Control-Allow-Origin). */
 const CORS_HEADERS = {
-  'Access-Control-Allow-Origin': '*',
   'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
   'Access-Control-Allow-Headers': 'Content-Type, Authorization',
+  'Access-Control-Max-Age': '600',
+  'Vary': 'Origin',
 };
 
 export class ApiServer extends EventEmitter {
   readonly sessions: SessionPool;
   private readonly server: Server;
   private readonly maxBodyBytes: number;
+  private readonly bodyTimeoutMs: number;
+  private readonly corsOrigins: ReadonlySet<string>;
+  /** SHA-256 of the API key (compared in constant time), when there is one. */
+  private readonly apiKeyHash: Buffer | undefined;
   private readonly log: (line: string) => void;
   /** Static files by URL path. */
   private readonly files = new Map<string, string>();
@@ -113,8 +152,12 @@ export class ApiServer extends EventEmitter {
       first = undefined;
       return t;
     };
-    this.sessions = new SessionPool(create, options.maxConcurrent ?? 4, options.maxQueued ?? 16);
+    this.sessions = new SessionPool(create, options.maxConcurrent ?? 4, options.maxQueued ?? 16, options.fitSessions ?? 'refuse');
     this.maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
+    this.bodyTimeoutMs = options.bodyTimeoutMs ?? 10_000;
+    this.corsOrigins = new Set(options.corsOrigins ?? []);
+    if (options.apiKey !== undefined && options.apiKey.length === 0) throw new LlamaError('the API key must not be empty');
+    this.apiKeyHash = options.apiKey === undefined ? undefined : sha256(options.apiKey);
     this.log = options.log ?? (() => {});
     const webRoot = options.webRoot ?? DEFAULT_WEB_ROOT;
     this.webBuilt = existsSync(join(webRoot, 'index.html'));
@@ -127,9 +170,17 @@ export class ApiServer extends EventEmitter {
     }
     if (model.modelFile !== undefined) this.files.set('/model.bin', model.modelFile);
     if (model.tokenizerFile !== undefined) this.files.set('/tokenizer.bin', model.tokenizerFile);
-    this.server = createServer((req, res) => {
+    const headersTimeout = options.headersTimeoutMs ?? 10_000;
+    const requestTimeout = Math.max(options.requestTimeoutMs ?? 30_000, headersTimeout);
+    this.server = createServer({
+      headersTimeout, requestTimeout,
+      // how often Node.js looks for connections past those two limits (its default is 30 s)
+      connectionsCheckingInterval: Math.min(1000, headersTimeout),
+    }, (req, res) => {
       this.handle(req, res).catch((err: unknown) => this.fail(res, err));
     });
+    this.server.maxConnections = options.maxConnections ?? Math.max(128, 2 * (this.sessions.maxConcurrent + this.sessions.maxQueued));
+    this.server.on('drop', (d?: { remoteAddress?: string }) => this.log(`connection from ${d?.remoteAddress ?? '?'} dropped: ${this.server.maxConnections} are open`));
     // a keep-alive client must not hold the server open forever after a shutdown starts
     this.server.keepAliveTimeout = 5000;
   }
@@ -179,10 +230,12 @@ export class ApiServer extends EventEmitter {
       this.log(`${req.method} ${req.url} ${res.statusCode} ${(performance.now() - started).toFixed(1)} ms${gone}`);
     });
     const path = (req.url ?? '/').split('?')[0]!;
-    if (path.startsWith('/v1/')) {
-      for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v);
+    this.checkHost(req);
+    const api = path.startsWith('/v1/');
+    if (api) {
+      this.checkOrigin(req, res);
       if (req.method === 'OPTIONS') {
-        res.writeHead(204).end();
+        res.writeHead(204, { 'Allow': 'GET, HEAD, POST, OPTIONS' }).end();
         return;
       }
     }
@@ -197,11 +250,14 @@ export class ApiServer extends EventEmitter {
       if (path === '/' && !this.webBuilt) return sendText(res, 404, 'The playground is not built: run npm run build:web (or npm run build).\n');
       throw new ApiError(404, `no such endpoint: ${req.method} ${path}`, null, 'not_found');
     }
-    const method = route === 'completions' || route === 'chat' ? 'POST' : 'GET';
-    if (req.method !== method) {
-      res.setHeader('Allow', method);
-      throw new ApiError(405, `${path} takes ${method}, not ${req.method}`, null, 'method_not_allowed');
+    const post = route === 'completions' || route === 'chat';
+    if (post ? req.method !== 'POST' : req.method !== 'GET' && req.method !== 'HEAD') {
+      const allowed = post ? 'POST' : 'GET, HEAD';
+      res.setHeader('Allow', allowed);
+      throw new ApiError(405, `${path} takes ${allowed.replace(', ', ' or ')}, not ${req.method}`, null, 'method_not_allowed');
     }
+    if (api) this.checkApiKey(req, res);
+    // (a HEAD request gets the headers of the GET answer; Node.js leaves its body out)
     switch (route) {
       case 'health':
         return sendJson(res, 200, {
@@ -211,7 +267,12 @@ export class ApiServer extends EventEmitter {
       case 'models':
         return sendJson(res, 200, { object: 'list', data: [this.modelObject()] });
       case 'model': {
-        const id = decodeURIComponent(path.slice('/v1/models/'.length));
+        let id: string;
+        try {
+          id = decodeURIComponent(path.slice('/v1/models/'.length));
+        } catch {
+          throw new ApiError(400, `${path}: not a valid percent-encoded model name`, null, 'invalid_request');
+        }
         if (id !== this.model.id) throw unknownModel(id);
         return sendJson(res, 200, this.modelObject());
       }
@@ -222,41 +283,110 @@ export class ApiServer extends EventEmitter {
     }
   }
 
+  /**
+   * A server listening on a loopback address answers only to loopback names in Host: a page
+   * whose own host name was made to resolve to 127.0.0.1 (DNS rebinding) sends its own name.
+   * With an API key the key is the protection, and any name is accepted (reverse proxies).
+   */
+  private checkHost(req: IncomingMessage): void {
+    if (this.apiKeyHash !== undefined || !isLoopback(this.options.host ?? '127.0.0.1')) return;
+    const host = hostName(req.headers.host ?? '');
+    if (!isLoopback(host)) {
+      throw new ApiError(403, `this server listens on a loopback address and does not answer to the host name '${host}' (start it with --api-key to allow other names)`, null, 'forbidden_host');
+    }
+  }
+
+  /**
+   * A request from a page of another origin (its Origin header) is refused unless corsOrigins
+   * allows it; an allowed one gets the CORS headers. Requests without Origin (not from a
+   * browser page) and same-origin ones (the playground) pass.
+   */
+  private checkOrigin(req: IncomingMessage, res: ServerResponse): void {
+    const origin = req.headers.origin;
+    if (origin === undefined || originHost(origin) === req.headers.host) return;
+    const allowed = this.corsOrigins.has('*') ? '*' : this.corsOrigins.has(origin) ? origin : undefined;
+    if (allowed === undefined) {
+      throw new ApiError(403, `requests from the origin ${origin} are not allowed (start the server with --cors ${origin} to allow them)`, null, 'forbidden_origin');
+    }
+    res.setHeader('Access-Control-Allow-Origin', allowed);
+    for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v);
+  }
+
+  private checkApiKey(req: IncomingMessage, res: ServerResponse): void {
+    if (this.apiKeyHash === undefined) return;
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    if (m !== null && timingSafeEqual(sha256(m[1]!), this.apiKeyHash)) return;
+    res.setHeader('WWW-Authenticate', 'Bearer');
+    throw new ApiError(401, m === null ? 'an API key is needed: send the header Authorization: Bearer KEY' : 'the API key is not valid', null, 'invalid_api_key');
+  }
+
   private modelObject(): object {
     return { id: this.model.id, object: 'model', created: this.model.created, owned_by: 'llama2ts' };
   }
 
   /**
-   * The body as text. More than maxBodyBytes is refused (413) — by its Content-Length before
-   * reading anything, else as soon as it is exceeded; the rest is read and dropped, so that the
-   * client, still sending, gets the answer instead of a broken connection.
+   * The body as text, which must be declared application/json (415 otherwise). More than
+   * maxBodyBytes is refused (413) — by its Content-Length before reading anything, else as soon
+   * as it is exceeded; the rest is read and dropped, so that the client, still sending, gets the
+   * answer instead of a broken connection. A body that stops arriving for bodyTimeoutMs gets 408
+   * and the connection is closed (what was received is let go).
    */
   private readBody(req: IncomingMessage, res: ServerResponse): Promise<string> {
     const limit = this.maxBodyBytes;
-    const tooLarge = (): ApiError => {
+    const refuse = (err: ApiError): ApiError => {
       res.setHeader('Connection', 'close');
       req.resume();
-      return new ApiError(413, `the request body is larger than ${limit} bytes`, null, 'request_too_large');
+      return err;
     };
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== 'application/json') {
+      return Promise.reject(refuse(new ApiError(415, `the request body must be JSON, sent with Content-Type: application/json (got ${type === '' ? 'none' : type})`, null, 'unsupported_media_type')));
+    }
+    const tooLarge = (): ApiError => refuse(new ApiError(413, `the request body is larger than ${limit} bytes`, null, 'request_too_large'));
     if (Number(req.headers['content-length'] ?? 0) > limit) return Promise.reject(tooLarge());
     return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
+      let chunks: Buffer[] = [];
       let size = 0;
-      let refused = false;
+      let settled = false;
+      const settle = (): void => {
+        settled = true;
+        chunks = [];
+        clearTimeout(timer);
+      };
+      const stalled = (): void => {
+        settle();
+        res.setHeader('Connection', 'close');
+        reject(new ApiError(408, `the request body stopped arriving (nothing for ${this.bodyTimeoutMs / 1000} s)`, null, 'request_timeout'));
+        res.once('finish', () => req.destroy());
+      };
+      const timer = setTimeout(stalled, this.bodyTimeoutMs);
       req.on('data', (chunk: Buffer) => {
-        if (refused) return;
+        if (settled) return;
         size += chunk.length;
         if (size > limit) {
-          refused = true;
+          settle();
           reject(tooLarge());
         } else {
           chunks.push(chunk);
+          timer.refresh();
         }
       });
       req.on('end', () => {
-        if (!refused) resolve(Buffer.concat(chunks).toString('utf8'));
+        if (settled) return;
+        const body = Buffer.concat(chunks).toString('utf8');
+        settle();
+        resolve(body);
       });
-      req.on('error', reject);
+      req.on('error', (err) => {
+        if (settled) return;
+        settle();
+        reject(err);
+      });
+      req.on('close', () => {
+        if (settled) return;
+        settle();
+        reject(new LlamaError('the client went away while sending its request'));
+      });
     });
   }
 
@@ -268,17 +398,15 @@ export class ApiServer extends EventEmitter {
   }
 
   /** The generation request for prompt ids, after checking they fit the context window. */
-  private generationRequest(params: SamplingParams, ids: number[], param: string, stopTokens: number[], samplePrompt: boolean, signal: AbortSignal): GenerationRequest {
+  private generationRequest(params: SamplingParams, ids: number[], prompt: PromptSpec, signal: AbortSignal): GenerationRequest {
     const seqLen = this.model.transformer.config.seqLen;
-    if (ids.length > seqLen) {
-      throw new ApiError(400, `the prompt is ${ids.length} tokens, longer than the model's context window of ${seqLen} tokens`, param, 'context_length_exceeded');
-    }
+    if (ids.length > seqLen) throw tooLong(`${ids.length} tokens`, seqLen, prompt.param);
     return {
       promptIds: ids,
       maxTokens: params.maxTokens ?? seqLen, // positionsFor cuts it at the context window
-      stopTokens,
+      stopTokens: prompt.stopTokens,
       stopSequences: params.stop,
-      samplePrompt,
+      samplePrompt: prompt.samplePrompt,
       temperature: params.temperature,
       topp: params.topP,
       seed: params.seed ?? randomSeed(),
@@ -289,8 +417,8 @@ export class ApiServer extends EventEmitter {
   private async completions(res: ServerResponse, params: CompletionRequest): Promise<void> {
     this.checkModel(params);
     const tok = this.model.tokenizer;
-    const ids = tok.encode(params.prompt, { bos: true, eos: false });
-    await this.generate(res, params, 'completions', (signal) => this.generationRequest(params, ids, 'prompt', [tok.bosId], false, signal), {
+    const prompt: PromptSpec = { parts: [{ text: params.prompt, bos: true, eos: false }], param: 'prompt', stopTokens: [tok.bosId], samplePrompt: false };
+    await this.generate(res, params, 'completions', prompt, (ids) => ({
       prefix: params.echo ? promptText(tok, ids) : '',
       start: () => [],
       piece: (h, text) => completionChunk(h, text, null),
@@ -298,15 +426,15 @@ export class ApiServer extends EventEmitter {
       whole: (h, text, finish, u) => completionObject(h, text, finish, u),
       object: 'text_completion',
       idPrefix: 'cmpl-',
-    });
+    }));
   }
 
   private async chat(res: ServerResponse, params: ChatRequest): Promise<void> {
     this.checkModel(params);
     const tok = this.model.tokenizer;
-    const ids = encodeConversation(tok, params.messages);
     // the answer ends at EOS; BOS too (it could only begin another conversation turn)
-    await this.generate(res, params, 'chat', (signal) => this.generationRequest(params, ids, 'messages', [tok.eosId, tok.bosId], true, signal), {
+    const prompt: PromptSpec = { parts: conversationParts(params.messages), param: 'messages', stopTokens: [tok.eosId, tok.bosId], samplePrompt: true };
+    await this.generate(res, params, 'chat', prompt, () => ({
       prefix: '',
       start: (h) => [chatChunk(h, { role: 'assistant', content: '' }, null)],
       piece: (h, text) => chatChunk(h, { content: text }, null),
@@ -314,22 +442,28 @@ export class ApiServer extends EventEmitter {
       whole: (h, text, finish, u) => chatObject(h, text, finish, u),
       object: 'chat.completion.chunk',
       idPrefix: 'chatcmpl-',
-    });
+    }));
   }
 
   /**
-   * The part both endpoints share: wait for a session, generate position by position, send the
-   * text as one JSON object or as server-sent events, and stop when the client goes away.
+   * The part both endpoints share: refuse a prompt that cannot fit without tokenizing it, wait for
+   * a session, tokenize (in slices), generate position by position, send the text as one JSON
+   * object or as server-sent events, and stop when the client goes away.
    */
   private async generate(
-    res: ServerResponse, params: SamplingParams, endpoint: GenerationEvent['endpoint'],
-    makeRequest: (signal: AbortSignal) => GenerationRequest, shape: ResponseShape,
+    res: ServerResponse, params: SamplingParams, endpoint: GenerationEvent['endpoint'], prompt: PromptSpec,
+    makeShape: (ids: readonly number[]) => ResponseShape,
   ): Promise<void> {
+    const tok = this.model.tokenizer;
+    const seqLen = this.model.transformer.config.seqLen;
+    let atLeast = 0;
+    for (const part of prompt.parts) atLeast += tok.minTokens(part.text, part);
+    if (atLeast > seqLen) throw tooLong(`at least ${atLeast} tokens`, seqLen, prompt.param);
+
     const controller = new AbortController();
     const onClose = (): void => {
-      if (!res.writableFinished) controller.abort(new Error('the client went away'));
+      if (!res.writableFinished) controller.abort(new LlamaError('the client went away'));
     };
-    const request = makeRequest(controller.signal); // checks the prompt before waiting in line
     res.on('close', onClose);
     let session: InferenceEngine;
     try {
@@ -343,9 +477,15 @@ export class ApiServer extends EventEmitter {
       throw err;
     }
     this.running.add(controller);
-    const head: ResponseHead = { id: shape.idPrefix + randomUUID().replaceAll('-', ''), created: Math.floor(Date.now() / 1000), model: this.model.id };
     try {
-      const gen = generateFromIds(session, this.model.tokenizer, request);
+      const ids: number[] = [];
+      for (const part of prompt.parts) {
+        for (const id of await tok.encodeAsync(part.text, part, controller.signal)) ids.push(id);
+      }
+      const request = this.generationRequest(params, ids, prompt, controller.signal);
+      const shape = makeShape(ids);
+      const head: ResponseHead = { id: shape.idPrefix + randomUUID().replaceAll('-', ''), created: Math.floor(Date.now() / 1000), model: this.model.id };
+      const gen = generateFromIds(session, tok, request);
       if (params.stream) {
         res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
         for (const chunk of shape.start(head)) await sendEvent(res, chunk);
@@ -435,6 +575,16 @@ export class ApiServer extends EventEmitter {
   }
 }
 
+/** A request's prompt: the texts to tokenize and how the answer ends. */
+interface PromptSpec {
+  readonly parts: readonly TextPart[];
+  /** The request parameter that holds it (named in errors). */
+  readonly param: 'prompt' | 'messages';
+  readonly stopTokens: readonly number[];
+  /** Draw a sample at every prompt position (a chat, as run.c's chat() does). */
+  readonly samplePrompt: boolean;
+}
+
 /** How an endpoint's responses look. */
 interface ResponseShape {
   /** Text sent before the answer (the echoed prompt). */
@@ -455,6 +605,38 @@ const ROUTES: Record<string, Route> = {
   '/v1/completions': 'completions',
   '/v1/chat/completions': 'chat',
 };
+
+function tooLong(size: string, seqLen: number, param: string): ApiError {
+  return new ApiError(400, `the prompt is ${size}, longer than the model's context window of ${seqLen} tokens`, param, 'context_length_exceeded');
+}
+
+/** The host:port of an origin ("http://127.0.0.1:8080" → "127.0.0.1:8080"); undefined for "null" and the like. */
+function originHost(origin: string): string | undefined {
+  try {
+    return new URL(origin).host;
+  } catch {
+    return undefined;
+  }
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/** The host name of a Host header ("[::1]:8080" → "::1", "localhost:80" → "localhost"). */
+function hostName(host: string): string {
+  const m = /^\[([^\]]*)\](?::\d*)?$/.exec(host);
+  return m !== null ? m[1]! : host.replace(/:\d*$/, '');
+}
+
+/** localhost (and its subdomains), 127.0.0.0/8, ::1 (also IPv4-mapped). */
+function isLoopback(name: string): boolean {
+  const n = name.toLowerCase().replace(/\.$/, '');
+  if (n === 'localhost' || n.endsWith('.localhost')) return true;
+  const v4 = n.startsWith('::ffff:') ? n.slice(7) : n;
+  if (isIP(v4) === 4) return v4.startsWith('127.');
+  return isIP(n) === 6 && /^(0{0,4}:){2,7}0{0,3}1$|^::1$/.test(n);
+}
 
 function unknownModel(id: string): ApiError {
   return new ApiError(404, `the model '${id}' does not exist on this server`, 'model', 'model_not_found');

@@ -1,13 +1,14 @@
 // Parallel generation sessions over one set of weights, with a bounded waiting line.
 //
-// A InferenceEngine holds its own activations and key/value cache but only views of the weights, so
-// several of them can share one weights object: each is a "session" that one request uses at a
-// time. Sessions are made on first need (up to `maxConcurrent`) and kept for reuse — the kernels'
-// memory is never freed, so making a new one per request would grow it without end. A request
+// An InferenceEngine holds its own activations and key/value cache but only views of the weights,
+// so several of them can share one weights object: each is a "session" that one request uses at a
+// time. All `maxConcurrent` sessions are made up front, when the pool is created: whether their
+// key/value caches fit in memory is known at start-up (a pool asked for more than fits either
+// refuses to start or keeps what fits), never discovered by a request at run time. A request
 // that finds every session busy waits in line (at most `maxQueued` of them, first come first
 // served); past that it is refused at once, and the server answers 429.
 
-import { LlamaError } from '../errors.js';
+import { LlamaError, isOutOfMemory } from '../errors.js';
 import type { InferenceEngine } from '../infer/engine.js';
 
 /** Every session is busy and the waiting line is full. */
@@ -20,20 +21,43 @@ interface Waiter {
   reject(err: Error): void;
 }
 
+/** More sessions were asked for than fit in memory. */
+export class SessionMemoryError extends LlamaError {
+  override name = 'SessionMemoryError';
+  constructor(readonly fitting: number, readonly asked: number, cause: unknown) {
+    super(`only ${fitting} of ${asked} sessions fit in memory (${(cause as Error).message})`);
+  }
+}
+
 export class SessionPool {
   private readonly idle: InferenceEngine[] = [];
   private readonly waiting: Waiter[] = [];
-  private made = 0;
   private busy = 0;
+  /** Sessions generating at once: as asked, or what fit in memory when `fit` is 'cap'. */
+  readonly maxConcurrent: number;
 
   /**
-   * @param create  makes a new session (a InferenceEngine over the shared weights)
-   * @param maxConcurrent  sessions generating at once (≥ 1)
+   * @param create  makes a new session (an InferenceEngine over the shared weights)
+   * @param maxConcurrent  sessions generating at once (≥ 1), all made now
    * @param maxQueued  requests allowed to wait for a session (≥ 0)
+   * @param fit  when fewer sessions fit in memory (at least one): 'refuse' throws
+   *   SessionMemoryError, 'cap' keeps those that fit (see maxConcurrent)
    */
-  constructor(private readonly create: () => InferenceEngine, readonly maxConcurrent: number, readonly maxQueued: number) {
+  constructor(create: () => InferenceEngine, maxConcurrent: number, readonly maxQueued: number, fit: 'refuse' | 'cap' = 'refuse') {
     if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) throw new LlamaError(`maxConcurrent must be a positive integer, got ${maxConcurrent}`);
     if (!Number.isInteger(maxQueued) || maxQueued < 0) throw new LlamaError(`maxQueued must be a non-negative integer, got ${maxQueued}`);
+    while (this.idle.length < maxConcurrent) {
+      try {
+        this.idle.push(create());
+      } catch (err) {
+        // a session that does not fit takes no memory (see allocateRunState), so nothing is lost
+        if (!isOutOfMemory(err) || this.idle.length === 0) throw err;
+        if (fit === 'refuse') throw new SessionMemoryError(this.idle.length, maxConcurrent, err);
+        break;
+      }
+    }
+    this.maxConcurrent = this.idle.length;
+    this.idle.reverse(); // the first one made (the model's own) is taken first
   }
 
   /** Sessions in use. */
@@ -92,11 +116,7 @@ export class SessionPool {
   }
 
   private take(): InferenceEngine | undefined {
-    let session = this.idle.pop();
-    if (session === undefined && this.made < this.maxConcurrent) {
-      session = this.create();
-      this.made++;
-    }
+    const session = this.idle.pop();
     if (session !== undefined) this.busy++;
     return session;
   }

@@ -19,10 +19,16 @@
 //    and each segment is merged on its own with a small heap. Merges in different segments do not
 //    interact, so the order they happen in does not change the outcome.
 //  - All working memory is typed arrays kept between calls; nothing is allocated per symbol.
+//
+// Long texts (a server's prompts) can be encoded in slices: encodeSteps() stops after every
+// SLICE_SEGMENTS segments so that the caller can let other work run, and fork() gives an encoder
+// with the same tables and its own working memory, for encodes that interleave. minTokens() is a
+// lower bound of the id count, in one pass over the text without encoding it: each id covers at
+// most the longest piece's characters, and (with byte fallback) an unknown character costs one.
 
 import type { Vocabulary } from './vocabulary.js';
 import { PieceType } from './sentencepiece-model.js';
-import { normalize, normalizedCapacity } from './normalizer.js';
+import { SPACE_SYMBOL, normalize, normalizedCapacity } from './normalizer.js';
 import { writeUtf8 } from './utf8.js';
 import { LlamaError } from '../errors.js';
 
@@ -30,6 +36,8 @@ const NO_SYMBOL = -1; // a character that occurs in no piece
 const DEAD = -2; // a position absorbed into its left neighbour
 const PAIR_ABSENT = -1; // pair table: these two symbols are never adjacent inside a piece
 const PAIR_ADJACENT = -2; // …adjacent inside some piece, but their concatenation is not a piece
+/** encodeSteps() stops after this many segments (a few tens of microseconds of work). */
+const SLICE_SEGMENTS = 256;
 
 /** Open-addressing hash table from a pair of non-negative int32 keys to an int32 value. */
 class PairTable {
@@ -91,6 +99,13 @@ class PairTable {
   }
 }
 
+/** The string of cps[from..to). */
+function fromCodePoints(cps: readonly number[], from: number, to: number): string {
+  let s = '';
+  for (let i = from; i < to; i++) s += String.fromCodePoint(cps[i]!);
+  return s;
+}
+
 function codePoints(s: string): number[] {
   const out: number[] = [];
   for (const ch of s) out.push(ch.codePointAt(0)!);
@@ -101,18 +116,20 @@ export class BpeEncoder {
   private readonly v: Vocabulary;
   private readonly nPieces: number;
   /** Symbol of each BMP code point (-1: none); astral ones in a Map. */
-  private readonly bmpSymbol = new Int32Array(0x10000).fill(NO_SYMBOL);
-  private readonly astralSymbol = new Map<number, number>();
+  private readonly bmpSymbol: Int32Array;
+  private readonly astralSymbol: Map<number, number>;
   /** For extra symbols (≥ nPieces): their code point and the id PieceToId gives them. */
-  private readonly extraCodePoint: number[] = [];
-  private readonly extraId: number[] = [];
+  private readonly extraCodePoint: number[];
+  private readonly extraId: number[];
   private readonly pairs: PairTable;
   /** User-defined pieces by first code point, longest first (matched whole, never merged). */
-  private readonly userDefined = new Map<number, Array<{ cps: number[]; id: number }>>();
+  private readonly userDefined: Map<number, Array<{ cps: number[]; id: number }>>;
   private readonly isUnused: Uint8Array;
   private readonly hasUnused: boolean;
   /** Id of a single character that is a reserved piece (control/byte/unknown), by code point. */
-  private readonly reservedChar = new Map<number, number>();
+  private readonly reservedChar: Map<number, number>;
+  /** Code points of the longest piece an id can stand for (≥ 1). */
+  private readonly maxPieceLength: number;
 
   // working memory, grown on demand
   private cps: Int32Array = new Int32Array(1024); // normalized code points
@@ -133,10 +150,30 @@ export class BpeEncoder {
   /** Last recorded split of each UNUSED piece in this call (bpe_model.cc's rev_merge). */
   private revMerge = new Map<number, [number, number]>();
 
-  constructor(vocab: Vocabulary) {
+  /** Builds the tables of `vocab`; with `tables`, shares that encoder's tables instead (fork()). */
+  constructor(vocab: Vocabulary, tables?: BpeEncoder) {
     this.v = vocab;
     const n = vocab.pieces.length;
     this.nPieces = n;
+    if (tables !== undefined) {
+      this.bmpSymbol = tables.bmpSymbol;
+      this.astralSymbol = tables.astralSymbol;
+      this.extraCodePoint = tables.extraCodePoint;
+      this.extraId = tables.extraId;
+      this.pairs = tables.pairs;
+      this.userDefined = tables.userDefined;
+      this.isUnused = tables.isUnused;
+      this.hasUnused = tables.hasUnused;
+      this.reservedChar = tables.reservedChar;
+      this.maxPieceLength = tables.maxPieceLength;
+      return;
+    }
+    this.bmpSymbol = new Int32Array(0x10000).fill(NO_SYMBOL);
+    this.astralSymbol = new Map();
+    this.extraCodePoint = [];
+    this.extraId = [];
+    this.userDefined = new Map();
+    this.reservedChar = new Map();
     this.isUnused = new Uint8Array(n);
     const index = new Map<string, number>(); // SentencePiece's pieces_: normal, user-defined, unused
     for (let id = 0; id < n; id++) {
@@ -161,17 +198,20 @@ export class BpeEncoder {
 
     // Symbols for every character of every piece.
     const pieceCps: number[][] = [];
+    let longest = 1;
     for (const [p, id] of index) {
       const cps = codePoints(p);
       pieceCps.push(cps);
+      longest = Math.max(longest, cps.length);
       if (cps.length === 1) this.setSymbol(cps[0]!, id);
     }
+    this.maxPieceLength = longest;
     for (const cps of pieceCps) for (const c of cps) if (this.symbolOf(c) === NO_SYMBOL) this.addExtraSymbol(c);
 
     // Merge table and adjacency.
     this.pairs = new PairTable(index.size * 4);
     const symbolOfPart = (cps: number[], from: number, to: number): number =>
-      to - from === 1 ? this.symbolOf(cps[from]!) : index.get(String.fromCodePoint(...cps.slice(from, to))) ?? NO_SYMBOL;
+      to - from === 1 ? this.symbolOf(cps[from]!) : index.get(fromCodePoints(cps, from, to)) ?? NO_SYMBOL;
     const keepMerge = (old: number): boolean => old >= 0;
     let k = 0;
     for (const [, id] of index) {
@@ -231,8 +271,65 @@ export class BpeEncoder {
     this.eScore = scores;
   }
 
+  /** An encoder with the same tables and its own working memory. */
+  fork(): BpeEncoder {
+    return new BpeEncoder(this.v, this);
+  }
+
+  /** Positions of working memory this encoder holds (it keeps what its longest text needed). */
+  get capacity(): number {
+    return this.cps.length;
+  }
+
+  /**
+   * A lower bound of the number of ids encode(text) appends, from one pass over the text: the
+   * characters normalization keeps (every one but spaces it removes), where a character some piece
+   * contains costs at least 1/maxPieceLength of an id, and any other one a whole id with byte
+   * fallback (its byte tokens) or nothing without (a run of them is one <unk>).
+   */
+  minTokens(text: string): number {
+    const removeSpaces = this.v.normalizer.removeExtraWhitespaces;
+    const space = this.v.normalizer.escapeWhitespaces ? SPACE_SYMBOL : 0x20;
+    const bmp = this.bmpSymbol;
+    const userDefined = this.userDefined.size > 0;
+    let known = 0;
+    let unknown = 0;
+    for (let i = 0; i < text.length; i++) {
+      let cp = text.charCodeAt(i);
+      if (cp === 0x20) {
+        if (removeSpaces) continue; // at most one of a run is kept: counting none is a lower bound
+        cp = space;
+      } else if (cp < 0xd800 && !userDefined) {
+        if (bmp[cp] !== NO_SYMBOL) known++;
+        else unknown++;
+        continue;
+      } else if (cp >= 0xd800 && cp <= 0xdfff) {
+        // a surrogate pair is one code point; a lone surrogate becomes U+FFFD (as normalize())
+        const lo = i + 1 < text.length ? text.charCodeAt(i + 1) : 0;
+        if (cp <= 0xdbff && lo >= 0xdc00 && lo <= 0xdfff) {
+          cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+          i++;
+        } else {
+          cp = 0xfffd;
+        }
+      }
+      if (this.symbolOf(cp) !== NO_SYMBOL || (userDefined && this.userDefined.has(cp))) known++;
+      else unknown++;
+    }
+    return Math.ceil(known / this.maxPieceLength) + (this.v.byteFallback ? unknown : 0);
+  }
+
   /** Appends the ids of `text` (no BOS/EOS) to `out`. */
   encode(text: string, out: number[]): void {
+    const steps = this.encodeSteps(text, out);
+    while (!steps.next().done);
+  }
+
+  /**
+   * encode() in slices: the generator stops after every SLICE_SEGMENTS merged segments; the ids
+   * are complete when it is done. Nothing else may use this encoder until then (see fork()).
+   */
+  *encodeSteps(text: string, out: number[]): Generator<void, void, void> {
     this.ensureCapacity(normalizedCapacity(text));
     const n = normalize(text, this.v.normalizer, this.cps);
     if (n === 0) return;
@@ -244,6 +341,7 @@ export class BpeEncoder {
     // Split into symbols (one per character, or one per user-defined piece) and cut segments.
     let count = 0; // symbols so far; positions are symbol indices
     let segStart = 0;
+    let segments = 0;
     let i = 0;
     while (i < n) {
       const c = cps[i]!;
@@ -266,6 +364,10 @@ export class BpeEncoder {
       if (pair === PAIR_ABSENT && count > segStart) {
         this.mergeSegment(segStart, count, out);
         segStart = count;
+        if (++segments === SLICE_SEGMENTS) {
+          segments = 0;
+          yield;
+        }
       }
       pairAt[count] = pair;
       count++;

@@ -18,6 +18,18 @@ import { fromLlama2c, fromSentencePiece, llama2cTexts, type Llama2cVocabularyOpt
 /** Where a tokenizer came from: a SentencePiece .model, a llama2.c tokenizer.bin, a GGUF model's metadata. */
 export type TokenizerFormat = 'sentencepiece' | 'llama2c' | 'gguf';
 
+/** encodeAsync's slices: milliseconds of work between two turns of the event loop. */
+const SLICE_MS = 4;
+/** encodeAsync keeps up to KEEP_IDLE encoders of at most KEEP_CAPACITY positions for reuse. */
+const KEEP_IDLE = 8;
+const KEEP_CAPACITY = 1 << 17;
+
+/** Lets the event loop run (timers, I/O) before continuing: setImmediate in Node.js, a timer in browsers. */
+function yieldToEventLoop(): Promise<void> {
+  const immediate = (globalThis as { setImmediate?: (f: () => void) => unknown }).setImmediate;
+  return new Promise((resolve) => (immediate !== undefined ? immediate(resolve) : setTimeout(resolve, 0)));
+}
+
 export interface EncodeOptions {
   /** Put BOS first (default true, as llama2.c and SentencePiece's add_bos do). */
   bos?: boolean;
@@ -31,6 +43,8 @@ export class Tokenizer {
   readonly eosId: number;
   readonly unkId: number;
   private encoder: BpeEncoder | undefined; // built on first encode (decoding does not need it)
+  /** Forks of `encoder` for encodeAsync, kept for the next ones. */
+  private readonly idle: BpeEncoder[] = [];
 
   constructor(readonly vocabulary: Vocabulary, readonly format: TokenizerFormat) {
     this.vocabSize = vocabulary.pieces.length;
@@ -46,13 +60,58 @@ export class Tokenizer {
 
   /** Text → ids, identical to SentencePiece's EncodeAsIds (plus BOS/EOS as asked). */
   encode(text: string, opts: EncodeOptions = {}): number[] {
+    const ids = this.start(opts);
+    this.encoderOf().encode(text, ids);
+    return this.finish(ids, opts);
+  }
+
+  /**
+   * encode(), in slices of about SLICE_MS milliseconds with the event loop running between them
+   * (a server encoding a long prompt keeps answering). Rejects with the signal's reason once it
+   * is aborted. Encodes may interleave: each runs on an encoder of its own (sharing the tables).
+   */
+  async encodeAsync(text: string, opts: EncodeOptions = {}, signal?: AbortSignal): Promise<number[]> {
+    const ids = this.start(opts);
+    const encoder = this.idle.pop() ?? this.encoderOf().fork();
+    try {
+      let sliceStart = performance.now();
+      for (const steps = encoder.encodeSteps(text, ids); !steps.next().done;) {
+        if (performance.now() - sliceStart < SLICE_MS) continue;
+        await yieldToEventLoop();
+        signal?.throwIfAborted();
+        sliceStart = performance.now();
+      }
+    } finally {
+      // (an encoder that grew for a very long text is dropped, not kept)
+      if (encoder.capacity <= KEEP_CAPACITY && this.idle.length < KEEP_IDLE) this.idle.push(encoder);
+    }
+    signal?.throwIfAborted();
+    return this.finish(ids, opts);
+  }
+
+  /**
+   * A lower bound of encode(text, opts).length, from one cheap pass over the text (no encoding):
+   * a prompt whose bound exceeds a context window can be refused without tokenizing it.
+   */
+  minTokens(text: string, opts: EncodeOptions = {}): number {
+    return ((opts.bos ?? true) ? 1 : 0) + this.encoderOf().minTokens(text) + ((opts.eos ?? false) ? 1 : 0);
+  }
+
+  private encoderOf(): BpeEncoder {
+    this.encoder ??= new BpeEncoder(this.vocabulary);
+    return this.encoder;
+  }
+
+  private start(opts: EncodeOptions): number[] {
     const ids: number[] = [];
     if (opts.bos ?? true) {
       if (this.bosId < 0) throw new LlamaError('this tokenizer has no BOS token');
       ids.push(this.bosId);
     }
-    this.encoder ??= new BpeEncoder(this.vocabulary);
-    this.encoder.encode(text, ids);
+    return ids;
+  }
+
+  private finish(ids: number[], opts: EncodeOptions): number[] {
     if (opts.eos ?? false) {
       if (this.eosId < 0) throw new LlamaError('this tokenizer has no EOS token');
       ids.push(this.eosId);
