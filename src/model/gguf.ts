@@ -135,6 +135,7 @@ export function isGguf(firstBytes: Uint8Array): boolean {
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const utf8Encoder = new TextEncoder(); // (no Buffer: this module also runs in the browser playground)
 const WINDOW = 1 << 20;
 
 /**
@@ -327,7 +328,7 @@ function parseHeader(r: HeaderCursor): GgufHeader {
   for (let i = 0; i < tensorCount; i++) {
     const name = r.string(`name of tensor ${i}`);
     const what = `tensor '${name}'`;
-    if (Buffer.byteLength(name) >= GGUF_MAX_NAME_BYTES) r.fail(`${what}: name longer than ${GGUF_MAX_NAME_BYTES - 1} bytes`);
+    if (utf8Encoder.encode(name).length >= GGUF_MAX_NAME_BYTES) r.fail(`${what}: name longer than ${GGUF_MAX_NAME_BYTES - 1} bytes`);
     if (names.has(name)) r.fail(`tensor name '${name}' appears twice`);
     names.add(name);
     const nDims = r.u32(`dimension count of ${what}`);
@@ -455,7 +456,7 @@ class ByteWriter {
   i64(v: bigint): void { this.room(8); this.view.setBigInt64(this.n, v, true); this.n += 8; this.length += 8; }
   bytes(b: Uint8Array): void { this.room(b.length); this.cur.set(b, this.n); this.n += b.length; this.length += b.length; }
   string(s: string): void {
-    const b = Buffer.from(s, 'utf8');
+    const b = utf8Encoder.encode(s);
     this.u64(b.length);
     this.bytes(b);
   }
@@ -509,7 +510,7 @@ export function serializeGgufHeader(
   const offsets: number[] = [];
   let rel = 0;
   for (const t of tensors) {
-    if (Buffer.byteLength(t.name) >= GGUF_MAX_NAME_BYTES) throw new RangeError(`tensor name '${t.name}' is too long for GGUF`);
+    if (utf8Encoder.encode(t.name).length >= GGUF_MAX_NAME_BYTES) throw new RangeError(`tensor name '${t.name}' is too long for GGUF`);
     const info = ggmlType(t.type);
     const elements = t.dims.reduce((a, b) => a * b, 1);
     if (t.dims[0]! % info.blockSize !== 0) throw new RangeError(`tensor '${t.name}': rows of ${t.dims[0]} are not whole ${info.name} blocks`);

@@ -5,11 +5,14 @@
 //
 //   a folder with config.json                       Hugging Face (safetensors)
 //   a folder with params.json + consolidated.*.pth  Meta
+//   a file that starts with "GGUF"                  GGUF (llama.cpp)
 //   any other file                                  llama2.c .bin (v0, v1, v2; the header decides)
 
 import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { describeFsError, LlamaError } from '../errors.js';
 import { joinPath } from './file-reader.js';
+import { isGguf } from './gguf.js';
+import { GgufSource } from './gguf-source.js';
 import { Llama2cSource } from './llama2c-source.js';
 import type { ModelSource } from './source.js';
 
@@ -33,6 +36,7 @@ export interface ModelFormat {
 
 /** The formats, tried in order; llama2.c's `.bin` (no magic in v0) takes any file no one else claims. */
 export const MODEL_FORMATS: ModelFormat[] = [
+  { name: 'GGUF', detect: (p) => !p.isDirectory && isGguf(p.head), open: (path) => new GgufSource(path) },
   { name: 'llama2.c', detect: (p) => !p.isDirectory, open: (path) => new Llama2cSource(path) },
 ];
 
