@@ -3,7 +3,7 @@
 import { createInterface } from 'node:readline';
 import { UsageError } from '../errors.js';
 import { chat } from '../infer/chat.js';
-import { loadTransformer } from '../infer/load.js';
+import type { InferenceEngine } from '../infer/engine.js';
 import { generate } from '../infer/generate.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { intFlag, numberFlag, parseCommand, stringFlag } from './flags.js';
@@ -57,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
   const modelPath = files.model;
   const tokenizer = loadTokenizer(files.tokenizer, files.config.vocabSize);
   const engine = await engineFromFlags(values);
-  const transformer = loadTransformer(modelPath, engine.kernels, engine.load);
+  const transformer = engine.open(modelPath);
 
   if (mode === 'chat') {
     await runChat(transformer, tokenizer, { temperature, topp, seed, steps, userPrompt: stringFlag(values, 'prompt'), systemPrompt: stringFlag(values, 'system') });
@@ -75,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function runChat(
-  transformer: ReturnType<typeof loadTransformer>, tokenizer: ReturnType<typeof loadTokenizer>,
+  transformer: InferenceEngine, tokenizer: ReturnType<typeof loadTokenizer>,
   options: Parameters<typeof chat>[3],
 ): Promise<void> {
   const rl = createInterface({ input: process.stdin, terminal: process.stdin.isTTY === true });

@@ -4,7 +4,9 @@
 import { statSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import type { ModelKernels } from '../infer/forward.js';
+import type { InferenceEngine } from '../infer/engine.js';
 import { loadTransformer, type LoadModelOptions } from '../infer/load.js';
+import type { ModelSource } from '../model/source.js';
 import { openModelSource } from '../model/open.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import type { ServedModel } from './http.js';
@@ -18,14 +20,17 @@ export interface ServedModelFiles {
   readonly id?: string;
 }
 
-/** Loads the checkpoint into `kernels` (its first session) and its tokenizer. */
-export function loadServedModel(files: ServedModelFiles, kernels: ModelKernels, load: LoadModelOptions = {}): ServedModel {
+/**
+ * Loads the checkpoint into `kernels` (its first session) — or with `open`, onto another backend
+ * (WebGPU) — and its tokenizer.
+ */
+export function loadServedModel(files: ServedModelFiles, kernels: ModelKernels, load: LoadModelOptions = {}, open?: (source: ModelSource) => InferenceEngine): ServedModel {
   const source = openModelSource(files.modelPath);
   let transformer;
   let tokenizer;
   try {
     tokenizer = loadTokenizer(files.tokenizerPath, source.config.vocabSize);
-    transformer = loadTransformer(source, kernels, load);
+    transformer = open !== undefined ? open(source) : loadTransformer(source, kernels, load);
   } finally {
     source.close();
   }
