@@ -59,6 +59,26 @@ test('chat mode: scripted turns through a pipe, clean exit at end of input', nee
   assert.match(out, /User: /);
 });
 
+test('past the context window: -n 1200 runs 1200 positions with context shifts; the first 512 are -n 512\'s; a long prompt is cut, with a note', needsRefdata, () => {
+  const args = ['run', ref('data/models/stories260K.bin'), '-z', ref('data/models/tok512.bin'), '-t', '0.8', '-s', '5'];
+  // stories260K's stories end (BOS) within ~500 tokens: --ignore-bos goes on to the next story
+  const long = llama2([...args, '-n', '1200', '--ignore-bos']);
+  const short = llama2([...args, '-n', '512', '--ignore-bos']);
+  const c = llama2([...args, '-n', '512']);
+  assert.equal(long.status, 0, long.stderr.toString());
+  const text = long.stdout.toString();
+  const first = short.stdout.toString().replace(/\n$/, '');
+  assert.ok(text.startsWith(first), 'the first window is unchanged');
+  assert.ok(first.startsWith(c.stdout.toString().replace(/\n$/, '')), 'without --ignore-bos it stops at the first BOS');
+  assert.ok(text.length > 2 * first.length, `${text.length} characters`);
+  const prompt = 'Once upon a time '.repeat(200);
+  const cut = llama2([...args, '-n', '600', '-i', prompt]);
+  assert.equal(cut.status, 0, cut.stderr.toString());
+  assert.match(cut.stderr.toString(), /note: the prompt is 801 tokens, longer than the context window of 512: 510 tokens after the first 1 were left out/);
+  // BOS, then the last 290 of the 800 prompt tokens after it (a cut inside "Once upon a time")
+  assert.ok(cut.stdout.toString().startsWith('a time Once upon a time Once upon a time'), cut.stdout.toString().slice(0, 40));
+});
+
 test('error paths: one line on stderr, non-zero exit', needsRefdata, () => {
   const model = ref('data/models/stories260K.bin');
   const tok = ref('data/models/tok512.bin');
@@ -72,7 +92,8 @@ test('error paths: one line on stderr, non-zero exit', needsRefdata, () => {
     [['run', model, '-z', tok, '-m', 'talk'], /--mode must be generate or chat/],
     [['run', model, '-z', ref('data/tokenizers/tokenizer.bin')], /vocab|vocabulary/i],
     [['run', model, '-z', '/nonexistent/tok.bin'], /no such file/],
-    [['run', model, '-z', tok, '-i', 'Once upon a time '.repeat(200)], /longer than the model's context window of 512/],
+    [['run', model, '-z', tok, '--keep', '257'], /--keep: 257 must be at most half the context window \(256\)/],
+    [['run', model, '-z', tok, '--keep=-1'], /--keep: -1 must be ≥ 0/],
     [['run', '/nonexistent/model.bin'], /no such file/],
     [['run', model, 'extra'], /run takes one model, got 2 arguments/],
   ];

@@ -3,7 +3,7 @@
 import { createInterface } from 'node:readline';
 import { UsageError } from '../errors.js';
 import { chat } from '../infer/chat.js';
-import type { InferenceEngine } from '../infer/engine.js';
+import { loadTransformer } from '../infer/load.js';
 import { generate } from '../infer/generate.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { intFlag, numberFlag, parseCommand, stringFlag } from './flags.js';
@@ -20,8 +20,13 @@ Options:
   -t, --temperature T   sampling temperature, 0 = greedy (default 1.0)
   -p, --top-p P         nucleus sampling threshold in [0, 1]; 0 or 1 = plain sampling (default 0.9)
   -s, --seed N          random seed (default: the current time)
-  -n, --steps N         positions to run, prompt included; 0 = the whole context (default 256)
+  -n, --steps N         positions to run, prompt included; 0 = the whole context; more than the
+                        context slides it (default 256; in chat mode: no limit)
+  -k, --keep N          positions at the start of the context kept when it slides (default: 1,
+                        BOS; in chat mode BOS and the system prompt); at most half the context
   -i, --prompt TEXT     the text to continue
+      --ignore-bos      go on when the model emits BOS (it then starts another story) instead
+                        of stopping there, as llama2.c does
   -z, --tokenizer FILE  tokenizer.bin or .model (default: tokenizer.bin or tok<vocab>.bin beside the model)
   -m, --mode MODE       generate | chat (default generate)
   -y, --system TEXT     system prompt in chat mode
@@ -36,6 +41,8 @@ export async function main(argv: string[]): Promise<number> {
     'top-p': { type: 'string', short: 'p' },
     seed: { type: 'string', short: 's' },
     steps: { type: 'string', short: 'n' },
+    keep: { type: 'string', short: 'k' },
+    'ignore-bos': { type: 'boolean' },
     prompt: { type: 'string', short: 'i' },
     tokenizer: { type: 'string', short: 'z' },
     mode: { type: 'string', short: 'm' },
@@ -50,6 +57,7 @@ export async function main(argv: string[]): Promise<number> {
   if (topp < 0 || topp > 1) throw new UsageError(`--top-p must be in [0, 1], got ${topp}`);
   const seed = intFlag(values, 'seed', 0, -(2 ** 31), 2 ** 32 - 1);
   const steps = intFlag(values, 'steps', 256, 0);
+  const keep = values['keep'] === undefined ? undefined : intFlag(values, 'keep', 1, 0);
   const mode = stringFlag(values, 'mode', 'generate');
   if (mode !== 'generate' && mode !== 'chat') throw new UsageError(`--mode must be generate or chat, got '${mode}'`);
 
@@ -57,25 +65,35 @@ export async function main(argv: string[]): Promise<number> {
   const modelPath = files.model;
   const tokenizer = loadTokenizer(files.tokenizer, files.config.vocabSize);
   const engine = await engineFromFlags(values);
-  const transformer = engine.open(modelPath);
+  const transformer = loadTransformer(modelPath, engine.kernels, engine.load);
+  const half = Math.floor(transformer.config.seqLen / 2);
+  if (keep !== undefined && keep > half) throw new UsageError(`--keep: ${keep} must be at most half the context window (${half})`);
 
   if (mode === 'chat') {
-    await runChat(transformer, tokenizer, { temperature, topp, seed, steps, userPrompt: stringFlag(values, 'prompt'), systemPrompt: stringFlag(values, 'system') });
+    await runChat(transformer, tokenizer, {
+      temperature, topp, seed, keep, steps: values['steps'] === undefined ? undefined : steps,
+      userPrompt: stringFlag(values, 'prompt'), systemPrompt: stringFlag(values, 'system'),
+    });
     return 0;
   }
-  const gen = generate(transformer, tokenizer, { prompt: stringFlag(values, 'prompt', ''), steps, temperature, topp, seed, cCompatible: true });
+  const gen = generate(transformer, tokenizer, { prompt: stringFlag(values, 'prompt', ''), steps, keep, temperature, topp, seed, cCompatible: true, stopAtBos: values['ignore-bos'] !== true });
   let r = gen.next();
   while (!r.done) {
     process.stdout.write(r.value);
     r = gen.next();
   }
   process.stdout.write('\n');
+  const { truncatedTokens, promptTokens } = r.value;
+  if (truncatedTokens > 0) {
+    process.stderr.write(`note: the prompt is ${promptTokens} tokens, longer than the context window of ${transformer.config.seqLen}: ` +
+      `${truncatedTokens} tokens after the first ${keep ?? 1} were left out\n`);
+  }
   if (r.value.positions > 1) process.stderr.write(`achieved tok/s: ${r.value.tokensPerSecond.toFixed(6)}\n`);
   return 0;
 }
 
 async function runChat(
-  transformer: InferenceEngine, tokenizer: ReturnType<typeof loadTokenizer>,
+  transformer: ReturnType<typeof loadTransformer>, tokenizer: ReturnType<typeof loadTokenizer>,
   options: Parameters<typeof chat>[3],
 ): Promise<void> {
   const rl = createInterface({ input: process.stdin, terminal: process.stdin.isTTY === true });

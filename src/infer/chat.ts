@@ -5,13 +5,13 @@
 //   later turns: [INST] {user} [/INST]                                      [INST] {user} [/INST])
 //
 // Unlike run.c there are no fixed-size buffers, end of input ends the chat cleanly, and a full
-// context window ends it with a message instead of silently.
+// context window does not end it: the context shifts (see generate.ts), keeping BOS and the system
+// prompt.
 
 import { LlamaError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/index.js';
-import { StreamingDecoder } from '../tokenizer/index.js';
 import type { InferenceEngine } from './engine.js';
-import { clampSteps } from './generate.js';
+import { ContextWindow, generateInWindow, stepsFor } from './generate.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
 
 export interface ChatMessage {
@@ -61,6 +61,22 @@ export function encodeConversation(tokenizer: Tokenizer, messages: readonly Chat
   return ids;
 }
 
+/**
+ * How many leading ids of an encoded conversation hold BOS and its system prompt — what a context
+ * shift keeps (1, just BOS, without a system prompt). At most half the context window `seqLen`.
+ */
+export function systemPromptTokens(tokenizer: Tokenizer, messages: readonly ChatMessage[], ids: readonly number[], seqLen: number): number {
+  const system = messages.filter((m) => m.role === 'system').map((m) => m.content).join('\n');
+  let n = 1;
+  if (system !== '') {
+    // the first user turn as it would be with an empty message: BOS [INST] <<SYS>> system <</SYS>>
+    const prefix = tokenizer.encode(renderUserTurn('', system), { bos: true, eos: false });
+    n = 0;
+    while (n < prefix.length && n < ids.length && prefix[n] === ids[n]) n++;
+  }
+  return Math.max(0, Math.min(n, ids.length, Math.floor(seqLen / 2)));
+}
+
 export interface ChatIO {
   /** Shows `prompt` and resolves with the next line of input, or null at end of input. */
   readLine(prompt: string): Promise<string | null>;
@@ -69,8 +85,13 @@ export interface ChatIO {
 }
 
 export interface ChatOptions extends SamplerOptions {
-  /** Total positions (all turns); 0 or more than the context window = the whole window. */
+  /**
+   * Total positions (all turns), as run.c's -n; 0 = one context window. Default: no limit — when
+   * the window is full the context shifts, keeping BOS and the system prompt.
+   */
   steps?: number;
+  /** Positions a context shift keeps (default: BOS and the system prompt, at most half the window). */
+  keep?: number;
   /** System prompt; when undefined it is asked for once (empty = none). */
   systemPrompt?: string;
   /** The first user message; when undefined it is read from the input. */
@@ -78,49 +99,46 @@ export interface ChatOptions extends SamplerOptions {
   cCompatible?: boolean;
 }
 
-/** Runs an interactive chat until end of input or a full context window. */
+/**
+ * Runs an interactive chat until end of input (or the step limit). Each turn goes through the
+ * generation loop in one ContextWindow, so the conversation continues past the context window.
+ * An answer ends at EOS — or at BOS, which could only begin another conversation (as the server
+ * has it), or after one context window of tokens (a model that never ends its answers). As in
+ * run.c, EOS is then fed (and sampled after) before the next turn's prompt.
+ */
 export async function chat(transformer: InferenceEngine, tokenizer: Tokenizer, io: ChatIO, options: ChatOptions = {}): Promise<void> {
   const c = transformer.config;
-  const steps = clampSteps(options.steps, c.seqLen);
+  const steps = options.steps === undefined ? Infinity : stepsFor(options.steps, c.seqLen);
   const sampler = new Sampler(c.vocabSize, options);
   let system = options.systemPrompt;
   if (system === undefined) system = (await io.readLine('Enter system prompt (optional): ')) ?? '';
-  let pos = 0;
-  let firstTurn = true;
-  while (pos < steps) {
-    const user = firstTurn && options.userPrompt !== undefined ? options.userPrompt : await io.readLine('User: ');
+  let window: ContextWindow | undefined;
+  let positions = 0;
+  let pending: number[] = []; // the last answer's EOS, fed before the next prompt
+  while (positions < steps) {
+    const user = window === undefined && options.userPrompt !== undefined ? options.userPrompt : await io.readLine('User: ');
     if (user === null) break;
-    const prompt = tokenizer.encode(renderUserTurn(user, firstTurn && system !== '' ? system : undefined), { bos: true, eos: false });
-    firstTurn = false;
+    const first = window === undefined;
+    const turn = tokenizer.encode(renderUserTurn(user, first && system !== '' ? system : undefined), { bos: true, eos: false });
+    if (first) {
+      const messages: ChatMessage[] = [{ role: 'system', content: system }, { role: 'user', content: user }];
+      window = new ContextWindow(transformer, options.keep ?? systemPromptTokens(tokenizer, messages, turn, c.seqLen));
+    }
     io.write('Assistant: ');
-    const decoder = new StreamingDecoder(tokenizer, { cCompatible: options.cCompatible ?? false });
-    // feed the prompt, then the assistant's own tokens until EOS
-    let token = prompt[0]!;
-    let idx = 1;
-    let ended = false;
-    while (pos < steps) {
-      if (idx < prompt.length) {
-        // a prompt token followed by another: only the KV cache is needed; run.c samples here
-        // too and throws the token away, so the random stream advances the same
-        transformer.advance(token, pos++);
-        sampler.skip();
-        token = prompt[idx++]!;
-        continue;
-      }
-      const next = sampler.sample(transformer.forward(token, pos++));
-      if (next === tokenizer.eosId) {
-        // the answer is over; EOS goes into the cache as the first token of the next turn's position
-        if (pos < steps) transformer.advance(next, pos++);
-        ended = true;
-        break;
-      }
-      io.write(decoder.push(token, next));
-      token = next;
+    const gen = generateInWindow(window!, sampler, tokenizer, {
+      promptIds: pending.concat(turn), maxTokens: c.seqLen, maxPositions: steps - positions, stopTokens: [tokenizer.eosId, tokenizer.bosId],
+      samplePrompt: true, cCompatible: options.cCompatible ?? false,
+    });
+    let r = gen.next();
+    while (!r.done) {
+      io.write(r.value);
+      r = gen.next();
     }
-    io.write(decoder.flush() + '\n');
-    if (!ended) {
-      io.write(`(the context window of ${c.seqLen} tokens is full)\n`);
-      break;
+    io.write('\n');
+    positions += r.value.positions;
+    if (r.value.finishReason !== 'stop') {
+      io.write(positions >= steps ? `(the limit of ${steps} positions is reached)\n` : `(the answer is cut at ${c.seqLen} tokens)\n`);
     }
+    pending = [tokenizer.eosId];
   }
 }

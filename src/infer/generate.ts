@@ -1,13 +1,23 @@
-// Text generation: run.c's generate() loop, shared by `llama2 run`, the library, the HTTP server
-// and the browser playground.
+// Text generation: run.c's generate() loop, shared by `llama2 run`, chat, the library, the HTTP
+// server and the browser playground.
 //
-// The prompt is token ids, BOS first (P of them). Position by position:
+// The prompt is token ids, BOS first (P of them). Token by token:
 //
-//   pos 0 .. P-2   feed prompt token pos; its prediction is ignored ("prefill") — though a chat,
-//                  like run.c's chat(), still draws a sample there, which advances the generator
-//   pos P-1 ..     feed the last token, sample the next one; stop at a stop token (BOS, as run.c
-//                  does, or EOS for a chat), a stop string, after maxTokens samples, after
-//                  maxPositions positions, or at the end of the context window
+//   prompt    feed prompt tokens 0 .. P-2; their predictions are not needed, only the KV cache
+//             ("prefill") — though a chat, like run.c's chat(), still draws a sample at each,
+//             which advances the generator
+//   answer    feed the last token, sample the next one, feed it, …; stop at a stop token (BOS, as
+//             run.c does, or EOS for a chat), a stop string, after maxTokens samples, or after
+//             maxPositions positions
+//
+// Past the context window. The tokens go through a ContextWindow: when the KV cache is full (seqLen
+// positions) and another token comes, it keeps the first `keep` positions (BOS by default; a
+// chat's system prompt), drops the older half of the rest and moves the newer half down — the
+// engine's context shift (InferenceEngine.shift, which re-rotates the moved keys) — and the token
+// goes in after them. So generation can run any number of positions; within the first seqLen
+// nothing changes (run.c's output for -n ≤ seq_len is unchanged). A prompt longer than the window
+// is cut as the shifts would have cut it — the first `keep` tokens stay, the oldest of the rest go
+// in whole shifts' worth — without running the tokens that would be dropped (truncatePrompt).
 //
 // The generator yields once per position the text that position completed (often '' — a prompt
 // position, a character still incomplete, text held back as a possible stop string), so a caller
@@ -23,12 +33,17 @@ import { Sampler, type SamplerOptions } from './sampler.js';
 export type FinishReason = 'stop' | 'length' | 'aborted';
 
 export interface GenerationRequest extends SamplerOptions {
-  /** The prompt, BOS first; 1 to seqLen ids. */
+  /** The prompt, BOS first; at least 1 id (longer than the context window: see truncatePrompt). */
   readonly promptIds: readonly number[];
-  /** Most tokens to sample after the prompt (default: no limit but the others). */
+  /** Most tokens to sample after the prompt. */
   readonly maxTokens?: number;
-  /** Most positions to run, prompt included (run.c's -n); default the context window. */
+  /**
+   * Most positions to run, prompt included (run.c's -n); more than the context window slides it.
+   * Default: as many as maxTokens needs, or one context window when neither is given.
+   */
   readonly maxPositions?: number;
+  /** Positions at the start of the context that a context shift keeps (default 1: BOS). */
+  readonly keep?: number;
   /** Sampled ids that end the answer and are not part of it. Default: BOS, as run.c. */
   readonly stopTokens?: readonly number[];
   /** Strings that end the answer; the text stops just before the first one. */
@@ -44,37 +59,92 @@ export interface GenerationRequest extends SamplerOptions {
 }
 
 export interface GenerationResult {
+  /** Tokens of the prompt as given (truncated ones included). */
   readonly promptTokens: number;
+  /** Prompt tokens left out because the prompt was longer than the context window. */
+  readonly truncatedTokens: number;
   /** Tokens sampled after the prompt (a final stop token not counted). */
   readonly completionTokens: number;
   readonly finishReason: FinishReason;
   /** Positions the model ran. */
   readonly positions: number;
+  /** Context shifts made to run past the window. */
+  readonly contextShifts: number;
   /** Milliseconds from the end of the first position to the end (run.c's timer). */
   readonly elapsedMs: number;
   /** run.c's "achieved tok/s": (positions - 1) / elapsed. */
   readonly tokensPerSecond: number;
 }
 
-/** Positions a request of P prompt tokens and maxTokens samples runs, cut at the context window. */
-export function positionsFor(promptTokens: number, maxTokens: number, seqLen: number): number {
-  return Math.min(promptTokens - 1 + maxTokens, seqLen);
+/**
+ * One sequence's tokens in an engine's KV cache: feeds them at consecutive positions and, when
+ * the cache is full, makes room with a context shift (see the top of this file). A chat keeps
+ * one across its turns.
+ */
+export class ContextWindow {
+  /** Positions the cache holds: the next token goes at this position. */
+  length = 0;
+  /** Context shifts made, and the positions they dropped. */
+  shifts = 0;
+  dropped = 0;
+  /** Positions a shift keeps, and drops: the older half of the rest. */
+  readonly keep: number;
+  readonly drop: number;
+
+  /** `keep`: positions at the start that every shift keeps, at most half the window (default 1, BOS). */
+  constructor(readonly engine: InferenceEngine, keep = 1) {
+    const seqLen = engine.config.seqLen;
+    if (!Number.isInteger(keep) || keep < 0 || keep > seqLen / 2) {
+      throw new UsageError(`keep must be an integer from 0 to half the context window (${Math.floor(seqLen / 2)}), got ${keep}`);
+    }
+    this.keep = keep;
+    this.drop = Math.max(1, Math.floor((seqLen - keep) / 2));
+  }
+
+  /** Runs `token` at the next position and returns the logits (the engine's array). */
+  forward(token: number): Float32Array {
+    this.makeRoom();
+    return this.engine.forward(token, this.length++);
+  }
+
+  /** Feeds `token` at the next position when its logits will not be read (a prompt token). */
+  advance(token: number): void {
+    this.makeRoom();
+    this.engine.advance(token, this.length++);
+  }
+
+  /** Shifts the context when the cache is full. */
+  private makeRoom(): void {
+    if (this.length < this.engine.config.seqLen) return;
+    this.engine.shift(this.keep, this.drop, this.length);
+    this.length -= this.drop;
+    this.shifts++;
+    this.dropped += this.drop;
+  }
 }
 
-/** The number of positions run.c runs for `-n steps`: 0 or more than the context means all of it. */
-export function clampSteps(steps: number | undefined, seqLen: number): number {
+/**
+ * A prompt longer than the context window, cut as the window's shifts would cut it while it was
+ * fed: the first `keep` ids stay, and the oldest of the rest go in blocks of
+ * floor((seqLen − keep) / 2) until it fits. A prompt that fits is returned as it is.
+ */
+export function truncatePrompt(ids: readonly number[], seqLen: number, keep: number): readonly number[] {
+  if (ids.length <= seqLen) return ids;
+  const block = Math.max(1, Math.floor((seqLen - keep) / 2));
+  const drop = Math.ceil((ids.length - seqLen) / block) * block;
+  return [...ids.slice(0, keep), ...ids.slice(keep + drop)];
+}
+
+/** The positions run.c runs for `-n steps`: 0 means one context window; more than it slides the window. */
+export function stepsFor(steps: number | undefined, seqLen: number): number {
   const s = steps ?? 256;
   if (!Number.isInteger(s) || s < 0) throw new UsageError(`steps must be a non-negative integer, got ${s}`);
-  return s === 0 || s > seqLen ? seqLen : s;
+  return s === 0 ? seqLen : s;
 }
 
-/** Encodes a prompt (BOS first) and checks that it fits the context window. */
-export function encodePrompt(tokenizer: Tokenizer, prompt: string, seqLen: number): number[] {
-  const tokens = tokenizer.encode(prompt, { bos: true, eos: false });
-  if (tokens.length > seqLen) {
-    throw new UsageError(`the prompt is ${tokens.length} tokens, longer than the model's context window of ${seqLen}`);
-  }
-  return tokens;
+/** Encodes a prompt, BOS first. */
+export function encodePrompt(tokenizer: Tokenizer, prompt: string): number[] {
+  return tokenizer.encode(prompt, { bos: true, eos: false });
 }
 
 /** The text of a prompt as the generation loop prints it (what run.c echoes before the answer). */
@@ -85,54 +155,71 @@ export function promptText(tokenizer: Tokenizer, ids: readonly number[]): string
   return text;
 }
 
-/** Runs a generation request; see the top of this file. */
-export function* generateFromIds(transformer: InferenceEngine, tokenizer: Tokenizer, request: GenerationRequest): Generator<string, GenerationResult, void> {
-  const c = transformer.config;
+/** Runs a generation request from an empty KV cache; see the top of this file. */
+export function* generateFromIds(engine: InferenceEngine, tokenizer: Tokenizer, request: GenerationRequest): Generator<string, GenerationResult, void> {
+  const window = new ContextWindow(engine, request.keep ?? Math.min(1, Math.floor(engine.config.seqLen / 2)));
+  return yield* generateInWindow(window, new Sampler(engine.config.vocabSize, request), tokenizer, request);
+}
+
+/**
+ * The generation loop, in a ContextWindow that may already hold earlier tokens (a chat's earlier
+ * turns) and with a sampler that may have drawn before (its random stream continues). The
+ * request's sampler settings and `keep` are the window's and the sampler's, not read here.
+ */
+export function* generateInWindow(window: ContextWindow, sampler: Sampler, tokenizer: Tokenizer, request: GenerationRequest): Generator<string, GenerationResult, void> {
+  const c = window.engine.config;
   if (tokenizer.vocabSize !== c.vocabSize) {
     throw new LlamaError(`tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${c.vocabSize}`);
   }
-  const ids = request.promptIds;
+  if (request.promptIds.length < 1) throw new LlamaError('a prompt must have at least 1 token');
+  // a fresh sequence's prompt longer than the window is cut; in a window that already holds
+  // tokens, a long prompt slides through it
+  const ids = window.length === 0 ? truncatePrompt(request.promptIds, c.seqLen, window.keep) : request.promptIds;
   const P = ids.length;
-  if (P < 1 || P > c.seqLen) throw new LlamaError(`a prompt must have 1 to ${c.seqLen} tokens, got ${P}`);
   const maxTokens = request.maxTokens ?? Infinity;
   if (maxTokens !== Infinity && (!Number.isInteger(maxTokens) || maxTokens < 0)) {
     throw new LlamaError(`maxTokens must be a non-negative integer, got ${maxTokens}`);
   }
-  const total = Math.min(positionsFor(P, maxTokens, c.seqLen), request.maxPositions ?? c.seqLen);
-  const sampler = new Sampler(c.vocabSize, request);
+  const maxPositions = request.maxPositions ?? (request.maxTokens === undefined ? c.seqLen : Infinity);
+  const total = Math.min(P - 1 + maxTokens, maxPositions);
   const decoder = new StreamingDecoder(tokenizer, { cCompatible: request.cCompatible ?? false });
   const stops = new StopMatcher(request.stopSequences ?? []);
   const stopTokens = request.stopTokens ?? [tokenizer.bosId];
   const samplePrompt = request.samplePrompt ?? false;
   const echoPrompt = request.echoPrompt ?? false;
+  const shiftsBefore = window.shifts;
 
-  let token = ids[0]!;
-  let pos = 0;
+  let positions = 0;
   let completionTokens = 0;
   let finishReason: FinishReason = 'length';
   let start = 0;
-  while (pos < total) {
-    if (request.signal?.aborted) {
+  const aborted = (): boolean => request.signal?.aborted === true;
+
+  // The prompt: tokens followed by another only fill the KV cache (the decoder still sees them:
+  // a pending UTF-8 character or the space after BOS depend on them).
+  for (; positions < P - 1 && positions < total; positions++) {
+    if (aborted()) {
       finishReason = 'aborted';
       break;
     }
-    if (pos < P - 1) {
-      // prefill: the next token is the prompt's, so only the KV cache is needed, not the logits
-      // (the decoder still sees the token: a pending UTF-8 character or the space after BOS
-      // depend on it); samplePrompt draws and discards a sample as run.c's chat does
-      transformer.advance(token, pos);
-      if (start === 0) start = performance.now();
-      if (samplePrompt) sampler.skip();
-      const next = ids[++pos]!;
-      const piece = decoder.push(token, next);
-      token = next;
-      yield echoPrompt ? piece : '';
-      continue;
+    window.advance(ids[positions]!);
+    if (start === 0) start = performance.now();
+    if (samplePrompt) sampler.skip();
+    const piece = decoder.push(ids[positions]!, ids[positions + 1]!);
+    yield echoPrompt ? piece : '';
+  }
+
+  // The answer: feed the last token, sample the next.
+  let token = ids[positions]!;
+  while (finishReason !== 'aborted' && positions < total) {
+    if (aborted()) {
+      finishReason = 'aborted';
+      break;
     }
-    const logits = transformer.forward(token, pos);
+    const logits = window.forward(token);
     if (start === 0) start = performance.now();
     const next = sampler.sample(logits);
-    pos++;
+    positions++;
     if (stopTokens.includes(next)) {
       finishReason = 'stop';
       break;
@@ -156,16 +243,22 @@ export function* generateFromIds(transformer: InferenceEngine, tokenizer: Tokeni
   }
   const elapsedMs = start === 0 ? 0 : performance.now() - start;
   return {
-    promptTokens: P, completionTokens, finishReason, positions: pos, elapsedMs,
-    tokensPerSecond: pos > 1 && elapsedMs > 0 ? ((pos - 1) / elapsedMs) * 1000 : 0,
+    promptTokens: request.promptIds.length, truncatedTokens: request.promptIds.length - P, completionTokens, finishReason,
+    positions, contextShifts: window.shifts - shiftsBefore, elapsedMs,
+    tokensPerSecond: positions > 1 && elapsedMs > 0 ? ((positions - 1) / elapsedMs) * 1000 : 0,
   };
 }
 
 export interface GenerateOptions extends SamplerOptions {
   /** Text to continue; default '' (the model starts a story from BOS alone). */
   prompt?: string;
-  /** Positions to run, prompt included (run.c's -n); 0 or more than the context = all of it. Default 256. */
+  /**
+   * Positions to run, prompt included (run.c's -n); 0 = one context window; more than the window
+   * slides it (context shifts). Default 256.
+   */
   steps?: number;
+  /** Positions at the start of the context a context shift keeps (default 1: BOS). */
+  keep?: number;
   /** Stop when the model emits BOS, as run.c does (default true; `bench` turns it off). */
   stopAtBos?: boolean;
   /** Print pieces as run.c's safe_printf does. Default false. */
@@ -183,8 +276,8 @@ export function* generate(transformer: InferenceEngine, tokenizer: Tokenizer, op
   const seqLen = transformer.config.seqLen;
   const gen = generateFromIds(transformer, tokenizer, {
     ...options,
-    promptIds: encodePrompt(tokenizer, options.prompt ?? '', seqLen),
-    maxPositions: clampSteps(options.steps, seqLen),
+    promptIds: encodePrompt(tokenizer, options.prompt ?? ''),
+    maxPositions: stepsFor(options.steps, seqLen),
     stopTokens: options.stopAtBos === false ? [] : [tokenizer.bosId],
     echoPrompt: true,
   });

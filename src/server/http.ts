@@ -403,7 +403,7 @@ export class ApiServer extends EventEmitter {
     if (ids.length > seqLen) throw tooLong(`${ids.length} tokens`, seqLen, prompt.param);
     return {
       promptIds: ids,
-      maxTokens: params.maxTokens ?? seqLen, // positionsFor cuts it at the context window
+      maxTokens: Math.min(params.maxTokens ?? Infinity, seqLen - ids.length + 1), // to the end of the context window
       stopTokens: prompt.stopTokens,
       stopSequences: params.stop,
       samplePrompt: prompt.samplePrompt,
