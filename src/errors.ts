@@ -40,6 +40,8 @@ export function describeFsError(file: string, err: unknown): LlamaError {
     code === 'EISDIR' ? 'is a directory, expected a file' :
     code === 'EACCES' || code === 'EPERM' ? 'permission denied' :
     code === 'ENOSPC' ? 'no space left on device' :
+    code === 'EROFS' ? 'read-only file system' :
+    code === 'EDQUOT' ? 'disk quota exceeded' :
     code === 'ENOTDIR' ? 'a component of the path is not a directory' :
     (err as Error | undefined)?.message ?? String(err);
   return new LlamaError(`${file}: ${why}`);

@@ -4,11 +4,13 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { downloadFile, downloadTinyStories, extractShards } from '../src/data/download.js';
+import { create as tarCreate } from 'tar';
+import { COMPLETE_MARKER, completeShards, downloadFile, downloadTinyStories, extractShards } from '../src/data/download.js';
 import { FormatError, LlamaError } from '../src/errors.js';
 import { cliPath } from './refdata.js';
 import { makeArchive, serve, tempDir, type ServerMode } from './data-fixtures.js';
@@ -31,8 +33,9 @@ async function withServer<T>(body: Buffer, mode: ServerMode, fn: (url: string, r
   }
 }
 
+/** The files of a folder (temporaries included), but for the completion marker. */
 function shardsIn(dir: string): string[] {
-  return existsSync(dir) ? readdirSync(dir).sort() : [];
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f !== COMPLETE_MARKER).sort() : [];
 }
 
 test('download: redirect, verified size, shards unpacked with the original bytes', async () => {
@@ -155,6 +158,134 @@ test('CLI: llama2 download tinystories against the local server; a 404 exits non
   });
   const bad = spawnSync(process.execPath, [cliPath, 'download', 'wikipedia'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
+});
+
+test('download: a redirect to file:, ftp: or an invalid address is a one-line error, not a crash, and not retried', async () => {
+  for (const location of ['file:///etc/passwd', 'ftp://example.com/x.tar.gz', 'http://[::1']) {
+    const dir = tempDir();
+    await withServer(archive, { redirect: location }, async (url, requests) => {
+      await assert.rejects(downloadTinyStories(dir, url, fast), (err: Error) => {
+        assert.ok(err instanceof LlamaError, `${location}: ${err.stack}`);
+        assert.match(err.message, location.startsWith('http') ? /redirects to an invalid address/ : /a redirect has an unsupported scheme/);
+        return true;
+      });
+      assert.equal(requests.length, 0, 'no second request (the redirect itself is not counted)');
+    });
+    // and through the CLI: one line, exit 1
+    await withServer(archive, { redirect: location }, async (url) => {
+      const { spawn } = await import('node:child_process');
+      const child = spawn(process.execPath, [cliPath, 'download', 'tinystories', '--dir', tempDir(), '--url', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      assert.equal(code, 1, stderr);
+      assert.equal(stderr.trim().split('\n').length, 1, stderr);
+    });
+  }
+});
+
+test('download: two entries of one name (a/data00.json, b/data00.json) are refused; a rerun does not accept what is left', async () => {
+  const dir = tempDir();
+  const src = join(dir, 'src');
+  mkdirSync(join(src, 'a'), { recursive: true });
+  mkdirSync(join(src, 'b'), { recursive: true });
+  writeFileSync(join(src, 'a', 'data00.json'), JSON.stringify([{ story: randomBytes(1_500_000).toString('hex') }]));
+  writeFileSync(join(src, 'b', 'data00.json'), '[{"s":1}]\n');
+  const bad = join(dir, 'dup.tar.gz');
+  await tarCreate({ gzip: true, file: bad, cwd: src, portable: true }, ['a/data00.json', 'b/data00.json']);
+  const data = join(dir, 'data');
+  mkdirSync(data);
+  copyFileSync(bad, join(data, 'TinyStories_all_data.tar.gz'));
+  for (let run = 0; run < 2; run++) {
+    await assert.rejects(downloadTinyStories(data, 'http://127.0.0.1:9/unused', fast), (err: Error) => {
+      assert.ok(err instanceof FormatError);
+      assert.match(err.message, /two files are named data00\.json \(a\/data00\.json and b\/data00\.json\)/);
+      return true;
+    });
+    assert.deepEqual(shardsIn(join(data, 'TinyStories_all_data')), [], `run ${run}: nothing left behind`);
+  }
+});
+
+test('download: shards without a completion marker (a run killed while unpacking) are unpacked again', async () => {
+  const dir = tempDir();
+  const shardDir = join(dir, 'TinyStories_all_data');
+  mkdirSync(shardDir);
+  writeFileSync(join(dir, 'TinyStories_all_data.tar.gz'), archive);
+  writeFileSync(join(shardDir, 'data00.json'), '[{"stor'); // what a killed run could leave
+  const notes: string[] = [];
+  const result = await downloadTinyStories(dir, 'http://127.0.0.1:9/unused', { ...fast, log: (m) => notes.push(m) });
+  assert.equal(result.extracted, true);
+  assert.ok(notes.some((n) => /no completion marker/.test(n)), notes.join('\n'));
+  for (const s of result.shards) assert.deepEqual(readFileSync(join(shardDir, s)), readFileSync(join(fixtureDir, 'archive-src', s)));
+  assert.deepEqual(completeShards(shardDir), ['data00.json', 'data01.json', 'data02.json']);
+  // a shard that changed size since is not trusted either
+  writeFileSync(join(shardDir, 'data01.json'), '[]');
+  assert.equal(completeShards(shardDir), undefined);
+  assert.equal((await downloadTinyStories(dir, 'http://127.0.0.1:9/unused', fast)).extracted, true);
+  assert.equal((await downloadTinyStories(dir, 'http://127.0.0.1:9/unused', fast)).extracted, false);
+});
+
+test('extract: a gzip bomb and an archive over the size cap are refused early, leaving nothing', async () => {
+  const dir = tempDir();
+  // a tar holding one 64 MiB file of zeros: ~64 KiB gzipped
+  const header = Buffer.alloc(512);
+  header.write('data00.json', 0);
+  header.write('0000644\0', 100);
+  header.write('0000000\0', 108);
+  header.write('0000000\0', 116);
+  header.write((64 * 2 ** 20).toString(8).padStart(11, '0') + '\0', 124);
+  header.write('00000000000\0', 136);
+  header.write('        ', 148);
+  header.write('0', 156);
+  header.write('ustar\0' + '00', 257);
+  let sum = 0;
+  for (const b of header) sum += b;
+  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  const bomb = join(dir, 'bomb.tar.gz');
+  writeFileSync(bomb, gzipSync(Buffer.concat([header, Buffer.alloc(64 * 2 ** 20), Buffer.alloc(1024)])));
+  assert.ok(statSync(bomb).size < 200_000);
+  const started = performance.now();
+  await assert.rejects(extractShards(bomb, join(dir, 'out')), /more than 100 times its compressed size/);
+  assert.ok(performance.now() - started < 5000);
+  assert.deepEqual(shardsIn(join(dir, 'out')), []);
+  // the absolute cap
+  const file = join(dir, 'ok.tar.gz');
+  writeFileSync(file, archive);
+  await assert.rejects(extractShards(file, join(dir, 'out2'), { maxUnpackedBytes: 10_000 }), /unpacks to more than 10000 bytes/);
+  assert.deepEqual(shardsIn(join(dir, 'out2')), []);
+});
+
+test('download: retry messages say what happened; what a retry cannot fix is not retried', async () => {
+  // a server error is retried, and the final message is the server's answer
+  const notes: string[] = [];
+  await withServer(archive, 'server-error', async (url, requests) => {
+    await assert.rejects(downloadFile(url, join(tempDir(), 'x.tar.gz'), { ...fast, attempts: 3, log: (m) => notes.push(m) }),
+      /^Error: the server answered HTTP 500 Internal Server Error for .*; gave up after 3 attempts$/);
+    assert.equal(requests.length, 3);
+  });
+  assert.deepEqual(notes.map((n) => n.replace(/ for \S+;/, ' for URL;')), [
+    'the server answered HTTP 500 Internal Server Error for URL; retrying (attempt 2 of 3)',
+    'the server answered HTTP 500 Internal Server Error for URL; retrying (attempt 3 of 3)',
+  ]);
+  // a server that will not resume: starting over is said as such (no internal words)
+  const dir = tempDir();
+  const dest = join(dir, 'x.tar.gz');
+  writeFileSync(`${dest}.part`, archive.subarray(0, 1000));
+  const restarts: string[] = [];
+  await withServer(archive, 'no-resume', async (url) => downloadFile(url, dest, { ...fast, log: (m) => restarts.push(m) }));
+  assert.deepEqual(readFileSync(dest), archive);
+  assert.ok(restarts.every((n) => !/restart\b/.test(n)), restarts.join('\n'));
+  assert.ok(restarts.some((n) => /the server refused to resume the partial file; starting over/.test(n)), restarts.join('\n'));
+  // a destination that cannot be written: one request, the file system's reason
+  const blocked = join(tempDir(), 'a-file');
+  writeFileSync(blocked, '');
+  await withServer(archive, 'normal', async (url, requests) => {
+    await assert.rejects(downloadFile(url, join(blocked, 'x.tar.gz'), fast), /a component of the path is not a directory/);
+    assert.equal(requests.length, 1);
+  });
+  // an address that is no URL, or of another scheme: at once
+  await assert.rejects(downloadFile('ftp://example.com/x', join(tempDir(), 'x')), /unsupported scheme 'ftp:'/);
+  await assert.rejects(downloadFile('not a url', join(tempDir(), 'x')), /not a valid URL/);
 });
 
 after(() => undefined);

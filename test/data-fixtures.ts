@@ -64,7 +64,10 @@ export type ServerMode =
   | 'drop-once' //    first request: half the body, then the connection is cut
   | 'ignore-range' // never honours Range (always 200 + whole body); first request also cut half-way
   | 'stall-once' //   first request: some bytes, then silence
-  | 'not-found'; //   404 for everything
+  | 'not-found' //    404 for everything
+  | 'server-error' // 500 for everything
+  | 'no-resume' //    416 for every Range request
+  | { redirect: string }; // /start redirects there
 
 export interface FixtureServer {
   readonly url: string; // of the archive, via a redirect
@@ -77,16 +80,21 @@ export async function serve(body: Buffer, mode: ServerMode): Promise<FixtureServ
   let served = 0;
   const server = http.createServer((req, res) => {
     if (req.url === '/start') {
-      res.writeHead(302, { location: '/files/TinyStories_all_data.tar.gz' });
+      res.writeHead(302, { location: typeof mode === 'object' ? mode.redirect : '/files/TinyStories_all_data.tar.gz' });
       res.end();
       return;
     }
     const range = req.headers.range;
     requests.push({ range });
     const first = served++ === 0;
-    if (mode === 'not-found') {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end('not found');
+    if (mode === 'not-found' || mode === 'server-error') {
+      res.writeHead(mode === 'not-found' ? 404 : 500, { 'content-type': 'text/plain' });
+      res.end(mode);
+      return;
+    }
+    if (mode === 'no-resume' && range !== undefined) {
+      res.writeHead(416, { 'content-range': `bytes */${body.length}` });
+      res.end();
       return;
     }
     let start = 0;

@@ -249,7 +249,7 @@ test('chain: download (local server) → train-vocab → pretokenize → train',
     await server.close();
   }
   const shards = join(dir, 'TinyStories_all_data');
-  assert.deepEqual(readdirSync(shards), ['data00.json', 'data01.json', 'data02.json']);
+  assert.deepEqual(readdirSync(shards).sort(), ['.complete', 'data00.json', 'data01.json', 'data02.json']);
 
   const prefix = join(dir, 'tok360');
   const tv = cli(['train-vocab', '--vocab-size', '360', '--input', join(shards, 'data01.json'), join(shards, 'data02.json'), '-o', prefix, '--quiet']);

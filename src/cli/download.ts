@@ -10,8 +10,10 @@ const HELP = `Usage: llama2 download tinystories [--dir DIR] [--url URL] [--time
 Downloads the TinyStories dataset archive (TinyStories_all_data.tar.gz, ~1.5 GB, from the
 roneneldan/TinyStories Hugging Face repository) into DIR (default: data) and unpacks its 50 JSON
 shards into DIR/TinyStories_all_data/. An interrupted download resumes where it stopped (the
-bytes so far are kept in DIR/TinyStories_all_data.tar.gz.part); an archive or shards already
-present are not fetched or unpacked again.
+bytes so far are kept in DIR/TinyStories_all_data.tar.gz.part); an archive already present is not
+fetched again, and shards are not unpacked again once an unpacking completed (it writes
+TinyStories_all_data/.complete last). Dropped connections and server errors are retried; what a
+retry cannot fix (HTTP 404, a bad redirect, a full disk) stops at once.
 
   --dir DIR          where to put the archive and the shards (default: data)
   --url URL          download from another address (a mirror, or a local server)

@@ -2,7 +2,7 @@
 // byte for byte what llama2.c's tokenizer.py writes.
 
 import { UsageError } from '../errors.js';
-import { writeFileAtomic } from '../model/checkpoint.js';
+import { writeFileAtomic } from '../files.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { parseCommand, stringFlag } from './flags.js';
 

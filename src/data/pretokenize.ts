@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { basename, extname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { FormatError, LlamaError, UsageError, describeFsError } from '../errors.js';
-import { writeFileAtomic } from '../model/checkpoint.js';
+import { writeFileAtomic } from '../files.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { pyStrip, readStories } from './stories.js';
 

@@ -6,7 +6,7 @@
 import { dirname } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { describeFsError } from '../errors.js';
-import { writeFileAtomic } from '../model/checkpoint.js';
+import { writeFileAtomic } from '../files.js';
 import {
   ModelType, Tokenizer, serializeSentencePieceModel, type NormalizerSpec, type SentencePieceModel, type TrainerSpec,
 } from '../tokenizer/index.js';

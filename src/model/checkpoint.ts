@@ -29,8 +29,8 @@
 //   Groups run over the flattened tensor: value i is q[i] * scale[floor(i / group_size)], so a group
 //   may span two rows when the row length is not a multiple of group_size.
 
-import { closeSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { describeFsError, FormatError, LlamaError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import { bytesOf, FileReader } from './file-reader.js';
 import { quantize } from '../kernels/q8-js.js';
 import {
@@ -404,30 +404,10 @@ export function quantizeWeights(w: TransformerWeights, groupSize: number, alloc:
 }
 
 // ----------------------------------------------------------------------------------------------
-// Writing (atomically: a temporary file in the same folder, renamed over the target at the end)
+// Writing (atomically and durably: files.ts's writeFileAtomic — temporary file, fsync, rename, fsync of the folder)
 
-/** Writes `chunks` to `path` atomically: nothing is left half-written if anything fails. */
-export function writeFileAtomic(path: string, chunks: Iterable<Uint8Array>): void {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  let fd: number;
-  try {
-    fd = openSync(tmp, 'w');
-  } catch (err) {
-    throw describeFsError(path, err);
-  }
-  try {
-    for (const chunk of chunks) {
-      let done = 0;
-      while (done < chunk.byteLength) done += writeSync(fd, chunk, done, chunk.byteLength - done);
-    }
-    closeSync(fd);
-    renameSync(tmp, path);
-  } catch (err) {
-    try { closeSync(fd); } catch { /* already closed */ }
-    try { unlinkSync(tmp); } catch { /* never created */ }
-    throw describeFsError(path, err);
-  }
-}
+// (re-exported for older imports; new code imports it from ../files.js)
+export { writeFileAtomic };
 
 function headerBytes(c: ModelConfig, version: 1 | 2, groupSize = 0): Uint8Array {
   const head = new Uint8Array(HEADER_BYTES_V1);

@@ -24,7 +24,7 @@
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { FormatError, describeFsError } from '../errors.js';
-import { writeFileAtomic } from './checkpoint.js';
+import { writeFileAtomic } from '../files.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian uint32
 export const GGUF_VERSION = 3;

@@ -12,7 +12,7 @@
 
 import { readFileSync } from 'node:fs';
 import { FormatError, describeFsError } from '../errors.js';
-import { writeFileAtomic } from '../model/checkpoint.js';
+import { writeFileAtomic } from '../files.js';
 
 export interface Llama2cTokenizerFile {
   readonly maxTokenLength: number;

@@ -14,7 +14,7 @@
 
 import { readFileSync } from 'node:fs';
 import { FormatError, describeFsError } from '../errors.js';
-import { writeFileAtomic } from '../model/checkpoint.js';
+import { writeFileAtomic } from '../files.js';
 import {
   ProtobufError, ProtobufReader, ProtobufWriter, fieldBool, fieldBytes, fieldFloat, fieldInt32, fieldString, fieldUint64,
   type RawField,

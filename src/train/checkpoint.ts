@@ -1,5 +1,5 @@
 // The training checkpoint: everything a run needs to continue exactly where it stopped.
-// Written atomically (temp file + rename, model/checkpoint.ts writeFileAtomic), so a run killed
+// Written atomically and durably (files.ts writeFileAtomic: temp file, fsync, rename), so a run killed
 // at any moment leaves either the previous checkpoint or the new one, never half of one.
 //
 // Layout (little-endian):
@@ -16,7 +16,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { describeFsError, FormatError } from '../errors.js';
 import { type ModelConfig, validateConfig } from '../model/config.js';
-import { writeFileAtomic } from '../model/checkpoint.js';
+import { writeFileAtomic } from '../files.js';
 import { parameterCount } from '../model/weights.js';
 import type { SamplerState } from './data.js';
 import type { RngState } from './rng.js';

@@ -73,5 +73,6 @@ function readOnly(): never {
 
 export const writeSync = readOnly;
 export const renameSync = readOnly;
+export const fsyncSync = readOnly;
 export const unlinkSync = readOnly;
 export const writeFileSync = readOnly;
