@@ -351,7 +351,8 @@ test('Tokenizer.encodeAsync: the ids of encode(), with the event loop turning me
   clearInterval(timer);
   assert.deepEqual(a, expected);
   assert.deepEqual(b, tok.encode(text.slice(1000)));
-  assert.ok(ticks >= ms / 40, `${ticks} timer turns in ${ms.toFixed(0)} ms`);
+  // (a plain encode() would let no timer run at all; the machine may be loaded, so only a few are required)
+  assert.ok(ticks >= 5, `${ticks} timer turns in ${ms.toFixed(0)} ms`);
   const controller = new AbortController();
   const aborted = tok.encodeAsync(text, {}, controller.signal);
   setImmediate(() => controller.abort(new Error('stop')));
