@@ -33,4 +33,7 @@ export type { ChatMessage, ChatIO, ChatOptions } from './infer/chat.js';
 export { evaluateLoss, readTokenFile, crossEntropy } from './infer/eval.js';
 export { benchmark } from './infer/bench.js';
 export { LanguageModel } from './infer/model.js';
+export { ChatTemplate, LLAMA2_CHAT, chatFormatFor, encodeChat } from './infer/chat-format.js';
+export type { ChatFormat } from './infer/chat-format.js';
+export { templateChat } from './infer/template-chat.js';
 export type { LoadOptions } from './infer/model.js';

@@ -6,6 +6,7 @@ import { basename } from 'node:path';
 import { UsageError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
 import { withModelSource } from '../model/open.js';
+import type { ChatTemplateRef } from '../model/source.js';
 import { defaultModelFiles } from '../model/default-model.js';
 import type { LoadModelOptions } from '../infer/load.js';
 import { createKernels, type KernelSet } from '../kernels/kernel-set.js';
@@ -16,6 +17,8 @@ export interface ModelFiles {
   readonly model: string;
   readonly tokenizer: string;
   readonly config: ModelConfig;
+  /** The chat template found with the model (tokenizer_config.json), if any. */
+  readonly chatTemplate?: ChatTemplateRef;
 }
 
 /**
@@ -26,9 +29,9 @@ export interface ModelFiles {
 export function resolveModelFiles(positionals: readonly string[], command: string, tokenizerFlag: string | undefined): ModelFiles {
   if (positionals.length > 1) throw new UsageError(`${command} takes one model, got ${positionals.length} arguments (quote a prompt and pass it with -i)`);
   const model = positionals.length === 0 ? defaultModelFiles().model : positionals[0]!;
-  const found = withModelSource(model, (s) => ({ config: s.config, tokenizer: s.tokenizer?.path }));
+  const found = withModelSource(model, (s) => ({ config: s.config, tokenizer: s.tokenizer?.path, chatTemplate: s.chatTemplate }));
   const tokenizer = positionals.length === 0 ? tokenizerFlag ?? defaultModelFiles().tokenizer : resolveTokenizerPath(model, tokenizerFlag, found.tokenizer);
-  return { model, tokenizer, config: found.config };
+  return { model, tokenizer, config: found.config, ...(found.chatTemplate !== undefined ? { chatTemplate: found.chatTemplate } : {}) };
 }
 
 /**

@@ -3,6 +3,8 @@
 import { createInterface } from 'node:readline';
 import { UsageError } from '../errors.js';
 import { chat } from '../infer/chat.js';
+import { type ChatFormat, chatFormatFor } from '../infer/chat-format.js';
+import { templateChat } from '../infer/template-chat.js';
 import { loadTransformer } from '../infer/load.js';
 import { generate } from '../infer/generate.js';
 import { loadTokenizer } from '../tokenizer/index.js';
@@ -12,9 +14,11 @@ import { ENGINE_HELP, engineFlagSpec, engineFromFlags, resolveModelFiles } from 
 const HELP = `Usage: llama2 run [MODEL] [options]
        llama2 ["PROMPT"] [options]
 
-Generates text from a llama2.c checkpoint (v0, v1 or v2) — the same output as llama2.c's run for
-the same flags and seed. Without MODEL it runs the model embedded in llama2ts (models/default.bin,
-trained by llama2ts on TinyStories).
+Generates text from a model — a llama2.c checkpoint (v0, v1 or v2; the same output as llama2.c's
+run for the same flags and seed), a Hugging Face folder (config.json + safetensors) or a Meta
+folder (params.json + consolidated.*.pth). Without MODEL it runs the model embedded in llama2ts
+(models/default.bin, trained by llama2ts on TinyStories). Chat mode uses the model's chat template
+(tokenizer_config.json) when it has one, else Llama 2's [INST] format.
 
 Options:
   -t, --temperature T   sampling temperature, 0 = greedy (default 1.0)
@@ -27,7 +31,9 @@ Options:
   -i, --prompt TEXT     the text to continue
       --ignore-bos      go on when the model emits BOS (it then starts another story) instead
                         of stopping there, as llama2.c does
-  -z, --tokenizer FILE  tokenizer.bin or .model (default: tokenizer.bin or tok<vocab>.bin beside the model)
+  -z, --tokenizer FILE  tokenizer.bin, .model or tokenizer.json (default: the one with the model —
+                        tokenizer.bin or tok<vocab>.bin beside a .bin, tokenizer.model or
+                        tokenizer.json in a folder)
   -m, --mode MODE       generate | chat (default generate)
   -y, --system TEXT     system prompt in chat mode
 ${ENGINE_HELP}
@@ -70,7 +76,8 @@ export async function main(argv: string[]): Promise<number> {
   if (keep !== undefined && keep > half) throw new UsageError(`--keep: ${keep} must be at most half the context window (${half})`);
 
   if (mode === 'chat') {
-    await runChat(transformer, tokenizer, {
+    const format = chatFormatFor(files.chatTemplate);
+    await runChat(transformer, tokenizer, format, {
       temperature, topp, seed, keep, steps: values['steps'] === undefined ? undefined : steps,
       userPrompt: stringFlag(values, 'prompt'), systemPrompt: stringFlag(values, 'system'),
     });
@@ -93,7 +100,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function runChat(
-  transformer: ReturnType<typeof loadTransformer>, tokenizer: ReturnType<typeof loadTokenizer>,
+  transformer: ReturnType<typeof loadTransformer>, tokenizer: ReturnType<typeof loadTokenizer>, format: ChatFormat,
   options: Parameters<typeof chat>[3],
 ): Promise<void> {
   const rl = createInterface({ input: process.stdin, terminal: process.stdin.isTTY === true });
@@ -113,7 +120,9 @@ async function runChat(
     },
   };
   try {
-    await chat(transformer, tokenizer, io, { ...options, cCompatible: true });
+    // Llama 2's [INST] format: exactly run.c's chat; a model's own chat template: templateChat
+    if (format.isLlama2) await chat(transformer, tokenizer, io, { ...options, cCompatible: true });
+    else await templateChat(transformer, tokenizer, format, io, { ...options, cCompatible: true });
   } finally {
     rl.close();
   }

@@ -24,11 +24,13 @@ export function renderUserTurn(user: string, system?: string): string {
   return system ? `[INST] <<SYS>>\n${system}\n<</SYS>>\n\n${user} [/INST]` : `[INST] ${user} [/INST]`;
 }
 
-/** A piece of text to encode, with BOS in front and/or EOS after it. */
+/** A piece of text to encode, with BOS in front and/or EOS after it — or one special token. */
 export interface TextPart {
   readonly text: string;
   readonly bos: boolean;
   readonly eos: boolean;
+  /** When set, the part is this token id alone (text '', no BOS/EOS): a chat template's special token. */
+  readonly special?: number;
 }
 
 /**

@@ -7,13 +7,15 @@ import type { ModelConfig } from '../model/config.js';
 import { jsKernels } from '../kernels/js.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { LlamaError } from '../errors.js';
+import type { ChatMessage } from './chat.js';
+import { type ChatFormat, chatFormatFor, encodeChat, LLAMA2_CHAT } from './chat-format.js';
 import type { InferenceEngine } from './engine.js';
 import type { ModelKernels } from './forward.js';
 import { type LoadModelOptions, loadTransformer } from './load.js';
 import { generate, type GenerateOptions, type GenerationResult } from './generate.js';
 
 export interface LoadOptions {
-  /** The tokenizer file (tokenizer.bin or SentencePiece .model); default: the one found with the model. */
+  /** The tokenizer file (tokenizer.bin, SentencePiece .model, tokenizer.json); default: the one found with the model. */
   tokenizer?: string;
   /** Kernel set (see createKernels); default the plain TypeScript kernels. */
   kernels?: ModelKernels;
@@ -22,7 +24,11 @@ export interface LoadOptions {
 }
 
 export class LanguageModel {
-  constructor(readonly transformer: InferenceEngine, readonly tokenizer: Tokenizer) {
+  /**
+   * @param chatFormat how chats are turned into tokens: the model's chat template when it has
+   *   one (LanguageModel.load finds it), else Llama 2's [INST] format
+   */
+  constructor(readonly transformer: InferenceEngine, readonly tokenizer: Tokenizer, readonly chatFormat: ChatFormat = LLAMA2_CHAT) {
     if (tokenizer.vocabSize !== transformer.config.vocabSize) {
       throw new LlamaError(`tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${transformer.config.vocabSize}`);
     }
@@ -35,7 +41,8 @@ export class LanguageModel {
       const tokenizerPath = options.tokenizer ?? source.tokenizer?.path;
       if (tokenizerPath === undefined) throw new LlamaError(`${modelPath}: no tokenizer found with the model; pass { tokenizer: FILE }`);
       const tokenizer = loadTokenizer(tokenizerPath, source.config.vocabSize);
-      return new LanguageModel(loadTransformer(source, options.kernels ?? jsKernels, { quantize: options.quantize ?? 'none' }), tokenizer);
+      const format = chatFormatFor(source.chatTemplate);
+      return new LanguageModel(loadTransformer(source, options.kernels ?? jsKernels, { quantize: options.quantize ?? 'none' }), tokenizer, format);
     } finally {
       source.close();
     }
@@ -75,6 +82,11 @@ export class LanguageModel {
 
   decode(ids: readonly number[]): string {
     return this.tokenizer.decode(ids);
+  }
+
+  /** Token ids of a conversation in the model's chat format, ready for the assistant's answer. */
+  encodeChat(messages: readonly ChatMessage[]): number[] {
+    return encodeChat(this.chatFormat, this.tokenizer, messages);
   }
 
   /** Feeds `tokens` from position 0 and returns a copy of the logits after the last one. */

@@ -13,7 +13,9 @@ import { describeFsError, LlamaError } from '../errors.js';
 import { joinPath } from './file-reader.js';
 import { isGguf } from './gguf.js';
 import { GgufSource } from './gguf-source.js';
+import { openHfFolder } from './hf-source.js';
 import { Llama2cSource } from './llama2c-source.js';
+import { openMetaFolder } from './meta-source.js';
 import type { ModelSource } from './source.js';
 
 /** What the format tests look at: whether the path is a folder, and a file's first bytes. */
@@ -37,6 +39,8 @@ export interface ModelFormat {
 /** The formats, tried in order; llama2.c's `.bin` (no magic in v0) takes any file no one else claims. */
 export const MODEL_FORMATS: ModelFormat[] = [
   { name: 'GGUF', detect: (p) => !p.isDirectory && isGguf(p.head), open: (path) => new GgufSource(path) },
+  { name: 'Hugging Face', detect: (p) => p.isDirectory && p.has('config.json'), open: openHfFolder },
+  { name: 'Meta', detect: (p) => p.isDirectory && p.has('params.json') && p.has('consolidated.00.pth'), open: openMetaFolder },
   { name: 'llama2.c', detect: (p) => !p.isDirectory, open: (path) => new Llama2cSource(path) },
 ];
 

@@ -34,7 +34,8 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type TextPart, conversationParts } from '../infer/chat.js';
+import type { TextPart } from '../infer/chat.js';
+import { type ChatFormat, LLAMA2_CHAT } from '../infer/chat-format.js';
 import type { InferenceEngine } from '../infer/engine.js';
 import type { ModelKernels } from '../infer/forward.js';
 import type { Tokenizer } from '../tokenizer/index.js';
@@ -55,6 +56,8 @@ export interface ServedModel {
   /** The first session; every other session shares its weights. */
   readonly transformer: InferenceEngine;
   readonly tokenizer: Tokenizer;
+  /** How /v1/chat/completions turns messages into tokens (default: Llama 2's [INST] format). */
+  readonly chatFormat?: ChatFormat;
   readonly kernels: ModelKernels;
   /** The files, served to the playground at /model.bin and /tokenizer.bin (when given). */
   readonly modelFile?: string;
@@ -433,7 +436,7 @@ export class ApiServer extends EventEmitter {
     this.checkModel(params);
     const tok = this.model.tokenizer;
     // the answer ends at EOS; BOS too (it could only begin another conversation turn)
-    const prompt: PromptSpec = { parts: conversationParts(params.messages), param: 'messages', stopTokens: [tok.eosId, tok.bosId], samplePrompt: true };
+    const prompt: PromptSpec = { parts: (this.model.chatFormat ?? LLAMA2_CHAT).parts(params.messages, tok), param: 'messages', stopTokens: [tok.eosId, tok.bosId], samplePrompt: true };
     await this.generate(res, params, 'chat', prompt, () => ({
       prefix: '',
       start: (h) => [chatChunk(h, { role: 'assistant', content: '' }, null)],
@@ -457,7 +460,7 @@ export class ApiServer extends EventEmitter {
     const tok = this.model.tokenizer;
     const seqLen = this.model.transformer.config.seqLen;
     let atLeast = 0;
-    for (const part of prompt.parts) atLeast += tok.minTokens(part.text, part);
+    for (const part of prompt.parts) atLeast += part.special !== undefined ? 1 : tok.minTokens(part.text, part);
     if (atLeast > seqLen) throw tooLong(`at least ${atLeast} tokens`, seqLen, prompt.param);
 
     const controller = new AbortController();
@@ -480,7 +483,8 @@ export class ApiServer extends EventEmitter {
     try {
       const ids: number[] = [];
       for (const part of prompt.parts) {
-        for (const id of await tok.encodeAsync(part.text, part, controller.signal)) ids.push(id);
+        if (part.special !== undefined) ids.push(part.special);
+        else for (const id of await tok.encodeAsync(part.text, part, controller.signal)) ids.push(id);
       }
       const request = this.generationRequest(params, ids, prompt, controller.signal);
       const shape = makeShape(ids);

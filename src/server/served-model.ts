@@ -4,6 +4,7 @@
 import { statSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import type { ModelKernels } from '../infer/forward.js';
+import { chatFormatFor } from '../infer/chat-format.js';
 import { loadTransformer, type LoadModelOptions } from '../infer/load.js';
 import { openModelSource } from '../model/open.js';
 import { loadTokenizer } from '../tokenizer/index.js';
@@ -12,9 +13,9 @@ import type { ServedModel } from './http.js';
 export interface ServedModelFiles {
   /** A model: a llama2.c checkpoint (v0, v1, v2), a Hugging Face or Meta folder. */
   readonly modelPath: string;
-  /** Its tokenizer (tokenizer.bin or SentencePiece .model). */
+  /** Its tokenizer (tokenizer.bin, SentencePiece .model, tokenizer.json). */
   readonly tokenizerPath: string;
-  /** The name clients use; default the checkpoint's file name without its extension. */
+  /** The name clients use; default the checkpoint's file name without its extension, or the folder's name. */
   readonly id?: string;
 }
 
@@ -23,17 +24,20 @@ export function loadServedModel(files: ServedModelFiles, kernels: ModelKernels, 
   const source = openModelSource(files.modelPath);
   let transformer;
   let tokenizer;
+  let chatFormat;
   try {
     tokenizer = loadTokenizer(files.tokenizerPath, source.config.vocabSize);
+    chatFormat = chatFormatFor(source.chatTemplate);
     transformer = loadTransformer(source, kernels, load);
   } finally {
     source.close();
   }
+  const st = statSync(files.modelPath);
   return {
-    id: files.id ?? basename(files.modelPath, extname(files.modelPath)),
-    transformer, tokenizer, kernels,
-    modelFile: files.modelPath,
-    tokenizerFile: files.tokenizerPath,
-    created: Math.floor(statSync(files.modelPath).mtimeMs / 1000),
+    id: files.id ?? (st.isFile() ? basename(files.modelPath, extname(files.modelPath)) : basename(files.modelPath)),
+    transformer, tokenizer, chatFormat, kernels,
+    // the playground runs a single-file model in the page; a folder only through the API
+    ...(st.isFile() ? { modelFile: files.modelPath, tokenizerFile: files.tokenizerPath } : {}),
+    created: Math.floor(st.mtimeMs / 1000),
   };
 }

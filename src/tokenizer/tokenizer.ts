@@ -13,10 +13,11 @@ import { StreamingDecoderCore, checkId, decodeIds, type StreamingDecoderOptions 
 import { vocabularyFromGguf } from './gguf-vocabulary.js';
 import { parseLlama2cTokenizer, serializeLlama2cTokenizer } from './llama2c-format.js';
 import { parseSentencePieceModel, type SentencePieceModel } from './sentencepiece-model.js';
+import { vocabularyFromTokenizerJson } from './tokenizer-json.js';
 import { fromLlama2c, fromSentencePiece, llama2cTexts, type Llama2cVocabularyOptions, type Vocabulary } from './vocabulary.js';
 
-/** Where a tokenizer came from: a SentencePiece .model, a llama2.c tokenizer.bin, a GGUF model's metadata. */
-export type TokenizerFormat = 'sentencepiece' | 'llama2c' | 'gguf';
+/** Where a tokenizer came from: a SentencePiece .model, a llama2.c tokenizer.bin, a GGUF model's metadata, a Hugging Face tokenizer.json. */
+export type TokenizerFormat = 'sentencepiece' | 'llama2c' | 'gguf' | 'tokenizer.json';
 
 /** encodeAsync's slices: milliseconds of work between two turns of the event loop. */
 const SLICE_MS = 4;
@@ -168,6 +169,26 @@ function looksLikeSentencePiece(b: Uint8Array): boolean {
   return len > 0 && i < b.length && b[i] === 0x0a;
 }
 
+/** A JSON object (tokenizer.json): '{' after optional whitespace. Neither binary form starts so. */
+function looksLikeJson(b: Uint8Array): boolean {
+  let i = 0;
+  while (i < b.length && (b[i] === 0x20 || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
+  return b[i] === 0x7b;
+}
+
+/**
+ * The JSON in `bytes`; undefined when it does not parse and the file is not named .json (a
+ * tokenizer.bin whose first int32 happens to read as '{' is still a tokenizer.bin).
+ */
+function parseJson(bytes: Uint8Array, path: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (err) {
+    if (path.endsWith('.json')) throw new FormatError(path, `not valid JSON (${(err as Error).message.split('\n')[0]})`);
+    return undefined;
+  }
+}
+
 /** The first bytes of a file (fewer when it is shorter). */
 function fileHead(path: string, n: number): Uint8Array {
   const head = new Uint8Array(n);
@@ -187,8 +208,9 @@ function fileHead(path: string, n: number): Uint8Array {
 }
 
 /**
- * Loads a tokenizer from a SentencePiece `.model`, a llama2.c `tokenizer.bin` or a GGUF model file's
- * metadata (told apart by content; a GGUF file's tensors are not read). `vocabSize` (the model's) is
+ * Loads a tokenizer from a SentencePiece `.model`, a llama2.c `tokenizer.bin`, a Hugging Face
+ * `tokenizer.json` (Llama 2 style) or a GGUF model file's metadata (told apart by content; a GGUF
+ * file's tensors are not read). `vocabSize` (the model's) is
  * how many tokens a .bin holds; for every form a different count is a vocabulary mismatch error.
  */
 export function loadTokenizer(path: string, vocabSize?: number, options: LoadTokenizerOptions = {}): Tokenizer {
@@ -205,7 +227,10 @@ export function loadTokenizer(path: string, vocabSize?: number, options: LoadTok
     throw describeFsError(path, err);
   }
   const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (looksLikeSentencePiece(bytes)) {
+  const json = looksLikeJson(bytes) ? parseJson(bytes, path) : undefined;
+  if (json !== undefined) {
+    tokenizer = new Tokenizer(vocabularyFromTokenizerJson(json, path), 'tokenizer.json');
+  } else if (looksLikeSentencePiece(bytes)) {
     tokenizer = new Tokenizer(fromSentencePiece(parseSentencePieceModel(bytes, path), path), 'sentencepiece');
   } else {
     const file = parseLlama2cTokenizer(bytes, path, vocabSize);
