@@ -3,20 +3,23 @@
 // hold is fed — from the first position where the new ids differ from those fed before (the
 // assistant's answer re-encoded from its text may not be the ids it was sampled as; the template
 // may also change earlier text). The answer streams until EOS (or BOS), which is fed too, as
-// run.c's chat does. Llama 2's [INST] format keeps run.c's own loop (chat.ts).
+// run.c's chat does. Llama 2's [INST] format keeps run.c's own loop (chat.ts), which also slides
+// the context window; here a full window ends the chat.
 
 import { StreamingDecoder, type Tokenizer } from '../tokenizer/index.js';
 import type { ChatMessage, ChatIO, ChatOptions } from './chat.js';
 import { type ChatFormat, encodeChat } from './chat-format.js';
 import type { InferenceEngine } from './engine.js';
-import { clampSteps } from './generate.js';
+import { stepsFor } from './generate.js';
 import { Sampler } from './sampler.js';
 
 export async function templateChat(
   transformer: InferenceEngine, tokenizer: Tokenizer, format: ChatFormat, io: ChatIO, options: ChatOptions = {},
 ): Promise<void> {
   const c = transformer.config;
-  const steps = clampSteps(options.steps, c.seqLen);
+  // positions in the KV cache: -n, or the context window (the conversation is re-rendered whole,
+  // so it does not slide: a full window ends the chat)
+  const steps = Math.min(options.steps === undefined ? c.seqLen : stepsFor(options.steps, c.seqLen), c.seqLen);
   const sampler = new Sampler(c.vocabSize, options);
   let system = options.systemPrompt;
   if (system === undefined) system = (await io.readLine('Enter system prompt (optional): ')) ?? '';
@@ -31,7 +34,7 @@ export async function templateChat(
     messages.push({ role: 'user', content: user });
     const prompt = encodeChat(format, tokenizer, messages);
     if (prompt.length >= steps) {
-      io.write(`(the conversation is ${prompt.length} tokens: the context window of ${steps} is full)\n`);
+      io.write(`(the conversation is ${prompt.length} tokens: it does not fit in ${steps} positions)\n`);
       break;
     }
     // keep what the cache holds up to the first difference (at least the last prompt token is run)
@@ -66,7 +69,7 @@ export async function templateChat(
     io.write(decoder.flush() + '\n');
     messages.push({ role: 'assistant', content: tokenizer.decode(answer) });
     if (!ended) {
-      io.write(`(the context window of ${c.seqLen} tokens is full)\n`);
+      io.write(`(the ${steps} positions ${steps === c.seqLen ? 'of the context window ' : ''}are used up)\n`);
       break;
     }
   }
