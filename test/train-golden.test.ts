@@ -31,15 +31,25 @@ function weightsOf(file: string): TransformerWeights {
   return c.weights;
 }
 
-/** Max abs diff per tensor of the table; lists every tensor above `tol`. */
-function compareTensors(what: string, got: TransformerWeights, want: TransformerWeights, tol: number): void {
+/**
+ * Max abs diff per tensor of the table; lists every tensor with an element off by more than its
+ * tolerance (`tol`, or tol(i) for element i). The max is reported as a multiple of the tolerance
+ * when it varies.
+ */
+function compareTensors(what: string, got: TransformerWeights, want: TransformerWeights, tol: number | ((i: number) => number)): void {
   const failures: string[] = [];
   const report: string[] = [];
+  const tolOf = typeof tol === 'number' ? () => tol : tol;
   for (const t of parameterTable(got.config)) {
     let max = 0;
-    for (let i = t.offset; i < t.offset + t.size; i++) max = Math.max(max, Math.abs(got.data[i]! - want.data[i]!));
+    let worst = 0; // largest diff / tolerance
+    for (let i = t.offset; i < t.offset + t.size; i++) {
+      const d = Math.abs(got.data[i]! - want.data[i]!);
+      max = Math.max(max, d);
+      worst = Math.max(worst, d / tolOf(i));
+    }
     report.push(`${t.name} ${max.toExponential(2)}`);
-    if (!(max <= tol)) failures.push(`${t.name}: max abs diff ${max.toExponential(3)} > ${tol}`);
+    if (!(worst <= 1)) failures.push(`${t.name}: max abs diff ${max.toExponential(3)}, ${worst.toFixed(2)}× its tolerance`);
   }
   assert.deepEqual(failures, [], `${what} (per tensor: ${report.join(', ')})`);
 }
@@ -81,7 +91,13 @@ function check(g: Golden, name: string, model: ReturnType<typeof buildTrainModel
     const norm = g.grad_norms_before_clip[step]!;
     assert.ok(Math.abs(model.lastGradNorm - norm) <= 1e-4 * Math.max(1, norm), `step ${step}: grad norm ${model.lastGradNorm} vs ${norm}`);
   }
-  compareTensors(`${name}: weights after ${g.steps} steps`, model.params, weightsOf(g.after), 1e-4);
+  // The weights after the steps within 1e-4 — except where the step-0 gradient is itself at the
+  // level of float32 rounding (|g| < 1e-6; the worst elements have |g| ≈ 1e-8, summed from terms
+  // of ~0.1): AdamW's first update there is lr · g / (|g| + eps) with eps = 1e-8, so rounding
+  // noise of 1e-8 in g moves it by up to lr / 2 in any float32 implementation (ours in float64
+  // included); those elements get 2 · lr. A mistake in AdamW itself moves every element by ~lr.
+  const g0 = weightsOf(g.grads_step0).data;
+  compareTensors(`${name}: weights after ${g.steps} steps`, model.params, weightsOf(g.after), (i) => (Math.abs(g0[i]!) >= 1e-6 ? 1e-4 : 2 * g.adamw.lr));
   const evalLoss = model.forward(flat(g.eval_batch.x), flat(g.eval_batch.y));
   assert.ok(Math.abs(evalLoss - g.eval_loss_after) <= 1e-4, `eval loss ${evalLoss} vs ${g.eval_loss_after}`);
 }

@@ -61,8 +61,9 @@ export const Op = {
   matmul: 1, //          xout, x, w, n, d                                 chunks of CHUNK rows
   attention: 2, //       out, q, keyCache, valueCache, att, pos, nHeads, nKvHeads, headSize, kvDim, seqLen;  one head per chunk
   matmulQ8: 3, //        xout, xq, xs, wq, ws, n, d, groupSize, streamed  chunks of CHUNK rows
-  matmulForward: 4, //   out, inp, w, BT, C, OC                           chunks of CHUNK output channels
-  matmulBackward: 5, //  dinp, dw, dout, inp, w, BT, C, OC                SPLIT chunks of CHUNK rows of dinp, then chunks of CHUNK2 rows of dw
+  gemm: 4, //            c, ldc, a, sam, sak, b, sb, bRows, K, accumulate, M, N, scratch, scratchBytes
+  //                     (assembly/gemm.ts); chunks of CHUNK rows × CHUNK2 columns of C, SPLIT
+  //                     column chunks per row of chunks; participant p packs into scratch + p·scratchBytes
   matmulGroup: 6, //     x, n, count, then count × (xout, w, d)          chunks of CHUNK rows of the products' rows one after another
   matmulQ8Group: 7, //   xq, xs, n, groupSize, streamed, count, then count × (xout, wq, ws, d)   the same
 } as const;
@@ -130,10 +131,11 @@ function chunkEnd(c: number, size: number, total: number): number {
 }
 
 /**
- * Runs chunk c of the command in the control block. (Called for every chunk of every kernel of
- * every token: it reads the arguments straight from the control block and allocates nothing.)
+ * Runs chunk c of the command in the control block, on participant `self`. (Called for every
+ * chunk of every kernel of every token: it reads the arguments straight from the control block
+ * and allocates nothing.)
  */
-export function runChunk(k: KernelExports, ctrl: Int32Array, c: number): void {
+export function runChunk(k: KernelExports, ctrl: Int32Array, c: number, self: number): void {
   const A = ARGS;
   const size = ctrl[CHUNK]!;
   switch (ctrl[OP]) {
@@ -148,21 +150,12 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number): void {
       k.matmulQ8Rows(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 8]!, ctrl[A + 7]!,
         chunkStart(c, size), chunkEnd(c, size, ctrl[A + 6]!));
       break;
-    case Op.matmulForward:
-      k.matmulForwardCols(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!,
-        chunkStart(c, size), chunkEnd(c, size, ctrl[A + 5]!));
-      break;
-    case Op.matmulBackward: {
-      // two independent products: rows of dinp, then output channels (rows) of dw
-      const split = ctrl[SPLIT]!;
-      if (c < split) {
-        k.matmulBackwardInpRows(ctrl[A]!, ctrl[A + 2]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
-          chunkStart(c, size), chunkEnd(c, size, ctrl[A + 5]!));
-      } else {
-        const size2 = ctrl[CHUNK2]!;
-        k.matmulBackwardWeightRows(ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
-          chunkStart(c - split, size2), chunkEnd(c - split, size2, ctrl[A + 7]!));
-      }
+    case Op.gemm: {
+      const split = ctrl[SPLIT]!, size2 = ctrl[CHUNK2]!;
+      const rc = Math.floor(c / split), cc = c - rc * split;
+      k.gemm(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
+        ctrl[A + 8]!, ctrl[A + 9]!, chunkStart(rc, size), chunkEnd(rc, size, ctrl[A + 10]!),
+        chunkStart(cc, size2), chunkEnd(cc, size2, ctrl[A + 11]!), ctrl[A + 12]! + self * ctrl[A + 13]!);
       break;
     }
     case Op.matmulGroup:
@@ -225,7 +218,7 @@ export function claimChunks(k: KernelExports, ctrl: Int32Array, seq: number, chu
       if (claimed >= size) break; // p's range is all claimed
       if (Atomics.compareExchange(ctrl, cursor, state, state + 1) !== state) continue;
       try {
-        runChunk(k, ctrl, first + claimed);
+        runChunk(k, ctrl, first + claimed, self);
       } catch {
         ok = false;
       }

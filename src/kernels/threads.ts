@@ -113,9 +113,34 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
 
   const at = (view: ArrayBufferView): number => heap.address(view);
 
-  function setArgs(op: number, ...args: number[]): void {
-    ctrl[OP] = op;
-    for (let i = 0; i < args.length; i++) ctrl[ARGS + i] = args[i]!;
+  // the matrix × matrix product's packing buffers, one per participant
+  const scratchBytes = k.gemmScratchBytes();
+  const scratch = heap.reserve(threads * scratchBytes);
+
+  /**
+   * C (M, N) [+]= A · B over the threads (arguments of assembly/gemm.ts). The chunks are blocks of
+   * rows when C has more rows than columns, else blocks of columns: a participant then packs only
+   * the columns of B it uses (weights, for a product with a weight matrix), or reads only its rows
+   * of A.
+   */
+  function gemm(c: number, ldc: number, a: number, sam: number, sak: number, b: number, sb: number, bRows: number,
+    K: number, accumulate: number, M: number, N: number): void {
+    if (M * N * K < PARALLEL_MIN_WORK * 4) {
+      k.gemm(c, ldc, a, sam, sak, b, sb, bRows, K, accumulate, 0, M, 0, N, scratch);
+      return;
+    }
+    ctrl[OP] = Op.gemm;
+    ctrl[ARGS] = c; ctrl[ARGS + 1] = ldc; ctrl[ARGS + 2] = a; ctrl[ARGS + 3] = sam; ctrl[ARGS + 4] = sak;
+    ctrl[ARGS + 5] = b; ctrl[ARGS + 6] = sb; ctrl[ARGS + 7] = bRows; ctrl[ARGS + 8] = K; ctrl[ARGS + 9] = accumulate;
+    ctrl[ARGS + 10] = M; ctrl[ARGS + 11] = N; ctrl[ARGS + 12] = scratch; ctrl[ARGS + 13] = scratchBytes;
+    const byRows = M > N;
+    const rowSize = byRows ? chunkSize(M, parts, 4, 4) : M;
+    const colSize = byRows ? N : chunkSize(N, parts, 8, 8);
+    ctrl[CHUNK] = rowSize;
+    ctrl[CHUNK2] = colSize;
+    const split = Math.ceil(N / colSize);
+    ctrl[SPLIT] = split;
+    dispatch(split * Math.ceil(M / rowSize));
   }
 
   return {
@@ -172,7 +197,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     matmul(xout, x, w, n, d) {
       if (n * d < PARALLEL_MIN_WORK) return base.matmul(xout, x, w, n, d);
       checkMatmul(xout, x, w, n, d);
-      // arguments written out (not via setArgs) to keep the per-token path free of rest-parameter arrays
+      // arguments written out one by one: the per-token path creates no arrays
       ctrl[OP] = Op.matmul;
       ctrl[ARGS] = at(xout); ctrl[ARGS + 1] = at(x); ctrl[ARGS + 2] = at(w); ctrl[ARGS + 3] = n; ctrl[ARGS + 4] = d;
       dispatch(rows(d, 4, 16));
@@ -197,17 +222,14 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     },
     matmulForward(out, inp, w, BT, C, OC) {
       checkMatmulForward(out, inp, w, BT, C, OC);
-      setArgs(Op.matmulForward, at(out), at(inp), at(w), BT, C, OC);
-      dispatch(rows(OC, 2, 2));
+      // out (BT, OC) = inp (BT, C) · B, B (C, OC) given by its transpose w (OC, C)
+      gemm(at(out), OC * 4, at(inp), C * 4, 4, at(w), C * 4, 0, C, 0, BT, OC);
     },
     matmulBackward(dinp, dw, dout, inp, w, BT, C, OC) {
       checkMatmulBackward(dinp, dw, dout, inp, w, BT, C, OC);
-      setArgs(Op.matmulBackward, at(dinp), at(dw), at(dout), at(inp), at(w), BT, C, OC);
-      const split = rows(BT, 2, 2); // chunks of dinp rows first …
-      const size2 = chunkSize(OC, parts, 2, 2); // … then chunks of dw rows
-      ctrl[SPLIT] = split;
-      ctrl[CHUNK2] = size2;
-      dispatch(split + Math.ceil(OC / size2));
+      // dinp (BT, C) += dout (BT, OC) · w (OC, C);  dw (OC, C) += doutᵀ (OC, BT) · inp (BT, C)
+      gemm(at(dinp), C * 4, at(dout), OC * 4, 4, at(w), C * 4, 1, OC, 1, BT, C);
+      gemm(at(dw), C * 4, at(dout), 4, OC * 4, at(inp), C * 4, 1, BT, 1, OC, C);
     },
   };
 }

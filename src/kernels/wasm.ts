@@ -34,9 +34,11 @@ export interface KernelExports {
   add(x: number, y: number, size: number): void;
   quantize(xq: number, xs: number, x: number, n: number, groupSize: number): void;
   matmulQ8Rows(xout: number, xq: number, xs: number, wq: number, ws: number, n: number, streamed: number, groupSize: number, r0: number, r1: number): void;
-  matmulForwardCols(out: number, inp: number, w: number, BT: number, C: number, OC: number, o0: number, o1: number): void;
-  matmulBackwardInpRows(dinp: number, dout: number, w: number, BT: number, C: number, OC: number, b0: number, b1: number): void;
-  matmulBackwardWeightRows(dw: number, dout: number, inp: number, BT: number, C: number, OC: number, o0: number, o1: number): void;
+  gemm(
+    c: number, ldc: number, a: number, sam: number, sak: number, b: number, sb: number, bRows: number,
+    K: number, accumulate: number, m0: number, m1: number, n0: number, n1: number, scratch: number,
+  ): void;
+  gemmScratchBytes(): number;
   heapBase(): number;
   forward(plan: number, token: number, pos: number, logits: number): void;
   sample(x: number, n: number, temperature: number, topp: number, coin: number, scratch: number): number;
@@ -230,6 +232,9 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
   heap.exports = k;
   const at = (view: ArrayBufferView): number => heap.address(view);
 
+  // the matrix × matrix product's packing buffer (assembly/gemm.ts)
+  const gemmScratch = heap.reserve(k.gemmScratchBytes());
+
   // RoPE's cos/sin depend only on (pos, offset in the head, θ): computed once per position (in
   // float64, as the reference does) and reused by every layer, instead of once per layer.
   const ropeCosSin = heap.floats(ROPE_TABLE_FLOATS);
@@ -303,12 +308,14 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
 
     matmulForward(out, inp, w, BT, C, OC) {
       checkMatmulForward(out, inp, w, BT, C, OC);
-      k.matmulForwardCols(at(out), at(inp), at(w), BT, C, OC, 0, OC);
+      // out (BT, OC) = inp (BT, C) · B, B (C, OC) given by its transpose w (OC, C)
+      k.gemm(at(out), OC * 4, at(inp), C * 4, 4, at(w), C * 4, 0, C, 0, 0, BT, 0, OC, gemmScratch);
     },
     matmulBackward(dinp, dw, dout, inp, w, BT, C, OC) {
       checkMatmulBackward(dinp, dw, dout, inp, w, BT, C, OC);
-      k.matmulBackwardInpRows(at(dinp), at(dout), at(w), BT, C, OC, 0, BT);
-      k.matmulBackwardWeightRows(at(dw), at(dout), at(inp), BT, C, OC, 0, OC);
+      // dinp (BT, C) += dout (BT, OC) · w (OC, C);  dw (OC, C) += doutᵀ (OC, BT) · inp (BT, C)
+      k.gemm(at(dinp), C * 4, at(dout), OC * 4, 4, at(w), C * 4, 1, OC, 1, 0, BT, 0, C, gemmScratch);
+      k.gemm(at(dw), C * 4, at(dout), 4, OC * 4, at(inp), C * 4, 1, BT, 1, 0, OC, 0, C, gemmScratch);
     },
   };
 }

@@ -7,15 +7,16 @@ import { TrainModel, type ParallelOp } from './model.js';
 import { ARG, DONE, FAILED, GEN, LAYER, OP, type PoolWorkerInit, serialWasmMatmul } from './pool.js';
 
 const init = workerData as PoolWorkerInit;
-const mm = serialWasmMatmul(instantiateKernels(init.module, init.memory));
+const memory = init.shared.memory;
+const mm = serialWasmMatmul(instantiateKernels(init.shared.module, memory), init.shared, init.index);
 let next = 0;
 const replay = (floats: number): Float32Array => {
   const entry = init.allocations[next++];
   if (entry === undefined || entry[1] !== floats) throw new Error(`model layout mismatch at allocation ${next - 1}`);
-  return new Float32Array(init.memory.buffer, entry[0], floats);
+  return new Float32Array(memory.buffer, entry[0], floats);
 };
 const [paramsAt, paramsFloats] = init.allocations[0]!;
-const model = new TrainModel(init.config, new Float32Array(init.memory.buffer, paramsAt, paramsFloats), {
+const model = new TrainModel(init.config, new Float32Array(memory.buffer, paramsAt, paramsFloats), {
   B: init.B, T: init.T, parts: init.parts, kernels: mm, allocate: replay,
 });
 const ctrl = new Int32Array(init.control);

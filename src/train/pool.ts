@@ -13,7 +13,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { LlamaError } from '../errors.js';
-import { type KernelExports, instantiateKernels } from '../kernels/wasm.js';
+import { type KernelExports, type KernelMemory, instantiateKernels } from '../kernels/wasm.js';
 import type { KernelSet } from '../kernels/kernel-set.js';
 import type { ModelConfig } from '../model/config.js';
 import type { MatmulKernels } from './layers.js';
@@ -23,13 +23,22 @@ import type { ParallelOp, ParallelRunner, TrainModel } from './model.js';
 export interface SharedWasm {
   readonly module: WebAssembly.Module;
   readonly memory: WebAssembly.Memory;
+  /** The matrix products' packing buffers, one per thread (gemmScratchBytes each), from this address. */
+  readonly scratch: number;
+  readonly scratchSlots: number;
 }
 
-/** The shared module and memory of a WebAssembly kernel set, if `set` is one. */
+/**
+ * The shared module and memory of a WebAssembly kernel set, if `set` is one (reserving in its
+ * memory a packing buffer for each of its threads).
+ */
 export function sharedWasmOf(set: object): SharedWasm | undefined {
-  const s = set as { module?: unknown; heap?: { memory?: unknown } };
-  if (s.module instanceof WebAssembly.Module && s.heap?.memory instanceof WebAssembly.Memory) return { module: s.module, memory: s.heap.memory };
-  return undefined;
+  const s = set as { module?: unknown; heap?: { memory?: unknown; reserve?: unknown; exports?: unknown }; threads?: unknown };
+  if (!(s.module instanceof WebAssembly.Module && s.heap?.memory instanceof WebAssembly.Memory)) return undefined;
+  const heap = s.heap as KernelMemory;
+  const slots = typeof s.threads === 'number' ? s.threads : 1;
+  const scratch = heap.reserve(slots * heap.exports!.gemmScratchBytes());
+  return { module: s.module, memory: heap.memory, scratch, scratchSlots: slots };
 }
 
 /** The kernels a training run uses. */
@@ -58,16 +67,23 @@ export function engineFromKernelSet(set: KernelSet): TrainEngine {
   return { matmul, allocate: set.allocate.bind(set), threads: set.threads, ...(shared ? { shared } : {}) };
 }
 
-/** The batched matmuls of the kernels, on the calling thread only (raw exports, by byte address). */
-export function serialWasmMatmul(k: KernelExports): MatmulKernels {
+/**
+ * The batched matmuls of the kernels, on the calling thread only (raw exports, by byte address),
+ * packing into the `slot`th buffer of shared.scratch.
+ */
+export function serialWasmMatmul(k: KernelExports, shared: SharedWasm, slot: number): MatmulKernels {
+  if (!(slot >= 0 && slot < shared.scratchSlots)) throw new LlamaError(`no packing buffer for training thread ${slot}`);
+  const scratch = shared.scratch + slot * k.gemmScratchBytes();
   return {
     name: 'wasm (one thread)',
     matmulForward(out, inp, w, BT, C, OC) {
-      k.matmulForwardCols(out.byteOffset, inp.byteOffset, w.byteOffset, BT, C, OC, 0, OC);
+      // out (BT, OC) = inp (BT, C) · wᵀ (w given as (OC, C))
+      k.gemm(out.byteOffset, OC * 4, inp.byteOffset, C * 4, 4, w.byteOffset, C * 4, 0, C, 0, 0, BT, 0, OC, scratch);
     },
     matmulBackward(dinp, dw, dout, inp, w, BT, C, OC) {
-      k.matmulBackwardInpRows(dinp.byteOffset, dout.byteOffset, w.byteOffset, BT, C, OC, 0, BT);
-      k.matmulBackwardWeightRows(dw.byteOffset, dout.byteOffset, inp.byteOffset, BT, C, OC, 0, OC);
+      // dinp (BT, C) += dout (BT, OC) · w (OC, C);  dw (OC, C) += doutᵀ (OC, BT) · inp (BT, C)
+      k.gemm(dinp.byteOffset, C * 4, dout.byteOffset, OC * 4, 4, w.byteOffset, C * 4, 1, OC, 1, 0, BT, 0, C, scratch);
+      k.gemm(dw.byteOffset, C * 4, dout.byteOffset, 4, OC * 4, inp.byteOffset, C * 4, 1, BT, 1, 0, OC, 0, C, scratch);
     },
     softmaxAt(x, offset, size) {
       k.softmax(x.byteOffset + 4 * offset, size);
@@ -86,8 +102,7 @@ export const CONTROL_INTS = 8;
 
 /** What a worker needs to rebuild the model's views. */
 export interface PoolWorkerInit {
-  readonly module: WebAssembly.Module;
-  readonly memory: WebAssembly.Memory;
+  readonly shared: SharedWasm;
   readonly control: SharedArrayBuffer;
   readonly index: number;
   readonly parts: number;
@@ -104,7 +119,8 @@ export interface TrainPool extends ParallelRunner {
 /** Starts model.parts − 1 workers for `model`, whose buffers must all live in `shared.memory`. */
 export async function createTrainPool(shared: SharedWasm, model: TrainModel): Promise<TrainPool> {
   const parts = model.parts;
-  const serialKernels = serialWasmMatmul(instantiateKernels(shared.module, shared.memory));
+  if (parts > shared.scratchSlots) throw new LlamaError(`the model has ${parts} parts, the kernels ${shared.scratchSlots} threads`);
+  const serialKernels = serialWasmMatmul(instantiateKernels(shared.module, shared.memory), shared, 0);
   const controlBuffer = new SharedArrayBuffer(CONTROL_INTS * 4);
   const ctrl = new Int32Array(controlBuffer);
   const workers: Worker[] = [];
@@ -112,7 +128,7 @@ export async function createTrainPool(shared: SharedWasm, model: TrainModel): Pr
   try {
     await Promise.all(Array.from({ length: parts - 1 }, (_, i) => new Promise<void>((resolve, reject) => {
       const init: PoolWorkerInit = {
-        module: shared.module, memory: shared.memory, control: controlBuffer, index: i + 1, parts,
+        shared, control: controlBuffer, index: i + 1, parts,
         config: model.config, B: model.B, T: model.T, allocations: model.allocations,
       };
       const worker = new Worker(url, { workerData: init });
