@@ -4,6 +4,7 @@
 //   app.js                  the page's script (web/app.ts)
 //   engine-worker.js        the engine in a Web Worker (web/engine-worker.ts + src/)
 //   thread-worker.js        a WebAssembly kernel thread (web/kernel-worker.ts)
+//   host-worker.js          the thread that owns the GPU device (web/gpu-worker.ts)
 //   kernels.wasm            the SIMD kernels (built by `asc` into dist/src/kernels)
 //
 // esbuild bundles the TypeScript sources; the engine's Node.js imports are replaced by the
@@ -54,6 +55,7 @@ await build({
     app: join(web, 'app.ts'),
     'engine-worker': join(web, 'engine-worker.ts'),
     'thread-worker': join(web, 'kernel-worker.ts'),
+    'host-worker': join(web, 'gpu-worker.ts'),
   },
   outdir: out,
   bundle: true,

@@ -3,10 +3,14 @@
 // shims/fs.ts), and generates with the server's loop (src/server/generation.ts) — so a seeded
 // request gives the same text here, through the API and from `llama2 run`.
 //
-// Kernels: the WebAssembly SIMD kernels, over `threads` kernel workers, where the page is
-// cross-origin isolated (SharedArrayBuffer needs it); else the plain TypeScript kernels.
+// Backend: WebGPU where navigator.gpu offers an adapter, else the WebAssembly SIMD kernels over
+// `threads` kernel workers — both where the page is cross-origin isolated (SharedArrayBuffer needs
+// it: the GPU engine waits for its host thread through shared memory); else the plain TypeScript
+// kernels. The page shows which runs (ModelInfo.kernels).
 
-import type { ModelKernels, Transformer } from '../src/infer/forward.js';
+import { WebGpuDevice, loadWebGpuEngine } from '../src/backends/webgpu/engine.js';
+import type { InferenceEngine } from '../src/infer/engine.js';
+import type { ModelKernels } from '../src/infer/forward.js';
 import { loadTransformer } from '../src/infer/load.js';
 import { jsKernels } from '../src/kernels/js.js';
 import { jsQ8Kernels } from '../src/kernels/q8-js.js';
@@ -25,7 +29,7 @@ interface WorkerScope {
 const scope = self as unknown as WorkerScope;
 const post = (m: FromEngine): void => scope.postMessage(m);
 
-let model: { transformer: Transformer; tokenizer: Tokenizer; kernels: ModelKernels & { close(): Promise<void> } } | undefined;
+let model: { transformer: InferenceEngine; tokenizer: Tokenizer; kernels: { close(): Promise<void> } } | undefined;
 let stopRequested = false;
 let busy = false;
 
@@ -81,16 +85,19 @@ async function load(modelUrl: string, tokenizerUrl: string, threads: number): Pr
   putFile(modelPath, modelBytes);
   putFile(tokenizerPath, tokenizerBytes);
   const isolated = globalThis.crossOriginIsolated === true;
-  const kernels: ModelKernels & { close(): Promise<void> } = isolated && wasmSupported()
-    ? await createThreadedKernels({ threads })
-    : { ...jsKernels, ...jsQ8Kernels, close: async () => {} };
+  const gpu = isolated ? await openGpu() : undefined;
+  const kernels: ModelKernels & { close(): Promise<void> } = gpu !== undefined
+    ? { ...jsKernels, ...jsQ8Kernels, close: () => gpu.close() }
+    : isolated && wasmSupported()
+      ? await createThreadedKernels({ threads })
+      : { ...jsKernels, ...jsQ8Kernels, close: async () => {} };
   try {
     const source = openModelSource(modelPath);
     let tokenizer: Tokenizer;
-    let transformer: Transformer;
+    let transformer: InferenceEngine;
     try {
       tokenizer = loadTokenizer(tokenizerPath, source.config.vocabSize);
-      transformer = loadTransformer(source, kernels);
+      transformer = gpu !== undefined ? loadWebGpuEngine(gpu, source) : loadTransformer(source, kernels);
     } finally {
       source.close();
     }
@@ -98,7 +105,7 @@ async function load(modelUrl: string, tokenizerUrl: string, threads: number): Pr
     model = { transformer, tokenizer, kernels };
     post({
       type: 'loaded',
-      info: { dim: config.dim, nLayers: config.nLayers, nHeads: config.nHeads, vocabSize: config.vocabSize, seqLen: config.seqLen, kernels: kernels.name, crossOriginIsolated: isolated },
+      info: { dim: config.dim, nLayers: config.nLayers, nHeads: config.nHeads, vocabSize: config.vocabSize, seqLen: config.seqLen, kernels: gpu !== undefined ? transformer.backend : kernels.name, crossOriginIsolated: isolated },
     });
   } catch (err) {
     await kernels.close();
@@ -106,6 +113,17 @@ async function load(modelUrl: string, tokenizerUrl: string, threads: number): Pr
   } finally {
     removeFile(modelPath);
     removeFile(tokenizerPath);
+  }
+}
+
+/** The GPU, when navigator.gpu offers an adapter. */
+async function openGpu(): Promise<WebGpuDevice | undefined> {
+  if ((globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu === undefined) return undefined;
+  post({ type: 'progress', message: 'starting WebGPU' });
+  try {
+    return await WebGpuDevice.open();
+  } catch {
+    return undefined; // no adapter: WebAssembly instead
   }
 }
 

@@ -2,7 +2,6 @@
 
 import { UsageError } from '../errors.js';
 import { benchmark } from '../infer/bench.js';
-import { loadTransformer } from '../infer/load.js';
 import { intFlag, numberFlag, parseCommand } from './flags.js';
 import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
 
@@ -34,7 +33,7 @@ export async function main(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('bench needs one model: llama2 bench MODEL');
   const engine = await engineFromFlags(values);
   const loadStart = performance.now();
-  const transformer = loadTransformer(positionals[0]!, engine.kernels, engine.load);
+  const transformer = engine.open(positionals[0]!);
   const loadMs = performance.now() - loadStart;
   const seqLen = transformer.config.seqLen;
   const promptLen = intFlag(values, 'prompt-len', Math.min(16, seqLen - 1), 0, seqLen - 1);
@@ -48,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   if (values['json']) {
     process.stdout.write(JSON.stringify({
-      model: positionals[0], kernels: engine.kernels.name, threads: engine.kernels.threads, quantize: engine.load.quantize, temperature, topp, loadMs, ...r,
+      model: positionals[0], backend: transformer.backend, kernels: engine.kernels.name, threads: engine.kernels.threads, quantize: engine.load.quantize, temperature, topp, loadMs, ...r,
     }) + '\n');
     return 0;
   }
@@ -58,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
     `ms per token: ${r.msPerToken.toFixed(3)}\n` +
     `peak RSS: ${(r.peakRssBytes / 2 ** 20).toFixed(1)} MiB\n` +
     `load: ${loadMs.toFixed(1)} ms (median of timed runs: ${steps} decode steps ${temperature === 0 ? '(greedy)' : `(temperature ${temperature}, top-p ${topp})`} after ${promptLen} prefill positions; ` +
-    `${engine.kernels.name} kernels, ${engine.kernels.threads} thread(s)${engine.load.quantize === 'q8' ? ', int8' : ''})\n`,
+    `${engine.backend === 'webgpu' ? transformer.backend : `${engine.kernels.name} kernels, ${engine.kernels.threads} thread(s)`}${engine.load.quantize === 'q8' ? ', int8' : ''})\n`,
   );
   return 0;
 }

@@ -1,7 +1,6 @@
 // `llama2 eval MODEL --data FILE… --seq-len T`: validation loss and perplexity over every window.
 
 import { UsageError } from '../errors.js';
-import { loadTransformer } from '../infer/load.js';
 import { evaluateLoss, readTokenFile } from '../infer/eval.js';
 import { withModelSource } from '../model/open.js';
 import { intFlag, parseCommand } from './flags.js';
@@ -40,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     off += p.length;
   }
   const engine = await engineFromFlags(values);
-  const transformer = loadTransformer(positionals[0]!, engine.kernels, engine.load);
+  const transformer = engine.open(positionals[0]!);
   const quiet = values['quiet'] === true || !process.stderr.isTTY;
   const t0 = performance.now();
   const r = evaluateLoss(transformer, tokens, seqLen, quiet ? undefined : (done, total) => {

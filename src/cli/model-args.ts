@@ -1,15 +1,17 @@
 // What every model-running command (run, eval, bench, serve) shares: finding the tokenizer that
-// goes with a model, and choosing kernels.
+// goes with a model, and choosing the backend that runs it.
 
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
-import { UsageError } from '../errors.js';
+import { LlamaError, UsageError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
 import { withModelSource } from '../model/open.js';
 import type { ChatTemplateRef } from '../model/source.js';
 import { defaultModelFiles } from '../model/default-model.js';
-import type { LoadModelOptions } from '../infer/load.js';
-import { createKernels, type KernelSet } from '../kernels/kernel-set.js';
+import type { InferenceEngine } from '../infer/engine.js';
+import { type LoadModelOptions, loadTransformer } from '../infer/load.js';
+import { createKernels, jsKernelSet, type KernelSet } from '../kernels/kernel-set.js';
+import type { ModelSource } from '../model/source.js';
 import { intFlag, type ParsedFlags, stringFlag } from './flags.js';
 
 /** A model a command runs: its path, the tokenizer to use with it, and its shape. */
@@ -45,30 +47,63 @@ export function resolveTokenizerPath(modelPath: string, explicit: string | undef
   throw new UsageError(`no tokenizer given for ${basename(modelPath)} (-z FILE), none found with it, and no ./tokenizer.bin`);
 }
 
-/** The flags that choose how a model runs: kernels, threads, int8. */
+/** The flags that choose how a model runs: backend, threads, int8. */
 export const engineFlagSpec = {
+  backend: { type: 'string' },
   kernels: { type: 'string' },
   threads: { type: 'string' },
   quantize: { type: 'string' },
 } as const;
 
-export const ENGINE_HELP = `  --kernels K           wasm (WebAssembly SIMD, default) or js (plain TypeScript reference)
+export const ENGINE_HELP = `  --backend B           wasm (WebAssembly SIMD, default), webgpu (the GPU, through WebGPU), or js
+                        (plain TypeScript reference); --kernels is the same flag
   --threads N           threads for the wasm kernels (default: the number of cores)
   --quantize Q          q8: run with int8 Q8_0 weights (v2 files always can); none: float32 (default)`;
 
+export type Backend = 'js' | 'wasm' | 'webgpu';
+
 export interface Engine {
+  /** What runs the model. */
+  readonly backend: Backend;
+  /** The CPU kernels (the model's with wasm or js; the reference ones beside webgpu). */
   readonly kernels: KernelSet;
   readonly load: LoadModelOptions;
+  /** Loads a model (a path in any format, or an open source) onto the backend. */
+  open(model: string | ModelSource): InferenceEngine;
+  /** Releases the kernels' threads or the GPU. */
+  close(): Promise<void>;
 }
 
-/** Creates the kernels (and load options) the engine flags ask for. */
+/** Creates the backend (and load options) the engine flags ask for. */
 export async function engineFromFlags(values: ParsedFlags['values']): Promise<Engine> {
-  const kind = stringFlag(values, 'kernels');
-  if (kind !== undefined && kind !== 'js' && kind !== 'wasm') throw new UsageError(`--kernels must be js or wasm, got '${kind}'`);
+  const backendFlag = stringFlag(values, 'backend');
+  const kernelsFlag = stringFlag(values, 'kernels');
+  if (backendFlag !== undefined && kernelsFlag !== undefined && backendFlag !== kernelsFlag) {
+    throw new UsageError(`--backend ${backendFlag} and --kernels ${kernelsFlag} disagree (they are the same flag)`);
+  }
+  const kind = backendFlag ?? kernelsFlag;
+  if (kind !== undefined && kind !== 'js' && kind !== 'wasm' && kind !== 'webgpu') throw new UsageError(`--backend must be wasm, webgpu or js, got '${kind}'`);
   const threads = values['threads'] === undefined ? undefined : intFlag(values, 'threads', 1, 1, 256);
-  if (kind === 'js' && threads !== undefined && threads > 1) throw new UsageError('--threads needs the wasm kernels');
+  if (kind !== undefined && kind !== 'wasm' && threads !== undefined && threads > 1) throw new UsageError('--threads needs the wasm backend');
   const quantize = stringFlag(values, 'quantize', 'none');
   if (quantize !== 'none' && quantize !== 'q8') throw new UsageError(`--quantize must be q8 or none, got '${quantize}'`);
+  const load: LoadModelOptions = { quantize };
+  if (kind === 'webgpu') {
+    const { WebGpuDevice, loadWebGpuEngine } = await import('../backends/webgpu/engine.js');
+    const { probeAdapter } = await import('../backends/webgpu/probe.js');
+    const missing = probeAdapter();
+    if (missing !== undefined) throw new LlamaError(`--backend webgpu: ${missing}`);
+    const device = await WebGpuDevice.open();
+    return {
+      backend: 'webgpu', kernels: jsKernelSet, load,
+      open: (model) => loadWebGpuEngine(device, model, load),
+      close: () => device.close(),
+    };
+  }
   const kernels = await createKernels({ ...(kind ? { kind } : {}), ...(threads ? { threads } : {}) });
-  return { kernels, load: { quantize } };
+  return {
+    backend: kernels.name === 'js' ? 'js' : 'wasm', kernels, load,
+    open: (model) => loadTransformer(model, kernels, load),
+    close: () => kernels.close(),
+  };
 }

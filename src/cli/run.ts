@@ -5,7 +5,7 @@ import { UsageError } from '../errors.js';
 import { chat } from '../infer/chat.js';
 import { type ChatFormat, chatFormatFor } from '../infer/chat-format.js';
 import { templateChat } from '../infer/template-chat.js';
-import { loadTransformer } from '../infer/load.js';
+import type { InferenceEngine } from '../infer/engine.js';
 import { generate } from '../infer/generate.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { intFlag, numberFlag, parseCommand, stringFlag } from './flags.js';
@@ -71,7 +71,7 @@ export async function main(argv: string[]): Promise<number> {
   const modelPath = files.model;
   const tokenizer = loadTokenizer(files.tokenizer, files.config.vocabSize);
   const engine = await engineFromFlags(values);
-  const transformer = loadTransformer(modelPath, engine.kernels, engine.load);
+  const transformer = engine.open(modelPath);
   const half = Math.floor(transformer.config.seqLen / 2);
   if (keep !== undefined && keep > half) throw new UsageError(`--keep: ${keep} must be at most half the context window (${half})`);
 
@@ -100,7 +100,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function runChat(
-  transformer: ReturnType<typeof loadTransformer>, tokenizer: ReturnType<typeof loadTokenizer>, format: ChatFormat,
+  transformer: InferenceEngine, tokenizer: ReturnType<typeof loadTokenizer>, format: ChatFormat,
   options: Parameters<typeof chat>[3],
 ): Promise<void> {
   const rl = createInterface({ input: process.stdin, terminal: process.stdin.isTTY === true });

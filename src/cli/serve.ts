@@ -83,7 +83,7 @@ export async function main(argv: string[]): Promise<number> {
 
   const { model: modelPath, tokenizer: tokenizerPath } = resolveModelFiles(positionals, 'serve', stringFlag(values, 'tokenizer'));
   const engine = await engineFromFlags(values);
-  const model = loadServedModel({ modelPath, tokenizerPath, ...(id !== undefined ? { id } : {}) }, engine.kernels, engine.load);
+  const model = loadServedModel({ modelPath, tokenizerPath, ...(id !== undefined ? { id } : {}) }, engine.kernels, engine.load, engine.backend === 'webgpu' ? engine.open : undefined);
   const log = values['quiet'] ? undefined : (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   let started;
   try {
@@ -106,7 +106,7 @@ export async function main(argv: string[]): Promise<number> {
   if (sessions < maxConcurrent) {
     process.stderr.write(`note: only ${sessions} sessions (each with a KV cache of ${kvCacheMiB(c)}) fit in memory; serving ${sessions} at once\n`);
   }
-  process.stderr.write(`serving ${model.id} (dim ${c.dim}, ${c.nLayers} layers, context ${c.seqLen}) with ${engine.kernels.name} kernels, ` +
+  process.stderr.write(`serving ${model.id} (dim ${c.dim}, ${c.nLayers} layers, context ${c.seqLen}) with ${engine.backend === 'webgpu' ? model.transformer.backend : `${engine.kernels.name} kernels`}, ` +
     `${sessions} at once, ${maxQueued} waiting${apiKey !== undefined ? ', API key required' : ''}${corsOrigins.length > 0 ? `, CORS for ${corsOrigins.join(' ')}` : ''}\n`);
   process.stdout.write(`listening on ${url}\n`);
 
@@ -120,7 +120,7 @@ export async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', quit);
   process.once('SIGTERM', quit);
   await server.close(SHUTDOWN_GRACE_MS);
-  await engine.kernels.close();
+  await engine.close();
   process.stderr.write('stopped\n');
   return 0;
 }

@@ -5,7 +5,9 @@ import { statSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import type { ModelKernels } from '../infer/forward.js';
 import { chatFormatFor } from '../infer/chat-format.js';
+import type { InferenceEngine } from '../infer/engine.js';
 import { loadTransformer, type LoadModelOptions } from '../infer/load.js';
+import type { ModelSource } from '../model/source.js';
 import { openModelSource } from '../model/open.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import type { ServedModel } from './http.js';
@@ -19,8 +21,11 @@ export interface ServedModelFiles {
   readonly id?: string;
 }
 
-/** Loads the checkpoint into `kernels` (its first session) and its tokenizer. */
-export function loadServedModel(files: ServedModelFiles, kernels: ModelKernels, load: LoadModelOptions = {}): ServedModel {
+/**
+ * Loads the checkpoint into `kernels` (its first session) — or with `open`, onto another backend
+ * (WebGPU) — and its tokenizer.
+ */
+export function loadServedModel(files: ServedModelFiles, kernels: ModelKernels, load: LoadModelOptions = {}, open?: (source: ModelSource) => InferenceEngine): ServedModel {
   const source = openModelSource(files.modelPath);
   let transformer;
   let tokenizer;
@@ -28,7 +33,7 @@ export function loadServedModel(files: ServedModelFiles, kernels: ModelKernels, 
   try {
     tokenizer = loadTokenizer(files.tokenizerPath, source.config.vocabSize);
     chatFormat = chatFormatFor(source.chatTemplate);
-    transformer = loadTransformer(source, kernels, load);
+    transformer = open !== undefined ? open(source) : loadTransformer(source, kernels, load);
   } finally {
     source.close();
   }

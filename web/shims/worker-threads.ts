@@ -1,5 +1,5 @@
 // `node:worker_threads` for the browser bundle: the part of Worker that src/kernels/threads.ts
-// uses, over a Web Worker (a module worker, so it can import). The worker script — the bundle of
+// and the WebGPU engine use, over a Web Worker (a module worker, so it can import). The worker script — the bundle of
 // web/kernel-worker.ts, named thread-worker.js so that threads.ts's URL finds it — receives
 // `workerData` as its first message, and answers in ShimMessage envelopes so that a worker's end
 // can be told apart from its messages.
@@ -29,6 +29,16 @@ export class Worker {
       this.emit('error', new Error(e.message || 'the worker failed to load'));
     };
     this.worker.postMessage(options.workerData);
+  }
+
+  /** Messages to the worker after its workerData (the GPU host's commands). */
+  postMessage(message: unknown): void {
+    this.worker.postMessage(message);
+  }
+
+  removeAllListeners(): this {
+    this.listeners.length = 0;
+    return this;
   }
 
   on(event: Event, listener: Listener): this {
