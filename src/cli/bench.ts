@@ -2,6 +2,7 @@
 
 import { UsageError } from '../errors.js';
 import { benchmark } from '../infer/bench.js';
+import { Transformer } from '../infer/forward.js';
 import { intFlag, numberFlag, parseCommand } from './flags.js';
 import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
 
@@ -36,6 +37,7 @@ export async function main(argv: string[]): Promise<number> {
   const transformer = engine.open(positionals[0]!);
   const loadMs = performance.now() - loadStart;
   const seqLen = transformer.config.seqLen;
+  const int8 = transformer instanceof Transformer && transformer.groupSize > 0;
   const promptLen = intFlag(values, 'prompt-len', Math.min(16, seqLen - 1), 0, seqLen - 1);
   const steps = Math.min(intFlag(values, 'steps', 256, 1), seqLen - promptLen);
   const temperature = numberFlag(values, 'temperature', 1);
@@ -47,7 +49,8 @@ export async function main(argv: string[]): Promise<number> {
   });
   if (values['json']) {
     process.stdout.write(JSON.stringify({
-      model: positionals[0], backend: transformer.backend, kernels: engine.kernels.name, threads: engine.kernels.threads, quantize: engine.load.quantize, temperature, topp, loadMs, ...r,
+      model: positionals[0], backend: transformer.backend, kernels: engine.kernels.name, threads: engine.kernels.threads, quantize: engine.load.quantize,
+      weights: int8 ? 'int8' : 'float32', contextLength: seqLen, temperature, topp, loadMs, ...r,
     }) + '\n');
     return 0;
   }
@@ -57,7 +60,7 @@ export async function main(argv: string[]): Promise<number> {
     `ms per token: ${r.msPerToken.toFixed(3)}\n` +
     `peak RSS: ${(r.peakRssBytes / 2 ** 20).toFixed(1)} MiB\n` +
     `load: ${loadMs.toFixed(1)} ms (median of timed runs: ${steps} decode steps ${temperature === 0 ? '(greedy)' : `(temperature ${temperature}, top-p ${topp})`} after ${promptLen} prefill positions; ` +
-    `${engine.backend === 'webgpu' ? transformer.backend : `${engine.kernels.name} kernels, ${engine.kernels.threads} thread(s)`}${engine.load.quantize === 'q8' ? ', int8' : ''})\n`,
+    `${engine.backend === 'webgpu' ? transformer.backend : `${engine.kernels.name} kernels, ${engine.kernels.threads} thread(s)`}${int8 ? ', int8' : ''}, context ${seqLen})\n`,
   );
   return 0;
 }

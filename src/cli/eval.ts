@@ -39,7 +39,8 @@ export async function main(argv: string[]): Promise<number> {
     off += p.length;
   }
   const engine = await engineFromFlags(values);
-  const transformer = engine.open(positionals[0]!);
+  // the KV cache holds one window (unless --ctx asks otherwise)
+  const transformer = engine.open(positionals[0]!, { contextLength: engine.load.contextLength ?? seqLen });
   const quiet = values['quiet'] === true || !process.stderr.isTTY;
   const t0 = performance.now();
   const r = evaluateLoss(transformer, tokens, seqLen, quiet ? undefined : (done, total) => {

@@ -3,8 +3,7 @@
 
 import { basename } from 'node:path';
 import { UsageError } from '../errors.js';
-import { loadFloat32Weights, plainMemory } from '../infer/load.js';
-import { writeCheckpoint } from '../model/checkpoint.js';
+import { writeCheckpointFrom } from '../model/checkpoint.js';
 import { type GgufValue, ValueType } from '../model/gguf.js';
 import { writeLlamaGguf } from '../model/gguf-llama.js';
 import { withModelSource } from '../model/open.js';
@@ -24,7 +23,9 @@ Converts a model (any format llama2ts reads) to:
          (-z TOKENIZER, else the one found with the model) and its chat template, and the tensors as
          --dtype f32 (default), f16 or q8_0 (ggml's Q8_0; a matrix whose rows are not whole
          32-value blocks is written F16, as llama.cpp's converter does); norms stay F32
-Converting from a quantized model dequantizes first.`;
+Converting from a quantized model to v0/v1 dequantizes; Q8_0 stored at the group size asked for
+passes to v2 as it is. llama2.c formats are read and written a chunk at a time: converting a 7B
+model takes a few tens of MiB of memory.`;
 
 export async function main(argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, {
@@ -41,8 +42,8 @@ export async function main(argv: string[]): Promise<number> {
   if (format === 'gguf') return exportGguf(positionals[0]!, out, values);
   if (values['dtype'] !== undefined || values['tokenizer'] !== undefined) throw new UsageError('--dtype and -z are for --format gguf');
   const groupSize = intFlag(values, 'group-size', 64, 1, 1 << 16);
-  const weights = withModelSource(positionals[0]!, (source) => loadFloat32Weights(source, plainMemory));
-  writeCheckpoint(out, weights, format, groupSize);
+  // read and written a chunk of rows at a time (Q8_0 stored at the same group size passes as it is)
+  withModelSource(positionals[0]!, (source) => writeCheckpointFrom(out, source, format, groupSize));
   process.stderr.write(`wrote ${out} (${format})\n`);
   return 0;
 }

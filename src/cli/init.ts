@@ -2,16 +2,18 @@
 // and benchmarks).
 
 import { UsageError } from '../errors.js';
-import { writeCheckpoint } from '../model/checkpoint.js';
+import { writeCheckpointFrom } from '../model/checkpoint.js';
 import { type ModelConfig, hiddenDimFor, validateConfig } from '../model/config.js';
 import { parameterCount } from '../model/weights.js';
-import { initWeights } from '../train/init.js';
+import { initReader } from '../train/init.js';
 import { intFlag, parseCommand, stringFlag } from './flags.js';
 
 const HELP = `Usage: llama2 init -o FILE [options]
 
 Writes a checkpoint with llama2.c's model.py initialisation: weights from N(0, 0.02²), the wo and
 w3 projections from N(0, (0.02/√(2·layers))²), norms 1. Defaults are train.py's (the 15M shape).
+The file is written as it is drawn, in a few tens of MiB of memory whatever its size (v2 of the
+Llama-2-7B shape: --dim 4096 --layers 32 --heads 32 --hidden-dim 11008 --seq-len 4096).
 
 Options:
   --dim N            model width (default 288)
@@ -58,8 +60,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message.replace(/^init: impossible header: /, ''));
   }
-  const weights = initWeights(config, intFlag(values, 'seed', 1337, 0, 2 ** 31 - 1));
-  writeCheckpoint(out, weights, format);
+  // drawn and written a piece at a time: a 7B model never sits in memory
+  writeCheckpointFrom(out, initReader(config, intFlag(values, 'seed', 1337, 0, 2 ** 31 - 1)), format);
   process.stderr.write(`wrote ${out}: ${format}, ${(parameterCount(config) / 1e6).toFixed(2)}M parameters (dim ${config.dim}, hidden ${config.hiddenDim}, ${config.nLayers} layers, ${config.nHeads} heads, ${config.nKvHeads} kv heads, vocab ${config.vocabSize}, seq ${config.seqLen})\n`);
   return 0;
 }

@@ -9,6 +9,7 @@ import { withModelSource } from '../model/open.js';
 import type { ChatTemplateRef } from '../model/source.js';
 import { defaultModelFiles } from '../model/default-model.js';
 import type { InferenceEngine } from '../infer/engine.js';
+import { DEFAULT_MAX_CONTEXT } from '../infer/forward.js';
 import { type LoadModelOptions, loadTransformer } from '../infer/load.js';
 import { createKernels, jsKernelSet, type KernelSet } from '../kernels/kernel-set.js';
 import type { ModelSource } from '../model/source.js';
@@ -47,18 +48,22 @@ export function resolveTokenizerPath(modelPath: string, explicit: string | undef
   throw new UsageError(`no tokenizer given for ${basename(modelPath)} (-z FILE), none found with it, and no ./tokenizer.bin`);
 }
 
-/** The flags that choose how a model runs: backend, threads, int8. */
+/** The flags that choose how a model runs: backend, threads, int8, context window. */
 export const engineFlagSpec = {
   backend: { type: 'string' },
   kernels: { type: 'string' },
   threads: { type: 'string' },
   quantize: { type: 'string' },
+  dequantize: { type: 'boolean' },
+  ctx: { type: 'string' },
 } as const;
 
 export const ENGINE_HELP = `  --backend B           wasm (WebAssembly SIMD, default), webgpu (the GPU, through WebGPU), or js
                         (plain TypeScript reference); --kernels is the same flag
   --threads N           threads for the wasm kernels (default: the number of cores)
-  --quantize Q          q8: run with int8 Q8_0 weights (v2 files always can); none: float32 (default)`;
+  --quantize Q          q8: run a float32 file (v0, v1) with int8 Q8_0 weights; none: as float32 (default)
+  --dequantize          run a v2 file as float32 (4× the memory); by default it runs as the int8 it holds
+  --ctx N               context window: positions the KV cache holds (default: the model's, at most ${DEFAULT_MAX_CONTEXT})`;
 
 export type Backend = 'js' | 'wasm' | 'webgpu';
 
@@ -68,8 +73,8 @@ export interface Engine {
   /** The CPU kernels (the model's with wasm or js; the reference ones beside webgpu). */
   readonly kernels: KernelSet;
   readonly load: LoadModelOptions;
-  /** Loads a model (a path in any format, or an open source) onto the backend. */
-  open(model: string | ModelSource): InferenceEngine;
+  /** Loads a model (a path in any format, or an open source) onto the backend; `options` override the flags'. */
+  open(model: string | ModelSource, options?: LoadModelOptions): InferenceEngine;
   /** Releases the kernels' threads or the GPU. */
   close(): Promise<void>;
 }
@@ -87,7 +92,10 @@ export async function engineFromFlags(values: ParsedFlags['values']): Promise<En
   if (kind !== undefined && kind !== 'wasm' && threads !== undefined && threads > 1) throw new UsageError('--threads needs the wasm backend');
   const quantize = stringFlag(values, 'quantize', 'none');
   if (quantize !== 'none' && quantize !== 'q8') throw new UsageError(`--quantize must be q8 or none, got '${quantize}'`);
-  const load: LoadModelOptions = { quantize };
+  const dequantize = values['dequantize'] === true;
+  if (dequantize && quantize === 'q8') throw new UsageError('--dequantize and --quantize q8 contradict each other');
+  const contextLength = values['ctx'] === undefined ? undefined : intFlag(values, 'ctx', 0, 1);
+  const load: LoadModelOptions = { quantize, dequantize, ...(contextLength !== undefined ? { contextLength } : {}) };
   if (kind === 'webgpu') {
     const { WebGpuDevice, loadWebGpuEngine } = await import('../backends/webgpu/engine.js');
     const { probeAdapter } = await import('../backends/webgpu/probe.js');
@@ -96,14 +104,14 @@ export async function engineFromFlags(values: ParsedFlags['values']): Promise<En
     const device = await WebGpuDevice.open();
     return {
       backend: 'webgpu', kernels: jsKernelSet, load,
-      open: (model) => loadWebGpuEngine(device, model, load),
+      open: (model, options) => loadWebGpuEngine(device, model, { ...load, ...options }),
       close: () => device.close(),
     };
   }
   const kernels = await createKernels({ ...(kind ? { kind } : {}), ...(threads ? { threads } : {}) });
   return {
     backend: kernels.name === 'js' ? 'js' : 'wasm', kernels, load,
-    open: (model) => loadTransformer(model, kernels, load),
+    open: (model, options) => loadTransformer(model, kernels, { ...load, ...options }),
     close: () => kernels.close(),
   };
 }

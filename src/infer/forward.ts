@@ -32,6 +32,7 @@ import type { Q8Weights, QuantizedTensor } from '../model/checkpoint.js';
 import { type ModelConfig, headSize, kvDim, normEps, ropeTheta } from '../model/config.js';
 import { type TransformerWeights, parameterCount } from '../model/weights.js';
 import { jsKernels } from '../kernels/js.js';
+import { jsQ8Kernels } from '../kernels/q8-js.js';
 import type { Q8Kernels } from '../kernels/q8-types.js';
 import type { AttentionShape, FusedForward, GroupedInput, GroupedMatmul, Kernels } from '../kernels/types.js';
 import type { InferenceEngine } from './engine.js';
@@ -45,7 +46,22 @@ type Matrix = Float32Array | QuantizedTensor;
  */
 export type ModelKernels = Kernels & Partial<Q8Kernels> & Partial<FusedForward> & Partial<GroupedMatmul>;
 
+/** The plain TypeScript kernels, float32 and int8: the default. */
+export const referenceKernels: ModelKernels = { ...jsKernels, ...jsQ8Kernels };
+
+/**
+ * The context window a model runs with when none is asked for: its seq_len, at most this. The KV
+ * cache holds this many positions (a 4096-context 7B model's cache at full length is 2 GiB).
+ */
+export const DEFAULT_MAX_CONTEXT = 4096;
+
 export interface TransformerOptions {
+  /**
+   * Positions the KV cache holds, 1 ≤ contextLength ≤ the model's seq_len (default
+   * min(seq_len, DEFAULT_MAX_CONTEXT)). The engine's config reports it as seqLen: generation,
+   * chat and the server stop there.
+   */
+  contextLength?: number;
   /**
    * Use the kernels' fused forward pass when they offer one for this model (default true). false
    * forces the kernel-by-kernel code below (the tests compare the two).
@@ -132,6 +148,7 @@ function allocateRunState(c: ModelConfig, kernels: ModelKernels, groupSize: numb
 const Q8_CACHED_BYTES = 24 << 20;
 
 export class Transformer implements InferenceEngine {
+  /** The model's config, with seqLen the context window this engine runs with (its KV cache). */
   readonly config: ModelConfig;
   readonly state: RunState;
   /** Q8_0 group size, or 0 for float32 weights. */
@@ -151,8 +168,9 @@ export class Transformer implements InferenceEngine {
   /** shift(): (cos, sin) of the rotation by −drop positions for each pair of a head. */
   private readonly shiftRotation: Float64Array;
 
-  constructor(readonly weights: TransformerWeights | Q8Weights, readonly kernels: ModelKernels = jsKernels, private readonly options: TransformerOptions = {}) {
-    const c = weights.config;
+  constructor(readonly weights: TransformerWeights | Q8Weights, readonly kernels: ModelKernels = referenceKernels, private readonly options: TransformerOptions = {}) {
+    const ctx = contextLengthFor(weights.config, options.contextLength);
+    const c: ModelConfig = { ...weights.config, seqLen: ctx };
     this.config = c;
     this.eps = normEps(c);
     this.theta = ropeTheta(c);
@@ -340,4 +358,13 @@ export class Transformer implements InferenceEngine {
     this.quantizeInput(s.x, dim);
     this.matmul(s.logits, s.x, this.wcls, dim, c.vocabSize);
   }
+}
+
+/** The context window for `contextLength` asked of a model (see TransformerOptions). */
+export function contextLengthFor(c: ModelConfig, contextLength: number | undefined): number {
+  if (contextLength === undefined) return Math.min(c.seqLen, DEFAULT_MAX_CONTEXT);
+  if (!Number.isInteger(contextLength) || contextLength < 1 || contextLength > c.seqLen) {
+    throw new LlamaError(`the context length must be an integer from 1 to the model's ${c.seqLen}, not ${contextLength}`);
+  }
+  return contextLength;
 }

@@ -1,10 +1,11 @@
 // Loading a model into the kernels' memory: a ModelSource (any format, src/model/source.ts) is read
 // tensor by tensor, in chunks of rows, straight into the buffers the kernels run from.
 //
-//   float32 (default)  every tensor is allocated in the kernels' memory and the source writes
-//                      its rows there directly (converting F16/BF16/Q8_0 on the way)
-//   Q8_0 (--quantize q8)
-//                      a source that stores Q8_0 (llama2.c v2) hands over its int8 values and
+//   float32            every tensor is allocated in the kernels' memory and the source writes
+//                      its rows there directly (converting F16/BF16 on the way); the default for
+//                      a source that does not store Q8_0, and with --dequantize for one that does
+//   Q8_0               the default for a source that stores Q8_0 (llama2.c v2), and --quantize q8
+//                      for any other: a source that stores Q8_0 hands over its int8 values and
 //                      scales as they are; any other is read a chunk of rows at a time into one
 //                      small reusable float32 buffer and quantized from it (export.py's
 //                      quantize_q80: scale = max|w|/127 per group, q = round-half-even(w/scale);
@@ -15,24 +16,29 @@
 // Peak memory is the engine's weights plus one chunk (CHUNK_FLOATS) and the source's own scratch
 // of the same order — never the file twice. Every value is checked to be finite as it arrives.
 
-import { FormatError, LlamaError } from '../errors.js';
+import { FormatError, LlamaError, OutOfMemoryError } from '../errors.js';
 import type { Q8Weights, QuantizedTensor } from '../model/checkpoint.js';
 import { q8GroupSizeFor } from '../model/checkpoint.js';
 import { openModelSource } from '../model/open.js';
 import { MATRIX_TENSORS, type ModelSource, NORM_TENSORS, tensorShape } from '../model/source.js';
+import { type ModelConfig, kvDim } from '../model/config.js';
 import { type TensorName, type TransformerWeights, parameterCount, parameterTable, weightsView } from '../model/weights.js';
 import { quantize } from '../kernels/q8-js.js';
-import { jsKernels } from '../kernels/js.js';
-import { type ModelKernels, Transformer } from './forward.js';
+import { type ModelKernels, Transformer, contextLengthFor, referenceKernels } from './forward.js';
 
 export interface LoadModelOptions {
   /**
-   * 'q8': run with Q8_0 int8 weights — a file that stores Q8_0 as it is, any other quantized at
-   * load time. 'none' (default): float32 — Q8_0 files are dequantized.
+   * 'q8': a model stored in float32 (or F16/BF16) is quantized to Q8_0 int8 while it loads.
+   * 'none' (default): it runs as float32. A model stored as Q8_0 (a v2 file) runs as the int8 it
+   * holds either way, unless `dequantize`.
    */
   quantize?: 'none' | 'q8';
+  /** A model stored as Q8_0 expanded to float32 (4× the memory of its int8 weights) instead. */
+  dequantize?: boolean;
   /** Group size when quantizing (default 64, halved until it divides dim). */
   groupSize?: number;
+  /** The context window (see TransformerOptions.contextLength). */
+  contextLength?: number;
   /** Values per read (default CHUNK_FLOATS; tests make it small to cross chunk boundaries). */
   chunkFloats?: number;
 }
@@ -148,10 +154,18 @@ function gcd(a: number, b: number): number {
   return a;
 }
 
-/** Loads a source's weights for `kernels`: float32, or Q8_0 with `quantize: 'q8'`. */
+/** True when a source loads as Q8_0 with these options (see LoadModelOptions). */
+export function loadsAsQ8(source: Pick<ModelSource, 'q8GroupSize'>, options: LoadModelOptions): boolean {
+  if (options.dequantize === true && options.quantize === 'q8') throw new LlamaError('quantize q8 and dequantize contradict each other');
+  return source.q8GroupSize !== undefined ? options.dequantize !== true : options.quantize === 'q8';
+}
+
+/** Loads a source's weights for `kernels`: float32 or Q8_0 (see LoadModelOptions). */
 export function loadWeights(source: ModelSource, kernels: ModelKernels, options: LoadModelOptions = {}): TransformerWeights | Q8Weights {
-  if (options.quantize === 'q8') {
-    if (kernels.allocateInt8 === undefined) throw new LlamaError(`the ${kernels.name} kernels have no int8 support`);
+  if (loadsAsQ8(source, options)) {
+    if (kernels.allocateInt8 === undefined || kernels.quantize === undefined || kernels.matmulQ8 === undefined) {
+      throw new LlamaError(`the ${kernels.name} kernels have no int8 support${source.q8GroupSize !== undefined ? ` (${source.path} runs as the int8 it stores unless dequantized)` : ''}`);
+    }
     const alloc = { allocate: (n: number) => kernels.allocate(n), allocateInt8: (n: number) => kernels.allocateInt8!(n) };
     return loadQ8Weights(source, alloc, options.groupSize ?? 64, options.chunkFloats);
   }
@@ -161,14 +175,52 @@ export function loadWeights(source: ModelSource, kernels: ModelKernels, options:
 
 /**
  * Loads a model — a path in any format openModelSource knows (a llama2.c .bin, a Hugging Face or
- * Meta folder), or an open source — straight into the kernels' memory.
+ * Meta folder), or an open source — straight into the kernels' memory. A model that does not fit
+ * fails with an OutOfMemoryError saying what would.
  */
-export function loadTransformer(model: string | ModelSource, kernels: ModelKernels = jsKernels, options: LoadModelOptions = {}): Transformer {
-  if (typeof model !== 'string') return new Transformer(loadWeights(model, kernels, options), kernels);
-  const source = openModelSource(model);
-  try {
-    return new Transformer(loadWeights(source, kernels, options), kernels);
-  } finally {
-    source.close();
+export function loadTransformer(model: string | ModelSource, kernels: ModelKernels = referenceKernels, options: LoadModelOptions = {}): Transformer {
+  if (typeof model === 'string') {
+    const source = openModelSource(model);
+    try {
+      return loadTransformer(source, kernels, options);
+    } finally {
+      source.close();
+    }
   }
+  const contextLength = contextLengthFor(model.config, options.contextLength);
+  const q8 = loadsAsQ8(model, options);
+  try {
+    return new Transformer(loadWeights(model, kernels, options), kernels, { contextLength });
+  } catch (err) {
+    if (err instanceof OutOfMemoryError) {
+      throw new OutOfMemoryError(`${model.path}: ${err.message}; ${fitAdvice(model, q8, contextLength, model.q8GroupSize ?? options.groupSize ?? 64)}`);
+    }
+    throw err;
+  }
+}
+
+/** Bytes of memory a model takes to run: its weights as loaded, its KV cache, and the activations. */
+export function runningBytes(c: ModelConfig, q8: boolean, contextLength: number, groupSize = 64): { weights: number; kvCache: number; total: number } {
+  const params = parameterCount(c);
+  const norms = (2 * c.nLayers + 1) * c.dim;
+  const weights = q8 ? 4 * norms + (params - norms) * (1 + 4 / groupSize) : 4 * params;
+  const kvCache = 2 * 4 * c.nLayers * contextLength * kvDim(c);
+  const activations = 4 * (6 * c.dim + 2 * c.hiddenDim + 2 * kvDim(c) + c.nHeads * contextLength + c.vocabSize) + 2 * Math.max(c.dim, c.hiddenDim);
+  return { weights, kvCache, total: weights + kvCache + activations };
+}
+
+/** What would make a model that did not fit fit: int8 weights, a shorter context. */
+function fitAdvice(source: ModelSource, q8: boolean, contextLength: number, groupSize: number): string {
+  const size = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+  const c = source.config;
+  const now = runningBytes(c, q8, contextLength, groupSize);
+  const ideas: string[] = [];
+  if (!q8) {
+    const asInt8 = runningBytes(c, true, contextLength, groupSize);
+    ideas.push(`${source.q8GroupSize !== undefined ? 'drop --dequantize' : 'run it as int8 with --quantize q8'} (${size(asInt8.total)})`);
+  }
+  const shorter = Math.min(contextLength, 512);
+  if (shorter < contextLength) ideas.push(`a shorter context, e.g. --ctx ${shorter} (KV cache ${size(runningBytes(c, q8, shorter, groupSize).kvCache)})`);
+  const what = `it needs ${size(now.total)} (weights ${size(now.weights)} as ${q8 ? 'int8' : 'float32'}, KV cache ${size(now.kvCache)} for a context of ${contextLength})`;
+  return ideas.length > 0 ? `${what}; try ${ideas.join(', or ')}` : `${what}, more than this engine can hold`;
 }

@@ -4,7 +4,6 @@
 
 import { openModelSource } from '../model/open.js';
 import type { ModelConfig } from '../model/config.js';
-import { jsKernels } from '../kernels/js.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { LlamaError } from '../errors.js';
 import type { ChatMessage } from './chat.js';
@@ -19,8 +18,12 @@ export interface LoadOptions {
   tokenizer?: string;
   /** Kernel set (see createKernels); default the plain TypeScript kernels. */
   kernels?: ModelKernels;
-  /** 'q8' runs with int8 Q8_0 weights (see LoadModelOptions). */
+  /** 'q8' runs a float32 file with int8 Q8_0 weights (see LoadModelOptions); v2 files run as int8. */
   quantize?: LoadModelOptions['quantize'];
+  /** A v2 file run as float32 (see LoadModelOptions). */
+  dequantize?: boolean;
+  /** The context window (default: the model's, at most 4096; see LoadModelOptions). */
+  contextLength?: number;
 }
 
 export class LanguageModel {
@@ -36,13 +39,14 @@ export class LanguageModel {
 
   /** Loads a model (a llama2.c checkpoint, a Hugging Face or Meta folder) and its tokenizer. */
   static load(modelPath: string, options: LoadOptions = {}): LanguageModel {
+    const { quantize, dequantize, contextLength } = options;
     const source = openModelSource(modelPath);
     try {
       const tokenizerPath = options.tokenizer ?? source.tokenizer?.path;
       if (tokenizerPath === undefined) throw new LlamaError(`${modelPath}: no tokenizer found with the model; pass { tokenizer: FILE }`);
       const tokenizer = loadTokenizer(tokenizerPath, source.config.vocabSize);
       const format = chatFormatFor(source.chatTemplate);
-      return new LanguageModel(loadTransformer(source, options.kernels ?? jsKernels, { quantize: options.quantize ?? 'none' }), tokenizer, format);
+      return new LanguageModel(loadTransformer(source, options.kernels, { quantize, dequantize, contextLength }), tokenizer, format);
     } finally {
       source.close();
     }

@@ -61,7 +61,7 @@ export function instantiateKernels(module: WebAssembly.Module, memory: WebAssemb
 /** Creates the shared memory the kernels import. */
 export function createKernelMemory(initialBytes: number): WebAssembly.Memory {
   const initial = Math.max(1, Math.ceil(initialBytes / PAGE_BYTES));
-  if (initial > MAX_PAGES) throw new LlamaError(`cannot reserve ${initialBytes} bytes: WebAssembly memory is limited to 4 GiB`);
+  if (initial > MAX_PAGES) throw new OutOfMemoryError(`cannot reserve ${initialBytes} bytes: WebAssembly memory is limited to 4 GiB`);
   return new WebAssembly.Memory({ initial, maximum: MAX_PAGES, shared: true });
 }
 

@@ -29,9 +29,11 @@
 //   Groups run over the flattened tensor: value i is q[i] * scale[floor(i / group_size)], so a group
 //   may span two rows when the row length is not a multiple of group_size.
 
+import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { describeFsError, FormatError, LlamaError } from '../errors.js';
-import { writeFileAtomic } from '../files.js';
+import { commitFile, tempPathFor, writeFileAtomic } from '../files.js';
 import { bytesOf, FileReader } from './file-reader.js';
+import { type ModelSource, tensorShape } from './source.js';
 import { quantize } from '../kernels/q8-js.js';
 import {
   DEFAULT_NORM_EPS, DEFAULT_ROPE_THETA, type ModelConfig, fitsLlama2c, headSize, kvDim, normEps, ropeTheta, validateConfig,
@@ -409,6 +411,44 @@ export function quantizeWeights(w: TransformerWeights, groupSize: number, alloc:
 // (re-exported for older imports; new code imports it from ../files.js)
 export { writeFileAtomic };
 
+/** A file written a piece at a time under a temporary name, put in place durably (files.ts's commitFile) once complete. */
+class StreamedFile {
+  private readonly tmp: string;
+  private readonly fd: number;
+  private open = true;
+
+  constructor(readonly path: string) {
+    this.tmp = tempPathFor(path);
+    try {
+      this.fd = openSync(this.tmp, 'w');
+    } catch (err) {
+      throw describeFsError(path, err);
+    }
+  }
+
+  write(bytes: Uint8Array): void {
+    try {
+      let done = 0;
+      while (done < bytes.byteLength) done += writeSync(this.fd, bytes, done, bytes.byteLength - done);
+    } catch (err) {
+      throw describeFsError(this.path, err);
+    }
+  }
+
+  commit(): void {
+    this.open = false;
+    closeSync(this.fd);
+    commitFile(this.tmp, this.path);
+  }
+
+  /** Removes the temporary file (nothing at `path` changes). */
+  abort(): void {
+    if (this.open) try { closeSync(this.fd); } catch { /* already closed */ }
+    this.open = false;
+    try { unlinkSync(this.tmp); } catch { /* already gone */ }
+  }
+}
+
 function headerBytes(c: ModelConfig, version: 1 | 2, groupSize = 0): Uint8Array {
   const head = new Uint8Array(HEADER_BYTES_V1);
   const dv = new DataView(head.buffer);
@@ -448,23 +488,128 @@ export function checkFitsLlama2c(c: ModelConfig, format: CheckpointFormat): void
   }
 }
 
+/**
+ * What the streaming writer reads from: a ModelSource (src/model/source.ts: any model format), or
+ * anything else that produces rows of the engine's tensors (src/train/init.ts draws them). The
+ * writer asks for the tensors in the order of the file it writes, each tensor's rows in order —
+ * for every llama2.c format the matrices then come in the same order (embedding, wq, wk, wv, wo,
+ * w1, w2, w3, classifier; layer by layer).
+ */
+export type WeightReader = Pick<ModelSource, 'config' | 'read'> & Partial<Pick<ModelSource, 'path' | 'q8GroupSize' | 'readQ8'>>;
+
+/** Values the writer holds at once (16 MiB of float32): a 7B model is written piece by piece. */
+const WRITE_CHUNK = 1 << 22;
+
+/**
+ * Writes a checkpoint whose values come from `reader`, a chunk of rows at a time: memory stays a
+ * few tens of MiB whatever the model's size. v2 quantizes with group size `groupSize` (halved
+ * until it divides dim, as export.py does), chunks of whole groups, exactly as quantizeQ80
+ * quantizes a whole matrix; a reader that stores Q8_0 with that group size (readQ8) hands its
+ * values over as they are. Every value read is checked to be finite.
+ */
+export function writeCheckpointFrom(path: string, reader: WeightReader, format: CheckpointFormat, groupSize = 64): void {
+  const c = reader.config;
+  checkFitsLlama2c(c, format);
+  const gs = q8GroupSizeFor(c, groupSize);
+  if (format === 'v2') {
+    for (const [name, numel] of q8Order(c)) {
+      if (numel % gs !== 0) throw new LlamaError(`cannot write v2: tensor ${name} (${numel} values per layer) is not a whole number of groups of ${gs}`);
+    }
+  }
+  const native = format === 'v2' && reader.q8GroupSize === gs && reader.readQ8 !== undefined;
+  let scratch = new Float32Array(WRITE_CHUNK);
+  const file = new StreamedFile(path);
+  /** Reads rows [row, row + rows) of `name` into scratch and checks them. */
+  const read = (name: TensorName, layer: number, row: number, rows: number, cols: number): Float32Array => {
+    if (scratch.length < rows * cols) scratch = new Float32Array(rows * cols); // rows longer than a chunk
+    const view = scratch.subarray(0, rows * cols);
+    reader.read(name, layer, row, rows, view);
+    for (let i = 0; i < view.length; i++) {
+      if (!Number.isFinite(view[i]!)) throw new FormatError(reader.path ?? path, `tensor ${name} layer ${layer} row ${row + Math.floor(i / cols)}: value ${i % cols} is not a finite number`);
+    }
+    return view;
+  };
+  /** Tensor `name` as float32, layer by layer. */
+  const float32 = (name: TensorName): void => {
+    const { layers, rows, cols } = tensorShape(c, name);
+    const step = Math.max(1, Math.min(rows, Math.floor(WRITE_CHUNK / cols)));
+    for (let l = 0; l < layers; l++) {
+      for (let r = 0; r < rows; r += step) file.write(bytesOf(read(name, l, r, Math.min(step, rows - r), cols)));
+    }
+  };
+  /** Tensor `name` as Q8_0, layer by layer: its int8 values, then its scales. */
+  const q8 = (name: TensorName): void => {
+    const { layers, rows, cols } = tensorShape(c, name);
+    const numel = rows * cols;
+    // chunks of whole rows holding whole groups (a multiple of gs / gcd(cols, gs) rows)
+    const align = gs / gcd(cols, gs);
+    const step = Math.min(rows, Math.max(align, Math.floor(WRITE_CHUNK / cols / align) * align));
+    const q = new Int8Array(Math.min(numel, Math.max(step * cols, WRITE_CHUNK)));
+    const s = new Float32Array(numel / gs);
+    for (let l = 0; l < layers; l++) {
+      if (native) {
+        const span = Math.floor(q.length / gs) * gs;
+        for (let i = 0; i < numel; i += span) {
+          const n = Math.min(span, numel - i);
+          reader.readQ8!(name, l, i, n, q, s.subarray(i / gs));
+          file.write(bytesOf(q.subarray(0, n)));
+        }
+        for (let g = 0; g < s.length; g++) {
+          if (!Number.isFinite(s[g]!)) throw new FormatError(reader.path ?? path, `tensor ${name} layer ${l}: scale ${g} is not a finite number`);
+        }
+      } else {
+        for (let r = 0; r < rows; r += step) {
+          const view = read(name, l, r, Math.min(step, rows - r), cols);
+          quantize(q, s.subarray((r * cols) / gs), view, view.length, gs);
+          file.write(bytesOf(q.subarray(0, view.length)));
+        }
+      }
+      file.write(bytesOf(s));
+    }
+  };
+  try {
+    if (format === 'v1') {
+      file.write(headerBytes(c, 1));
+      for (const t of parameterTable(c)) float32(t.name);
+    } else if (format === 'v0') {
+      const head = new Int32Array([c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.sharedClassifier ? c.vocabSize : -c.vocabSize, c.seqLen]);
+      file.write(new Uint8Array(head.buffer));
+      for (const name of V0_ORDER) {
+        if (name === 'freqCis') freqCis(c).forEach((t) => file.write(bytesOf(t)));
+        else if (name !== 'wcls' || !c.sharedClassifier) float32(name);
+      }
+    } else {
+      file.write(headerBytes(c, 2, gs));
+      for (const name of ['rmsAtt', 'rmsFfn', 'rmsFinal'] as const) float32(name);
+      for (const [name] of q8Order(c)) q8(name);
+    }
+    file.commit();
+  } catch (err) {
+    file.abort();
+    throw err;
+  }
+}
+
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
+}
+
+/** A WeightReader over float32 weights in memory. */
+export function weightsReader(w: TransformerWeights): WeightReader {
+  return {
+    config: w.config,
+    read(name, layer, row, rows, dst) {
+      const { rows: perLayer, cols } = tensorShape(w.config, name);
+      const from = (layer * perLayer + row) * cols;
+      dst.set(w[name].subarray(from, from + rows * cols));
+    },
+  };
+}
+
 /** Writes float32 weights as a v0 or v1 checkpoint, or quantized as v2 (Q8_0). */
 export function writeCheckpoint(path: string, w: TransformerWeights, format: CheckpointFormat = 'v1', groupSize = 64): void {
-  const c = w.config;
-  checkFitsLlama2c(c, format);
-  if (format === 'v1') {
-    writeFileAtomic(path, [headerBytes(c, 1), bytesOf(w.data)]);
-  } else if (format === 'v0') {
-    const head = new Int32Array([c.dim, c.hiddenDim, c.nLayers, c.nHeads, c.nKvHeads, c.sharedClassifier ? c.vocabSize : -c.vocabSize, c.seqLen]);
-    const chunks: Uint8Array[] = [new Uint8Array(head.buffer)];
-    for (const name of V0_ORDER) {
-      if (name === 'freqCis') chunks.push(...freqCis(c).map(bytesOf));
-      else if (name !== 'wcls' || !c.sharedClassifier) chunks.push(bytesOf(w[name]));
-    }
-    writeFileAtomic(path, chunks);
-  } else {
-    writeQ8Checkpoint(path, quantizeWeights(w, q8GroupSizeFor(c, groupSize)));
-  }
+  writeCheckpointFrom(path, weightsReader(w), format, groupSize);
 }
 
 /** Writes Q8_0 weights as a v2 checkpoint. */
