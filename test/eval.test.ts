@@ -1,5 +1,6 @@
 // `llama2 eval` against PyTorch: stories260K on both validation files (tok512, BOS before each
-// story), every non-overlapping 256-token window → 1.5207 (shared/reference_train_260K.md).
+// story), every non-overlapping 256-token window → 1.5207 (shared/reference_train_260K.md); and
+// sliding windows (--stride): each token scored once, the loss = a per-token computation.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,6 +9,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readStories } from '../src/data/stories.js';
+import { crossEntropy, evalWindows, evaluateLoss } from '../src/infer/eval.js';
+import { loadTransformer } from '../src/infer/load.js';
+import { createKernels } from '../src/kernels/kernel-set.js';
 import { loadTokenizer } from '../src/tokenizer/index.js';
 import { cliPath, needsRefdata, ref } from './refdata.js';
 
@@ -49,6 +53,8 @@ test('eval: bad data files are one-line errors', needsRefdata, () => {
     [['eval', model, '--data', big], /token 600 at position 2 is outside the vocabulary \(vocab_size 512\)/],
     [['eval', model, '--data', short, '--seq-len', '8'], /fewer than one window/],
     [['eval', model, '--data', short, '--seq-len', '9999'], /--seq-len: 9999 must be in \[1, 512\]/],
+    [['eval', model, '--data', big, '--seq-len', '2', '--stride', '3'], /--stride: 3 must be in \[1, 2\]/],
+    [['eval', model, '--data', short, '--seq-len', '2', '--stride', '0'], /--stride: 0 must be in \[1, 2\]/],
     [['eval', model], /needs --data/],
     [['eval', model, '--data', join(tmp, 'missing.bin')], /no such file/],
   ];
@@ -57,5 +63,50 @@ test('eval: bad data files are one-line errors', needsRefdata, () => {
     assert.notEqual(r.status, 0, args.join(' '));
     assert.match(r.stderr, pattern);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+});
+
+test('sliding windows: every token scored once, with at least T − S tokens of context after the first window', () => {
+  for (const [count, T, S] of [[1000, 64, 16], [1000, 64, 64], [1000, 64, 1], [65, 64, 7], [777, 100, 33]] as const) {
+    const windows = evalWindows(count, T, S);
+    const targets: number[] = [];
+    for (const { start, firstScored } of windows) {
+      assert.ok(start + T + 1 <= count, 'the window and its last target are in the data');
+      if (start > 0) assert.ok(firstScored >= T - S, 'context');
+      for (let pos = firstScored; pos < T; pos++) targets.push(start + pos + 1);
+    }
+    // targets 1, 2, 3, … each once, as far as full windows reach
+    assert.deepEqual(targets, Array.from({ length: T + (windows.length - 1) * S }, (_, i) => i + 1), `${count} ${T} ${S}`);
+    assert.equal(windows.length, Math.floor((count - 1 - T) / S) + 1);
+  }
+  assert.throws(() => evalWindows(1000, 64, 0), /--stride must be between 1 and the window length 64, got 0/);
+  assert.throws(() => evalWindows(1000, 64, 65), /--stride must be between 1 and the window length 64/);
+  assert.throws(() => evalWindows(64, 64, 8), /fewer than one window/);
+});
+
+test('sliding windows: the loss is the mean over tokens of −log p(token | its window before it), each computed on its own', needsRefdata, async () => {
+  const kernels = await createKernels({ kind: 'wasm', threads: 1 });
+  try {
+    const model = loadTransformer(ref('data', 'models', 'stories260K.bin'), kernels);
+    const tok = loadTokenizer(ref('data', 'models', 'tok512.bin'), 512);
+    const story = readStories(ref('data', 'tinystories', 'valid_first201.txt')).slice(0, 3).map((s) => tok.encode(s.trim(), { bos: true })).flat();
+    const tokens = Uint16Array.from(story.slice(0, 200));
+    const [T, S] = [64, 16];
+    const r = evaluateLoss(model, tokens, T, undefined, S);
+    // target j is scored by the window that ends with it: the first for j ≤ T, else the one starting at ceil((j − T) / S) · S
+    const fresh = model.session();
+    let sum = 0;
+    for (let j = 1; j <= r.tokens; j++) {
+      const start = j <= T ? 0 : Math.ceil((j - T) / S) * S;
+      for (let p = start; p < j - 1; p++) fresh.advance(tokens[p]!, p - start);
+      sum += crossEntropy(fresh.forward(tokens[j - 1]!, j - 1 - start), 512, tokens[j]!);
+    }
+    assert.equal(r.tokens, T + (r.windows - 1) * S);
+    assert.ok(Math.abs(r.loss - sum / r.tokens) < 1e-12, `${r.loss} vs ${sum / r.tokens}`);
+    // non-overlapping windows of the same data score fewer tokens, with less context each
+    const plain = evaluateLoss(model, tokens, T);
+    assert.equal(plain.tokens, 3 * T);
+  } finally {
+    await kernels.close();
   }
 });

@@ -1,4 +1,4 @@
-// `llama2 eval MODEL --data FILE… --seq-len T`: validation loss and perplexity over every window.
+// `llama2 eval MODEL --data FILE… --seq-len T [--stride S]`: validation loss and perplexity over every window.
 
 import { UsageError } from '../errors.js';
 import { evaluateLoss, readTokenFile } from '../infer/eval.js';
@@ -8,12 +8,15 @@ import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
 
 const HELP = `Usage: llama2 eval MODEL --data FILE [--data FILE…] [--seq-len T]
 
-Mean next-token cross-entropy of MODEL over all full, non-overlapping windows of T tokens of the
-pretokenized uint16 files (concatenated in the order given). Prints val_loss=X and the perplexity.
+Mean next-token cross-entropy of MODEL over all full windows of T tokens of the pretokenized uint16
+files (concatenated in the order given). Prints val_loss=X and the perplexity. Windows do not
+overlap unless --stride S < T: then a window starts every S tokens and scores only its last S
+tokens, so every token is scored once, with at least T − S tokens of context (T/S times the work).
 
 Options:
   --data FILE     a pretokenized .bin file (uint16 ids); repeat for several
   --seq-len T     window length (default: 256, at most the model's context)
+  --stride S      tokens between window starts, 1 to T (default T: no overlap)
   -q, --quiet     no progress on standard error
 ${ENGINE_HELP}`;
 
@@ -21,6 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, {
     data: { type: 'string', multiple: true },
     'seq-len': { type: 'string' },
+    stride: { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
     ...engineFlagSpec,
   }, HELP, true);
@@ -31,6 +35,7 @@ export async function main(argv: string[]): Promise<number> {
   if (files.length === 0) throw new UsageError('eval needs --data FILE (pretokenized uint16 tokens)');
   const config = withModelSource(positionals[0]!, (s) => s.config);
   const seqLen = intFlag(values, 'seq-len', Math.min(256, config.seqLen), 1, config.seqLen);
+  const stride = intFlag(values, 'stride', seqLen, 1, seqLen);
   const parts = files.map((f) => readTokenFile(f, config.vocabSize));
   const tokens = new Uint16Array(parts.reduce((n, p) => n + p.length, 0));
   let off = 0;
@@ -45,10 +50,11 @@ export async function main(argv: string[]): Promise<number> {
   const t0 = performance.now();
   const r = evaluateLoss(transformer, tokens, seqLen, quiet ? undefined : (done, total) => {
     if (done % 10 === 0 || done === total) process.stderr.write(`\r${done}/${total} windows`);
-  });
+  }, stride);
   if (!quiet) process.stderr.write('\n');
   const secs = (performance.now() - t0) / 1000;
   process.stdout.write(`val_loss=${r.loss.toFixed(6)}\nperplexity=${r.perplexity.toFixed(4)}\n`);
-  process.stderr.write(`${r.windows} windows × ${seqLen} tokens = ${r.tokens} tokens in ${secs.toFixed(1)} s\n`);
+  const windows = stride === seqLen ? `${r.windows} windows × ${seqLen} tokens` : `${r.windows} windows of ${seqLen} tokens every ${stride}`;
+  process.stderr.write(`${windows} = ${r.tokens} tokens scored in ${secs.toFixed(1)} s\n`);
   return 0;
 }

@@ -1,8 +1,15 @@
-// Validation loss: the mean next-token cross-entropy of a model over a pretokenized token stream,
-// cut into non-overlapping windows of T tokens. Window i feeds tokens d[iT .. iT+T) from position
-// 0 and scores the predictions of d[iT+1 .. iT+T+1):  loss = −log softmax(logits)[target].
-// This is the number llama2.c's train.py estimates on random batches; here every window counts.
-
+// Validation loss: the mean next-token cross-entropy of a model over a pretokenized token stream
+// d[0..N), loss = −log softmax(logits)[target], in windows of T tokens fed from position 0.
+//
+// Non-overlapping windows (stride S = T, the default): window i feeds d[iT .. iT+T) and scores
+// the predictions of d[iT+1 .. iT+T+1) — the number llama2.c's train.py estimates on random
+// batches; here every window counts. A token early in a window is predicted from little context.
+//
+// Sliding windows (S < T; Hugging Face's "perplexity of fixed-length models"): windows start every
+// S tokens, b = 0, S, 2S, …; the first scores all its T predictions, each later one only its last
+// S — the targets d[b+T-S+1 .. b+T] no window has scored yet. So every token is scored once, and
+// after the first window with at least T − S tokens of context; the price is T/S times the forward
+// passes. Positions whose predictions are not scored only fill the KV cache (advance).
 import { UsageError } from '../errors.js';
 import { closeTokenFile, openTokenFile, readTokens } from '../train/data.js';
 import type { InferenceEngine } from './engine.js';
@@ -24,30 +31,54 @@ export interface EvalResult {
   readonly loss: number;
   readonly perplexity: number;
   readonly windows: number;
+  /** Tokens scored. */
   readonly tokens: number;
 }
 
-/** Mean cross-entropy over all full windows of `seqLen` tokens (+1 target) of `tokens`. */
+/** A window of the evaluation: it feeds tokens[start .. start+T) and scores its positions from `firstScored`. */
+export interface EvalWindow {
+  readonly start: number;
+  readonly firstScored: number;
+}
+
+/** The windows of T tokens, every `stride`, over `count` tokens (see the top of this file). */
+export function evalWindows(count: number, seqLen: number, stride: number): EvalWindow[] {
+  if (!Number.isInteger(stride) || stride < 1 || stride > seqLen) {
+    throw new UsageError(`--stride must be between 1 and the window length ${seqLen}, got ${stride}`);
+  }
+  if (count - 1 < seqLen) throw new UsageError(`${count} tokens are fewer than one window of ${seqLen} + 1`);
+  const windows: EvalWindow[] = [];
+  for (let start = 0; start + seqLen + 1 <= count; start += stride) {
+    windows.push({ start, firstScored: start === 0 ? 0 : seqLen - stride });
+  }
+  return windows;
+}
+
+/**
+ * Mean cross-entropy over the windows of `seqLen` tokens (+1 target) of `tokens`, one every
+ * `stride` tokens (default seqLen: non-overlapping).
+ */
 export function evaluateLoss(
-  transformer: InferenceEngine, tokens: Uint16Array, seqLen: number, onWindow?: (done: number, total: number) => void,
+  transformer: InferenceEngine, tokens: Uint16Array, seqLen: number, onWindow?: (done: number, total: number) => void, stride = seqLen,
 ): EvalResult {
   const c = transformer.config;
   if (!Number.isInteger(seqLen) || seqLen < 1 || seqLen > c.seqLen) {
     throw new UsageError(`--seq-len must be between 1 and the model's context window ${c.seqLen}, got ${seqLen}`);
   }
-  const windows = Math.floor((tokens.length - 1) / seqLen);
-  if (windows < 1) throw new UsageError(`${tokens.length} tokens are fewer than one window of ${seqLen} + 1`);
+  const windows = evalWindows(tokens.length, seqLen, stride);
   let total = 0;
-  for (let w = 0; w < windows; w++) {
-    const base = w * seqLen;
-    for (let pos = 0; pos < seqLen; pos++) {
-      const logits = transformer.forward(tokens[base + pos]!, pos);
-      total += crossEntropy(logits, c.vocabSize, tokens[base + pos + 1]!);
+  let scored = 0;
+  windows.forEach(({ start, firstScored }, w) => {
+    for (let pos = 0; pos < firstScored; pos++) transformer.advance(tokens[start + pos]!, pos);
+    for (let pos = firstScored; pos < seqLen; pos++) {
+      const logits = transformer.forward(tokens[start + pos]!, pos);
+      total += crossEntropy(logits, c.vocabSize, tokens[start + pos + 1]!);
     }
-    onWindow?.(w + 1, windows);
-  }
-  const loss = total / (windows * seqLen);
-  return { loss, perplexity: Math.exp(loss), windows, tokens: windows * seqLen };
+    scored += seqLen - firstScored;
+    onWindow?.(w + 1, windows.length);
+  });
+  const loss = total / scored;
+  return { loss, perplexity: Math.exp(loss), windows: windows.length, tokens: scored };
 }
 
 /** −log softmax(logits)[target], via log-sum-exp in float64. */
