@@ -10,7 +10,8 @@ import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import type { GenerationEvent } from '../src/server/http.js';
 import { type Chunk, JSON_HEADERS, MODEL, TOKENIZER, type TestServer, llama2Run, postJson, postStream, serve, sseData } from './server-fixtures.js';
-import { cliPath, needsRefdata } from './refdata.js';
+import { cliPath, needsRefdata, ref } from './refdata.js';
+import { readStories } from '../src/data/stories.js';
 
 const PROMPT = 'Once upon a time';
 const PROMPT_TOKENS = 5; // BOS + 4 (tok512)
@@ -90,6 +91,40 @@ describe('llama2 serve API', needsRefdata, () => {
     assert.deepEqual(last.usage, whole.body['usage']);
     assert.equal(streamed.chunks.at(-2)!.choices[0]!.finish_reason, 'length');
     assert.ok(streamed.chunks.slice(0, -2).every((c) => c.choices[0]!.finish_reason === null));
+  });
+
+  test('past the context window: max_tokens beyond it = llama2 run -n beyond it (completions; a chat keeps its system prompt as run -m chat does); above the limit 400', async () => {
+    // the first 450 tokens of a 1,082-token validation story: the continuation runs on past 512
+    const tok = s.server.model.tokenizer;
+    const story = tok.encode(readStories(ref('data', 'tinystories', 'valid_first201.txt'))[189]!.trim(), { bos: true });
+    const prompt = tok.decode(story.slice(1, 450));
+    const r = await postJson(`${s.url}/v1/completions`, { prompt, max_tokens: 200, temperature: 0 });
+    assert.equal(r.status, 200);
+    const usage = r.body['usage'] as { prompt_tokens: number; completion_tokens: number };
+    assert.ok(usage.prompt_tokens + usage.completion_tokens > 512, JSON.stringify(usage));
+    assert.equal(usage.completion_tokens, 200);
+    const text = (r.body['choices'] as Array<{ text: string }>)[0]!.text;
+    assert.equal(prompt + text, llama2Run(['-i', prompt, '-n', String(usage.prompt_tokens - 1 + 200), '-t', '0']));
+    assert.equal((await postStream(`${s.url}/v1/completions`, { prompt, max_tokens: 200, temperature: 0 })).text, text);
+
+    const system = 'You tell stories.';
+    const user = tok.decode(story.slice(1, 400));
+    const chat = await postJson(`${s.url}/v1/chat/completions`, { messages: [{ role: 'system', content: system }, { role: 'user', content: user }], max_tokens: 300, temperature: 0 });
+    const cu = chat.body['usage'] as { prompt_tokens: number; completion_tokens: number };
+    assert.ok(cu.prompt_tokens + cu.completion_tokens > 512 + 100, JSON.stringify(cu));
+    const answer = (chat.body['choices'] as Array<{ message: { content: string } }>)[0]!.message.content;
+    const out = llama2Run(['-m', 'chat', '-y', system, '-i', user, '-n', String(cu.prompt_tokens - 1 + 300), '-t', '0']);
+    assert.ok(out.startsWith(`Assistant: ${answer}\n`), `${JSON.stringify(out.slice(0, 200))} vs ${JSON.stringify(answer.slice(0, 200))}`);
+
+    const limited = await serve({ maxTokens: 600 });
+    try {
+      const over = await postJson(`${limited.url}/v1/completions`, { prompt: 'Hi', max_tokens: 601 });
+      assert.equal(over.status, 400);
+      assert.deepEqual(over.body['error'], { message: 'max_tokens: 601 is more than this server generates for a request (600)', type: 'invalid_request_error', param: 'max_tokens', code: 'invalid_value' });
+      assert.equal((await postJson(`${limited.url}/v1/completions`, { prompt: 'Hi', max_tokens: 600, temperature: 0 })).status, 200);
+    } finally {
+      await limited.close();
+    }
   });
 
   test('chat: the Llama 2 template; the answer is what llama2 run -m chat prints', async () => {

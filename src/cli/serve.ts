@@ -24,6 +24,9 @@ Options:
       --max-concurrent N  requests generating at once, each with its own KV cache, all allocated at
                           start-up (default 4, or as many as fit in memory; more than fit is an error)
       --queue N           requests waiting for a free slot before others get 429 (default 16)
+      --max-tokens N      largest max_tokens a request may ask for (default: 4 context windows;
+                          past the context window the context shifts, keeping BOS and a chat's
+                          system prompt)
       --max-connections N open connections at most; more are closed at once (default 128, or
                           2 × (max-concurrent + queue) when that is more)
       --cors ORIGIN       let pages of ORIGIN (e.g. http://localhost:3000, or *) call the API from a
@@ -58,6 +61,7 @@ export async function main(argv: string[]): Promise<number> {
     'max-connections': { type: 'string' },
     cors: { type: 'string', multiple: true },
     'api-key': { type: 'string' },
+    'max-tokens': { type: 'string' },
     ...engineFlagSpec,
     quiet: { type: 'boolean', short: 'q' },
   }, HELP, true);
@@ -69,6 +73,7 @@ export async function main(argv: string[]): Promise<number> {
   // asked for: all of them or an error; by default: what fits, up to 4
   const fitSessions = values['max-concurrent'] === undefined ? 'cap' : 'refuse';
   const maxQueued = intFlag(values, 'queue', 16, 0, 100_000);
+  const maxTokens = values['max-tokens'] === undefined ? undefined : intFlag(values, 'max-tokens', 1, 1, Number.MAX_SAFE_INTEGER);
   const maxConnections = values['max-connections'] === undefined ? undefined : intFlag(values, 'max-connections', 128, 1, 1_000_000);
   const corsOrigins = (values['cors'] as string[] | undefined) ?? [];
   for (const o of corsOrigins) {
@@ -88,7 +93,7 @@ export async function main(argv: string[]): Promise<number> {
   let started;
   try {
     started = await startServer(model, {
-      host, port, maxConcurrent, fitSessions, maxQueued, corsOrigins, ...(maxConnections !== undefined ? { maxConnections } : {}), ...(apiKey !== undefined ? { apiKey } : {}), ...(log ? { log } : {}),
+      host, port, maxConcurrent, fitSessions, maxQueued, corsOrigins, ...(maxTokens !== undefined ? { maxTokens } : {}), ...(maxConnections !== undefined ? { maxConnections } : {}), ...(apiKey !== undefined ? { apiKey } : {}), ...(log ? { log } : {}),
     });
   } catch (err) {
     if (err instanceof SessionMemoryError) {

@@ -65,16 +65,29 @@ export function encodeConversation(tokenizer: Tokenizer, messages: readonly Chat
 
 /**
  * How many leading ids of an encoded conversation hold BOS and its system prompt — what a context
- * shift keeps (1, just BOS, without a system prompt). At most half the context window `seqLen`.
+ * shift keeps: the ids it shares with the same system messages followed by an empty user message,
+ * in the same format (`parts`: Llama 2's [INST] one by default, or a chat template's). Without a
+ * system message (or when a template refuses that conversation): BOS alone. At most half the
+ * context window `seqLen`.
  */
-export function systemPromptTokens(tokenizer: Tokenizer, messages: readonly ChatMessage[], ids: readonly number[], seqLen: number): number {
-  const system = messages.filter((m) => m.role === 'system').map((m) => m.content).join('\n');
-  let n = 1;
-  if (system !== '') {
-    // the first user turn as it would be with an empty message: BOS [INST] <<SYS>> system <</SYS>>
-    const prefix = tokenizer.encode(renderUserTurn('', system), { bos: true, eos: false });
-    n = 0;
-    while (n < prefix.length && n < ids.length && prefix[n] === ids[n]) n++;
+export function systemPromptTokens(
+  tokenizer: Tokenizer, messages: readonly ChatMessage[], ids: readonly number[], seqLen: number,
+  parts: (messages: readonly ChatMessage[]) => TextPart[] = conversationParts,
+): number {
+  const system = messages.filter((m) => m.role === 'system' && m.content !== '');
+  let n = ids[0] === tokenizer.bosId ? 1 : 0;
+  if (system.length > 0) {
+    try {
+      const prefix: number[] = [];
+      for (const part of parts([...system, { role: 'user', content: '' }])) {
+        if (part.special !== undefined) prefix.push(part.special);
+        else for (const id of tokenizer.encode(part.text, part)) prefix.push(id);
+      }
+      n = 0;
+      while (n < prefix.length && n < ids.length && prefix[n] === ids[n]) n++;
+    } catch {
+      // a template that cannot render a system message alone: keep BOS only
+    }
   }
   return Math.max(0, Math.min(n, ids.length, Math.floor(seqLen / 2)));
 }

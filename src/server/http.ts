@@ -19,7 +19,9 @@
 // (Tokenizer.minTokens: a lower bound of its token count, one pass over the text), and one that
 // cannot fit the context window is refused (400) without being tokenized; the others are
 // tokenized only once they hold a session — tokenizing counts under the concurrency limit — and
-// in slices (Tokenizer.encodeAsync), so that the event loop keeps serving meanwhile.
+// in slices (Tokenizer.encodeAsync), so that the event loop keeps serving meanwhile. max_tokens
+// may run past the context window (the context shifts, keeping BOS and a chat's system prompt),
+// up to maxTokens.
 //
 // Exposure. A page in the user's browser must not be able to drive a local server: API bodies
 // must be application/json (which a cross-origin page cannot send without a CORS preflight),
@@ -34,7 +36,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { TextPart } from '../infer/chat.js';
+import { type TextPart, systemPromptTokens } from '../infer/chat.js';
 import { type ChatFormat, LLAMA2_CHAT } from '../infer/chat-format.js';
 import type { InferenceEngine } from '../infer/engine.js';
 import type { ModelKernels } from '../infer/forward.js';
@@ -94,6 +96,11 @@ export interface ServerOptions {
   corsOrigins?: readonly string[];
   /** When set, /v1/ requests need the header "Authorization: Bearer <apiKey>". */
   apiKey?: string;
+  /**
+   * Largest max_tokens a request may ask for (default: 4 context windows). Past the context
+   * window the context shifts (see src/infer/generate.ts).
+   */
+  maxTokens?: number;
   /** Folder of the built playground (default: dist/web next to this module's dist/src). */
   webRoot?: string;
   /** One line per request and event (default: none). */
@@ -134,6 +141,7 @@ export class ApiServer extends EventEmitter {
   readonly sessions: SessionPool;
   private readonly server: Server;
   private readonly maxBodyBytes: number;
+  private readonly maxTokens: number;
   private readonly bodyTimeoutMs: number;
   private readonly corsOrigins: ReadonlySet<string>;
   /** SHA-256 of the API key (compared in constant time), when there is one. */
@@ -157,6 +165,7 @@ export class ApiServer extends EventEmitter {
     };
     this.sessions = new SessionPool(create, options.maxConcurrent ?? 4, options.maxQueued ?? 16, options.fitSessions ?? 'refuse');
     this.maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
+    this.maxTokens = options.maxTokens ?? 4 * model.transformer.config.seqLen;
     this.bodyTimeoutMs = options.bodyTimeoutMs ?? 10_000;
     this.corsOrigins = new Set(options.corsOrigins ?? []);
     if (options.apiKey !== undefined && options.apiKey.length === 0) throw new LlamaError('the API key must not be empty');
@@ -406,7 +415,9 @@ export class ApiServer extends EventEmitter {
     if (ids.length > seqLen) throw tooLong(`${ids.length} tokens`, seqLen, prompt.param);
     return {
       promptIds: ids,
-      maxTokens: Math.min(params.maxTokens ?? Infinity, seqLen - ids.length + 1), // to the end of the context window
+      // by default to the end of the context window; asked for, past it (the context shifts)
+      maxTokens: params.maxTokens ?? seqLen - ids.length + 1,
+      keep: prompt.keep(ids),
       stopTokens: prompt.stopTokens,
       stopSequences: params.stop,
       samplePrompt: prompt.samplePrompt,
@@ -420,7 +431,7 @@ export class ApiServer extends EventEmitter {
   private async completions(res: ServerResponse, params: CompletionRequest): Promise<void> {
     this.checkModel(params);
     const tok = this.model.tokenizer;
-    const prompt: PromptSpec = { parts: [{ text: params.prompt, bos: true, eos: false }], param: 'prompt', stopTokens: [tok.bosId], samplePrompt: false };
+    const prompt: PromptSpec = { parts: [{ text: params.prompt, bos: true, eos: false }], param: 'prompt', stopTokens: [tok.bosId], samplePrompt: false, keep: () => 1 };
     await this.generate(res, params, 'completions', prompt, (ids) => ({
       prefix: params.echo ? promptText(tok, ids) : '',
       start: () => [],
@@ -436,7 +447,13 @@ export class ApiServer extends EventEmitter {
     this.checkModel(params);
     const tok = this.model.tokenizer;
     // the answer ends at EOS; BOS too (it could only begin another conversation turn)
-    const prompt: PromptSpec = { parts: (this.model.chatFormat ?? LLAMA2_CHAT).parts(params.messages, tok), param: 'messages', stopTokens: [tok.eosId, tok.bosId], samplePrompt: true };
+    const seqLen = this.model.transformer.config.seqLen;
+    const format = this.model.chatFormat ?? LLAMA2_CHAT;
+    const prompt: PromptSpec = {
+      parts: format.parts(params.messages, tok), param: 'messages', stopTokens: [tok.eosId, tok.bosId], samplePrompt: true,
+      // a context shift keeps BOS and the system prompt
+      keep: (ids) => systemPromptTokens(tok, params.messages, ids, seqLen, (m) => format.parts(m, tok)),
+    };
     await this.generate(res, params, 'chat', prompt, () => ({
       prefix: '',
       start: (h) => [chatChunk(h, { role: 'assistant', content: '' }, null)],
@@ -459,6 +476,9 @@ export class ApiServer extends EventEmitter {
   ): Promise<void> {
     const tok = this.model.tokenizer;
     const seqLen = this.model.transformer.config.seqLen;
+    if (params.maxTokens !== undefined && params.maxTokens > this.maxTokens) {
+      throw new ApiError(400, `max_tokens: ${params.maxTokens} is more than this server generates for a request (${this.maxTokens})`, 'max_tokens', 'invalid_value');
+    }
     let atLeast = 0;
     for (const part of prompt.parts) atLeast += part.special !== undefined ? 1 : tok.minTokens(part.text, part);
     if (atLeast > seqLen) throw tooLong(`at least ${atLeast} tokens`, seqLen, prompt.param);
@@ -587,6 +607,8 @@ interface PromptSpec {
   readonly stopTokens: readonly number[];
   /** Draw a sample at every prompt position (a chat, as run.c's chat() does). */
   readonly samplePrompt: boolean;
+  /** Positions a context shift keeps, given the prompt's ids (BOS; a chat's system prompt too). */
+  readonly keep: (ids: readonly number[]) => number;
 }
 
 /** How an endpoint's responses look. */

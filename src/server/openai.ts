@@ -7,8 +7,9 @@
 //   prompt       completions: a string, or an array holding one string (default "")
 //   messages     chat: [{ role: system | developer | user | assistant, content }], ending with a
 //                user message; content is a string or an array of { type: "text", text } parts
-//   max_tokens   (chat also: max_completion_tokens) tokens to generate, ≥ 1; default and upper
-//                bound: until the context window is full
+//   max_tokens   (chat also: max_completion_tokens) tokens to generate, ≥ 1; default: until the
+//                context window is full; more runs past it (the context shifts), up to the
+//                server's limit (ServerOptions.maxTokens)
 //   temperature  0 to 2 (default 1; 0 = greedy)
 //   top_p        0 to 1 (default 1 = plain sampling; 0 is also plain sampling, as in llama2 run)
 //   seed         an integer; the same seed and settings give the same text (0 or absent = random)
