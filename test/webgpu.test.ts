@@ -7,16 +7,18 @@
 // variants run: subgroups (what GPUs get) and teams in workgroup memory.
 
 import { openTestDevice } from './webgpu-env.js'; // first: it may re-run this file under SwiftShader
-import { type WebGpuDevice, WebGpuEngine } from '../src/backends/webgpu/engine.js';
+import { type WebGpuDevice, WebGpuEngine, loadWebGpuEngine } from '../src/backends/webgpu/engine.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { InferenceEngine } from '../src/infer/engine.js';
 import { Transformer } from '../src/infer/forward.js';
 import { generate } from '../src/infer/generate.js';
 import { createKernels, type KernelSet } from '../src/kernels/kernel-set.js';
-import { type Q8Weights, type QuantizedTensor, checkpointWeights, quantizeWeights, readCheckpoint } from '../src/model/checkpoint.js';
+import { type Q8Weights, type QuantizedTensor, checkpointWeights, quantizeWeights, readCheckpoint, writeCheckpoint } from '../src/model/checkpoint.js';
 import type { ModelConfig } from '../src/model/config.js';
 import { type TransformerWeights, weightsView } from '../src/model/weights.js';
 import { loadTokenizer } from '../src/tokenizer/index.js';
@@ -216,6 +218,40 @@ test('webgpu: positions and tokens out of range are refused', { skip }, async ()
   const { gpu } = await pair(stories260K());
   assert.throws(() => gpu.forward(1, 512), /outside the context window/);
   assert.throws(() => gpu.forward(512, 0), /outside the vocabulary/);
+});
+
+test('webgpu: a model loads as on the CPU — stored Q8_0 stays int8 unless dequantized, --quantize q8, the context length', { skip }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'llama2ts-webgpu-'));
+  try {
+    const bin = ref('data', 'models', 'stories260K.bin');
+    const v2 = join(dir, 'stories260K.v2.bin');
+    writeCheckpoint(v2, stories260K(), 'v2', 32);
+    const opened: WebGpuEngine[] = [];
+    const load = (path: string, options: Parameters<typeof loadWebGpuEngine>[2] = {}) => {
+      const e = loadWebGpuEngine(device, path, options);
+      opened.push(e);
+      return e;
+    };
+    assert.equal(load(v2).groupSize, 32);
+    assert.equal(load(v2, { dequantize: true }).groupSize, 0);
+    assert.equal(load(bin).groupSize, 0);
+    assert.equal(load(bin, { quantize: 'q8' }).groupSize, 64);
+    // a KV cache of 16 positions: the same logits up to there, position 16 refused
+    const full = load(bin);
+    const short = load(bin, { contextLength: 16 });
+    assert.equal(full.config.seqLen, 512);
+    assert.equal(short.config.seqLen, 16);
+    const ids = prompt64().slice(0, 16);
+    const last = ids.length - 1;
+    ids.slice(0, last).forEach((id, pos) => { full.advance(id, pos); short.advance(id, pos); });
+    const a = Array.from(full.forward(ids[last]!, last));
+    const b = Array.from(short.forward(ids[last]!, last));
+    assert.ok(a.every((v, i) => Math.abs(v - b[i]!) < 1e-6), 'logits of the 16-position cache differ');
+    assert.throws(() => short.forward(1, 16), /outside the context window \(16\)/);
+    for (const e of opened) e.free();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('llama2 run --backend webgpu prints what --backend wasm prints; no adapter is a one-line error', { skip }, () => {

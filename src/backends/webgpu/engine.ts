@@ -23,7 +23,8 @@ import type { ModelSource } from '../../model/source.js';
 import type { ModelConfig } from '../../model/config.js';
 import { kvDim } from '../../model/config.js';
 import type { TransformerWeights } from '../../model/weights.js';
-import { type LoadModelOptions, type WeightAllocator, loadFloat32Weights, loadQ8Weights } from '../../infer/load.js';
+import { contextLengthFor } from '../../infer/forward.js';
+import { type LoadModelOptions, type WeightAllocator, loadFloat32Weights, loadQ8Weights, loadsAsQ8 } from '../../infer/load.js';
 import type { TuningOverrides } from './device.js';
 import type { GpuMatrixData, GpuWeightsData } from './model.js';
 import { DEAD, DONE, ERROR_LEN, type FromHost, type HostInit, STATUS, TOKENS, type ToHost, controlBytes, controlInts } from './protocol.js';
@@ -106,9 +107,8 @@ export class WebGpuDevice {
   }
 }
 
-/** The per-layer GPU weights of a loaded model (views, not copies; float32 stacks sliced by layer). */
-function gpuWeights(w: TransformerWeights | Q8Weights): GpuWeightsData {
-  const c = w.config;
+/** The per-layer GPU weights of a loaded model (views, not copies; float32 stacks sliced by layer), for a config whose seqLen is the context window. */
+function gpuWeights(w: TransformerWeights | Q8Weights, c: ModelConfig): GpuWeightsData {
   const q8 = 'groupSize' in w;
   const layer = (m: Float32Array | readonly { q: Int8Array; s: Float32Array }[], l: number): GpuMatrixData => {
     if (!(m instanceof Float32Array)) return m[l]!;
@@ -133,12 +133,15 @@ function gpuWeights(w: TransformerWeights | Q8Weights): GpuWeightsData {
 
 /** A model on the GPU, shared by its sessions. */
 class GpuModelHandle {
-  constructor(readonly device: WebGpuDevice, readonly id: number, readonly config: ModelConfig) {}
+  constructor(readonly device: WebGpuDevice, readonly id: number, readonly config: ModelConfig, readonly groupSize: number) {}
 }
 
 export class WebGpuEngine implements InferenceEngine {
+  /** The model's config, seqLen being the context window the KV cache holds. */
   readonly config: ModelConfig;
   readonly backend: string;
+  /** Q8_0 group size of the weights on the GPU, 0 for float32. */
+  readonly groupSize: number;
   private readonly sessionId: number;
   private readonly logits: Float32Array;
   /** Tokens recorded by advance(), not yet sent: positions pendingPos … pendingPos + pending - 1. */
@@ -149,6 +152,7 @@ export class WebGpuEngine implements InferenceEngine {
   private constructor(private readonly model: GpuModelHandle) {
     const device = model.device;
     this.config = model.config;
+    this.groupSize = model.groupSize;
     this.backend = `webgpu (${device.adapter})`;
     this.sessionId = device.id();
     this.logits = new Float32Array(new SharedArrayBuffer(this.config.vocabSize * 4));
@@ -159,14 +163,15 @@ export class WebGpuEngine implements InferenceEngine {
   /**
    * Uploads a model's weights (float32 or Q8_0, as the loaders give them) to the device and opens
    * a session. The weights are only read: memory backed by a SharedArrayBuffer is shared with the
-   * host thread, anything else copied once.
+   * host thread, anything else copied once. `contextLength`: the positions a session's KV cache
+   * holds (default min(seq_len, 4096), as the CPU engine's).
    */
-  static create(device: WebGpuDevice, weights: TransformerWeights | Q8Weights): WebGpuEngine {
-    const c = weights.config;
+  static create(device: WebGpuDevice, weights: TransformerWeights | Q8Weights, contextLength?: number): WebGpuEngine {
+    const c: ModelConfig = { ...weights.config, seqLen: contextLengthFor(weights.config, contextLength) };
     if (kvDim(c) % 2 !== 0) throw new LlamaError('the WebGPU backend needs an even kv dimension');
     const id = device.id();
-    device.call({ type: 'load', seq: device.nextSeq(), model: id, weights: gpuWeights(weights) });
-    return new WebGpuEngine(new GpuModelHandle(device, id, c));
+    device.call({ type: 'load', seq: device.nextSeq(), model: id, weights: gpuWeights(weights, c) });
+    return new WebGpuEngine(new GpuModelHandle(device, id, c, 'groupSize' in weights ? weights.groupSize : 0));
   }
 
   /** Another session over the same weights on the GPU, with its own KV cache. */
@@ -223,9 +228,10 @@ export class WebGpuEngine implements InferenceEngine {
 
 /**
  * Loads a model (a path in any format, or an open ModelSource) onto the GPU, as loadTransformer
- * does onto the CPU kernels (options.quantize 'q8': Q8_0 weights; otherwise float32). The weights
- * are read into shared memory, which the host thread uploads from without a copy; nothing keeps
- * them afterwards.
+ * does onto the CPU kernels: Q8_0 weights for a model stored as Q8_0 (unless options.dequantize)
+ * or with options.quantize 'q8', otherwise float32; a KV cache of options.contextLength positions.
+ * The weights are read into shared memory, which the host thread uploads from without a copy;
+ * nothing keeps them afterwards.
  */
 export function loadWebGpuEngine(device: WebGpuDevice, model: string | ModelSource, options: LoadModelOptions = {}): WebGpuEngine {
   const shared: WeightAllocator = {
@@ -234,10 +240,10 @@ export function loadWebGpuEngine(device: WebGpuDevice, model: string | ModelSour
   };
   const source = typeof model === 'string' ? openModelSource(model) : model;
   try {
-    const weights = options.quantize === 'q8'
+    const weights = loadsAsQ8(source, options)
       ? loadQ8Weights(source, shared, options.groupSize ?? 64, options.chunkFloats)
       : loadFloat32Weights(source, shared, options.chunkFloats);
-    return WebGpuEngine.create(device, weights);
+    return WebGpuEngine.create(device, weights, options.contextLength);
   } finally {
     if (typeof model === 'string') source.close();
   }
