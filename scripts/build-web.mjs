@@ -2,6 +2,8 @@
 //
 //   index.html, style.css   the page (web/)
 //   app.js                  the page's script (web/app.ts)
+//   llama2ts.js             the browser library, `llama2ts/web` (web/llama2ts.ts; its
+//                           declarations, llama2ts.d.ts, come from tsc -p web/tsconfig.lib.json)
 //   engine-worker.js        the engine in a Web Worker (web/engine-worker.ts + src/)
 //   thread-worker.js        a WebAssembly kernel thread (web/kernel-worker.ts)
 //   host-worker.js          the thread that owns the GPU device (web/gpu-worker.ts)
@@ -53,6 +55,7 @@ mkdirSync(out, { recursive: true });
 await build({
   entryPoints: {
     app: join(web, 'app.ts'),
+    llama2ts: join(web, 'llama2ts.ts'),
     'engine-worker': join(web, 'engine-worker.ts'),
     'thread-worker': join(web, 'kernel-worker.ts'),
     'host-worker': join(web, 'gpu-worker.ts'),

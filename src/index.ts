@@ -1,8 +1,8 @@
-// llama2ts as a library: everything the CLI uses, for programs.
+// llama2ts as a library: everything the CLI uses, for programs. (In a web page: 'llama2ts/web'.)
 //
 //   import { LanguageModel } from 'llama2ts';
-//   const lm = LanguageModel.load('stories260K.bin', { tokenizer: 'tok512.bin' });
-//   for await (const piece of lm.stream({ prompt: 'Once upon a time', temperature: 0.8, seed: 42 })) process.stdout.write(piece);
+//   const lm = await LanguageModel.load();                  // the embedded model; or a path, URL or bytes
+//   for await (const piece of lm.stream({ prompt: 'Once upon a time', maxTokens: 100, seed: 42 })) process.stdout.write(piece);
 
 export { LlamaError, UsageError, FormatError } from './errors.js';
 export type { ModelConfig } from './model/config.js';
@@ -13,7 +13,7 @@ export {
   readCheckpoint, readCheckpointHeader, writeCheckpoint, writeQ8Checkpoint, quantizeWeights, dequantizeWeights,
 } from './model/checkpoint.js';
 export type { Checkpoint, CheckpointFormat, CheckpointHeader, Q8Weights, QuantizedTensor } from './model/checkpoint.js';
-export { Tokenizer, StreamingDecoder, loadTokenizer } from './tokenizer/index.js';
+export { Tokenizer, StreamingDecoder, loadTokenizer, parseTokenizer } from './tokenizer/index.js';
 export type { Kernels, AttentionShape } from './kernels/types.js';
 export { jsKernels } from './kernels/js.js';
 export { createKernels, jsKernelSet, defaultThreads } from './kernels/kernel-set.js';
@@ -36,4 +36,5 @@ export { LanguageModel } from './infer/model.js';
 export { ChatTemplate, LLAMA2_CHAT, chatFormatFor, encodeChat } from './infer/chat-format.js';
 export type { ChatFormat } from './infer/chat-format.js';
 export { templateChat } from './infer/template-chat.js';
-export type { LoadOptions } from './infer/model.js';
+export type { LoadOptions, ModelInput, SamplingOptions, CompletionOptions, Completion } from './infer/model.js';
+export { defaultModelFiles } from './model/default-model.js';

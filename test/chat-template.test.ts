@@ -69,7 +69,7 @@ test('special tokens in rendered text become their ids; the Llama 2 template giv
 
 test('a folder\'s chat template: the library and the server use it', needsRefdata, async () => {
   const messages = [{ role: 'system' as const, content: 'Be brief.' }, { role: 'user' as const, content: 'Tell me about a cat.' }];
-  const lm = LanguageModel.load(HF_GQA());
+  const lm = await LanguageModel.load(HF_GQA(), { kernels: 'js' });
   assert.ok(lm.chatFormat instanceof ChatTemplate);
   const ids = lm.encodeChat(messages);
   // zephyr: <|system|>\nBe brief.</s>\n<|user|>\nTell me about a cat.</s>\n<|assistant|>\n
@@ -81,7 +81,7 @@ test('a folder\'s chat template: the library and the server use it', needsRefdat
   ];
   assert.deepEqual(ids, expected);
   // a folder without a template: Llama 2's [INST]
-  assert.equal(LanguageModel.load(ref('golden', 'hf', 'hf_stories260K')).chatFormat, LLAMA2_CHAT);
+  assert.equal((await LanguageModel.load(ref('golden', 'hf', 'hf_stories260K'), { kernels: 'js' })).chatFormat, LLAMA2_CHAT);
 
   const kernels = await createKernels({ kind: 'js' });
   const model = loadServedModel({ modelPath: HF_GQA(), tokenizerPath: ref('golden', 'hf', 'hf_gqa_f32', 'tokenizer.model') }, kernels);
@@ -109,7 +109,7 @@ test('llama2 run -m chat with a folder\'s template runs', needsRefdata, () => {
 
 test('templateChat: each turn feeds only what the KV cache does not hold; answers end at EOS', needsRefdata, async () => {
   const tok = loadTokenizer(ref('golden', 'hf', 'hf_gqa_f32', 'tokenizer.model'));
-  const format = LanguageModel.load(HF_GQA()).chatFormat;
+  const format = (await LanguageModel.load(HF_GQA(), { kernels: 'js' })).chatFormat;
   const config = { dim: 8, hiddenDim: 8, nLayers: 1, nHeads: 1, nKvHeads: 1, vocabSize: tok.vocabSize, seqLen: 200, sharedClassifier: true };
   // a model that answers "▁a ▁b" then EOS, whatever it is asked (greedy)
   const fed: Array<[number, number]> = [];

@@ -18,9 +18,9 @@ const tokenizerModel = join(models, 'tokenizer.model');
 const FIRST_WINDOWS = 64;
 const T = 256;
 
-test('the default model is a v1 checkpoint under 10 MB and loads with both forms of its tokenizer', () => {
+test('the default model is a v1 checkpoint under 10 MB and loads with both forms of its tokenizer', async () => {
   assert.ok(statSync(modelPath).size <= 10 * 1024 * 1024, 'models/default.bin must stay at most 10 MB');
-  const lm = LanguageModel.load(modelPath, { tokenizer: tokenizerBin });
+  const lm = await LanguageModel.load(modelPath, { tokenizer: tokenizerBin, kernels: 'js' });
   assert.equal(lm.config.vocabSize, 512);
   assert.equal(lm.config.seqLen, 256);
   // tokenizer.bin (llama2.c) and tokenizer.model (SentencePiece) are the same vocabulary.
@@ -33,15 +33,15 @@ test('the default model is a v1 checkpoint under 10 MB and loads with both forms
 test('greedy generation is deterministic and reads like a story', async () => {
   const kernels = await createKernels({ kind: 'wasm', threads: 1 });
   try {
-    const first = LanguageModel.load(modelPath, { tokenizer: tokenizerBin, kernels }).complete({ temperature: 0, steps: 256 }).text;
-    const second = LanguageModel.load(modelPath, { tokenizer: tokenizerBin, kernels }).complete({ temperature: 0, steps: 256 }).text;
+    const first = (await (await LanguageModel.load(modelPath, { tokenizer: tokenizerBin, kernels })).complete({ temperature: 0 })).text;
+    const second = (await (await LanguageModel.load(modelPath, { tokenizer: tokenizerBin, kernels })).complete({ temperature: 0 })).text;
     assert.equal(second, first);
     const story = first.trim();
     assert.match(story, /^[A-Z]/, `a story starts with a capital letter: ${story.slice(0, 40)}`);
     const words = story.split(/\s+/).filter((w) => /[a-z]/i.test(w));
     assert.ok(words.length >= 20, `at least 20 words, got ${words.length}: ${story}`);
     // The plain TypeScript kernels tell the same story.
-    const js = LanguageModel.load(modelPath, { tokenizer: tokenizerBin }).complete({ temperature: 0, steps: 256 }).text;
+    const js = (await (await LanguageModel.load(modelPath, { tokenizer: tokenizerBin, kernels: 'js' })).complete({ temperature: 0 })).text;
     assert.equal(js, first);
   } finally {
     await kernels.close();

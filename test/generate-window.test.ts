@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { type ChatMessage, chat, systemPromptTokens, renderUserTurn } from '../src/infer/chat.js';
 import type { InferenceEngine } from '../src/infer/engine.js';
 import { loadTransformer } from '../src/infer/load.js';
-import { ContextWindow, generateFromIds, truncatePrompt } from '../src/infer/generate.js';
+import { ContextWindow, generate, type GenerateOptions, type GenerationResult, generateFromIds, truncatePrompt } from '../src/infer/generate.js';
 import { LanguageModel } from '../src/infer/model.js';
 import { createKernels } from '../src/kernels/kernel-set.js';
 import { loadTokenizer } from '../src/tokenizer/index.js';
@@ -110,15 +110,25 @@ test('a prompt longer than the window is cut as the shifts would have cut it, an
   }
 });
 
-test('the library: steps past the window run them all; keep is checked', needsRefdata, async () => {
+test('generate(): steps past the window run them all; keep is checked', needsRefdata, async () => {
   const kernels = await createKernels({ kind: 'wasm', threads: 1 });
   try {
-    const lm = LanguageModel.load(ref('data', 'models', 'stories260K.bin'), { tokenizer: ref('data', 'models', 'tok512.bin'), kernels });
-    const { summary } = lm.complete({ steps: 1100, stopAtBos: false, temperature: 0.9, seed: 11, keep: 100 });
+    const lm = await LanguageModel.load(ref('data', 'models', 'stories260K.bin'), { tokenizer: ref('data', 'models', 'tok512.bin'), kernels });
+    const run = (options: GenerateOptions): GenerationResult => {
+      const gen = generate(lm.transformer, lm.tokenizer, options);
+      for (;;) {
+        const r = gen.next();
+        if (r.done) return r.value;
+      }
+    };
+    const summary = run({ steps: 1100, stopAtBos: false, temperature: 0.9, seed: 11, keep: 100 });
     assert.equal(summary.positions, 1100);
     // full at 512, then every floor((512 - 100) / 2) = 206 positions
     assert.equal(summary.contextShifts, Math.ceil((1100 - 512) / 206));
-    assert.throws(() => lm.complete({ steps: 10, keep: 300 }), /keep must be an integer from 0 to half the context window/);
+    assert.throws(() => run({ steps: 10, keep: 300 }), /keep must be an integer from 0 to half the context window/);
+    // the library's maxTokens runs past the window too
+    const long = await lm.complete({ maxTokens: 700, temperature: 0, prompt: 'Once upon a time' });
+    assert.ok(long.finishReason === 'stop' || long.positions > 512, `${long.finishReason} after ${long.positions} positions`);
   } finally {
     await kernels.close();
   }

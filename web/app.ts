@@ -6,7 +6,16 @@
 // Query parameters: model=URL, tokenizer=URL (default model.bin and tokenizer.bin beside the
 // page), mode=browser|server, threads=N.
 
-import type { FromEngine, GenerateSettings, GenerateStats, ModelInfo, ToEngine } from './protocol.js';
+import type { GenerateStats, ModelInfo } from './protocol.js';
+import { LanguageModel } from './llama2ts.js';
+
+interface GenerateSettings {
+  readonly prompt: string;
+  readonly maxTokens: number;
+  readonly temperature: number;
+  readonly topP: number;
+  readonly seed: number | undefined;
+}
 
 function $<T extends HTMLElement>(id: string): T {
   const el = document.getElementById(id);
@@ -69,53 +78,46 @@ function showStats(s: Pick<GenerateStats, 'promptTokens' | 'completionTokens' | 
 // ------------------------------------------------------------------------------------------------
 // In the browser
 
-let engine: Worker | undefined;
+let engine: LanguageModel | undefined;
 let engineInfo: ModelInfo | undefined;
+let loads = 0;
+let browserRun: AbortController | undefined;
 
-function startEngine(): Worker {
-  const worker = new Worker(new URL('./engine-worker.js', import.meta.url), { type: 'module' });
-  worker.onmessage = (e: MessageEvent<FromEngine>) => onEngineMessage(e.data);
-  worker.onerror = (e) => {
-    e.preventDefault();
-    setStatus('error', `the engine failed: ${e.message}`);
-  };
-  return worker;
+function showInfo(info: ModelInfo): void {
+  ui.engineInfo.textContent = `dim ${info.dim}, ${info.nLayers} layers, ${info.nHeads} heads, vocabulary ${info.vocabSize}, ` +
+    `context ${info.seqLen} · ${info.kernels} kernels${info.crossOriginIsolated ? '' : ' (page not cross-origin isolated: no WebAssembly threads)'}`;
 }
 
-function send(m: ToEngine): void {
-  engine ??= startEngine();
-  engine.postMessage(m);
-}
-
-function onEngineMessage(m: FromEngine): void {
-  switch (m.type) {
-    case 'progress':
-      setStatus('loading', m.message);
-      break;
-    case 'loaded':
-      engineInfo = m.info;
-      ui.engineInfo.textContent = `dim ${m.info.dim}, ${m.info.nLayers} layers, ${m.info.nHeads} heads, vocabulary ${m.info.vocabSize}, ` +
-        `context ${m.info.seqLen} · ${m.info.kernels} kernels${m.info.crossOriginIsolated ? '' : ' (page not cross-origin isolated: no WebAssembly threads)'}`;
-      setStatus('ready', 'model loaded');
-      break;
-    case 'text':
-      ui.output.append(m.text);
-      break;
-    case 'done':
-      showStats(m.stats, `in the browser (${engineInfo?.kernels ?? '?'})`);
-      setStatus('done', m.stats.finishReason === 'aborted' ? 'stopped' : 'done');
-      break;
-    case 'error':
-      setStatus('error', m.message);
-      break;
-  }
-}
-
-function loadModel(): void {
+async function loadModel(): Promise<void> {
+  const load = ++loads;
   engineInfo = undefined;
   ui.engineInfo.textContent = '';
   setStatus('loading', 'loading the model');
-  send({ type: 'load', modelUrl: ui.modelUrl.value, tokenizerUrl: ui.tokenizerUrl.value, threads: Number(ui.threads.value) });
+  const options = {
+    tokenizer: ui.tokenizerUrl.value, threads: Number(ui.threads.value),
+    onProgress: (message: string) => load === loads && setStatus('loading', message),
+  };
+  try {
+    if (engine === undefined) engine = await LanguageModel.load(ui.modelUrl.value, options);
+    else await engine.reload(ui.modelUrl.value, options);
+    if (load !== loads) return;
+    engineInfo = engine.info;
+    showInfo(engine.info);
+    setStatus('ready', 'model loaded');
+  } catch (err) {
+    if (load === loads) setStatus('error', (err as Error).message);
+  }
+}
+
+async function generateInBrowser(s: GenerateSettings): Promise<void> {
+  if (engine === undefined) throw new Error('no model is loaded');
+  browserRun = new AbortController();
+  const stats = await engine.generate(
+    { kind: 'complete', prompt: s.prompt, echo: true, maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed: s.seed, stop: [] },
+    (e) => ui.output.append(e.text), browserRun.signal,
+  );
+  showStats(stats, `in the browser (${engineInfo?.kernels ?? '?'})`);
+  setStatus('done', stats.finishReason === 'aborted' ? 'stopped' : 'done');
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -196,18 +198,14 @@ function generate(): void {
   ui.output.textContent = '';
   ui.stats.textContent = '';
   setStatus('generating', mode() === 'browser' ? 'generating in the browser' : 'generating on the server');
-  if (mode() === 'browser') {
-    send({ type: 'generate', ...s });
-  } else {
-    generateOnServer(s).catch((err: unknown) => {
-      if ((err as Error).name === 'AbortError') setStatus('done', 'stopped');
-      else setStatus('error', (err as Error).message);
-    });
-  }
+  (mode() === 'browser' ? generateInBrowser(s) : generateOnServer(s)).catch((err: unknown) => {
+    if ((err as Error).name === 'AbortError') setStatus('done', 'stopped');
+    else setStatus('error', (err as Error).message);
+  });
 }
 
 function stop(): void {
-  if (mode() === 'browser') send({ type: 'stop' });
+  if (mode() === 'browser') browserRun?.abort();
   else request?.abort();
 }
 
@@ -225,7 +223,7 @@ function init(): void {
   };
   sync(ui.temperature, ui.temperatureValue);
   sync(ui.topP, ui.topPValue);
-  ui.load.addEventListener('click', loadModel);
+  ui.load.addEventListener('click', () => void loadModel());
   ui.generate.addEventListener('click', generate);
   ui.stop.addEventListener('click', stop);
   ui.prompt.addEventListener('keydown', (e) => {
@@ -233,11 +231,11 @@ function init(): void {
   });
   for (const radio of [ui.modeBrowser, ui.modeServer]) {
     radio.addEventListener('change', () => {
-      if (mode() === 'browser' && engineInfo === undefined) loadModel();
+      if (mode() === 'browser' && engineInfo === undefined) void loadModel();
       else setStatus('ready', mode() === 'browser' ? 'model loaded' : 'using the server API');
     });
   }
-  if (mode() === 'browser') loadModel();
+  if (mode() === 'browser') void loadModel();
   else setStatus('ready', 'using the server API');
 }
 

@@ -1,26 +1,32 @@
-// The model, running in the browser: a Web Worker that fetches a checkpoint and a tokenizer,
-// loads them with the same code as the CLI (their bytes served through the in-memory node:fs of
-// shims/fs.ts), and generates with the server's loop (src/server/generation.ts) — so a seeded
-// request gives the same text here, through the API and from `llama2 run`.
+// The model, running in the browser: a Web Worker that gets a checkpoint and a tokenizer (fetched
+// from URLs — from the browser's Cache API when it kept them — or given as bytes: a local file),
+// reads them with the same code as the CLI (a model source over bytes in memory), and generates
+// with the same loop as the server — so a seeded request gives the same text here, through the API
+// and from `llama2 run`.
 //
 // Backend: WebGPU where navigator.gpu offers an adapter, else the WebAssembly SIMD kernels over
 // `threads` kernel workers — both where the page is cross-origin isolated (SharedArrayBuffer needs
 // it: the GPU engine waits for its host thread through shared memory); else the plain TypeScript
 // kernels. The page shows which runs (ModelInfo.kernels).
+//
+// One request at a time; each message names its request (protocol.ts). A load cancels the
+// downloads of the load before it, and a failed download cancels its sibling, so no progress of a
+// dead request arrives after its error.
 
 import { WebGpuDevice, loadWebGpuEngine } from '../src/backends/webgpu/engine.js';
+import { encodeConversation } from '../src/infer/chat.js';
 import type { InferenceEngine } from '../src/infer/engine.js';
 import type { ModelKernels } from '../src/infer/forward.js';
+import { type GenerationRequest, type GenerationResult, generateFromIds, promptText } from '../src/infer/generate.js';
 import { loadTransformer } from '../src/infer/load.js';
 import { jsKernels } from '../src/kernels/js.js';
 import { jsQ8Kernels } from '../src/kernels/q8-js.js';
 import { createThreadedKernels } from '../src/kernels/threads.js';
 import { wasmSupported } from '../src/kernels/wasm.js';
 import { openModelSource } from '../src/model/open.js';
-import { type GenerationResult, generateFromIds, promptText } from '../src/infer/generate.js';
-import { type Tokenizer, loadTokenizer } from '../src/tokenizer/index.js';
-import type { FromEngine, GenerateSettings, ToEngine } from './protocol.js';
-import { putFile, removeFile } from './shims/fs.js';
+import { parameterCount } from '../src/model/weights.js';
+import { type Tokenizer, parseTokenizer } from '../src/tokenizer/index.js';
+import type { FileOrigin, FileSource, FromEngine, GenerateRequest, LoadRequest, ToEngine } from './protocol.js';
 
 interface WorkerScope {
   onmessage: ((e: { readonly data: ToEngine }) => void) | null;
@@ -29,74 +35,145 @@ interface WorkerScope {
 const scope = self as unknown as WorkerScope;
 const post = (m: FromEngine): void => scope.postMessage(m);
 
+/** The name of the Cache API cache that keeps downloaded models. */
+const CACHE_NAME = 'llama2ts-models-v1';
+const LLAMA2_TEMPLATE = 'Llama 2: [INST] <<SYS>> system <</SYS>> user [/INST] answer';
+
 let model: { transformer: InferenceEngine; tokenizer: Tokenizer; kernels: { close(): Promise<void> } } | undefined;
-let stopRequested = false;
-let busy = false;
+/** The request being worked on, and how to stop it. */
+let current: { id: number; abort: AbortController } | undefined;
+let queue: Promise<void> = Promise.resolve();
 
 scope.onmessage = (e) => {
   const m = e.data;
   if (m.type === 'stop') {
-    stopRequested = true;
+    if (current?.id === m.id) current.abort.abort();
     return;
   }
-  if (busy) {
-    post({ type: 'error', message: 'the engine is busy' });
-    return;
-  }
-  busy = true;
-  const work = m.type === 'load' ? load(m.modelUrl, m.tokenizerUrl, m.threads) : generate(m);
-  work.catch((err: unknown) => post({ type: 'error', message: err instanceof Error ? err.message : String(err) }))
-    .finally(() => (busy = false));
+  // a new load makes the one in progress pointless: cancel its downloads
+  if (m.type === 'load' && current !== undefined && current.id !== m.id && model === undefined) current.abort.abort();
+  queue = queue.then(() => handle(m));
 };
 
-/** Fetches a file with progress messages. */
-async function fetchBytes(url: string, what: string): Promise<Uint8Array> {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`cannot fetch the ${what} (${url}): HTTP ${response.status}`);
-  const total = Number(response.headers.get('content-length') ?? 0);
-  if (response.body === null || total === 0) return new Uint8Array(await response.arrayBuffer());
-  const bytes = new Uint8Array(total);
-  const reader = response.body.getReader();
-  let received = 0;
-  let lastReport = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (received + value.byteLength > total) throw new Error(`the ${what} (${url}) is longer than its Content-Length`);
-    bytes.set(value, received);
-    received += value.byteLength;
-    if (performance.now() - lastReport > 100) {
-      lastReport = performance.now();
-      post({ type: 'progress', message: `loading the ${what}: ${(received / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB` });
-    }
+async function handle(m: Exclude<ToEngine, { type: 'stop' }>): Promise<void> {
+  const abort = new AbortController();
+  current = { id: m.id, abort };
+  try {
+    if (m.type === 'load') await load(m.id, m, abort.signal);
+    else if (m.type === 'generate') await generate(m.id, m.request, abort.signal);
+    else post({ type: 'cleared', id: m.id, files: await clearCache() });
+  } catch (err) {
+    post({ type: 'error', id: m.id, message: err instanceof Error ? err.message : String(err) });
+  } finally {
+    current = undefined;
   }
-  if (received !== total) throw new Error(`the ${what} (${url}) ended after ${received} of ${total} bytes`);
-  return bytes;
 }
 
-async function load(modelUrl: string, tokenizerUrl: string, threads: number): Promise<void> {
+// ------------------------------------------------------------------------------------------------
+// Files
+
+/** The browser's cache of downloaded files, where there is one (secure contexts only). */
+async function openCache(): Promise<Cache | undefined> {
+  try {
+    return typeof caches === 'undefined' ? undefined : await caches.open(CACHE_NAME);
+  } catch {
+    return undefined; // storage blocked (private mode, a sandboxed frame)
+  }
+}
+
+async function clearCache(): Promise<number> {
+  const cache = await openCache();
+  if (cache === undefined) return 0;
+  const keys = await cache.keys();
+  await caches.delete(CACHE_NAME);
+  return keys.length;
+}
+
+/** A file's bytes: given, from the cache, or downloaded (with progress, then cached). */
+async function getFile(id: number, source: FileSource, what: string, useCache: boolean, signal: AbortSignal): Promise<{ bytes: Uint8Array; from: FileOrigin; name: string }> {
+  if ('bytes' in source) return { bytes: new Uint8Array(source.bytes), from: 'bytes', name: source.name };
+  const url = new URL(source.url, location.href).href;
+  const name = new URL(url).pathname.split('/').pop() || what;
+  const cache = useCache ? await openCache() : undefined;
+  const hit = await cache?.match(url);
+  if (hit !== undefined) {
+    post({ type: 'progress', id, message: `reading the ${what} from the browser's cache` });
+    return { bytes: new Uint8Array(await hit.arrayBuffer()), from: 'cache', name };
+  }
+  let response: Response;
+  try {
+    response = await fetch(url, { signal });
+  } catch (err) {
+    if (signal.aborted) throw new Error('cancelled');
+    throw new Error(`cannot fetch the ${what} (${url}): ${(err as Error).message}`);
+  }
+  if (!response.ok) throw new Error(`cannot fetch the ${what} (${url}): HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`);
+  const total = Number(response.headers.get('content-length') ?? 0);
+  let bytes: Uint8Array;
+  if (response.body === null || !(total > 0)) {
+    bytes = new Uint8Array(await response.arrayBuffer());
+  } else {
+    bytes = new Uint8Array(total);
+    const reader = response.body.getReader();
+    let received = 0;
+    let lastReport = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (received + value.byteLength > total) throw new Error(`the ${what} (${url}) is longer than its Content-Length`);
+      bytes.set(value, received);
+      received += value.byteLength;
+      if (performance.now() - lastReport > 100) {
+        lastReport = performance.now();
+        post({ type: 'progress', id, message: `downloading the ${what}: ${(received / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`, fraction: received / total });
+      }
+    }
+    if (received !== total) throw new Error(`the ${what} (${url}) ended after ${received} of ${total} bytes`);
+  }
+  if (cache !== undefined) {
+    try {
+      await cache.put(url, new Response(bytes, { headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.byteLength) } }));
+    } catch {
+      // over the storage quota: the file works, it just is not kept
+    }
+  }
+  return { bytes, from: 'network', name };
+}
+
+async function load(id: number, m: LoadRequest, signal: AbortSignal): Promise<void> {
   await model?.kernels.close();
   model = undefined;
-  const [modelBytes, tokenizerBytes] = await Promise.all([fetchBytes(modelUrl, 'model'), fetchBytes(tokenizerUrl, 'tokenizer')]);
-  post({ type: 'progress', message: 'preparing the model' });
-  // the readers take paths: name the bytes by their URL's last part, for error messages
-  const modelPath = new URL(modelUrl, location.href).pathname.split('/').pop() || 'model.bin';
-  const tokenizerPath = `tokenizer:${new URL(tokenizerUrl, location.href).pathname.split('/').pop() || 'tokenizer.bin'}`;
-  putFile(modelPath, modelBytes);
-  putFile(tokenizerPath, tokenizerBytes);
+  // both files at once; the first failure cancels the other download
+  const both = new AbortController();
+  const onAbort = (): void => both.abort();
+  signal.addEventListener('abort', onAbort);
+  let modelFile: Awaited<ReturnType<typeof getFile>>;
+  let tokenizerFile: Awaited<ReturnType<typeof getFile>>;
+  try {
+    [modelFile, tokenizerFile] = await Promise.all([
+      getFile(id, m.model, 'model', m.cache, both.signal),
+      getFile(id, m.tokenizer, 'tokenizer', m.cache, both.signal),
+    ].map((p) => p.catch((err: unknown) => {
+      both.abort();
+      throw err;
+    })));
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+  post({ type: 'progress', id, message: 'preparing the model' });
   const isolated = globalThis.crossOriginIsolated === true;
-  const gpu = isolated ? await openGpu() : undefined;
+  const gpu = isolated ? await openGpu(id) : undefined;
   const kernels: ModelKernels & { close(): Promise<void> } = gpu !== undefined
     ? { ...jsKernels, ...jsQ8Kernels, close: () => gpu.close() }
     : isolated && wasmSupported()
-      ? await createThreadedKernels({ threads })
+      ? await createThreadedKernels({ threads: m.threads })
       : { ...jsKernels, ...jsQ8Kernels, close: async () => {} };
   try {
-    const source = openModelSource(modelPath);
+    const source = openModelSource({ name: modelFile.name, bytes: modelFile.bytes });
     let tokenizer: Tokenizer;
     let transformer: InferenceEngine;
     try {
-      tokenizer = loadTokenizer(tokenizerPath, source.config.vocabSize);
+      tokenizer = parseTokenizer(tokenizerFile.bytes, tokenizerFile.name, source.config.vocabSize);
       transformer = gpu !== undefined ? loadWebGpuEngine(gpu, source) : loadTransformer(source, kernels);
     } finally {
       source.close();
@@ -104,28 +181,32 @@ async function load(modelUrl: string, tokenizerUrl: string, threads: number): Pr
     const config = source.config;
     model = { transformer, tokenizer, kernels };
     post({
-      type: 'loaded',
-      info: { dim: config.dim, nLayers: config.nLayers, nHeads: config.nHeads, vocabSize: config.vocabSize, seqLen: config.seqLen, kernels: gpu !== undefined ? transformer.backend : kernels.name, crossOriginIsolated: isolated },
+      type: 'loaded', id,
+      info: {
+        dim: config.dim, nLayers: config.nLayers, nHeads: config.nHeads, nKvHeads: config.nKvHeads, vocabSize: config.vocabSize,
+        seqLen: config.seqLen, parameters: parameterCount(config), kernels: transformer.backend, crossOriginIsolated: isolated,
+        chatTemplate: LLAMA2_TEMPLATE, modelFrom: modelFile.from, tokenizerFrom: tokenizerFile.from,
+      },
     });
   } catch (err) {
     await kernels.close();
     throw err;
-  } finally {
-    removeFile(modelPath);
-    removeFile(tokenizerPath);
   }
 }
 
 /** The GPU, when navigator.gpu offers an adapter. */
-async function openGpu(): Promise<WebGpuDevice | undefined> {
+async function openGpu(id: number): Promise<WebGpuDevice | undefined> {
   if ((globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu === undefined) return undefined;
-  post({ type: 'progress', message: 'starting WebGPU' });
+  post({ type: 'progress', id, message: 'starting WebGPU' });
   try {
     return await WebGpuDevice.open();
   } catch {
     return undefined; // no adapter: WebAssembly instead
   }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Generation
 
 /** Lets queued messages ("stop") in: a macrotask without setTimeout's 4 ms clamp. */
 const channel = new MessageChannel();
@@ -137,41 +218,52 @@ function nextTask(): Promise<void> {
   });
 }
 
-/** The completion of `s.prompt`, streamed as text messages: the prompt's text, then the answer. */
-async function generate(s: GenerateSettings): Promise<void> {
+/** A completion or a chat answer, streamed as text messages (every ~15 ms). */
+async function generate(id: number, r: GenerateRequest, signal: AbortSignal): Promise<void> {
   if (model === undefined) throw new Error('no model is loaded');
   const { transformer, tokenizer } = model;
-  const ids = tokenizer.encode(s.prompt, { bos: true, eos: false });
   const seqLen = transformer.config.seqLen;
-  if (ids.length > seqLen) throw new Error(`the prompt is ${ids.length} tokens, longer than the model's context window of ${seqLen}`);
-  stopRequested = false;
-  const abort = new AbortController();
-  const gen = generateFromIds(transformer, tokenizer, {
-    promptIds: ids, maxTokens: s.maxTokens, stopTokens: [tokenizer.bosId],
-    temperature: s.temperature, topp: s.topP, seed: s.seed ?? randomSeed(), signal: abort.signal,
-  });
-  let pending = promptText(tokenizer, ids);
+  const ids = r.kind === 'complete' ? tokenizer.encode(r.prompt, { bos: true, eos: false }) : encodeConversation(tokenizer, r.messages);
+  if (ids.length > seqLen) {
+    throw new Error(`the ${r.kind === 'complete' ? 'prompt' : 'conversation'} is ${ids.length} tokens, longer than the model's context window of ${seqLen}`);
+  }
+  const request: GenerationRequest = {
+    promptIds: ids,
+    ...(r.maxTokens !== undefined ? { maxTokens: r.maxTokens } : {}),
+    // a story ends at BOS (as run.c); a chat answer at EOS, or BOS (the start of another turn),
+    // sampling at each prompt position as run.c's chat does
+    stopTokens: r.kind === 'complete' ? [tokenizer.bosId] : [tokenizer.eosId, tokenizer.bosId],
+    samplePrompt: r.kind === 'chat',
+    stopSequences: r.stop,
+    temperature: r.temperature, topp: r.topP, seed: r.seed ?? randomSeed(), signal,
+  };
+  if (r.kind === 'complete' && r.echo) post({ type: 'text', id, part: 'prompt', text: promptText(tokenizer, ids), tokens: 0, elapsedMs: 0 });
+  const gen = generateFromIds(transformer, tokenizer, request);
+  const started = performance.now();
+  let pending = '';
+  let positions = 0;
   let lastBreak = performance.now();
   let result: GenerationResult;
+  const tokens = (): number => Math.max(0, positions - (ids.length - 1));
   for (;;) {
-    const r = gen.next();
-    if (r.done) {
-      result = r.value;
+    const step = gen.next();
+    if (step.done) {
+      result = step.value;
       break;
     }
-    pending += r.value;
+    positions++;
+    pending += step.value;
     // every ~15 ms: send the text so far and look at the inbox
     if (performance.now() - lastBreak > 15) {
-      if (pending.length > 0) post({ type: 'text', text: pending });
+      post({ type: 'text', id, part: 'completion', text: pending, tokens: tokens(), elapsedMs: performance.now() - started });
       pending = '';
       await nextTask();
-      if (stopRequested) abort.abort();
       lastBreak = performance.now();
     }
   }
-  if (pending.length > 0) post({ type: 'text', text: pending });
+  post({ type: 'text', id, part: 'completion', text: pending, tokens: result.completionTokens, elapsedMs: performance.now() - started });
   post({
-    type: 'done',
+    type: 'done', id,
     stats: { promptTokens: result.promptTokens, completionTokens: result.completionTokens, finishReason: result.finishReason, tokensPerSecond: result.tokensPerSecond, elapsedMs: result.elapsedMs },
   });
 }

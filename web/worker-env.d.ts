@@ -19,3 +19,14 @@ declare var Worker: new (url: URL | string, options?: { type?: 'classic' | 'modu
 declare const self: unknown;
 declare const location: { readonly href: string };
 declare var crossOriginIsolated: boolean | undefined;
+
+/** The Cache API (secure contexts): what the engine worker uses to keep downloaded models. */
+interface Cache {
+  match(request: string): Promise<Response | undefined>;
+  put(request: string, response: Response): Promise<void>;
+  keys(): Promise<readonly unknown[]>;
+}
+declare var caches: {
+  open(name: string): Promise<Cache>;
+  delete(name: string): Promise<boolean>;
+};

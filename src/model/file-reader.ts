@@ -12,12 +12,30 @@ if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
   throw new LlamaError('llama2ts needs a little-endian machine (model files are little-endian)');
 }
 
+/**
+ * A model file: its path, or its name and bytes when it is already in memory (a download, a file
+ * picked in a web page, bytes a program holds); the readers treat both alike.
+ */
+export type ModelFile = string | { readonly name: string; readonly bytes: Uint8Array };
+
 export class FileReader {
-  readonly fd: number;
+  /** The path, or the name of bytes in memory (for messages). */
+  readonly path: string;
   readonly size: number;
-  constructor(readonly path: string) {
+  /** The open descriptor (-1 for bytes in memory). */
+  private readonly fd: number = -1;
+  private readonly memory: Uint8Array | undefined;
+
+  constructor(file: ModelFile) {
+    if (typeof file !== 'string') {
+      this.path = file.name;
+      this.memory = file.bytes;
+      this.size = file.bytes.byteLength;
+      return;
+    }
+    this.path = file;
     try {
-      this.fd = openSync(path, 'r');
+      this.fd = openSync(file, 'r');
       let st;
       try {
         st = fstatSync(this.fd);
@@ -31,7 +49,7 @@ export class FileReader {
       }
       this.size = st.size;
     } catch (err) {
-      throw describeFsError(path, err);
+      throw describeFsError(file, err);
     }
   }
 
@@ -39,6 +57,10 @@ export class FileReader {
   readInto(dst: Uint8Array, position: number): void {
     if (!(Number.isSafeInteger(position) && position >= 0 && position + dst.byteLength <= this.size)) {
       throw new FormatError(this.path, `file is truncated: needs ${position + dst.byteLength} bytes, has ${this.size}`);
+    }
+    if (this.memory !== undefined) {
+      dst.set(this.memory.subarray(position, position + dst.byteLength));
+      return;
     }
     let done = 0;
     while (done < dst.byteLength) {
@@ -61,7 +83,7 @@ export class FileReader {
   }
 
   close(): void {
-    closeSync(this.fd);
+    if (this.fd >= 0) closeSync(this.fd);
   }
 }
 

@@ -6,7 +6,7 @@
 
 import { FormatError } from '../errors.js';
 import { type CheckpointHeader, HEADER_BYTES_V1, q8Order, readHeaderFrom, tensorOffsets } from './checkpoint.js';
-import { bytesOf, FileReader, firstExisting, folderOf, joinPath } from './file-reader.js';
+import { bytesOf, FileReader, firstExisting, folderOf, joinPath, type ModelFile } from './file-reader.js';
 import { type ModelSource, type StorageType, type TokenizerRef, tensorShape } from './source.js';
 import type { TensorName } from './weights.js';
 
@@ -22,8 +22,12 @@ export class Llama2cSource implements ModelSource {
   private qScratch = new Int8Array(0);
   private sScratch = new Float32Array(0);
 
-  constructor(readonly path: string) {
-    this.file = new FileReader(path);
+  readonly path: string;
+
+  constructor(file: ModelFile) {
+    this.file = new FileReader(file);
+    this.path = this.file.path;
+    const path = this.path;
     try {
       this.header = readHeaderFrom(this.file);
     } catch (err) {
@@ -56,10 +60,13 @@ export class Llama2cSource implements ModelSource {
       this.format = h.format === 'v0' ? 'llama2.c v0 (legacy, float32)' : 'llama2.c v1 (float32)';
       for (const [name, off] of tensorOffsets(h)) this.offsets.set(name, off);
     }
-    // run.c's convention: tokenizer.bin beside the model, or tok<vocab>.bin (llama2.c's custom vocabularies)
-    const dir = folderOf(path);
-    const tok = firstExisting([joinPath(dir, 'tokenizer.bin'), joinPath(dir, `tok${c.vocabSize}.bin`)]);
-    if (tok !== undefined) this.tokenizer = { path: tok };
+    // run.c's convention: tokenizer.bin beside the model, or tok<vocab>.bin (llama2.c's custom
+    // vocabularies); bytes in memory have no folder
+    if (typeof file === 'string') {
+      const dir = folderOf(path);
+      const tok = firstExisting([joinPath(dir, 'tokenizer.bin'), joinPath(dir, `tok${c.vocabSize}.bin`)]);
+      if (tok !== undefined) this.tokenizer = { path: tok };
+    }
   }
 
   storage(name: TensorName): StorageType | undefined {

@@ -10,7 +10,7 @@
 
 import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { describeFsError, LlamaError } from '../errors.js';
-import { joinPath } from './file-reader.js';
+import { joinPath, type ModelFile } from './file-reader.js';
 import { isGguf } from './gguf.js';
 import { GgufSource } from './gguf-source.js';
 import { openHfFolder } from './hf-source.js';
@@ -33,16 +33,26 @@ export interface ModelFormat {
   readonly name: string;
   /** True when this format reads `probe`. */
   detect(probe: ModelPathProbe): boolean;
-  open(path: string): ModelSource;
+  /** Opens a path — or, for a format of single files, bytes in memory (ModelFile). */
+  open(file: ModelFile): ModelSource;
 }
 
 /** The formats, tried in order; llama2.c's `.bin` (no magic in v0) takes any file no one else claims. */
 export const MODEL_FORMATS: ModelFormat[] = [
-  { name: 'GGUF', detect: (p) => !p.isDirectory && isGguf(p.head), open: (path) => new GgufSource(path) },
-  { name: 'Hugging Face', detect: (p) => p.isDirectory && p.has('config.json'), open: openHfFolder },
-  { name: 'Meta', detect: (p) => p.isDirectory && p.has('params.json') && p.has('consolidated.00.pth'), open: openMetaFolder },
-  { name: 'llama2.c', detect: (p) => !p.isDirectory, open: (path) => new Llama2cSource(path) },
+  {
+    name: 'GGUF', detect: (p) => !p.isDirectory && isGguf(p.head),
+    open: (file) => new GgufSource(pathOf(file, 'a GGUF model')),
+  },
+  { name: 'Hugging Face', detect: (p) => p.isDirectory && p.has('config.json'), open: (file) => openHfFolder(pathOf(file, 'a folder')) },
+  { name: 'Meta', detect: (p) => p.isDirectory && p.has('params.json') && p.has('consolidated.00.pth'), open: (file) => openMetaFolder(pathOf(file, 'a folder')) },
+  { name: 'llama2.c', detect: (p) => !p.isDirectory, open: (file) => new Llama2cSource(file) },
 ];
+
+/** The path of a format that reads only from files. */
+function pathOf(file: ModelFile, what: string): string {
+  if (typeof file !== 'string') throw new LlamaError(`${file.name}: ${what} is read from a path, not from bytes in memory`);
+  return file;
+}
 
 /** Looks at a model path once, for the format tests. */
 export function probeModelPath(path: string): ModelPathProbe {
@@ -66,16 +76,18 @@ export function probeModelPath(path: string): ModelPathProbe {
   return { path, isDirectory, head: head.subarray(0, n), has: (name) => isDirectory && existsSync(joinPath(path, name)) };
 }
 
-/** Opens the model at `path` (a file or a folder) as a ModelSource, whatever its format. */
-export function openModelSource(path: string): ModelSource {
-  const probe = probeModelPath(path);
+/** Opens the model at `path` (a file or a folder), or in bytes, as a ModelSource, whatever its format. */
+export function openModelSource(file: ModelFile): ModelSource {
+  const path = typeof file === 'string' ? file : file.name;
+  const probe = typeof file === 'string' ? probeModelPath(file)
+    : { path, isDirectory: false, head: file.bytes.subarray(0, 16), has: () => false };
   const format = MODEL_FORMATS.find((f) => f.detect(probe));
   if (format === undefined) {
     throw new LlamaError(probe.isDirectory
       ? `${path}: not a model folder (no config.json for a Hugging Face model, no params.json + consolidated.00.pth for a Meta one)`
       : `${path}: not a model file this version reads`);
   }
-  return format.open(path);
+  return format.open(file);
 }
 
 /** Runs `fn` on the source at `path`, closing it afterwards. */

@@ -1,6 +1,6 @@
 // The tokenizer module's public surface.
 
-export { Tokenizer, StreamingDecoder, loadTokenizer, checkVocabMatch } from './tokenizer.js';
+export { Tokenizer, StreamingDecoder, loadTokenizer, parseTokenizer, checkVocabMatch } from './tokenizer.js';
 export type { EncodeOptions, LoadTokenizerOptions, TokenizerFormat } from './tokenizer.js';
 export type { StreamingDecoderOptions } from './decoder.js';
 export type { Vocabulary } from './vocabulary.js';

@@ -226,17 +226,25 @@ export function loadTokenizer(path: string, vocabSize?: number, options: LoadTok
   } catch (err) {
     throw describeFsError(path, err);
   }
-  const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-  const json = looksLikeJson(bytes) ? parseJson(bytes, path) : undefined;
+  return parseTokenizer(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path, vocabSize, options);
+}
+
+/**
+ * A tokenizer from the bytes of a `.model`, `tokenizer.bin` or `tokenizer.json` (see
+ * loadTokenizer; a GGUF file is read from its path); `name` is for messages.
+ */
+export function parseTokenizer(bytes: Uint8Array, name: string, vocabSize?: number, options: LoadTokenizerOptions = {}): Tokenizer {
+  let tokenizer: Tokenizer;
+  const json = looksLikeJson(bytes) ? parseJson(bytes, name) : undefined;
   if (json !== undefined) {
-    tokenizer = new Tokenizer(vocabularyFromTokenizerJson(json, path), 'tokenizer.json');
+    tokenizer = new Tokenizer(vocabularyFromTokenizerJson(json, name), 'tokenizer.json');
   } else if (looksLikeSentencePiece(bytes)) {
-    tokenizer = new Tokenizer(fromSentencePiece(parseSentencePieceModel(bytes, path), path), 'sentencepiece');
+    tokenizer = new Tokenizer(fromSentencePiece(parseSentencePieceModel(bytes, name), name), 'sentencepiece');
   } else {
-    const file = parseLlama2cTokenizer(bytes, path, vocabSize);
-    tokenizer = new Tokenizer(fromLlama2c(file.texts, file.scores, path, options), 'llama2c');
+    const file = parseLlama2cTokenizer(bytes, name, vocabSize);
+    tokenizer = new Tokenizer(fromLlama2c(file.texts, file.scores, name, options), 'llama2c');
   }
-  if (vocabSize !== undefined) checkVocabMatch(tokenizer, vocabSize, { tokenizer: path });
+  if (vocabSize !== undefined) checkVocabMatch(tokenizer, vocabSize, { tokenizer: name });
   return tokenizer;
 }
 
