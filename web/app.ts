@@ -1,21 +1,18 @@
-// The playground page: a prompt, sampling controls, the streamed text and its speed. Generation
-// runs in the browser (engine-worker.ts, a Web Worker) or, switched over, through the server's
-// /v1/completions (server-sent events). Either way the text shown is the prompt as the model
-// reads it followed by the completion — what `llama2 run -i PROMPT` prints.
+// The playground page. Two tabs over one model: Complete (a prompt and its continuation, the two
+// told apart on screen) and Chat (a conversation, rendered with the model's chat template, with an
+// optional system prompt). Generation runs in the browser (the engine in a Web Worker, through the
+// browser library llama2ts.ts) or, switched over, through the server's API (server-sent events).
+// The speed shows live as the text arrives; an error shows just above the output, and leaves the
+// page usable (a failed load re-enables Load).
+//
+// Models come from URLs (downloads kept in the browser's Cache API, so a reload reads them from
+// there), or from local files (the file picker, or dropped on the page).
 //
 // Query parameters: model=URL, tokenizer=URL (default model.bin and tokenizer.bin beside the
-// page), mode=browser|server, threads=N.
+// page), mode=browser|server, threads=N, backend=auto|webgpu|wasm|js, tab=complete|chat.
 
-import type { GenerateStats, ModelInfo } from './protocol.js';
-import { LanguageModel } from './llama2ts.js';
-
-interface GenerateSettings {
-  readonly prompt: string;
-  readonly maxTokens: number;
-  readonly temperature: number;
-  readonly topP: number;
-  readonly seed: number | undefined;
-}
+import type { Backend, ChatMessage, GenerateStats, ModelInfo } from './protocol.js';
+import { type FileInput, LanguageModel, type TextEvent } from './llama2ts.js';
 
 function $<T extends HTMLElement>(id: string): T {
   const el = document.getElementById(id);
@@ -24,118 +21,180 @@ function $<T extends HTMLElement>(id: string): T {
 }
 
 const ui = {
+  status: $<HTMLElement>('status'),
+  badge: $<HTMLElement>('engine-badge'),
+  tabComplete: $<HTMLButtonElement>('tab-complete'),
+  tabChat: $<HTMLButtonElement>('tab-chat'),
+  panelComplete: $<HTMLElement>('panel-complete'),
+  panelChat: $<HTMLElement>('panel-chat'),
+  error: $<HTMLElement>('error'),
+  errorText: $<HTMLElement>('error-text'),
+  errorClose: $<HTMLButtonElement>('error-close'),
+  prompt: $<HTMLTextAreaElement>('prompt'),
+  generate: $<HTMLButtonElement>('generate'),
+  stop: $<HTMLButtonElement>('stop'),
+  output: $<HTMLElement>('output'),
+  outputPrompt: $<HTMLElement>('output-prompt'),
+  outputCompletion: $<HTMLElement>('output-completion'),
+  system: $<HTMLTextAreaElement>('system'),
+  systemSummary: $<HTMLElement>('system-summary'),
+  messages: $<HTMLOListElement>('messages'),
+  chatInput: $<HTMLTextAreaElement>('chat-input'),
+  send: $<HTMLButtonElement>('send'),
+  chatStop: $<HTMLButtonElement>('chat-stop'),
+  newChat: $<HTMLButtonElement>('new-chat'),
+  template: $<HTMLElement>('template'),
+  stats: $<HTMLElement>('stats'),
   modeBrowser: $<HTMLInputElement>('mode-browser'),
   modeServer: $<HTMLInputElement>('mode-server'),
   modelUrl: $<HTMLInputElement>('model-url'),
   tokenizerUrl: $<HTMLInputElement>('tokenizer-url'),
+  backend: $<HTMLSelectElement>('backend'),
   threads: $<HTMLSelectElement>('threads'),
   load: $<HTMLButtonElement>('load'),
+  file: $<HTMLInputElement>('file'),
   engineInfo: $<HTMLElement>('engine-info'),
-  prompt: $<HTMLTextAreaElement>('prompt'),
+  useCache: $<HTMLInputElement>('use-cache'),
+  clearCache: $<HTMLButtonElement>('clear-cache'),
   temperature: $<HTMLInputElement>('temperature'),
   temperatureValue: $<HTMLOutputElement>('temperature-value'),
   topP: $<HTMLInputElement>('top-p'),
   topPValue: $<HTMLOutputElement>('top-p-value'),
   maxTokens: $<HTMLInputElement>('max-tokens'),
   seed: $<HTMLInputElement>('seed'),
-  generate: $<HTMLButtonElement>('generate'),
-  stop: $<HTMLButtonElement>('stop'),
-  output: $<HTMLElement>('output'),
-  stats: $<HTMLElement>('stats'),
-  status: $<HTMLElement>('status'),
+  stopStrings: $<HTMLInputElement>('stop-strings'),
+  dropOverlay: $<HTMLElement>('drop-overlay'),
 };
 
 type State = 'idle' | 'loading' | 'ready' | 'generating' | 'done' | 'error';
+let state: State = 'idle';
 
-/** Shows the state (also as data-state, which the end-to-end test waits on). */
-function setStatus(state: State, message: string): void {
-  ui.status.dataset['state'] = state;
+/** Shows the state (also as data-state, which the end-to-end tests wait on) and enables what can be used. */
+function setStatus(next: State, message: string): void {
+  state = next;
+  ui.status.dataset['state'] = next;
   ui.status.textContent = message;
-  const generating = state === 'generating';
-  const browserReady = engineInfo !== undefined;
-  ui.generate.disabled = generating || state === 'loading' || (mode() === 'browser' && !browserReady);
-  ui.stop.disabled = !generating;
-  ui.load.disabled = generating || state === 'loading';
+  const busy = next === 'generating' || next === 'loading';
+  const canRun = !busy && (mode() === 'server' || engine?.info !== undefined && modelReady);
+  ui.generate.disabled = !canRun;
+  ui.send.disabled = !canRun;
+  ui.stop.disabled = next !== 'generating';
+  ui.chatStop.disabled = next !== 'generating';
+  ui.load.disabled = busy;
+  ui.file.disabled = busy;
+  ui.newChat.disabled = next === 'generating';
+}
+
+function showError(message: string): void {
+  ui.errorText.textContent = message;
+  ui.error.hidden = false;
+  setStatus('error', 'error');
+}
+
+function clearError(): void {
+  ui.error.hidden = true;
+  ui.errorText.textContent = '';
 }
 
 function mode(): 'browser' | 'server' {
   return ui.modeServer.checked ? 'server' : 'browser';
 }
 
-function settings(): GenerateSettings {
+interface Sampling {
+  readonly maxTokens: number;
+  readonly temperature: number;
+  readonly topP: number;
+  readonly seed: number | undefined;
+  readonly stop: string[];
+}
+
+function sampling(): Sampling {
   const seedText = ui.seed.value.trim();
   const maxTokens = Number(ui.maxTokens.value);
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new Error('max tokens must be a positive integer');
   const seed = seedText === '' ? undefined : Number(seedText);
   if (seed !== undefined && !Number.isSafeInteger(seed)) throw new Error('the seed must be an integer (or empty for a random one)');
-  return { prompt: ui.prompt.value, maxTokens, temperature: Number(ui.temperature.value), topP: Number(ui.topP.value), seed: seed === 0 ? undefined : seed };
+  // stop strings separated by |, with \n for a line break
+  const stop = ui.stopStrings.value.split('|').map((s) => s.replace(/\\n/g, '\n')).filter((s) => s !== '');
+  return { maxTokens, temperature: Number(ui.temperature.value), topP: Number(ui.topP.value), seed: seed === 0 ? undefined : seed, stop };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Speed, as the text arrives
+
+function showLive(tokens: number, elapsedMs: number): void {
+  const rate = elapsedMs > 0 ? (tokens / elapsedMs) * 1000 : 0;
+  ui.stats.textContent = `${tokens} tokens · ${rate.toFixed(1)} tok/s · ${(elapsedMs / 1000).toFixed(1)} s`;
+  ui.stats.dataset['live'] = 'true';
 }
 
 function showStats(s: Pick<GenerateStats, 'promptTokens' | 'completionTokens' | 'tokensPerSecond'> & { finishReason: string }, where: string): void {
   ui.stats.textContent = `${s.completionTokens} tokens (prompt ${s.promptTokens}) · ${s.tokensPerSecond.toFixed(1)} tok/s · ${where} · finish: ${s.finishReason}`;
+  ui.stats.dataset['live'] = 'false';
 }
 
 // ------------------------------------------------------------------------------------------------
-// In the browser
+// The model in the browser
 
 let engine: LanguageModel | undefined;
-let engineInfo: ModelInfo | undefined;
+/** True once a load succeeded and no later one is in progress or failed. */
+let modelReady = false;
 let loads = 0;
-let browserRun: AbortController | undefined;
 
-function showInfo(info: ModelInfo): void {
-  ui.engineInfo.textContent = `dim ${info.dim}, ${info.nLayers} layers, ${info.nHeads} heads, vocabulary ${info.vocabSize}, ` +
-    `context ${info.seqLen} · ${info.kernels} kernels${info.crossOriginIsolated ? '' : ' (page not cross-origin isolated: no WebAssembly threads)'}`;
+function describe(info: ModelInfo, source: string): string {
+  const where = info.modelFrom === 'cache' ? "from the browser's cache" : info.modelFrom === 'bytes' ? 'a local file' : 'downloaded';
+  return `${source} (${where}): dim ${info.dim}, ${info.nLayers} layers, ${info.nHeads} heads, vocabulary ${info.vocabSize}, ` +
+    `context ${info.seqLen}, ${info.parameters.toLocaleString('en-US')} parameters · ${info.kernels}` +
+    `${info.crossOriginIsolated ? '' : ' (page not cross-origin isolated: no WebAssembly threads)'}`;
 }
 
-async function loadModel(): Promise<void> {
+/** Loads a model from the URL fields, or from local files. */
+async function loadModel(files?: { model: File; tokenizer: File | undefined }): Promise<void> {
   const load = ++loads;
-  engineInfo = undefined;
+  modelReady = false;
+  clearError();
   ui.engineInfo.textContent = '';
+  ui.stats.textContent = '';
+  ui.badge.hidden = true;
   setStatus('loading', 'loading the model');
+  const model: FileInput = files?.model ?? ui.modelUrl.value;
   const options = {
-    tokenizer: ui.tokenizerUrl.value, threads: Number(ui.threads.value),
-    onProgress: (message: string) => load === loads && setStatus('loading', message),
+    tokenizer: files?.tokenizer ?? ui.tokenizerUrl.value,
+    backend: ui.backend.value as Backend,
+    threads: Number(ui.threads.value),
+    cache: ui.useCache.checked,
+    onProgress: (message: string) => {
+      if (load === loads) setStatus('loading', message);
+    },
   };
   try {
-    if (engine === undefined) engine = await LanguageModel.load(ui.modelUrl.value, options);
-    else await engine.reload(ui.modelUrl.value, options);
+    if (engine === undefined) engine = await LanguageModel.load(model, options);
+    else await engine.reload(model, options);
     if (load !== loads) return;
-    engineInfo = engine.info;
-    showInfo(engine.info);
+    modelReady = true;
+    const info = engine.info;
+    ui.engineInfo.textContent = describe(info, files ? files.model.name : ui.modelUrl.value);
+    ui.badge.textContent = info.kernels;
+    ui.badge.dataset['backend'] = info.kernels;
+    ui.badge.hidden = false;
+    ui.template.textContent = `chat template: ${info.chatTemplate}`;
     setStatus('ready', 'model loaded');
   } catch (err) {
-    if (load === loads) setStatus('error', (err as Error).message);
+    if (load === loads) showError(`loading the model failed: ${(err as Error).message}`);
   }
 }
 
-async function generateInBrowser(s: GenerateSettings): Promise<void> {
-  if (engine === undefined) throw new Error('no model is loaded');
-  browserRun = new AbortController();
-  const stats = await engine.generate(
-    { kind: 'complete', prompt: s.prompt, echo: true, maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, seed: s.seed, stop: [] },
-    (e) => ui.output.append(e.text), browserRun.signal,
-  );
-  showStats(stats, `in the browser (${engineInfo?.kernels ?? '?'})`);
-  setStatus('done', stats.finishReason === 'aborted' ? 'stopped' : 'done');
-}
+let run: AbortController | undefined;
 
 // ------------------------------------------------------------------------------------------------
 // Through the server's API
 
-let request: AbortController | undefined;
-
-async function generateOnServer(s: GenerateSettings): Promise<void> {
-  request = new AbortController();
+/** Posts a streamed request; calls onText with each chunk's text; resolves with usage and finish reason. */
+async function streamFromServer(path: string, body: object, onText: (text: string, chunks: number, ms: number) => void, signal: AbortSignal): Promise<{ usage: { prompt_tokens: number; completion_tokens: number }; finish: string; ms: number }> {
   const started = performance.now();
-  const response = await fetch(new URL('v1/completions', location.href), {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({
-      prompt: s.prompt, max_tokens: s.maxTokens, temperature: s.temperature, top_p: s.topP,
-      ...(s.seed !== undefined ? { seed: s.seed } : {}), echo: true, stream: true, stream_options: { include_usage: true },
-    }),
-    signal: request.signal,
+  const response = await fetch(new URL(path, location.href), {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }), signal,
   });
   if (!response.ok || response.body === null) {
     const text = await response.text();
@@ -149,6 +208,7 @@ async function generateOnServer(s: GenerateSettings): Promise<void> {
   }
   let finish = '?';
   let usage = { prompt_tokens: 0, completion_tokens: 0 };
+  let chunks = 0;
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
   for (;;) {
@@ -165,48 +225,160 @@ async function generateOnServer(s: GenerateSettings): Promise<void> {
       if (data === '[DONE]') continue;
       const chunk = JSON.parse(data) as {
         error?: { message: string };
-        choices?: Array<{ text: string; finish_reason: string | null }>;
+        choices?: Array<{ text?: string; delta?: { content?: string }; finish_reason: string | null }>;
         usage?: { prompt_tokens: number; completion_tokens: number };
       };
       if (chunk.error) throw new Error(chunk.error.message);
       for (const c of chunk.choices ?? []) {
-        ui.output.append(c.text);
+        const text = c.text ?? c.delta?.content ?? '';
+        if (text !== '') onText(text, ++chunks, performance.now() - started);
         if (c.finish_reason !== null) finish = c.finish_reason;
       }
       if (chunk.usage) usage = chunk.usage;
     }
   }
-  const seconds = (performance.now() - started) / 1000;
+  return { usage, finish, ms: performance.now() - started };
+}
+
+function serverStats(r: Awaited<ReturnType<typeof streamFromServer>>): void {
   showStats({
-    promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens,
-    tokensPerSecond: seconds > 0 ? usage.completion_tokens / seconds : 0, finishReason: finish,
+    promptTokens: r.usage.prompt_tokens, completionTokens: r.usage.completion_tokens,
+    tokensPerSecond: r.ms > 0 ? (r.usage.completion_tokens / r.ms) * 1000 : 0, finishReason: r.finish,
   }, 'through the API');
-  setStatus('done', 'done');
+}
+
+// ------------------------------------------------------------------------------------------------
+// Complete
+
+async function complete(): Promise<void> {
+  const s = sampling();
+  const prompt = ui.prompt.value;
+  ui.outputPrompt.textContent = '';
+  ui.outputCompletion.textContent = '';
+  ui.stats.textContent = '';
+  run = new AbortController();
+  if (mode() === 'browser') {
+    setStatus('generating', 'generating in the browser');
+    const stats = await engine!.generate({ kind: 'complete', prompt, echo: true, ...s }, (e: TextEvent) => {
+      (e.part === 'prompt' ? ui.outputPrompt : ui.outputCompletion).append(e.text);
+      if (e.part === 'completion') showLive(e.tokens, e.elapsedMs);
+    }, run.signal);
+    showStats(stats, `in the browser (${engine!.info.kernels})`);
+    setStatus('done', stats.finishReason === 'aborted' ? 'stopped' : 'done');
+  } else {
+    setStatus('generating', 'generating on the server');
+    let echoed = prompt === ''; // with echo, the server's first piece is the prompt's text
+    const r = await streamFromServer('v1/completions', {
+      prompt, max_tokens: s.maxTokens, temperature: s.temperature, top_p: s.topP, echo: true,
+      ...(s.seed !== undefined ? { seed: s.seed } : {}), ...(s.stop.length > 0 ? { stop: s.stop } : {}),
+    }, (text, chunks, ms) => {
+      if (!echoed) {
+        echoed = true;
+        ui.outputPrompt.append(text);
+        return;
+      }
+      ui.outputCompletion.append(text);
+      showLive(chunks - 1, ms);
+    }, run.signal);
+    serverStats(r);
+    setStatus('done', 'done');
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Chat
+
+const conversation: ChatMessage[] = [];
+
+function addBubble(role: ChatMessage['role'], text: string): HTMLLIElement {
+  const li = document.createElement('li');
+  li.className = role;
+  li.textContent = text;
+  ui.messages.append(li);
+  li.scrollIntoView({ block: 'nearest' });
+  return li;
+}
+
+function resetChat(): void {
+  conversation.length = 0;
+  ui.messages.textContent = '';
+  ui.stats.textContent = '';
+}
+
+async function sendChat(): Promise<void> {
+  const text = ui.chatInput.value.trim();
+  if (text === '') return;
+  const s = sampling();
+  const system = ui.system.value.trim();
+  const messages: ChatMessage[] = [...(system !== '' ? [{ role: 'system' as const, content: system }] : []), ...conversation, { role: 'user', content: text }];
+  conversation.push({ role: 'user', content: text });
+  addBubble('user', text);
+  ui.chatInput.value = '';
+  const answer = addBubble('assistant', '');
+  run = new AbortController();
+  let reply = '';
+  try {
+    if (mode() === 'browser') {
+      setStatus('generating', 'answering in the browser');
+      const stats = await engine!.generate({ kind: 'chat', messages, ...s }, (e) => {
+        reply += e.text;
+        answer.textContent = reply;
+        showLive(e.tokens, e.elapsedMs);
+      }, run.signal);
+      showStats(stats, `in the browser (${engine!.info.kernels})`);
+      setStatus('done', stats.finishReason === 'aborted' ? 'stopped' : 'done');
+    } else {
+      setStatus('generating', 'answering on the server');
+      const r = await streamFromServer('v1/chat/completions', {
+        messages, max_tokens: s.maxTokens, temperature: s.temperature, top_p: s.topP,
+        ...(s.seed !== undefined ? { seed: s.seed } : {}), ...(s.stop.length > 0 ? { stop: s.stop } : {}),
+      }, (piece, chunks, ms) => {
+        reply += piece;
+        answer.textContent = reply;
+        showLive(chunks, ms);
+      }, run.signal);
+      serverStats(r);
+      setStatus('done', 'done');
+    }
+  } finally {
+    conversation.push({ role: 'assistant', content: reply });
+  }
 }
 
 // ------------------------------------------------------------------------------------------------
 // Wiring
 
-function generate(): void {
-  let s: GenerateSettings;
-  try {
-    s = settings();
-  } catch (err) {
-    setStatus('error', (err as Error).message);
-    return;
-  }
-  ui.output.textContent = '';
-  ui.stats.textContent = '';
-  setStatus('generating', mode() === 'browser' ? 'generating in the browser' : 'generating on the server');
-  (mode() === 'browser' ? generateInBrowser(s) : generateOnServer(s)).catch((err: unknown) => {
+/** Runs an action of the Generate/Send buttons; its error shows beside the output. */
+function start(action: () => Promise<void>): void {
+  clearError();
+  action().catch((err: unknown) => {
     if ((err as Error).name === 'AbortError') setStatus('done', 'stopped');
-    else setStatus('error', (err as Error).message);
+    else showError((err as Error).message);
   });
 }
 
 function stop(): void {
-  if (mode() === 'browser') browserRun?.abort();
-  else request?.abort();
+  run?.abort();
+}
+
+function selectTab(tab: 'complete' | 'chat'): void {
+  if (state !== 'generating') ui.stats.textContent = '';
+  ui.tabComplete.setAttribute('aria-selected', String(tab === 'complete'));
+  ui.tabChat.setAttribute('aria-selected', String(tab === 'chat'));
+  ui.panelComplete.hidden = tab !== 'complete';
+  ui.panelChat.hidden = tab !== 'chat';
+}
+
+/** A checkpoint and maybe its tokenizer from dropped or picked files: the larger one is the model. */
+function openFiles(list: FileList | null): void {
+  const files = [...(list ?? [])].sort((a, b) => b.size - a.size);
+  if (files.length === 0) return;
+  if (files.length > 2) {
+    showError(`drop one checkpoint, or a checkpoint and its tokenizer (got ${files.length} files)`);
+    return;
+  }
+  ui.modeBrowser.checked = true;
+  void loadModel({ model: files[0]!, tokenizer: files[1] });
 }
 
 function init(): void {
@@ -216,25 +388,73 @@ function init(): void {
   const cores = navigator.hardwareConcurrency || 1;
   for (let n = 1; n <= Math.min(cores, 16); n *= 2) ui.threads.add(new Option(String(n), String(n)));
   ui.threads.value = q.get('threads') ?? String(Math.min(4, 2 ** Math.floor(Math.log2(cores))));
+  ui.backend.value = q.get('backend') ?? 'auto';
   if (q.get('mode') === 'server') ui.modeServer.checked = true;
+  selectTab(q.get('tab') === 'chat' ? 'chat' : 'complete');
   const sync = (input: HTMLInputElement, out: HTMLOutputElement): void => {
     out.value = Number(input.value).toFixed(2);
     input.addEventListener('input', () => (out.value = Number(input.value).toFixed(2)));
   };
   sync(ui.temperature, ui.temperatureValue);
   sync(ui.topP, ui.topPValue);
+
+  ui.tabComplete.addEventListener('click', () => selectTab('complete'));
+  ui.tabChat.addEventListener('click', () => selectTab('chat'));
+  ui.errorClose.addEventListener('click', clearError);
   ui.load.addEventListener('click', () => void loadModel());
-  ui.generate.addEventListener('click', generate);
+  ui.file.addEventListener('change', () => {
+    openFiles(ui.file.files);
+    ui.file.value = '';
+  });
+  ui.clearCache.addEventListener('click', () => {
+    LanguageModel.clearCache().then(
+      (n) => (ui.engineInfo.textContent = `removed ${n} file${n === 1 ? '' : 's'} from the browser's cache`),
+      (err: unknown) => showError(`clearing the cache failed: ${(err as Error).message}`),
+    );
+  });
+  ui.generate.addEventListener('click', () => start(complete));
   ui.stop.addEventListener('click', stop);
+  ui.send.addEventListener('click', () => start(sendChat));
+  ui.chatStop.addEventListener('click', stop);
+  ui.newChat.addEventListener('click', resetChat);
+  ui.system.addEventListener('input', () => (ui.systemSummary.textContent = ui.system.value.trim() === '' ? '' : '(set)'));
   ui.prompt.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !ui.generate.disabled) generate();
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !ui.generate.disabled) start(complete);
+  });
+  ui.chatInput.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey) {
+      e.preventDefault();
+      if (!ui.send.disabled) start(sendChat);
+    }
   });
   for (const radio of [ui.modeBrowser, ui.modeServer]) {
     radio.addEventListener('change', () => {
-      if (mode() === 'browser' && engineInfo === undefined) void loadModel();
+      clearError();
+      if (mode() === 'browser' && !modelReady) void loadModel();
       else setStatus('ready', mode() === 'browser' ? 'model loaded' : 'using the server API');
     });
   }
+  // drag and drop anywhere on the page
+  let depth = 0;
+  document.addEventListener('dragenter', (e) => {
+    if (!e.dataTransfer?.types.includes('Files')) return;
+    depth++;
+    ui.dropOverlay.hidden = false;
+  });
+  document.addEventListener('dragleave', () => {
+    if (--depth <= 0) {
+      depth = 0;
+      ui.dropOverlay.hidden = true;
+    }
+  });
+  document.addEventListener('dragover', (e) => e.preventDefault());
+  document.addEventListener('drop', (e) => {
+    e.preventDefault();
+    depth = 0;
+    ui.dropOverlay.hidden = true;
+    if (state !== 'loading' && state !== 'generating') openFiles(e.dataTransfer?.files ?? null);
+  });
+
   if (mode() === 'browser') void loadModel();
   else setStatus('ready', 'using the server API');
 }

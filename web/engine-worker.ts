@@ -4,10 +4,11 @@
 // with the same loop as the server — so a seeded request gives the same text here, through the API
 // and from `llama2 run`.
 //
-// Backend: WebGPU where navigator.gpu offers an adapter, else the WebAssembly SIMD kernels over
-// `threads` kernel workers — both where the page is cross-origin isolated (SharedArrayBuffer needs
-// it: the GPU engine waits for its host thread through shared memory); else the plain TypeScript
-// kernels. The page shows which runs (ModelInfo.kernels).
+// Backend (LoadRequest.backend; 'auto' takes the first that works): WebGPU where navigator.gpu
+// offers an adapter, else the WebAssembly SIMD kernels over `threads` kernel workers — both where
+// the page is cross-origin isolated (SharedArrayBuffer needs it: the GPU engine waits for its host
+// thread through shared memory); else the plain TypeScript kernels. The page shows which runs
+// (ModelInfo.kernels).
 //
 // One request at a time; each message names its request (protocol.ts). A load cancels the
 // downloads of the load before it, and a failed download cancels its sibling, so no progress of a
@@ -162,10 +163,14 @@ async function load(id: number, m: LoadRequest, signal: AbortSignal): Promise<vo
   }
   post({ type: 'progress', id, message: 'preparing the model' });
   const isolated = globalThis.crossOriginIsolated === true;
-  const gpu = isolated ? await openGpu(id) : undefined;
+  const wasm = isolated && wasmSupported();
+  if (m.backend === 'webgpu' && !isolated) throw new Error('WebGPU needs a cross-origin isolated page (COOP/COEP headers)');
+  if (m.backend === 'wasm' && !wasm) throw new Error(isolated ? 'this browser has no WebAssembly SIMD' : 'WebAssembly threads need a cross-origin isolated page (COOP/COEP headers)');
+  const gpu = isolated && (m.backend === 'auto' || m.backend === 'webgpu') ? await openGpu(id) : undefined;
+  if (m.backend === 'webgpu' && gpu === undefined) throw new Error('WebGPU is not available in this browser (no adapter)');
   const kernels: ModelKernels & { close(): Promise<void> } = gpu !== undefined
     ? { ...jsKernels, ...jsQ8Kernels, close: () => gpu.close() }
-    : isolated && wasmSupported()
+    : wasm && m.backend !== 'js'
       ? await createThreadedKernels({ threads: m.threads })
       : { ...jsKernels, ...jsQ8Kernels, close: async () => {} };
   try {

@@ -13,10 +13,10 @@
 // cross-origin isolated (COOP/COEP headers); elsewhere the engine uses its TypeScript kernels.
 
 import type {
-  ChatMessage, FileSource, FromEngine, GenerateRequest, GenerateStats, LoadRequest, ModelInfo, SamplingSettings, ToEngine,
+  Backend, ChatMessage, FileSource, FromEngine, GenerateRequest, GenerateStats, LoadRequest, ModelInfo, SamplingSettings, ToEngine,
 } from './protocol.js';
 
-export type { ChatMessage, GenerateStats, ModelInfo } from './protocol.js';
+export type { Backend, ChatMessage, GenerateStats, ModelInfo } from './protocol.js';
 
 /** A model or tokenizer: a URL, a File/Blob (a local file), or its bytes. */
 export type FileInput = string | URL | Blob | ArrayBuffer | Uint8Array;
@@ -24,6 +24,8 @@ export type FileInput = string | URL | Blob | ArrayBuffer | Uint8Array;
 export interface LoadOptions {
   /** The tokenizer (default: tokenizer.bin beside a model URL; required with a File or bytes). */
   tokenizer?: FileInput;
+  /** 'auto' (default: WebGPU, else WebAssembly, else TypeScript), or one of them (an error where it is unavailable). */
+  backend?: Backend;
   /** WebAssembly kernel threads (default: up to 4, one per core). */
   threads?: number;
   /** Keep downloads in the browser's cache and read them from there (default true). */
@@ -117,7 +119,7 @@ export class LanguageModel {
     const [m, t] = await Promise.all([fileSource(modelInput, 'model.bin'), fileSource(tokenizerInput, 'tokenizer.bin')]);
     modelInput = ''; // the bytes now belong to the message
     const threads = options.threads ?? Math.min(4, navigator.hardwareConcurrency || 1);
-    const request: LoadRequest = { model: m, tokenizer: t, threads, cache: options.cache ?? true };
+    const request: LoadRequest = { model: m, tokenizer: t, backend: options.backend ?? 'auto', threads, cache: options.cache ?? true };
     const transfer = [m, t].flatMap((s) => ('bytes' in s ? [s.bytes] : []));
     this.info = await this.call<ModelInfo>({ type: 'load', ...request }, { ...(options.onProgress ? { onProgress: options.onProgress } : {}) }, transfer);
     return this.info;

@@ -31,9 +31,13 @@ export type GenerateRequest = SamplingSettings & (
   | { readonly kind: 'chat'; readonly messages: readonly ChatMessage[] }
 );
 
+export type Backend = 'auto' | 'webgpu' | 'wasm' | 'js';
+
 export interface LoadRequest {
   readonly model: FileSource;
   readonly tokenizer: FileSource;
+  /** What computes: the best available (WebGPU, else WebAssembly, else TypeScript), or one named. */
+  readonly backend: Backend;
   /** Threads of the WebAssembly kernels (used where the page is cross-origin isolated). */
   readonly threads: number;
   /** Keep downloaded files in the Cache API and read them from there next time (default true). */
