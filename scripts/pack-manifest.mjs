@@ -3,8 +3,9 @@
 // `prepare` builds a fresh clone on `npm install` (TypeScript, the WebAssembly kernels, the web
 // bundle). A published package is already built, and npm lists any install-time script of a
 // dependency as one to review ("install-scripts … not yet covered by allowScripts"); so prepack
-// builds, then sets package.json aside and writes it without `prepare`, npm packs that, and
-// postpack puts the original back. (The same idea as the `pinst` tool, in a few lines.)
+// builds from an empty dist/ (no stale file of an earlier build ships), then sets package.json
+// aside and writes it without `prepare`, npm packs that, and postpack puts the original back.
+// (The same idea as the `pinst` tool, in a few lines.)
 //
 //   node scripts/pack-manifest.mjs strip     package.json → package.json.orig, write the stripped one
 //   node scripts/pack-manifest.mjs restore   package.json.orig → package.json
