@@ -318,13 +318,39 @@ export function attentionHeads(
   out: usize, q: usize, keyCache: usize, valueCache: usize, att: usize, pos: i32,
   nHeads: i32, nKvHeads: i32, headSize: i32, kvDim: i32, seqLen: i32, h0: i32, h1: i32,
 ): void {
+  for (let h = h0; h < h1; h++) attendHead(out, q, keyCache, valueCache, att, pos, h, nHeads, nKvHeads, headSize, kvDim, seqLen);
+}
+
+/**
+ * attentionHeads for a block of `count` consecutive positions pos, pos+1, …: q and out hold one
+ * row of nHeads · headSize values per position, and row i attends over cache rows 0..pos+i (the
+ * block's own keys and values are in the cache already: causal inside the block).
+ */
+export function attentionBlockHeads(
+  out: usize, q: usize, keyCache: usize, valueCache: usize, att: usize, pos: i32, count: i32,
+  nHeads: i32, nKvHeads: i32, headSize: i32, kvDim: i32, seqLen: i32, h0: i32, h1: i32,
+): void {
+  const rowBytes = (<usize>nHeads * <usize>headSize) << 2;
+  for (let h = h0; h < h1; h++) {
+    for (let i = 0; i < count; i++) {
+      const o = <usize>i * rowBytes;
+      attendHead(out + o, q + o, keyCache, valueCache, att, pos + i, h, nHeads, nKvHeads, headSize, kvDim, seqLen);
+    }
+  }
+}
+
+/** Head h of attentionHeads (its scores in row h of att). */
+function attendHead(
+  out: usize, q: usize, keyCache: usize, valueCache: usize, att: usize, pos: i32, h: i32,
+  nHeads: i32, nKvHeads: i32, headSize: i32, kvDim: i32, seqLen: i32,
+): void {
   const kvMul = nHeads / nKvHeads;
   const scale = <f32>(1.0 / Math.sqrt(<f64>headSize));
   const rowBytes = <usize>kvDim << 2;
   const headBytes = <usize>headSize << 2;
   const hs4 = headSize & ~3;
   const vscale = f32x4.splat(scale);
-  for (let h = h0; h < h1; h++) {
+  {
     const qh = q + <usize>h * headBytes;
     const kvOffset = <usize>(h / kvMul) * headBytes;
     const ah = att + ((<usize>h * <usize>seqLen) << 2);
@@ -433,7 +459,7 @@ export function attentionHeads(
       }
       v128.store(oh, f32x4.add(a0, b0));
       v128.store(oh, f32x4.add(a1, b1), 16);
-      continue;
+      return;
     }
     for (; i + 16 <= headSize; i += 16) {
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);

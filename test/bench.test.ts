@@ -1,7 +1,7 @@
 // What `llama2 bench` times (src/infer/bench.ts), checked against an engine whose cost is known:
 // every token takes MS milliseconds of work, done when the engine does it. Like the WebGPU engine,
-// this one only queues the tokens given to advance() and does their work with the next forward(),
-// so a prefill timed around the advance() calls alone would report millions of tokens per second
+// this one only queues the tokens given to prefill() and does their work with the next forward(),
+// so a prefill timed around the prefill() call alone would report millions of tokens per second
 // (the WebGPU backend once showed ~1.19M tok/s) and charge the prompt to the first decode step.
 
 import assert from 'node:assert/strict';
@@ -16,13 +16,18 @@ class DeferringEngine implements InferenceEngine {
   readonly config: ModelConfig = { dim: 8, hiddenDim: 16, nLayers: 1, nHeads: 2, nKvHeads: 2, vocabSize: 32, seqLen: 64, sharedClassifier: true };
   readonly backend = 'deferring (test)';
   /** Every position fed, in order, and which call fed it. */
-  readonly fed: Array<{ pos: number; call: 'advance' | 'forward' }> = [];
+  readonly fed: Array<{ pos: number; call: 'advance' | 'prefill' | 'forward' }> = [];
   private queued = 0;
   private readonly logits = new Float32Array(32).map((_, i) => Math.sin(i));
 
   advance(_token: number, pos: number): void {
     this.fed.push({ pos, call: 'advance' });
     this.queued++;
+  }
+
+  prefill(tokens: ArrayLike<number>, pos: number): void {
+    for (let i = 0; i < tokens.length; i++) this.fed.push({ pos: pos + i, call: 'prefill' });
+    this.queued += tokens.length;
   }
 
   forward(_token: number, pos: number): Float32Array {
@@ -47,9 +52,9 @@ test('bench: the prefill is timed until the prompt\'s logits are out, even on an
   // 16 tokens of 2 ms each cannot take less than 32 ms: at most 500 tok/s (a wall-clock bound, never flaky)
   assert.ok(r.prefillTokensPerSecond <= 1000 / MS, `prefill ${r.prefillTokensPerSecond.toFixed(0)} tok/s, but each token takes ${MS} ms`);
   assert.ok(r.decodeTokensPerSecond <= 1000 / MS, `decode ${r.decodeTokensPerSecond.toFixed(0)} tok/s`);
-  // positions 0 … P+N-1, each once, in order: the prompt by advance() but its last token, whose logits start the decode
+  // positions 0 … P+N-1, each once, in order: the prompt by prefill() but its last token, whose logits start the decode
   assert.deepEqual(engine.fed.map((f) => f.pos), Array.from({ length: promptLen + steps }, (_, i) => i));
-  assert.deepEqual(engine.fed.map((f) => f.call), [...Array<'advance'>(promptLen - 1).fill('advance'), ...Array<'forward'>(steps + 1).fill('forward')]);
+  assert.deepEqual(engine.fed.map((f) => f.call), [...Array<'prefill'>(promptLen - 1).fill('prefill'), ...Array<'forward'>(steps + 1).fill('forward')]);
 });
 
 test('bench: without a prompt, decoding starts from BOS at position 0', () => {

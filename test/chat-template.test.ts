@@ -125,6 +125,7 @@ test('templateChat: each turn feeds only what the KV cache does not hold; answer
       return logits;
     },
     advance(token: number, pos: number) { fed.push([token, pos]); },
+    prefill(tokens: ArrayLike<number>, pos: number) { for (let i = 0; i < tokens.length; i++) fed.push([tokens[i]!, pos + i]); },
     session() { return engine; },
     shift() { throw new Error('unused'); },
   };

@@ -33,6 +33,10 @@ class Recorder implements InferenceEngine {
     this.put(token, pos);
     this.inner.advance(token, pos);
   }
+  prefill(tokens: ArrayLike<number>, pos: number, visit?: (index: number, logits: Float32Array) => void): void {
+    for (let i = 0; i < tokens.length; i++) this.put(tokens[i]!, pos + i);
+    this.inner.prefill(tokens, pos, visit);
+  }
   shift(keep: number, drop: number, length: number): void {
     assert.equal(length, this.cache.length);
     this.shifts.push([keep, drop, length]);

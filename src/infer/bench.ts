@@ -54,15 +54,16 @@ function timeOnce(transformer: InferenceEngine, promptLen: number, steps: number
   const c = transformer.config;
   const sampler = new Sampler(c.vocabSize, { temperature: options.temperature ?? 1, topp: options.topp ?? 0.9, seed: options.seed ?? 1 });
   // A fixed, varied prompt: BOS, then ids spread over the vocabulary.
+  const prompt = Array.from({ length: promptLen }, (_, pos) => (pos === 0 ? 1 : ((pos - 1) * 7919 + 13) % c.vocabSize));
+  const head = prompt.slice(0, Math.max(0, promptLen - 1));
   let token = 1;
-  let pos = 0;
+  let pos = promptLen;
   let logits: Float32Array | undefined;
   const t0 = performance.now();
-  for (; pos < promptLen; pos++) {
-    // as a generation feeds its prompt: no logits until the last token's
-    if (pos < promptLen - 1) transformer.advance(token, pos);
-    else logits = transformer.forward(token, pos);
-    token = (pos * 7919 + 13) % c.vocabSize;
+  if (promptLen > 0) {
+    // as a generation feeds its prompt: in blocks without logits, then the last token's
+    transformer.prefill(head, 0);
+    logits = transformer.forward(prompt[promptLen - 1]!, promptLen - 1);
   }
   const t1 = performance.now();
   for (let i = 0; i < steps; i++, pos++) {

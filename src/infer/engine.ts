@@ -17,6 +17,15 @@ export interface InferenceEngine {
   /** Feeds a token whose logits will not be read (a prompt token followed by another): the KV cache only. */
   advance(token: number, pos: number): void;
   /**
+   * Feeds tokens at positions pos, pos+1, … (pos + tokens.length ≤ seqLen; positions before pos
+   * already fed): a prompt, whose tokens all go into the KV cache — in blocks, each weight matrix
+   * read once per block rather than once per token, where the engine can. Without `visit` no
+   * logits are computed (what advance() does token by token); with it, every token's logits are,
+   * handed to visit(i, logits) in order (evaluation; the array is valid during the call only).
+   * The same numbers as forward()/advance() token by token up to float32 rounding.
+   */
+  prefill(tokens: ArrayLike<number>, pos: number, visit?: (index: number, logits: Float32Array) => void): void;
+  /**
    * The context shift, for running past the window: of the `length` positions the KV cache holds
    * (0..length-1), keeps the first `keep`, drops the `drop` after them, and moves the rest down by
    * `drop` positions, in every layer. RoPE made each cached key a rotation by its position, so a

@@ -35,7 +35,9 @@ import { jsKernels } from '../kernels/js.js';
 import { jsQ8Kernels } from '../kernels/q8-js.js';
 import type { Q8Kernels } from '../kernels/q8-types.js';
 import type { AttentionShape, FusedForward, GroupedInput, GroupedMatmul, Kernels } from '../kernels/types.js';
+import type { TrainKernels } from '../kernels/train-types.js';
 import type { InferenceEngine } from './engine.js';
+import { BlockForward, type BlockKernels, type LogitsVisitor } from './prefill.js';
 
 /** A weight matrix (out, in): float32, or Q8_0 (groups over the flattened matrix). */
 type Matrix = Float32Array | QuantizedTensor;
@@ -44,7 +46,7 @@ type Matrix = Float32Array | QuantizedTensor;
  * The kernels a model needs: the float32 set, plus the int8 ones for Q8_0 weights, plus (optional)
  * the whole forward pass as one call and products sharing an input grouped into one call.
  */
-export type ModelKernels = Kernels & Partial<Q8Kernels> & Partial<FusedForward> & Partial<GroupedMatmul>;
+export type ModelKernels = Kernels & Partial<Q8Kernels> & Partial<FusedForward> & Partial<GroupedMatmul> & Partial<Pick<TrainKernels, 'matmulForward'>>;
 
 /** The plain TypeScript kernels, float32 and int8: the default. */
 export const referenceKernels: ModelKernels = { ...jsKernels, ...jsQ8Kernels };
@@ -140,6 +142,12 @@ function allocateRunState(c: ModelConfig, kernels: ModelKernels, groupSize: numb
 }
 
 /**
+ * Prompts shorter than this go token by token: a block's products pack every weight matrix, which
+ * a couple of rows do not repay.
+ */
+const PREFILL_MIN_TOKENS = 4;
+
+/**
  * Q8_0 models with more weights than this (one byte each) are taken to stream their weights from
  * memory every token; smaller ones to find them in the caches (the 15M shape, 16 MiB: yes; 42M: no).
  * The int8 products read streamed weights one row at a time, which the hardware prefetcher follows
@@ -165,6 +173,8 @@ export class Transformer implements InferenceEngine {
   private readonly theta: number;
   /** The kernels' whole-token forward pass for this model, when they offer one. */
   private readonly fused: ((token: number, pos: number, logits: boolean) => void) | undefined;
+  /** prefill()'s block buffers and products, made on first use. */
+  private block: BlockForward | undefined;
   /** shift(): (cos, sin) of the rotation by −drop positions for each pair of a head. */
   private readonly shiftRotation: Float64Array;
 
@@ -252,6 +262,49 @@ export class Transformer implements InferenceEngine {
    */
   advance(token: number, pos: number): void {
     this.run(token, pos, false);
+  }
+
+  /**
+   * Feeds tokens at positions pos, pos+1, … (a prompt: every key and value goes into the cache),
+   * a block of tokens at a time through matrix × matrix products (prefill.ts) when the weights are
+   * float32 and the kernels have them; with `visit`, every token's logits are computed too and
+   * handed over in order (evaluation). The same numbers as forward()/advance() token by token, up
+   * to float32 rounding (the products sum in another order).
+   */
+  prefill(tokens: ArrayLike<number>, pos: number, visit?: LogitsVisitor): void {
+    const n = tokens.length;
+    if (!(Number.isInteger(pos) && pos >= 0 && pos + n <= this.config.seqLen)) {
+      throw new RangeError(`positions ${pos} to ${pos + n - 1} are outside the context window (${this.config.seqLen})`);
+    }
+    for (let i = 0; i < n; i++) {
+      const t = tokens[i]!;
+      if (!(Number.isInteger(t) && t >= 0 && t < this.config.vocabSize)) throw new RangeError(`token ${t} is outside the vocabulary (${this.config.vocabSize})`);
+    }
+    const block = n >= PREFILL_MIN_TOKENS ? this.blockForward() : undefined;
+    if (block !== undefined) {
+      block.run(tokens, pos, visit);
+      return;
+    }
+    for (let i = 0; i < n; i++) {
+      if (visit === undefined) this.run(tokens[i]!, pos + i, false);
+      else visit(i, this.forward(tokens[i]!, pos + i));
+    }
+  }
+
+  /** The block forward of prefill(), made on first use; undefined for Q8_0 weights or kernels without matrix × matrix. */
+  private blockForward(): BlockForward | undefined {
+    if (this.block === undefined && this.groupSize === 0 && this.kernels.matmulForward !== undefined) {
+      const f32 = (w: Matrix): Float32Array => w as Float32Array;
+      this.block = new BlockForward({
+        dim: this.config.dim, hiddenDim: this.config.hiddenDim, vocabSize: this.config.vocabSize, eps: this.eps, theta: this.theta,
+        shape: this.shape, att: this.state.att, tokenEmbedding: f32(this.tokenEmbedding), rmsFinal: this.rmsFinal, wcls: f32(this.wcls),
+        layers: this.layers.map((L) => ({
+          rmsAtt: L.rmsAtt, wq: f32(L.wq), wk: f32(L.wk), wv: f32(L.wv), wo: f32(L.wo), rmsFfn: L.rmsFfn,
+          w1: f32(L.w1), w2: f32(L.w2), w3: f32(L.w3), keyCache: L.keyCache, valueCache: L.valueCache,
+        })),
+      }, this.kernels as BlockKernels);
+    }
+    return this.block;
   }
 
   /**

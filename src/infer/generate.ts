@@ -113,6 +113,18 @@ export class ContextWindow {
     this.engine.advance(token, this.length++);
   }
 
+  /**
+   * Feeds the prompt tokens ids[from … to) that fit before the next shift, at most PROMPT_BLOCK of
+   * them, as one prefill (their logits will not be read); returns how many it fed.
+   */
+  prefill(ids: readonly number[], from: number, to: number): number {
+    this.makeRoom();
+    const n = Math.min(to - from, this.engine.config.seqLen - this.length, PROMPT_BLOCK);
+    this.engine.prefill(ids.slice(from, from + n), this.length);
+    this.length += n;
+    return n;
+  }
+
   /** Shifts the context when the cache is full. */
   private makeRoom(): void {
     if (this.length < this.engine.config.seqLen) return;
@@ -122,6 +134,12 @@ export class ContextWindow {
     this.dropped += this.drop;
   }
 }
+
+/**
+ * Prompt tokens fed per prefill call: each call is one block through the engine's matrix × matrix
+ * products, and between calls the generator yields (a server's other requests go on).
+ */
+const PROMPT_BLOCK = 128;
 
 /**
  * A prompt longer than the context window, cut as the window's shifts would cut it while it was
@@ -197,12 +215,12 @@ export function* generateInWindow(window: ContextWindow, sampler: Sampler, token
 
   // The prompt: tokens followed by another only fill the KV cache (the decoder still sees them:
   // a pending UTF-8 character or the space after BOS depend on them).
-  for (; positions < P - 1 && positions < total; positions++) {
+  for (let fed = 0; positions < P - 1 && positions < total; positions++) {
     if (aborted()) {
       finishReason = 'aborted';
       break;
     }
-    window.advance(ids[positions]!);
+    if (positions === fed) fed += window.prefill(ids, positions, Math.min(P - 1, total)); // a block of them at once
     if (start === 0) start = performance.now();
     if (samplePrompt) sampler.skip();
     const piece = decoder.push(ids[positions]!, ids[positions + 1]!);

@@ -195,7 +195,7 @@ export class LanguageModel {
       throw new LlamaError(`logits needs 1 to ${this.config.seqLen} tokens, got ${tokens.length}`);
     }
     const last = tokens.length - 1;
-    for (let pos = 0; pos < last; pos++) this.transformer.advance(tokens[pos]!, pos);
+    this.transformer.prefill(tokens.slice(0, last), 0);
     return Float32Array.from(this.transformer.forward(tokens[last]!, last));
   }
 

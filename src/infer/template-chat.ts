@@ -41,10 +41,10 @@ export async function templateChat(
     let pos = 0;
     while (pos < fed.length && pos < prompt.length - 1 && fed[pos] === prompt[pos]) pos++;
     fed.length = pos;
-    for (; pos < prompt.length - 1; pos++) {
-      transformer.advance(prompt[pos]!, pos);
-      fed.push(prompt[pos]!);
-    }
+    const turn = prompt.slice(pos, prompt.length - 1);
+    transformer.prefill(turn, pos); // in blocks: the weights read once per block, not per token
+    for (const t of turn) fed.push(t);
+    pos += turn.length;
     io.write('Assistant: ');
     const decoder = new StreamingDecoder(tokenizer, { cCompatible: options.cCompatible ?? false });
     const answer: number[] = [];

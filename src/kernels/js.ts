@@ -82,6 +82,16 @@ export function attention(
   }
 }
 
+export function attentionBlock(
+  out: Float32Array, q: Float32Array, keyCache: Float32Array, valueCache: Float32Array, att: Float32Array,
+  pos: number, count: number, s: AttentionShape,
+): void {
+  const dim = s.nHeads * s.headSize;
+  for (let i = 0; i < count; i++) {
+    attention(out.subarray(i * dim, (i + 1) * dim), q.subarray(i * dim, (i + 1) * dim), keyCache, valueCache, att, pos + i, s);
+  }
+}
+
 export function swiglu(hb: Float32Array, hb2: Float32Array, size: number): void {
   for (let i = 0; i < size; i++) {
     const v = hb[i]!;
@@ -97,5 +107,5 @@ export function add(x: Float32Array, y: Float32Array, size: number): void {
 export const jsKernels: Kernels = {
   name: 'js',
   allocate: (floats) => new Float32Array(floats),
-  matmul, rmsnorm, softmax, rope, attention, swiglu, add,
+  matmul, rmsnorm, softmax, rope, attention, attentionBlock, swiglu, add,
 };

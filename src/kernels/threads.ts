@@ -19,7 +19,7 @@ import {
 import type { WorkerInit } from './thread-worker.js';
 import type { ForwardModel, GroupedInput, GroupedProduct } from './types.js';
 import {
-  type WasmKernelOptions, checkAttention, checkMatmul, checkMatmulBackward, checkMatmulForward, checkMatmulQ8, createWasmKernels,
+  type WasmKernelOptions, checkAttention, checkAttentionBlock, checkMatmul, checkMatmulBackward, checkMatmulForward, checkMatmulQ8, createWasmKernels,
 } from './wasm.js';
 
 export interface ThreadOptions extends WasmKernelOptions {
@@ -209,6 +209,17 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       ctrl[ARGS] = at(out); ctrl[ARGS + 1] = at(q); ctrl[ARGS + 2] = at(keyCache); ctrl[ARGS + 3] = at(valueCache);
       ctrl[ARGS + 4] = at(att); ctrl[ARGS + 5] = pos; ctrl[ARGS + 6] = s.nHeads; ctrl[ARGS + 7] = s.nKvHeads;
       ctrl[ARGS + 8] = s.headSize; ctrl[ARGS + 9] = s.kvDim; ctrl[ARGS + 10] = s.seqLen;
+      dispatch(s.nHeads); // one head per chunk
+    },
+    attentionBlock(out, q, keyCache, valueCache, att, pos, count, s) {
+      if (s.nHeads > MAX_CHUNKS || count * (pos + count) * s.nHeads * s.headSize < PARALLEL_MIN_WORK / 4) {
+        return base.attentionBlock(out, q, keyCache, valueCache, att, pos, count, s);
+      }
+      checkAttentionBlock(out, q, keyCache, valueCache, att, pos, count, s);
+      ctrl[OP] = Op.attentionBlock;
+      ctrl[ARGS] = at(out); ctrl[ARGS + 1] = at(q); ctrl[ARGS + 2] = at(keyCache); ctrl[ARGS + 3] = at(valueCache);
+      ctrl[ARGS + 4] = at(att); ctrl[ARGS + 5] = pos; ctrl[ARGS + 6] = count; ctrl[ARGS + 7] = s.nHeads;
+      ctrl[ARGS + 8] = s.nKvHeads; ctrl[ARGS + 9] = s.headSize; ctrl[ARGS + 10] = s.kvDim; ctrl[ARGS + 11] = s.seqLen;
       dispatch(s.nHeads); // one head per chunk
     },
     matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize, streamed = false) {

@@ -40,6 +40,13 @@ export interface Kernels {
    * keyCache/valueCache are this layer's caches (seqLen, kvDim); att is scratch (nHeads, seqLen).
    */
   attention(out: Float32Array, q: Float32Array, keyCache: Float32Array, valueCache: Float32Array, att: Float32Array, pos: number, shape: AttentionShape): void;
+  /**
+   * attention for a block of `count` consecutive positions pos … pos+count-1 (a prompt fed as a
+   * block, its keys and values already in the caches): q and out hold count rows of nHeads ·
+   * headSize, and row i attends over cache rows 0..pos+i — what `count` calls of attention at
+   * positions pos+i compute.
+   */
+  attentionBlock(out: Float32Array, q: Float32Array, keyCache: Float32Array, valueCache: Float32Array, att: Float32Array, pos: number, count: number, shape: AttentionShape): void;
   /** SwiGLU gate, in place: hb = silu(hb) ⊙ hb2, silu(x) = x · σ(x). */
   swiglu(hb: Float32Array, hb2: Float32Array, size: number): void;
   /** Residual connection: x += y. */

@@ -30,6 +30,10 @@ export interface KernelExports {
     out: number, q: number, keyCache: number, valueCache: number, att: number, pos: number,
     nHeads: number, nKvHeads: number, headSize: number, kvDim: number, seqLen: number, h0: number, h1: number,
   ): void;
+  attentionBlockHeads(
+    out: number, q: number, keyCache: number, valueCache: number, att: number, pos: number, count: number,
+    nHeads: number, nKvHeads: number, headSize: number, kvDim: number, seqLen: number, h0: number, h1: number,
+  ): void;
   swiglu(hb: number, hb2: number, size: number): void;
   add(x: number, y: number, size: number): void;
   quantize(xq: number, xs: number, x: number, n: number, groupSize: number): void;
@@ -236,21 +240,34 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
   const gemmScratch = heap.reserve(k.gemmScratchBytes());
 
   // RoPE's cos/sin depend only on (pos, offset in the head, θ): computed once per position (in
-  // float64, as the reference does) and reused by every layer, instead of once per layer.
-  const ropeCosSin = heap.floats(ROPE_TABLE_FLOATS);
-  let ropePos = -1, ropeHeadSize = -1, ropeBase = -1;
+  // float64, as the reference does) into a table of the positions seen so far, reused by every
+  // layer and every later token (a prompt's block visits each position once per layer). The table
+  // grows by doubling; a change of head size or θ starts a new one.
+  let ropeCosSin: Float32Array = new Float32Array(0);
+  let ropeRows = 0, ropeHeadSize = -1, ropeBase = -1;
   function ropeTableFor(pos: number, headSize: number, theta: number): number {
-    if (pos !== ropePos || headSize !== ropeHeadSize || theta !== ropeBase) {
-      for (let i = 0; i < headSize; i += 2) {
-        const angle = pos * (1 / Math.pow(theta, i / headSize));
-        ropeCosSin[i] = Math.cos(angle);
-        ropeCosSin[i + 1] = Math.sin(angle);
-      }
-      ropePos = pos;
+    if (headSize !== ropeHeadSize || theta !== ropeBase) {
+      ropeRows = 0;
       ropeHeadSize = headSize;
       ropeBase = theta;
     }
-    return ropeCosSin.byteOffset;
+    if (pos >= ropeRows) {
+      const rows = Math.max(pos + 1, 2 * ropeRows, 64);
+      if (rows * headSize > ropeCosSin.length) {
+        const grown = heap.floats(rows * headSize);
+        grown.set(ropeCosSin.subarray(0, ropeRows * headSize));
+        ropeCosSin = grown;
+      }
+      for (let p = ropeRows; p < rows; p++) {
+        for (let i = 0; i < headSize; i += 2) {
+          const angle = p * (1 / Math.pow(theta, i / headSize));
+          ropeCosSin[p * headSize + i] = Math.cos(angle);
+          ropeCosSin[p * headSize + i + 1] = Math.sin(angle);
+        }
+      }
+      ropeRows = rows;
+    }
+    return ropeCosSin.byteOffset + pos * headSize * 4;
   }
 
   return {
@@ -281,6 +298,11 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
     attention(out, q, keyCache, valueCache, att, pos, s: AttentionShape) {
       checkAttention(out, q, keyCache, valueCache, att, pos, s);
       k.attentionHeads(at(out), at(q), at(keyCache), at(valueCache), at(att), pos,
+        s.nHeads, s.nKvHeads, s.headSize, s.kvDim, s.seqLen, 0, s.nHeads);
+    },
+    attentionBlock(out, q, keyCache, valueCache, att, pos, count, s: AttentionShape) {
+      checkAttentionBlock(out, q, keyCache, valueCache, att, pos, count, s);
+      k.attentionBlockHeads(at(out), at(q), at(keyCache), at(valueCache), at(att), pos, count,
         s.nHeads, s.nKvHeads, s.headSize, s.kvDim, s.seqLen, 0, s.nHeads);
     },
     swiglu(hb, hb2, size) {
@@ -409,6 +431,16 @@ export function checkAttention(
   need(out, s.nHeads * s.headSize, 'attention out'); need(q, s.nHeads * s.headSize, 'attention q');
   need(keyCache, s.seqLen * s.kvDim, 'attention keyCache'); need(valueCache, s.seqLen * s.kvDim, 'attention valueCache');
   need(att, s.nHeads * s.seqLen, 'attention att');
+}
+
+export function checkAttentionBlock(
+  out: Float32Array, q: Float32Array, keyCache: Float32Array, valueCache: Float32Array, att: Float32Array,
+  pos: number, count: number, s: AttentionShape,
+): void {
+  if (!(Number.isInteger(count) && count >= 1)) throw new RangeError(`attention: a block of ${count} positions`);
+  checkAttention(out, q, keyCache, valueCache, att, pos, s);
+  checkAttention(out, q, keyCache, valueCache, att, pos + count - 1, s);
+  need(out, count * s.nHeads * s.headSize, 'attention out'); need(q, count * s.nHeads * s.headSize, 'attention q');
 }
 
 export function checkMatmul(xout: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number): void {

@@ -190,6 +190,18 @@ export class WebGpuEngine implements InferenceEngine {
     if (this.pending === this.pendingTokens.length) this.send(false);
   }
 
+  /**
+   * A prompt: its tokens go into the pending batch as advance() puts them (sent maxBatch at a time
+   * as one matrix × matrix pass); with `visit`, each token's logits come back one by one.
+   * (Placeholder by perf so that the interface compiles: gpu owns this file.)
+   */
+  prefill(tokens: ArrayLike<number>, pos: number, visit?: (index: number, logits: Float32Array) => void): void {
+    for (let i = 0; i < tokens.length; i++) {
+      if (visit === undefined) this.advance(tokens[i]!, pos + i);
+      else visit(i, this.forward(tokens[i]!, pos + i));
+    }
+  }
+
   shift(keep: number, drop: number, length: number): void {
     const ok = (n: number): boolean => Number.isInteger(n) && n >= 0;
     if (!(ok(keep) && ok(drop) && ok(length) && keep + drop <= length && length <= this.config.seqLen)) {
