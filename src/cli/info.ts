@@ -58,7 +58,7 @@ export async function main(argv: string[]): Promise<number> {
     out.push(['disk_bytes', diskBytes(path)]);
     return out;
   });
-  const width = Math.max(...rows.map(([k]) => k.length));
+  const width = rows.reduce((w, [k]) => Math.max(w, k.length), 0);
   for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${v}\n`);
   return 0;
 }

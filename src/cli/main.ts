@@ -7,7 +7,7 @@ import { commands } from './commands.js';
 
 function usage(): string {
   const names = Object.keys(commands);
-  const width = Math.max(...names.map((n) => n.length));
+  const width = names.reduce((w, n) => Math.max(w, n.length), 0);
   const lines = names.map((n) => `  ${n.padEnd(width)}  ${commands[n]!.summary}`);
   return [
     'Usage: llama2 <command> [options]',

@@ -40,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
     ['ids used', `${s.idsUsed} of ${s.vocabSize} (${((100 * s.idsUsed) / s.vocabSize).toFixed(1)}%)`],
     ['byte fallback', `${s.byteFallbackTokens} tokens`],
   ];
-  const width = Math.max(...rows.map(([k]) => k.length));
+  const width = rows.reduce((w, [k]) => Math.max(w, k.length), 0);
   for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${v}\n`);
   if (s.top.length > 0) {
     process.stdout.write('top tokens:\n');

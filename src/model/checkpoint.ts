@@ -296,7 +296,7 @@ export function readCheckpointAsQ8(path: string, groupSize: number, alloc: Q8All
     const gs = q8GroupSizeFor(c, groupSize);
     const offsets = tensorOffsets(header);
     const table = parameterTable(c);
-    const largest = Math.max(...table.map((t) => t.size / (t.perLayer ? c.nLayers : 1)));
+    const largest = table.reduce((m, t) => Math.max(m, t.size / (t.perLayer ? c.nLayers : 1)), 0);
     const scratch = new Float32Array(largest);
     const readFloats = (name: TensorName, first: number, count: number, dst: Float32Array): Float32Array => {
       const view = dst.subarray(0, count);

@@ -1,6 +1,11 @@
 // The loss curve as a self-contained SVG: training loss of every iteration (thin line), the
 // evaluations' train and validation losses (thick lines with dots), against tokens seen; the
 // learning rate of every iteration (dashed) on its own axis at the right.
+//
+// A run can have millions of iterations: ranges are found with loops (a spread of that many
+// values into Math.min overflows the stack), and a line with more points than pixel columns is
+// thinned to the first, lowest, highest and last point of each column — the same picture, and a
+// file of bounded size.
 
 export interface LossCurve {
   /** (tokens seen, loss) of each training iteration. */
@@ -32,13 +37,64 @@ function fmtTokens(t: number): string {
   return String(t);
 }
 
+/** [lowest, highest] of the finite values (col) of each list; [Infinity, -Infinity] for none. */
+function range(lists: ReadonlyArray<ReadonlyArray<readonly number[]>>, cols: readonly number[]): [number, number] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const list of lists) {
+    for (const p of list) {
+      for (const c of cols) {
+        const v = p[c]!;
+        if (!Number.isFinite(v)) continue;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+    }
+  }
+  return [lo, hi];
+}
+
+/**
+ * The points of a line (finite y only) with at most four per pixel column: the first, the lowest,
+ * the highest and the last, in their order.
+ */
+function thin(points: ReadonlyArray<readonly [number, number]>, column: (x: number) => number): Array<readonly [number, number]> {
+  const out: Array<readonly [number, number]> = [];
+  let col = NaN;
+  let group: Array<readonly [number, number]> = [];
+  const flush = (): void => {
+    if (group.length <= 4) {
+      for (const p of group) out.push(p);
+    } else {
+      let lo = group[0]!;
+      let hi = group[0]!;
+      for (const p of group) {
+        if (p[1] < lo[1]) lo = p;
+        if (p[1] > hi[1]) hi = p;
+      }
+      const keep = new Set([group[0]!, lo, hi, group[group.length - 1]!]);
+      for (const p of group) if (keep.has(p)) out.push(p);
+    }
+    group = [];
+  };
+  for (const p of points) {
+    if (!Number.isFinite(p[1])) continue;
+    const c = Math.floor(column(p[0]));
+    if (c !== col) {
+      flush();
+      col = c;
+    }
+    group.push(p);
+  }
+  flush();
+  return out;
+}
+
 export function renderLossSvg(curve: LossCurve, title: string): string {
-  const xs = [...curve.train.map((p) => p[0]), ...curve.evals.map((p) => p[0])];
-  const ys = [...curve.train.map((p) => p[1]), ...curve.evals.flatMap((p) => [p[1], p[2]])].filter(Number.isFinite);
   const x0 = 0;
-  const x1 = Math.max(1, ...xs);
-  let y0 = ys.length ? Math.min(...ys) : 0;
-  let y1 = ys.length ? Math.max(...ys) : 1;
+  const x1 = Math.max(1, range([curve.train, curve.evals], [0])[1]);
+  let [y0, y1] = range([curve.train, curve.evals], [1, 2]);
+  if (y0 > y1) [y0, y1] = [0, 1];
   if (y1 - y0 < 1e-6) { y0 -= 0.5; y1 += 0.5; }
   const pad = 0.05 * (y1 - y0);
   y0 = Math.max(0, y0 - pad);
@@ -46,7 +102,7 @@ export function renderLossSvg(curve: LossCurve, title: string): string {
   const px = (x: number): number => M.left + ((x - x0) / (x1 - x0)) * (W - M.left - M.right);
   const py = (y: number): number => H - M.bottom - ((y - y0) / (y1 - y0)) * (H - M.top - M.bottom);
   const path = (pts: ReadonlyArray<readonly [number, number]>): string =>
-    pts.filter((p) => Number.isFinite(p[1])).map((p, i) => `${i ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join('');
+    thin(pts, px).map((p, i) => `${i ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join('');
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
@@ -62,10 +118,10 @@ export function renderLossSvg(curve: LossCurve, title: string): string {
   out.push(`<rect x="${M.left}" y="${M.top}" width="${W - M.left - M.right}" height="${H - M.top - M.bottom}" fill="none" stroke="#888"/>`);
   out.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - 12}" text-anchor="middle">tokens seen</text>`);
   out.push(`<text transform="translate(16,${(M.top + H - M.bottom) / 2}) rotate(-90)" text-anchor="middle">cross-entropy loss</text>`);
-  const lrs = (curve.lr ?? []).filter((p) => Number.isFinite(p[1]));
+  const lrs = thin(curve.lr ?? [], px);
   if (lrs.length > 0) {
     // learning rate: 0 at the bottom, its maximum near the top, ticks on the right
-    const lrMax = Math.max(...lrs.map((p) => p[1])) || 1;
+    const lrMax = Math.max(0, range([lrs], [1])[1]) || 1;
     const pl = (v: number): number => H - M.bottom - (v / (lrMax * 1.05)) * (H - M.top - M.bottom);
     for (const t of niceTicks(0, lrMax * 1.05, 5)) {
       out.push(`<text x="${W - M.right + 6}" y="${(pl(t) + 4).toFixed(1)}" fill="#2ca02c">${t.toExponential(1)}</text>`);

@@ -252,7 +252,6 @@ export async function train(opts: TrainRunOptions): Promise<TrainResult> {
         log(`step ${iter}: train loss ${trainLoss.toFixed(4)}, val loss ${valLoss.toFixed(4)}`);
         appendMetric(outDir, { type: 'eval', iter, tokens: tokensSeen, train_loss: trainLoss, val_loss: valLoss, lr });
         (curve.evals as Array<readonly [number, number, number]>).push([tokensSeen, trainLoss, valLoss]);
-        writeFileAtomic(join(outDir, PLOT), [Buffer.from(renderLossSvg(curve, `llama2ts training: ${parameterCount(config).toLocaleString('en-US')} parameters`))]);
         if (valLoss < bestValLoss || s.alwaysSaveCheckpoint) {
           bestValLoss = Math.min(bestValLoss, valLoss);
           if (iter > 0) {
@@ -261,6 +260,8 @@ export async function train(opts: TrainRunOptions): Promise<TrainResult> {
             log(`saved checkpoint to ${outDir}`);
           }
         }
+        // the plot last: a plot must never cost a checkpoint, nor stop the run
+        drawPlot(curve, join(outDir, PLOT), `llama2ts training: ${parameterCount(config).toLocaleString('en-US')} parameters`, log);
       }
 
       const start = performance.now();
@@ -343,6 +344,15 @@ function copyTokenizer(path: string, outDir: string, vocabSize: number): string 
   }
   writeFileAtomic(dest, [bytes]);
   return dest;
+}
+
+/** Rewrites loss.svg; a failure is a warning (the run and its checkpoints go on without the picture). */
+function drawPlot(curve: LossCurve, path: string, title: string, log: (line: string) => void): void {
+  try {
+    writeFileAtomic(path, [Buffer.from(renderLossSvg(curve, title))]);
+  } catch (err) {
+    log(`warning: the loss plot was not drawn (${err instanceof Error ? err.message : String(err)})`);
+  }
 }
 
 function appendMetric(outDir: string, record: Record<string, unknown>): void {
