@@ -30,8 +30,15 @@ export function sampleScratchBytes(n: i32): usize {
  * x /= temperature (> 0); softmax; then multinomial with `coin` when topp ≤ 0 or ≥ 1, else top-p.
  */
 export function sample(x: usize, n: i32, temperature: f32, topp: f32, coin: f32, scratch: usize): i32 {
+  // The largest logit, before the division: dividing by T > 0 keeps the order, so the largest
+  // quotient is max / T (rounded), which the softmax needs. If that overflows (a temperature of
+  // ~1e-38, or huge logits), the distribution is all on the largest logit: the argmax (run.c
+  // would compute ∞ − ∞ = NaN probabilities). Likewise when every quotient is −∞.
+  const max = maxOf(x, n);
+  const scaled = max / temperature;
+  if (!isFinite<f32>(scaled)) return argmax(x, n);
   divideBy(x, n, temperature);
-  const sum = exponentiate(x, n);
+  const sum = exponentiate(x, n, scaled);
   // (the softmax's last step, x /= sum, is folded into top-p's first pass over x)
   if (topp > 0 && topp < 1) return sampleTopP(x, n, sum, topp, coin, scratch);
   divideBy(x, n, sum);
@@ -53,11 +60,10 @@ function divideBy(x: usize, n: i32, d: f32): void {
 }
 
 /**
- * The first two steps of run.c's softmax: max, then x[i] = expf(x[i] − max) with a sequential
- * float32 sum, which it returns (the last step is x[i] /= sum). The maximum keeps run.c's rule
- * `if (x[i] > max) max = x[i]` per lane (pmax), NaN included.
+ * The largest of x (n): run.c's rule `if (x[i] > max) max = x[i]` per lane (pmax), NaN included,
+ * then across the lanes and the tail.
  */
-function exponentiate(x: usize, n: i32): f32 {
+function maxOf(x: usize, n: i32): f32 {
   let vmax = v128.load32_splat(x);
   let i = 0;
   for (; i + 4 <= n; i += 4) vmax = f32x4.pmax(vmax, v128.load(x + (<usize>i << 2)));
@@ -69,6 +75,15 @@ function exponentiate(x: usize, n: i32): f32 {
     const v = load<f32>(x + (<usize>i << 2));
     if (v > max) max = v;
   }
+  return max;
+}
+
+/**
+ * The next two steps of run.c's softmax, given its max: x[i] = expf(x[i] − max) with a sequential
+ * float32 sum, which it returns (the last step is x[i] /= sum).
+ */
+function exponentiate(x: usize, n: i32, max: f32): f32 {
+  let i = 0;
   // e = expf(x − max), four at a time where all four are in expf's main range (else one by one),
   // and the sum, sequentially in float32 as run.c adds (the additions are the critical path; the
   // exponentials of the next four overlap with them)

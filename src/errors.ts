@@ -34,6 +34,7 @@ export function isOutOfMemory(err: unknown): boolean {
 
 /** Turns a Node.js system error (ENOENT, EISDIR, ...) about `file` into a readable one-liner. */
 export function describeFsError(file: string, err: unknown): LlamaError {
+  if (err instanceof LlamaError) return err; // already said
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   const why =
     code === 'ENOENT' ? 'no such file' :

@@ -1,3 +1,9 @@
+// Files the project writes and reads.
+//
+// Reading: openForReading / readWholeFile open only regular files. A FIFO named as a model would
+// make the open wait forever for a writer, a device (/dev/zero) would never end: the open does not
+// wait (O_NONBLOCK, which changes nothing for a regular file) and anything but a file is refused.
+//
 // Durable writes: a file that appears under its final name has reached the disk first.
 //
 // Renaming a finished temporary file over the final name is atomic — a reader sees the old file
@@ -13,14 +19,101 @@
 // Every file this project renames into place — checkpoints, exported models and tokenizers,
 // token shards, downloads and their unpacked shards — goes through commitFile or writeFileAtomic.
 
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { describeFsError } from './errors.js';
+import { closeSync, constants, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { LlamaError, describeFsError } from './errors.js';
 
 /** The folder of a path (node:path's dirname for '/' — and '\\' on Windows — separators; this module is also bundled for the browser, which has no node:path). */
 function dirname(path: string): string {
   const windows = typeof process !== 'undefined' && process.platform === 'win32';
   const i = Math.max(path.lastIndexOf('/'), windows ? path.lastIndexOf('\\') : -1);
   return i < 0 ? '.' : i === 0 ? path.slice(0, 1) : path.slice(0, i);
+}
+
+/** Flags of an open for reading that does not wait (a FIFO without a writer); plain 'r' where unknown (Windows, the browser shim). */
+const READ_NOW: number | string = typeof constants?.O_NONBLOCK === 'number' ? constants.O_RDONLY | constants.O_NONBLOCK : 'r';
+
+/** What a path is, when not a regular file. */
+function kindOf(st: { isDirectory(): boolean; isFIFO?(): boolean; isSocket?(): boolean; isCharacterDevice?(): boolean; isBlockDevice?(): boolean }): string {
+  if (st.isDirectory()) return 'is a directory';
+  if (st.isFIFO?.()) return 'is a FIFO (named pipe)';
+  if (st.isSocket?.()) return 'is a socket';
+  if (st.isCharacterDevice?.() || st.isBlockDevice?.()) return 'is a device';
+  return 'is not a regular file';
+}
+
+/**
+ * Opens `path` for reading: a regular file's descriptor and size, or a one-line LlamaError (no
+ * such file, permission denied, a folder, a FIFO, a device…). The caller closes the descriptor.
+ */
+export function openForReading(path: string): { fd: number; size: number } {
+  const { fd, isDirectory, size } = openFileOrFolder(path);
+  if (isDirectory) {
+    closeSync(fd);
+    throw new LlamaError(`${path}: is a directory, expected a file`);
+  }
+  return { fd, size };
+}
+
+/**
+ * Opens a regular file or a folder for reading (a model can be either): its descriptor, what it
+ * is, its size. Anything else (a FIFO, a device, a socket) is refused without waiting.
+ */
+export function openFileOrFolder(path: string): { fd: number; isDirectory: boolean; size: number } {
+  let fd: number;
+  try {
+    fd = openSync(path, READ_NOW);
+  } catch (err) {
+    throw describeFsError(path, err);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() && !st.isDirectory()) throw new LlamaError(`${path}: ${kindOf(st)}, expected a file`);
+    return { fd, isDirectory: st.isDirectory(), size: st.size };
+  } catch (err) {
+    closeSync(fd);
+    throw describeFsError(path, err);
+  }
+}
+
+/** The whole of a regular file (see openForReading). */
+export function readWholeFile(path: string): Uint8Array {
+  const { fd, size } = openForReading(path);
+  try {
+    const bytes = new Uint8Array(size);
+    let done = 0;
+    while (done < size) {
+      const n = readSync(fd, bytes, done, size - done, done);
+      if (n <= 0) break; // the file shrank meanwhile
+      done += n;
+    }
+    return done === size ? bytes : bytes.subarray(0, done);
+  } catch (err) {
+    throw describeFsError(path, err);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * mkdir -p, with the real reason when it fails: Node.js's recursive mkdir reports ENOENT ("no
+ * such file") for a folder it cannot create on a read-only file system, so on failure the first
+ * missing folder is made alone to learn the true error (EROFS, EACCES, ENOTDIR…).
+ */
+export function makeDirs(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw describeFsError(dir, err);
+    let missing = dir;
+    for (let parent = dirname(missing); parent !== missing && !existsSync(parent); parent = dirname(parent)) missing = parent;
+    try {
+      mkdirSync(missing);
+    } catch (inner) {
+      throw describeFsError(dir, inner);
+    }
+    throw describeFsError(dir, err);
+  }
 }
 
 /** A temporary name beside `path` (name.tmp-PID-TIME), in the same folder. */

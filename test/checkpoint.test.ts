@@ -140,6 +140,10 @@ test('corrupt checkpoints: wrong magic, version, sizes and impossible headers', 
   expectFormatError(v1Header([64, 172, 5, 8, 3, 512, 512]), /n_heads 8 is not divisible by n_kv_heads 3/);
   expectFormatError(v1Header([2 ** 24, 2 ** 24, 2 ** 24, 1, 1, 2 ** 24, 1]), /too large/);
   expectFormatError(v1Header(good, { version: 2 }), /group size/);
+  // a group size that divides no tensor: said so, not "implies 608170.6666666667 bytes"
+  const gs3 = v1Header(good, { version: 2 });
+  gs3.writeInt32LE(3, 37);
+  expectFormatError(gs3, /: group size 3 does not divide tensor tokenEmbedding \(32768 values\): not a valid v2 file$/);
   expectFormatError(Buffer.alloc(10), /too short/);
   expectFormatError(Buffer.concat([v1Header(good).subarray(0, 100)]), /too short/);
   // v0: a header whose sizes do not match the file

@@ -103,3 +103,31 @@ test('a Sampler over a longer logits buffer samples from the first vocabSize val
   assert.equal(wasm, js);
   assert.deepEqual(copy, logits);
 });
+
+test('a temperature whose logits / T overflow float32 samples the argmax (both implementations), drawing one coin', async () => {
+  if (wasmSupported()) await loadKernelModule();
+  const rand = lcg(31);
+  const cases: Array<{ vocab: number; temperature: number; make: () => number }> = [
+    { vocab: 512, temperature: 1e-38, make: () => 20 * rand() - 10 },
+    { vocab: 32000, temperature: 3e-39, make: () => 20 * rand() - 10 }, // subnormal temperature
+    { vocab: 32000, temperature: 1.4e-45, make: () => 2 * rand() }, // the smallest float32
+    { vocab: 513, temperature: 1e-39, make: () => -1 - 5 * rand() }, // every quotient −∞
+    { vocab: 300, temperature: 0.5, make: () => 3e38 * rand() }, // huge logits
+  ];
+  for (const { vocab, temperature, make } of cases) {
+    for (const topp of [0, 0.9, 1]) {
+      for (const implementation of wasmSupported() ? ['js', 'wasm'] as const : ['js'] as const) {
+        const sampler = new Sampler(vocab, { seed: 7, temperature, topp, implementation });
+        const reference = new Sampler(vocab, { seed: 7, temperature: 1, implementation: 'js' });
+        for (let round = 0; round < 3; round++) {
+          const logits = Float32Array.from({ length: vocab }, make);
+          let best = 0;
+          for (let i = 1; i < vocab; i++) if (logits[i]! > logits[best]!) best = i;
+          assert.equal(sampler.sample(logits), best, `${implementation}: T ${temperature}, top-p ${topp}, round ${round}`);
+          reference.rng.nextF32();
+          assert.equal(sampler.rng.state, reference.rng.state, 'one coin per token, as at any temperature');
+        }
+      }
+    }
+  }
+});

@@ -383,3 +383,22 @@ test('Tokenizer.minTokens is a lower bound of the token count', needsRefdata, ()
     assert.ok(tok.minTokens(story) >= tok.encode(story).length / 8, 'not a trivial bound');
   }
 });
+
+test('temperature 1e-38 (logits / T overflow) gives the greedy text, through the API and the CLI', needsRefdata, async () => {
+  const s = await serve();
+  try {
+    const greedy = await postJson(`${s.url}/v1/completions`, { prompt: 'Once upon', max_tokens: 30, temperature: 0 });
+    const tiny = await postJson(`${s.url}/v1/completions`, { prompt: 'Once upon', max_tokens: 30, temperature: 1e-38, seed: 3 });
+    const text = (r: { body: Record<string, unknown> }): string => (r.body['choices'] as Array<{ text: string }>)[0]!.text;
+    assert.equal(text(tiny), text(greedy));
+    assert.ok(text(greedy).length > 20);
+  } finally {
+    await s.close();
+  }
+  const { spawnSync } = await import('node:child_process');
+  const { cliPath } = await import('./refdata.js');
+  const run = (t: string): string => spawnSync(process.execPath, [cliPath, 'run', MODEL, '-z', TOKENIZER, '-n', '40', '-i', 'Once upon', '-t', t, '-s', '5'], { encoding: 'utf8' }).stdout;
+  const greedy = run('0');
+  assert.match(greedy, /^Once upon a time/);
+  for (const t of ['1e-38', '1e-45', '3e-39']) assert.equal(run(t), greedy, `-t ${t}`);
+});

@@ -1,6 +1,7 @@
 // Flag parsing for every command: node:util parseArgs, with its errors turned into one-line
 // UsageErrors, plus checked conversions of flag strings to numbers.
 
+import { availableParallelism } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../errors.js';
 
@@ -43,6 +44,21 @@ export function intFlag(values: ParsedFlags['values'], name: string, fallback: n
     throw new UsageError(`--${name}: ${v} ${range}`);
   }
   return v;
+}
+
+/**
+ * --threads N (1 to 256), or undefined when absent. More threads than the machine has cores is
+ * allowed but warned about on standard error: the extra threads only take turns on the cores
+ * (each token waits for the slowest of them) and each costs memory.
+ */
+export function threadsFlag(values: ParsedFlags['values'], warn: (line: string) => void = (l) => process.stderr.write(l + '\n')): number | undefined {
+  if (values['threads'] === undefined) return undefined;
+  const threads = intFlag(values, 'threads', 1, 1, 256);
+  const cores = availableParallelism();
+  if (threads > cores) {
+    warn(`llama2: warning: --threads ${threads} is more than the ${cores} cores of this machine: slower than --threads ${cores}, and more memory`);
+  }
+  return threads;
 }
 
 /** A flag's string value, or `fallback` when absent. */

@@ -13,7 +13,7 @@ import { DEFAULT_MAX_CONTEXT } from '../infer/forward.js';
 import { type LoadModelOptions, loadTransformer } from '../infer/load.js';
 import { createKernels, jsKernelSet, type KernelSet } from '../kernels/kernel-set.js';
 import type { ModelSource } from '../model/source.js';
-import { intFlag, type ParsedFlags, stringFlag } from './flags.js';
+import { type ParsedFlags, stringFlag, threadsFlag } from './flags.js';
 
 /** A model a command runs: its path, the tokenizer to use with it, and its shape. */
 export interface ModelFiles {
@@ -88,7 +88,7 @@ export async function engineFromFlags(values: ParsedFlags['values']): Promise<En
   }
   const kind = backendFlag ?? kernelsFlag;
   if (kind !== undefined && kind !== 'js' && kind !== 'wasm' && kind !== 'webgpu') throw new UsageError(`--backend must be wasm, webgpu or js, got '${kind}'`);
-  const threads = values['threads'] === undefined ? undefined : intFlag(values, 'threads', 1, 1, 256);
+  const threads = threadsFlag(values);
   if (kind !== undefined && kind !== 'wasm' && threads !== undefined && threads > 1) throw new UsageError('--threads needs the wasm backend');
   const quantize = stringFlag(values, 'quantize', 'none');
   if (quantize !== 'none' && quantize !== 'q8') throw new UsageError(`--quantize must be q8 or none, got '${quantize}'`);

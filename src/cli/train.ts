@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { loadTokenizer } from '../tokenizer/index.js';
-import { parseCommand, stringFlag, intFlag, numberFlag } from './flags.js';
+import { parseCommand, stringFlag, numberFlag, threadsFlag } from './flags.js';
 import { readTrainState, type TrainRunRecord } from '../train/checkpoint.js';
 import { splitDataFolder } from '../train/data.js';
 import { jsMatmul } from '../train/layers.js';
@@ -109,7 +109,7 @@ export async function main(argv: string[]): Promise<number> {
   if (exportFormat !== 'v1' && exportFormat !== 'v0') throw new UsageError(`--export-format: expected v1 or v0, got '${exportFormat}'`);
   const kind = stringFlag(values, 'kernels');
   if (kind !== undefined && kind !== 'js' && kind !== 'wasm') throw new UsageError(`--kernels: expected js or wasm, got '${kind}'`);
-  const threads = values['threads'] === undefined ? undefined : intFlag(values, 'threads', 1, 1, 256);
+  const threads = threadsFlag(values);
   const peakFlops = values['peak-flops'] === undefined ? undefined : numberFlag(values, 'peak-flops', 0);
   if (peakFlops !== undefined && !(peakFlops > 0)) throw new UsageError('--peak-flops must be positive');
 

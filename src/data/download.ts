@@ -22,7 +22,7 @@
 // written last. A later run skips unpacking only when that marker is there and every shard it
 // lists has its size — a run killed half-way is unpacked again, never taken as a dataset.
 
-import { type WriteStream, createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { type WriteStream, createReadStream, createWriteStream, existsSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { basename, join } from 'node:path';
@@ -31,7 +31,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { FormatError, LlamaError, UsageError, describeFsError } from '../errors.js';
-import { commitFile, fsyncDir, fsyncPath, writeFileAtomic } from '../files.js';
+import { commitFile, fsyncDir, fsyncPath, makeDirs, writeFileAtomic } from '../files.js';
 
 export const TINYSTORIES_URL = 'https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStories_all_data.tar.gz';
 export const TINYSTORIES_DIR = 'TinyStories_all_data';
@@ -293,8 +293,8 @@ export async function extractShards(archive: string, outDir: string, options: Ex
   const maxUnpacked = options.maxUnpackedBytes ?? 64 * 2 ** 30;
   const maxRatio = options.maxRatio ?? 100;
   const maxEntries = options.maxEntries ?? 10_000;
+  makeDirs(outDir);
   try {
-    mkdirSync(outDir, { recursive: true });
     // a marker from before no longer vouches for this folder; temporaries of a run killed mid-way
     unlinkSync(join(outDir, COMPLETE_MARKER));
   } catch (err) {
@@ -418,11 +418,7 @@ export interface TinyStoriesResult {
 
 /** `download tinystories`: fetch the archive into `dir` unless present, unpack unless unpacked. */
 export async function downloadTinyStories(dir: string, url: string, opts: DownloadOptions & { onExtract?: (read: number, total: number) => void } = {}): Promise<TinyStoriesResult> {
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    throw describeFsError(dir, err);
-  }
+  makeDirs(dir);
   const archive = join(dir, TINYSTORIES_ARCHIVE); // whatever the URL's file is called
   let downloaded = false;
   if (existsSync(archive)) opts.log?.(`${archive} already exists, skipping download`);

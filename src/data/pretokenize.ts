@@ -4,12 +4,11 @@
 // read. One output file per input shard: data00.json → OUT/data00.bin. Shards are spread over
 // worker threads; each worker loads the tokenizer itself.
 
-import { mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, extname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { FormatError, LlamaError, UsageError, describeFsError } from '../errors.js';
-import { writeFileAtomic } from '../files.js';
+import { FormatError, LlamaError, UsageError } from '../errors.js';
+import { makeDirs, writeFileAtomic } from '../files.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { pyStrip, readStories } from './stories.js';
 
@@ -83,11 +82,7 @@ export async function pretokenize(inputs: readonly string[], tokenizerPath: stri
   const tokenizer = loadTokenizer(tokenizerPath);
   checkUint16Vocab(tokenizer, tokenizerPath);
   const outputs = outputPaths(inputs, outDir);
-  try {
-    mkdirSync(outDir, { recursive: true });
-  } catch (err) {
-    throw describeFsError(outDir, err);
-  }
+  makeDirs(outDir);
   const workers = Math.max(1, Math.min(opts.workers ?? availableParallelism(), inputs.length));
   const results: ShardStats[] = new Array(inputs.length);
   let done = 0;

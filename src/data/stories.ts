@@ -10,9 +10,9 @@
 // escapes): the tokenizers work on code points, and the original pipeline (Python) would fail on
 // such input too, so it is a FormatError here rather than a silent replacement character.
 
-import { readFileSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
-import { describeFsError, FormatError } from '../errors.js';
+import { FormatError } from '../errors.js';
+import { readWholeFile } from '../files.js';
 
 /** The separator line between stories in the TinyStories text files. */
 export const END_OF_TEXT = '<|endoftext|>';
@@ -27,14 +27,7 @@ export function storyFormatOf(path: string): StoryFormat {
 
 /** Reads a whole file as strict UTF-8 (FormatError on invalid bytes, naming the byte offset). */
 export function readUtf8File(path: string): string {
-  let bytes: Buffer;
-  try {
-    if (statSync(path).isDirectory()) throw Object.assign(new Error('directory'), { code: 'EISDIR' });
-    bytes = readFileSync(path);
-  } catch (err) {
-    throw describeFsError(path, err);
-  }
-  return decodeUtf8(path, bytes);
+  return decodeUtf8(path, readWholeFile(path));
 }
 
 const strictDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });

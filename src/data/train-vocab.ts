@@ -4,9 +4,7 @@
 //   PREFIX.bin    the llama2.c tokenizer.bin (what tokenizer.py's export writes from the .model)
 
 import { dirname } from 'node:path';
-import { mkdirSync } from 'node:fs';
-import { describeFsError } from '../errors.js';
-import { writeFileAtomic } from '../files.js';
+import { makeDirs, writeFileAtomic } from '../files.js';
 import {
   ModelType, Tokenizer, serializeSentencePieceModel, type NormalizerSpec, type SentencePieceModel, type TrainerSpec,
 } from '../tokenizer/index.js';
@@ -102,11 +100,7 @@ export function trainVocabulary(inputs: readonly string[], prefix: string, optio
 /** Writes PREFIX.model and PREFIX.bin (each atomically); returns their paths. */
 export function writeVocabulary(prefix: string, model: SentencePieceModel): { model: string; bin: string } {
   const paths = { model: `${prefix}.model`, bin: `${prefix}.bin` };
-  try {
-    mkdirSync(dirname(prefix), { recursive: true });
-  } catch (err) {
-    throw describeFsError(dirname(prefix), err);
-  }
+  makeDirs(dirname(prefix));
   writeFileAtomic(paths.model, [serializeSentencePieceModel(model)]);
   writeFileAtomic(paths.bin, [Tokenizer.fromSentencePiece(model, paths.model).toLlama2cBytes()]);
   return paths;

@@ -4,6 +4,8 @@
 // the C code holds it in a `float`.
 //
 //   temperature 0      → argmax (first maximum)
+//   max logit / T overflows float32 (T ≈ 1e-38) → argmax too, the limit of the distribution
+//                        (run.c computes NaN probabilities there); the coin is still drawn
 //   otherwise          → logits /= temperature; probs = softmax(logits); coin = random_f32()
 //     top-p ≤ 0 or ≥ 1 → multinomial: first i with coin < Σ_{j≤i} probs[j]
 //     else nucleus     → keep probs ≥ (1 − p)/(n − 1) (they can't be in the nucleus otherwise),
@@ -130,6 +132,13 @@ export class Sampler {
     if (logits.length < n) throw new RangeError(`sample: ${logits.length} logits for a vocabulary of ${n}`);
     if (this.temperature === 0) return argmax(logits, n);
     if (this.wasm) return wasmSamplerEngineFor(logits)!.sample(logits, n, this.temperature, this.topp, this.rng.nextF32());
+    // logits / temperature overflowing float32 (a temperature of ~1e-38, or huge logits) would
+    // make the softmax NaN (∞ − ∞): the distribution is then all on the largest logit. (Dividing
+    // by T > 0 keeps the order, so the largest quotient is the largest logit's.)
+    if (!Number.isFinite(f32(maxOf(logits, n) / this.temperature))) {
+      this.rng.nextF32(); // the draw a sample takes, as with any other temperature
+      return argmax(logits, n);
+    }
     for (let i = 0; i < n; i++) logits[i] = logits[i]! / this.temperature;
     softmaxF32(logits, n);
     const coin = this.rng.nextF32();
@@ -181,6 +190,13 @@ export function argmax(x: Float32Array, n: number): number {
     }
   }
   return best;
+}
+
+/** The largest of x[0..n) (run.c's rule: `if (x[i] > max) max = x[i]`). */
+function maxOf(x: Float32Array, n: number): number {
+  let max = x[0]!;
+  for (let i = 1; i < n; i++) if (x[i]! > max) max = x[i]!;
+  return max;
 }
 
 /** run.c's softmax in float32 arithmetic (expf, a float accumulator), in place. */

@@ -132,6 +132,12 @@ export function readHeaderFrom(f: FileReader): CheckpointHeader {
     format = 'v0';
   }
   validateConfig(config, f.path);
+  if (groupSize !== undefined) {
+    // every quantized tensor is a whole number of groups (export.py halves the group size until it is)
+    for (const [name, numel] of q8Order(config)) {
+      if (numel % groupSize !== 0) throw new FormatError(f.path, `group size ${groupSize} does not divide tensor ${name} (${numel} values): not a valid v2 file`);
+    }
+  }
   const header: CheckpointHeader = groupSize === undefined ? { format, config, fileBytes: f.size } : { format, config, groupSize, fileBytes: f.size };
   const expected = expectedFileBytes(header);
   if (expected !== f.size) {

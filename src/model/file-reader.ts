@@ -5,8 +5,9 @@
 // Only the synchronous node:fs calls the browser shim (web/shims/fs.ts) also offers are used, and
 // paths are joined without node:path, so the readers run unchanged in the playground's worker.
 
-import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
-import { describeFsError, FormatError, LlamaError } from '../errors.js';
+import { closeSync, existsSync, readSync } from 'node:fs';
+import { FormatError, LlamaError } from '../errors.js';
+import { openForReading } from '../files.js';
 
 if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
   throw new LlamaError('llama2ts needs a little-endian machine (model files are little-endian)');
@@ -34,23 +35,7 @@ export class FileReader {
       return;
     }
     this.path = file;
-    try {
-      this.fd = openSync(file, 'r');
-      let st;
-      try {
-        st = fstatSync(this.fd);
-      } catch (err) {
-        closeSync(this.fd);
-        throw err;
-      }
-      if (st.isDirectory()) {
-        closeSync(this.fd);
-        throw Object.assign(new Error('directory'), { code: 'EISDIR' });
-      }
-      this.size = st.size;
-    } catch (err) {
-      throw describeFsError(file, err);
-    }
+    ({ fd: this.fd, size: this.size } = openForReading(file));
   }
 
   /** Reads exactly dst.byteLength bytes at `position`. */

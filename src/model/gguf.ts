@@ -22,9 +22,9 @@
 // dimension and offset is checked against the file before anything is allocated or read, and a bad
 // file is refused with one line naming it.
 
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { FormatError, describeFsError } from '../errors.js';
-import { writeFileAtomic } from '../files.js';
+import { openForReading, writeFileAtomic } from '../files.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian uint32
 export const GGUF_VERSION = 3;
@@ -282,10 +282,7 @@ export function readGgufHeader(path: string): GgufHeader {
   let fd: number;
   let size: number;
   try {
-    fd = openSync(path, 'r');
-    const st = fstatSync(fd);
-    if (st.isDirectory()) throw Object.assign(new Error('directory'), { code: 'EISDIR' });
-    size = st.size;
+    ({ fd, size } = openForReading(path));
   } catch (err) {
     throw describeFsError(path, err);
   }
@@ -376,7 +373,7 @@ export class GgufFile {
 
   constructor(readonly header: GgufHeader) {
     try {
-      this.fd = openSync(header.path, 'r');
+      this.fd = openForReading(header.path).fd;
     } catch (err) {
       throw describeFsError(header.path, err);
     }

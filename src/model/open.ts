@@ -8,7 +8,8 @@
 //   a file that starts with "GGUF"                  GGUF (llama.cpp)
 //   any other file                                  llama2.c .bin (v0, v1, v2; the header decides)
 
-import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, readSync } from 'node:fs';
+import { openFileOrFolder } from '../files.js';
 import { describeFsError, LlamaError } from '../errors.js';
 import { joinPath, type ModelFile } from './file-reader.js';
 import { isGguf } from './gguf.js';
@@ -61,12 +62,11 @@ export function probeModelPath(path: string): ModelPathProbe {
   const head = new Uint8Array(16);
   let n = 0;
   try {
-    fd = openSync(path, 'r');
+    ({ fd, isDirectory } = openFileOrFolder(path)); // (a FIFO or a device: refused, without waiting)
   } catch (err) {
     throw describeFsError(path, err);
   }
   try {
-    isDirectory = fstatSync(fd).isDirectory();
     if (!isDirectory) n = readSync(fd, head, 0, head.length, 0);
   } catch (err) {
     throw describeFsError(path, err);

@@ -10,9 +10,8 @@
 // All little-endian. The file does not store the token count: run.c takes vocab_size from the
 // model. Without one, entries are read until the end of the file.
 
-import { readFileSync } from 'node:fs';
-import { FormatError, describeFsError } from '../errors.js';
-import { writeFileAtomic } from '../files.js';
+import { FormatError } from '../errors.js';
+import { readWholeFile, writeFileAtomic } from '../files.js';
 
 export interface Llama2cTokenizerFile {
   readonly maxTokenLength: number;
@@ -84,13 +83,7 @@ function withHeader(bytes: Uint8Array, off: number, maxTokenLength: number): Uin
 }
 
 export function readLlama2cTokenizer(path: string, vocabSize?: number): Llama2cTokenizerFile {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (err) {
-    throw describeFsError(path, err);
-  }
-  return parseLlama2cTokenizer(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path, vocabSize);
+  return parseLlama2cTokenizer(readWholeFile(path), path, vocabSize);
 }
 
 /** Serializes tokenizer.bin exactly as tokenizer.py's export() does. */

@@ -12,9 +12,8 @@
 // order, so reading then writing a file it produced gives the same bytes (fields this module
 // does not know are kept verbatim and written back after the known ones).
 
-import { readFileSync } from 'node:fs';
-import { FormatError, describeFsError } from '../errors.js';
-import { writeFileAtomic } from '../files.js';
+import { FormatError } from '../errors.js';
+import { readWholeFile, writeFileAtomic } from '../files.js';
 import {
   ProtobufError, ProtobufReader, ProtobufWriter, fieldBool, fieldBytes, fieldFloat, fieldInt32, fieldString, fieldUint64,
   type RawField,
@@ -281,14 +280,7 @@ export function parseSentencePieceModel(bytes: Uint8Array, file: string): Senten
 }
 
 export function readSentencePieceModel(path: string): SentencePieceModel {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (err) {
-    throw describeFsError(path, err);
-  }
-  // A plain Uint8Array view: Buffer's slice() would share memory instead of copying.
-  return parseSentencePieceModel(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path);
+  return parseSentencePieceModel(readWholeFile(path), path);
 }
 
 /** Serializes a model to `.model` bytes (field-number order, as the C++ library does). */

@@ -5,8 +5,9 @@
 //   tok.encode('Once upon a time', { bos: true })       // → [1, 403, 407, 261, 378]
 //   tok.decode([1, 403, 407, 261, 378])                 // → 'Once upon a time'
 
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { FormatError, LlamaError, describeFsError } from '../errors.js';
+import { openForReading, readWholeFile } from '../files.js';
 import { isGguf, readGgufHeader } from '../model/gguf.js';
 import { BpeEncoder } from './bpe.js';
 import { StreamingDecoderCore, checkId, decodeIds, type StreamingDecoderOptions } from './decoder.js';
@@ -194,7 +195,7 @@ function fileHead(path: string, n: number): Uint8Array {
   const head = new Uint8Array(n);
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    fd = openForReading(path).fd;
   } catch (err) {
     throw describeFsError(path, err);
   }
@@ -220,13 +221,7 @@ export function loadTokenizer(path: string, vocabSize?: number, options: LoadTok
     if (vocabSize !== undefined) checkVocabMatch(tokenizer, vocabSize, { tokenizer: path });
     return tokenizer;
   }
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (err) {
-    throw describeFsError(path, err);
-  }
-  return parseTokenizer(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path, vocabSize, options);
+  return parseTokenizer(readWholeFile(path), path, vocabSize, options);
 }
 
 /**

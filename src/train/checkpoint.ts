@@ -13,10 +13,10 @@
 //   then float32 parameters (n), AdamW first moments m (n), second moments v (n), where
 //   n = parameterCount(config), parameters in v1 order (model/weights.ts).
 
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { describeFsError, FormatError } from '../errors.js';
 import { type ModelConfig, validateConfig } from '../model/config.js';
-import { writeFileAtomic } from '../files.js';
+import { openForReading, writeFileAtomic } from '../files.js';
 import { parameterCount } from '../model/weights.js';
 import type { SamplerState } from './data.js';
 import type { RngState } from './rng.js';
@@ -84,13 +84,13 @@ export function readTrainCheckpoint(path: string): TrainCheckpoint {
 
 function readCheckpointFile(path: string, tensors: boolean): { state: TrainState } & Partial<TrainCheckpoint> {
   let fd: number;
+  let size: number;
   try {
-    fd = openSync(path, 'r');
+    ({ fd, size } = openForReading(path));
   } catch (err) {
     throw describeFsError(path, err);
   }
   try {
-    const size = fstatSync(fd).size;
     const read = (dst: Uint8Array, pos: number): void => {
       if (pos + dst.length > size) throw new FormatError(path, `training checkpoint is truncated (needs ${pos + dst.length} bytes, has ${size})`);
       let done = 0;

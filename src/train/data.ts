@@ -11,9 +11,10 @@
 // resumed run draws the same batches as an uninterrupted one. Files are read window by window
 // (never loaded whole); every token is checked against the vocabulary once, up front.
 
-import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { closeSync, readdirSync, readSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { describeFsError, FormatError, UsageError } from '../errors.js';
+import { openForReading } from '../files.js';
 import { Rng } from './rng.js';
 
 /** An open token file. */
@@ -29,13 +30,7 @@ export function openTokenFile(path: string, vocabSize: number): TokenFile {
   let fd: number;
   let size: number;
   try {
-    fd = openSync(path, 'r');
-    const st = fstatSync(fd);
-    if (st.isDirectory()) {
-      closeSync(fd);
-      throw Object.assign(new Error('directory'), { code: 'EISDIR' });
-    }
-    size = st.size;
+    ({ fd, size } = openForReading(path));
   } catch (err) {
     throw describeFsError(path, err);
   }

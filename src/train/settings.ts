@@ -2,8 +2,8 @@
 // config file, spelled with dashes as flags), their defaults (train.py's) and checks. One table
 // drives the flag parser, the config-file reader and the help text.
 
-import { readFileSync } from 'node:fs';
 import { describeFsError, UsageError } from '../errors.js';
+import { readWholeFile } from '../files.js';
 
 export interface TrainSettings {
   // I/O
@@ -129,7 +129,7 @@ function convert(k: Knob, raw: unknown, where: string): TrainSettings[keyof Trai
 export function readConfigFile(path: string): Partial<TrainSettings> {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = new TextDecoder().decode(readWholeFile(path));
   } catch (err) {
     throw describeFsError(path, err);
   }

@@ -12,13 +12,13 @@
 // one JSON object per iteration and per evaluation, each with an ISO timestamp `time`), loss.svg
 // (rewritten at each evaluation). All written atomically.
 
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describeFsError, LlamaError, UsageError } from '../errors.js';
 import { type ModelConfig, hiddenDimFor, validateConfig } from '../model/config.js';
 import { type CheckpointFormat, writeCheckpoint } from '../model/checkpoint.js';
-import { writeFileAtomic } from '../files.js';
+import { makeDirs, writeFileAtomic } from '../files.js';
 import { parameterCount } from '../model/weights.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { readTrainCheckpoint, type TrainRunRecord, writeTrainCheckpoint } from './checkpoint.js';
@@ -140,11 +140,7 @@ export async function train(opts: TrainRunOptions): Promise<TrainResult> {
   checkSettings(s);
   const log = opts.log ?? ((line: string) => process.stdout.write(line + '\n'));
   const outDir = s.outDir;
-  try {
-    mkdirSync(outDir, { recursive: true });
-  } catch (err) {
-    throw describeFsError(outDir, err);
-  }
+  makeDirs(outDir);
   removeStaleTempFiles(outDir);
 
   // Model: fresh, or the checkpoint's shape and state.

@@ -37,5 +37,8 @@ function readOnly(): never {
 export const writeSync = readOnly;
 export const renameSync = readOnly;
 export const fsyncSync = readOnly;
+export const mkdirSync = readOnly;
+/** No O_NONBLOCK here: files.ts then opens with plain 'r' (the page's files are all in memory). */
+export const constants = {};
 export const unlinkSync = readOnly;
 export const writeFileSync = readOnly;
