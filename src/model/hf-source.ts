@@ -19,8 +19,9 @@
 //   lm_head.weight                            wcls (absent when tie_word_embeddings)
 // Tensors may be F32, F16 or BF16; every one is checked against the config's shape.
 
-import { existsSync, readFileSync } from 'node:fs';
-import { describeFsError, FormatError } from '../errors.js';
+import { existsSync } from 'node:fs';
+import { FormatError } from '../errors.js';
+import { readWholeFile } from '../files.js';
 import { type AssembledTensor, AssembledSource, type StoredPiece } from './assembled-source.js';
 import { type ModelConfig, headSize, validateConfig } from './config.js';
 import { FileReader, firstExisting, joinPath } from './file-reader.js';
@@ -31,11 +32,11 @@ import type { TensorName } from './weights.js';
 
 /** Reads a JSON file of the folder; a missing or malformed one is a one-line error. */
 export function readJsonFile(path: string): Record<string, unknown> {
+  const bytes = readWholeFile(path); // (a missing file, a folder, a FIFO: one line)
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(readFileSync(path));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== undefined) throw describeFsError(path, err);
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
     throw new FormatError(path, 'not valid UTF-8');
   }
   let json: unknown;

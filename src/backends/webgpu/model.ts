@@ -293,7 +293,8 @@ export class GpuSession {
         keys: keyCache, values: valueCache,
         rotate: dispatch(P.shiftKeys, { rot: this.rotation, src: this.scratch, kc: keyCache }, (rows) => grid(Math.ceil((rows * s.kvDim) / 2 / 64))),
       });
-      this.body.push(
+      // (appended one by one: the project spreads no array into a call, see test/no-call-spread)
+      for (const step of [
         dispatch(P.rmsnorm, { x, w: L.rmsAtt, o: xn }, (count) => [count, 1]),
         ...quantize(P.quantizeDim, xn, c.dim),
         dispatch(P.qkv, { ...product(L.qkv, xn), rope: model.rope, q, kc: keyCache, vc: valueCache }, byItems((c.dim + 2 * s.kvDim) / 2)),
@@ -305,7 +306,7 @@ export class GpuSession {
         dispatch(P.gateUp, { ...product(L.gateUp, xn), hb }, byItems(c.hiddenDim)),
         ...quantize(P.quantizeHidden, hb, c.hiddenDim),
         dispatch(P.w2, { ...product(L.w2, hb), x }, byItems(c.dim)),
-      );
+      ]) this.body.push(step);
     }
     this.head = [
       dispatch(P.rmsnormFinal, { x, w: model.rmsFinal, o: xf }, () => [1, 1]),
