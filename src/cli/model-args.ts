@@ -13,7 +13,7 @@ import { DEFAULT_MAX_CONTEXT } from '../infer/forward.js';
 import { type LoadModelOptions, loadTransformer } from '../infer/load.js';
 import { createKernels, jsKernelSet, type KernelSet } from '../kernels/kernel-set.js';
 import type { ModelSource } from '../model/source.js';
-import { type ParsedFlags, stringFlag, threadsFlag } from './flags.js';
+import { intFlag, type ParsedFlags, stringFlag, threadsFlag } from './flags.js';
 
 /** A model a command runs: its path, the tokenizer to use with it, and its shape. */
 export interface ModelFiles {
