@@ -26,6 +26,7 @@ import type { TransformerWeights } from '../../model/weights.js';
 import { contextLengthFor } from '../../infer/forward.js';
 import { type LoadModelOptions, type WeightAllocator, loadFloat32Weights, loadQ8Weights, loadsAsQ8 } from '../../infer/load.js';
 import type { TuningOverrides } from './device.js';
+import type { KernelTuning } from './wgsl.js';
 import type { GpuMatrixData, GpuWeightsData } from './model.js';
 import { DEAD, DONE, ERROR_LEN, type FromHost, type HostInit, STATUS, TOKENS, type ToHost, controlBytes, controlInts } from './protocol.js';
 
@@ -45,7 +46,13 @@ export class WebGpuDevice {
   private readonly errorBytes: Uint8Array;
   readonly tokens: Int32Array;
 
-  private constructor(private readonly worker: Worker, control: SharedArrayBuffer, readonly adapter: string, readonly maxBatch: number) {
+  /** Tokens one command carries at most. */
+  readonly maxBatch: number;
+
+  /** `tuning`: how the kernels use this adapter (subgroups, workgroup sizes, batch), as chosen for it. */
+  private constructor(private readonly worker: Worker, control: SharedArrayBuffer, readonly adapter: string, readonly tuning: KernelTuning) {
+    const maxBatch = tuning.maxBatch;
+    this.maxBatch = maxBatch;
     this.ctrl = new Int32Array(control, 0, controlInts(maxBatch));
     this.errorBytes = new Uint8Array(control, controlInts(maxBatch) * 4);
     this.tokens = this.ctrl.subarray(TOKENS, TOKENS + maxBatch);
@@ -73,7 +80,7 @@ export class WebGpuDevice {
       await worker.terminate();
       throw new LlamaError(`--backend webgpu: ${first.message}`);
     }
-    return new WebGpuDevice(worker, control, first.adapter, first.maxBatch);
+    return new WebGpuDevice(worker, control, first.adapter, first.tuning);
   }
 
   /** A fresh id for a model or a session. */

@@ -95,7 +95,7 @@ export async function startHost(init: HostInit, post: (m: FromHost) => void): Pr
 
   // commands arrive one at a time (the caller waits for each answer), but keep them in order anyway
   let queue = Promise.resolve();
-  post({ type: 'ready', adapter: ctx.adapterName, maxBatch });
+  post({ type: 'ready', adapter: ctx.adapterName, tuning: ctx.tuning });
   return (m: ToHost) => {
     queue = queue.then(() => execute(m)).then(
       () => answer(m.seq, undefined),

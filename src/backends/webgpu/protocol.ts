@@ -17,6 +17,7 @@
 
 import type { GpuWeightsData } from './model.js';
 import type { TuningOverrides } from './device.js';
+import type { KernelTuning } from './wgsl.js';
 
 export const DONE = 0;
 export const STATUS = 1;
@@ -52,5 +53,5 @@ export type ToHost =
 
 /** The host's one ordinary message, once the device is (or is not) there. */
 export type FromHost =
-  | { readonly type: 'ready'; readonly adapter: string; readonly maxBatch: number }
+  | { readonly type: 'ready'; readonly adapter: string; readonly tuning: KernelTuning }
   | { readonly type: 'failed'; readonly message: string };
