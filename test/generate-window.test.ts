@@ -6,6 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ChatMessage, chat, systemPromptTokens, renderUserTurn } from '../src/infer/chat.js';
+import { encodeChat } from '../src/infer/chat-format.js';
+import { templateChat } from '../src/infer/template-chat.js';
 import type { InferenceEngine } from '../src/infer/engine.js';
 import { loadTransformer } from '../src/infer/load.js';
 import { ContextWindow, generate, type GenerateOptions, type GenerationResult, generateFromIds, truncatePrompt } from '../src/infer/generate.js';
@@ -13,6 +15,8 @@ import { LanguageModel } from '../src/infer/model.js';
 import { createKernels } from '../src/kernels/kernel-set.js';
 import { loadTokenizer } from '../src/tokenizer/index.js';
 import { needsRefdata, ref } from './refdata.js';
+import { llama2Run } from './server-fixtures.js';
+import { readStories } from '../src/data/stories.js';
 
 /** The real engine, plus the token at each position of its cache and the shifts it was asked for. */
 class Recorder implements InferenceEngine {
@@ -47,7 +51,9 @@ class Recorder implements InferenceEngine {
     return new Recorder(this.inner.session());
   }
   private put(token: number, pos: number): void {
-    assert.equal(pos, this.cache.length, 'tokens go in at consecutive positions');
+    // the next position, or an earlier one (a rewind: what followed it is overwritten)
+    assert.ok(pos <= this.cache.length, `position ${pos} after ${this.cache.length} held: no gaps`);
+    this.cache.length = pos;
     this.cache.push(token);
   }
 }
@@ -138,6 +144,27 @@ test('generate(): steps past the window run them all; keep is checked', needsRef
   }
 });
 
+test('the library: maxTokens past the window (a story cut at 450 tokens, 200 more) = llama2 run -n; a chat keeps its system prompt, as llama2 run -m chat', needsRefdata, async () => {
+  const lm = await LanguageModel.load(ref('data', 'models', 'stories260K.bin'), { tokenizer: ref('data', 'models', 'tok512.bin'), threads: 1 });
+  try {
+    const tok = lm.tokenizer;
+    const story = tok.encode(readStories(ref('data', 'tinystories', 'valid_first201.txt'))[189]!.trim(), { bos: true });
+    const prompt = tok.decode(story.slice(1, 450));
+    const done = await lm.complete({ prompt, maxTokens: 200, temperature: 0 });
+    assert.equal(done.completionTokens, 200);
+    assert.equal(done.contextShifts, 1);
+    assert.equal(prompt + done.text, llama2Run(['-i', prompt, '-n', String(done.promptTokens - 1 + 200), '-t', '0']));
+    const system = 'You tell stories.';
+    const user = tok.decode(story.slice(1, 400));
+    const answer = await lm.chatComplete([{ role: 'system', content: system }, { role: 'user', content: user }], { maxTokens: 300, temperature: 0 });
+    assert.ok(answer.contextShifts > 0);
+    const out = llama2Run(['-m', 'chat', '-y', system, '-i', user, '-n', String(answer.promptTokens - 1 + 300), '-t', '0']);
+    assert.ok(out.startsWith(`Assistant: ${answer.text}\n`));
+  } finally {
+    await lm.close();
+  }
+});
+
 test('chat past the window: every turn answered, BOS and the system prompt kept through the shifts', needsRefdata, async () => {
   const { kernels, engine, tokenizer } = await setup();
   try {
@@ -163,6 +190,65 @@ test('chat past the window: every turn answered, BOS and the system prompt kept 
     for (const [k] of rec.shifts) assert.equal(k, keep);
     assert.deepEqual(rec.cache.slice(0, keep), first.slice(0, keep));
     assert.doesNotMatch(out, /limit of/);
+  } finally {
+    await kernels.close();
+  }
+});
+
+test('ContextWindow.resume: a re-rendered sequence goes on from the first id the cache does not hold, through shifts', needsRefdata, async () => {
+  const { kernels, engine } = await setup();
+  try {
+    const seq = Array.from({ length: 1300 }, (_, i) => (i === 0 ? 1 : 3 + ((i * 7919) % 500)));
+    const rec = new Recorder(engine);
+    const window = new ContextWindow(rec, 10);
+    for (const id of seq.slice(0, 1000)) window.advance(id);
+    assert.equal(window.shifts, 2);
+    assert.deepEqual([...window.ids.subarray(0, window.length)], rec.cache);
+    // the same beginning and more: nothing is fed again
+    assert.equal(window.resume(seq), 1000);
+    assert.equal(window.length, 1000 - window.dropped);
+    // a difference inside the cache: rewound to it
+    const changed = [...seq];
+    changed[990] = 4;
+    assert.equal(window.resume(changed), 990);
+    assert.equal(window.length, 990 - window.dropped);
+    // a difference among the dropped tokens is out of view: not a difference
+    changed[20] = 4;
+    assert.equal(window.resume(changed), 990);
+    // a kept token that differs: from the start
+    changed[5] = 4;
+    assert.equal(window.resume(changed), 0);
+    assert.equal(window.length, 0);
+    // the last id is always run again
+    const fresh = new ContextWindow(engine.session(), 1);
+    for (const id of seq.slice(0, 10)) fresh.advance(id);
+    assert.equal(fresh.resume(seq.slice(0, 10)), 9);
+  } finally {
+    await kernels.close();
+  }
+});
+
+test('a chat template conversation slides too: every turn answered, the system prompt kept', needsRefdata, async () => {
+  const kernels = await createKernels({ kind: 'wasm', threads: 1 });
+  try {
+    const folder = ref('golden', 'hf', 'hf_gqa_f32');
+    const lm = await LanguageModel.load(folder, { kernels, contextLength: 64 });
+    assert.equal(lm.config.seqLen, 64);
+    const rec = new Recorder(lm.transformer);
+    const system = 'Be brief.';
+    const users = ['Hello', 'Tell me about a cat.', 'And a dog?', 'Why?', 'Thanks'];
+    const lines = users.slice(1);
+    let out = '';
+    await templateChat(rec, lm.tokenizer, lm.chatFormat, { readLine: async () => lines.shift() ?? null, write: (t) => { out += t; } },
+      { systemPrompt: system, userPrompt: users[0]!, temperature: 0.8, seed: 5 });
+    assert.equal(out.split('Assistant: ').length - 1, users.length, out);
+    assert.ok(rec.shifts.length > 2, `${rec.shifts.length} shifts`);
+    const messages: ChatMessage[] = [{ role: 'system', content: system }, { role: 'user', content: users[0]! }];
+    const first = encodeChat(lm.chatFormat, lm.tokenizer, messages);
+    const keep = systemPromptTokens(lm.tokenizer, messages, first, 64, (m) => lm.chatFormat.parts(m, lm.tokenizer));
+    assert.ok(keep > 3 && lm.tokenizer.decode(first.slice(0, keep)).includes(system));
+    for (const [k] of rec.shifts) assert.equal(k, keep);
+    assert.deepEqual(rec.cache.slice(0, keep), first.slice(0, keep));
   } finally {
     await kernels.close();
   }

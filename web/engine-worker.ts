@@ -15,7 +15,7 @@
 // dead request arrives after its error.
 
 import { WebGpuDevice, loadWebGpuEngine } from '../src/backends/webgpu/engine.js';
-import { encodeConversation } from '../src/infer/chat.js';
+import { encodeConversation, systemPromptTokens } from '../src/infer/chat.js';
 import type { InferenceEngine } from '../src/infer/engine.js';
 import type { ModelKernels } from '../src/infer/forward.js';
 import { type GenerationRequest, type GenerationResult, generateFromIds, promptText } from '../src/infer/generate.js';
@@ -239,6 +239,8 @@ async function generate(id: number, r: GenerateRequest, signal: AbortSignal): Pr
     // sampling at each prompt position as run.c's chat does
     stopTokens: r.kind === 'complete' ? [tokenizer.bosId] : [tokenizer.eosId, tokenizer.bosId],
     samplePrompt: r.kind === 'chat',
+    // past the window the context shifts, keeping BOS (and a chat's system prompt)
+    ...(r.kind === 'chat' ? { keep: systemPromptTokens(tokenizer, r.messages, ids, seqLen) } : {}),
     stopSequences: r.stop,
     temperature: r.temperature, topp: r.topP, seed: r.seed ?? randomSeed(), signal,
   };

@@ -90,6 +90,8 @@ export class ContextWindow {
   /** Positions a shift keeps, and drops: the older half of the rest. */
   readonly keep: number;
   readonly drop: number;
+  /** The token at each position the cache holds (0 .. length-1). */
+  readonly ids: Int32Array;
 
   /** `keep`: positions at the start that every shift keeps, at most half the window (default 1, BOS). */
   constructor(readonly engine: InferenceEngine, keep = 1) {
@@ -99,17 +101,20 @@ export class ContextWindow {
     }
     this.keep = keep;
     this.drop = Math.max(1, Math.floor((seqLen - keep) / 2));
+    this.ids = new Int32Array(seqLen);
   }
 
   /** Runs `token` at the next position and returns the logits (the engine's array). */
   forward(token: number): Float32Array {
     this.makeRoom();
+    this.ids[this.length] = token;
     return this.engine.forward(token, this.length++);
   }
 
   /** Feeds `token` at the next position when its logits will not be read (a prompt token). */
   advance(token: number): void {
     this.makeRoom();
+    this.ids[this.length] = token;
     this.engine.advance(token, this.length++);
   }
 
@@ -121,14 +126,39 @@ export class ContextWindow {
     this.makeRoom();
     const n = Math.min(to - from, this.engine.config.seqLen - this.length, PROMPT_BLOCK);
     this.engine.prefill(ids.slice(from, from + n), this.length);
+    for (let i = 0; i < n; i++) this.ids[this.length + i] = ids[from + i]!;
     this.length += n;
     return n;
+  }
+
+  /**
+   * For a sequence this window was fed the beginning of, in order (a conversation re-rendered with
+   * its new turn): keeps the positions that agree with `sequence`, rewinds to the first that does
+   * not, and returns the index in `sequence` to go on feeding from — at most its last, which is
+   * always run again for its logits. Tokens the shifts dropped are out of view and not compared;
+   * when a kept one differs after a shift, the window starts over from index 0.
+   */
+  resume(sequence: readonly number[]): number {
+    const last = sequence.length - 1;
+    let p = 0;
+    for (; p < this.length; p++) {
+      const i = p < this.keep ? p : p + this.dropped;
+      if (i >= last || sequence[i] !== this.ids[p]) break;
+    }
+    if (p < this.keep && this.dropped > 0) {
+      this.length = 0;
+      this.dropped = 0;
+      return 0;
+    }
+    this.length = p;
+    return p < this.keep ? p : p + this.dropped;
   }
 
   /** Shifts the context when the cache is full. */
   private makeRoom(): void {
     if (this.length < this.engine.config.seqLen) return;
     this.engine.shift(this.keep, this.drop, this.length);
+    this.ids.copyWithin(this.keep, this.keep + this.drop, this.length);
     this.length -= this.drop;
     this.shifts++;
     this.dropped += this.drop;

@@ -22,7 +22,7 @@ import { defaultModelFiles } from '../model/default-model.js';
 import { createKernels } from '../kernels/kernel-set.js';
 import { jsKernels } from '../kernels/js.js';
 import { type Tokenizer } from '../tokenizer/index.js';
-import type { ChatMessage } from './chat.js';
+import { type ChatMessage, systemPromptTokens } from './chat.js';
 import { type ChatFormat, chatFormatFor, encodeChat, LLAMA2_CHAT } from './chat-format.js';
 import type { InferenceEngine } from './engine.js';
 import type { ModelKernels } from './forward.js';
@@ -49,8 +49,16 @@ export interface LoadOptions {
 
 /** How text is sampled; every field optional. */
 export interface SamplingOptions {
-  /** Most tokens to generate (default: until the model stops or the context window is full). */
+  /**
+   * Most tokens to generate (default: until the model stops or the context window is full); more
+   * than the window holds runs on past it (the context shifts).
+   */
   maxTokens?: number;
+  /**
+   * Positions at the start of the context that a context shift keeps (default: BOS; in a chat, BOS
+   * and the system prompt), at most half the window.
+   */
+  keep?: number;
   /** Strings that end the text (not included); one or several. */
   stop?: string | readonly string[];
   /** 0 = greedy. Default 1. */
@@ -168,7 +176,8 @@ export class LanguageModel {
     const ids = this.encodeChat(messages);
     // the answer ends at EOS (BOS could only start another turn); run.c's chat draws a sample at
     // every prompt position too, which the seeded text depends on
-    return yield* this.run({ ...this.sampling(options), promptIds: ids, stopTokens: [this.tokenizer.eosId, this.tokenizer.bosId], samplePrompt: true });
+    const keep = options.keep ?? systemPromptTokens(this.tokenizer, messages, ids, this.config.seqLen, (m) => this.chatFormat.parts(m, this.tokenizer));
+    return yield* this.run({ ...this.sampling(options), keep, promptIds: ids, stopTokens: [this.tokenizer.eosId, this.tokenizer.bosId], samplePrompt: true });
   }
 
   /** The whole chat answer. */
@@ -208,7 +217,7 @@ export class LanguageModel {
 
   /** The sampling options checked and in the generation loop's terms. */
   private sampling(o: SamplingOptions): Omit<GenerationRequest, 'promptIds'> {
-    const { maxTokens, temperature, topP, seed, signal } = o;
+    const { maxTokens, keep, temperature, topP, seed, signal } = o;
     if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new UsageError(`maxTokens must be a non-negative integer, got ${maxTokens}`);
     if (temperature !== undefined && !(Number.isFinite(temperature) && temperature >= 0)) throw new UsageError(`temperature must be a number ≥ 0, got ${temperature}`);
     if (topP !== undefined && !(Number.isFinite(topP) && topP >= 0 && topP <= 1)) throw new UsageError(`topP must be in [0, 1], got ${topP}`);
@@ -217,6 +226,7 @@ export class LanguageModel {
     for (const s of stop) if (typeof s !== 'string' || s.length === 0) throw new UsageError('a stop string must be a non-empty string');
     return {
       ...(maxTokens !== undefined ? { maxTokens } : {}),
+      ...(keep !== undefined ? { keep } : {}),
       ...(temperature !== undefined ? { temperature } : {}),
       ...(topP !== undefined ? { topp: topP } : {}),
       seed: seed === undefined || seed === 0 ? randomSeed() : seed,
