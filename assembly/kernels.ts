@@ -11,6 +11,8 @@
 // (and q8.ts / train-js.ts); the SIMD versions sum in float32 lanes, so results differ from the
 // reference (which sums in float64) by rounding only. The int8 dot products are exact.
 
+import { gemm } from './gemm';
+
 // ------------------------------------------------------------------------------------------------
 // Small helpers
 
@@ -271,6 +273,30 @@ export function softmax(x: usize, size: i32): void {
   }
 }
 
+/**
+ * −log softmax(x)[target] over n values (a token's cross-entropy): log Σ e^(x − max) + max −
+ * x[target], the exponentials as softmax's, their sum in float64.
+ */
+export function crossEntropy(x: usize, n: i32, target: i32): f64 {
+  let vmax = v128.load32_splat(x);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) vmax = f32x4.max(vmax, v128.load(x + (<usize>i << 2)));
+  let max = Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
+  for (; i < n; i++) max = Mathf.max(max, load<f32>(x + (<usize>i << 2)));
+  const splatMax = f32x4.splat(max);
+  let sumLo = f64x2.splat(0), sumHi = f64x2.splat(0);
+  i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const e = exp4(f32x4.sub(v128.load(x + (<usize>i << 2)), splatMax));
+    sumLo = f64x2.add(sumLo, f64x2.promote_low_f32x4(e));
+    sumHi = f64x2.add(sumHi, f64x2.promote_low_f32x4(v128.shuffle<f32>(e, e, 2, 3, 0, 1)));
+  }
+  const both = f64x2.add(sumLo, sumHi);
+  let sum = f64x2.extract_lane(both, 0) + f64x2.extract_lane(both, 1);
+  for (; i < n; i++) sum += <f64>exp1(load<f32>(x + (<usize>i << 2)) - max);
+  return Math.log(sum) + <f64>max - <f64>load<f32>(x + (<usize>target << 2));
+}
+
 /** Rotates one (x[i], x[i+1]) pair by the angle whose cosine and sine are given. */
 // @ts-ignore: decorator
 @inline function rotatePair(p: usize, fcr: f32, fci: f32): void {
@@ -321,22 +347,92 @@ export function attentionHeads(
   for (let h = h0; h < h1; h++) attendHead(out, q, keyCache, valueCache, att, pos, h, nHeads, nKvHeads, headSize, kvDim, seqLen);
 }
 
+/** Query rows of the block attention taken at a time: their scores fill QTILE × (keys) floats. */
+const QTILE: i32 = 32;
+
+/** Bytes of score buffer attentionBlockHeads needs (per thread) for a cache of seqLen rows. */
+export function attentionScoresBytes(seqLen: i32): i32 {
+  return QTILE * seqLen * 4;
+}
+
 /**
  * attentionHeads for a block of `count` consecutive positions pos, pos+1, …: q and out hold one
  * row of nHeads · headSize values per position, and row i attends over cache rows 0..pos+i (the
- * block's own keys and values are in the cache already: causal inside the block).
+ * block's own keys and values are in the cache already: causal inside the block). For each head,
+ * QTILE query rows at a time, as two matrix products (assembly/gemm.ts):
+ *   S = Q_h K_hᵀ (rows × keys),  P = softmax of each row's first pos+i+1 scores / √headSize (0
+ *   after them),  O_h = P V_h
+ * `scores` holds attentionScoresBytes(seqLen) bytes, `scratch` gemmScratchBytes(), this thread's.
  */
 export function attentionBlockHeads(
-  out: usize, q: usize, keyCache: usize, valueCache: usize, att: usize, pos: i32, count: i32,
-  nHeads: i32, nKvHeads: i32, headSize: i32, kvDim: i32, seqLen: i32, h0: i32, h1: i32,
+  out: usize, q: usize, keyCache: usize, valueCache: usize, scores: usize, pos: i32, count: i32,
+  nHeads: i32, nKvHeads: i32, headSize: i32, kvDim: i32, h0: i32, h1: i32, scratch: usize,
 ): void {
-  const rowBytes = (<usize>nHeads * <usize>headSize) << 2;
+  const kvMul = nHeads / nKvHeads;
+  const dimBytes = (nHeads * headSize) << 2;
+  const scale = <f32>(1.0 / Math.sqrt(<f64>headSize));
   for (let h = h0; h < h1; h++) {
-    for (let i = 0; i < count; i++) {
-      const o = <usize>i * rowBytes;
-      attendHead(out + o, q + o, keyCache, valueCache, att, pos + i, h, nHeads, nKvHeads, headSize, kvDim, seqLen);
+    const headOffset = <usize>(h * headSize) << 2;
+    const kvOffset = <usize>((h / kvMul) * headSize) << 2;
+    for (let r0 = 0; r0 < count; r0 += QTILE) {
+      const rows = min(QTILE, count - r0);
+      const keys = pos + r0 + rows; // the tile's last row attends to keys 0 … keys-1
+      const rowBytes = <usize>keys << 2;
+      const qTile = q + <usize>r0 * <usize>dimBytes + headOffset;
+      gemm(scores, keys * 4, qTile, dimBytes, 4, keyCache + kvOffset, kvDim * 4, 0, headSize, 0, 0, rows, 0, keys, scratch);
+      for (let i = 0; i < rows; i++) causalSoftmax(scores + <usize>i * rowBytes, pos + r0 + i + 1, keys, scale);
+      gemm(out + <usize>r0 * <usize>dimBytes + headOffset, dimBytes, scores, keys * 4, 4, valueCache + kvOffset, kvDim * 4, 1, keys, 0, 0, rows, 0, headSize, scratch);
     }
   }
+}
+
+/** In place over a row of n scores: the first `valid` become softmax(scale · s), the rest 0. */
+function causalSoftmax(row: usize, valid: i32, n: i32, scale: f32): void {
+  const vscale = f32x4.splat(scale);
+  let vmax = f32x4.splat(-Infinity);
+  let max: f32 = -Infinity;
+  let t = 0;
+  for (; t + 4 <= valid; t += 4) {
+    const p = row + (<usize>t << 2);
+    const s = f32x4.mul(v128.load(p), vscale);
+    v128.store(p, s);
+    vmax = f32x4.max(vmax, s);
+  }
+  for (; t < valid; t++) {
+    const p = row + (<usize>t << 2);
+    const s = load<f32>(p) * scale;
+    store<f32>(p, s);
+    max = Mathf.max(max, s);
+  }
+  max = Mathf.max(max, Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3))));
+  const splatMax = f32x4.splat(max);
+  let vsum = f32x4.splat(0);
+  t = 0;
+  for (; t + 4 <= valid; t += 4) {
+    const p = row + (<usize>t << 2);
+    const e = exp4(f32x4.sub(v128.load(p), splatMax));
+    v128.store(p, e);
+    vsum = f32x4.add(vsum, e);
+  }
+  let sum = hsum(vsum);
+  for (; t < valid; t++) {
+    const p = row + (<usize>t << 2);
+    const e = exp1(load<f32>(p) - max);
+    store<f32>(p, e);
+    sum += e;
+  }
+  const inv = <f32>1 / sum;
+  const vinv = f32x4.splat(inv);
+  t = 0;
+  for (; t + 4 <= valid; t += 4) {
+    const p = row + (<usize>t << 2);
+    v128.store(p, f32x4.mul(v128.load(p), vinv));
+  }
+  for (; t < valid; t++) {
+    const p = row + (<usize>t << 2);
+    store<f32>(p, load<f32>(p) * inv);
+  }
+  if (valid < n) memory.fill(row + (<usize>valid << 2), 0, <usize>(n - valid) << 2);
 }
 
 /** Head h of attentionHeads (its scores in row h of att). */

@@ -102,7 +102,9 @@ test('sliding windows: the loss is the mean over tokens of −log p(token | its 
       sum += crossEntropy(fresh.forward(tokens[j - 1]!, j - 1 - start), 512, tokens[j]!);
     }
     assert.equal(r.tokens, T + (r.windows - 1) * S);
-    assert.ok(Math.abs(r.loss - sum / r.tokens) < 1e-12, `${r.loss} vs ${sum / r.tokens}`);
+    // (evaluateLoss feeds each window as prefills — matrix × matrix products summing in another
+    // order than the one-token path here — and scores with the kernels: float32 rounding apart)
+    assert.ok(Math.abs(r.loss - sum / r.tokens) < 1e-6, `${r.loss} vs ${sum / r.tokens}`);
     // non-overlapping windows of the same data score fewer tokens, with less context each
     const plain = evaluateLoss(model, tokens, T);
     assert.equal(plain.tokens, 3 * T);

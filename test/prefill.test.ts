@@ -2,7 +2,7 @@
 // matrix products leaves the KV cache, and gives the logits, that feeding it token by token does —
 // within float32 rounding (the products sum in another order) — on the js kernels, WebAssembly on
 // one thread and on two, for stories260K and a random model with the 15M shape's widths; the block
-// attention kernel equals the one-position kernel called for each row, bit for bit.
+// attention kernel against the reference attention of each row.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +10,7 @@ import { Transformer } from '../src/infer/forward.js';
 import { loadTransformer } from '../src/infer/load.js';
 import { PREFILL_BLOCK } from '../src/infer/prefill.js';
 import { createKernels, type KernelSet } from '../src/kernels/kernel-set.js';
+import { jsKernels } from '../src/kernels/js.js';
 import { createThreadedKernels } from '../src/kernels/threads.js';
 import { wasmSupported } from '../src/kernels/wasm.js';
 import type { ModelConfig } from '../src/model/config.js';
@@ -104,29 +105,35 @@ test('prefill = token by token on the 15M shape\'s widths (dim 288, hidden 768, 
   }
 });
 
-test('block attention = the one-position attention for each row, bit for bit (wasm, 1 and 3 threads)', { skip }, async () => {
-  const shape = { nHeads: 6, nKvHeads: 2, headSize: 48, kvDim: 96, seqLen: 200 };
-  const dim = shape.nHeads * shape.headSize;
-  for (const threads of [1, 3]) {
-    const k = await createThreadedKernels({ threads });
-    try {
-      const fill = (a: Float32Array): Float32Array => {
-        for (let i = 0; i < a.length; i++) a[i] = Math.sin(i * 0.37) * 0.8;
-        return a;
-      };
-      const kc = fill(k.allocate(shape.seqLen * shape.kvDim)), vc = fill(k.allocate(shape.seqLen * shape.kvDim));
-      const pos = 70, count = 50;
-      const q = fill(k.allocate(count * dim)), out = k.allocate(count * dim), att = k.allocate(shape.nHeads * shape.seqLen);
-      k.attentionBlock(out, q, kc, vc, att, pos, count, shape);
-      const row = k.allocate(dim), qRow = k.allocate(dim);
-      for (let i = 0; i < count; i++) {
-        qRow.set(q.subarray(i * dim, (i + 1) * dim));
-        k.attention(row, qRow, kc, vc, att, pos + i, shape);
-        assert.deepEqual(out.subarray(i * dim, (i + 1) * dim), row, `row ${i} (${threads} threads)`);
+test('block attention (two matrix products per head and tile of rows) = the reference attention of each row, and the same bits on 1 and 3 threads', { skip }, async () => {
+  const shapes = [
+    { nHeads: 6, nKvHeads: 2, headSize: 48, kvDim: 96, seqLen: 200 },
+    { nHeads: 8, nKvHeads: 4, headSize: 8, kvDim: 32, seqLen: 120 }, // stories260K's heads
+  ];
+  for (const shape of shapes) {
+    const dim = shape.nHeads * shape.headSize;
+    const pos = 70, count = 50; // two tiles of query rows
+    const results: Float32Array[] = [];
+    for (const threads of [1, 3]) {
+      const k = await createThreadedKernels({ threads });
+      try {
+        const fill = (a: Float32Array, f: number): Float32Array => {
+          for (let i = 0; i < a.length; i++) a[i] = Math.sin(i * f) * 0.8;
+          return a;
+        };
+        const kc = fill(k.allocate(shape.seqLen * shape.kvDim), 0.37), vc = fill(k.allocate(shape.seqLen * shape.kvDim), 0.11);
+        const q = fill(k.allocate(count * dim), 0.23), out = k.allocate(count * dim), att = k.allocate(shape.nHeads * shape.seqLen);
+        k.attentionBlock(out, q, kc, vc, att, pos, count, shape);
+        const want = new Float32Array(count * dim);
+        jsKernels.attentionBlock(want, Float32Array.from(q), Float32Array.from(kc), Float32Array.from(vc), new Float32Array(shape.nHeads * shape.seqLen), pos, count, shape);
+        const d = relDiff(out, want);
+        assert.ok(d < 1e-5, `head size ${shape.headSize}, ${threads} threads: relative difference ${d.toExponential(2)}`);
+        results.push(Float32Array.from(out));
+        assert.throws(() => k.attentionBlock(out, q, kc, vc, att, shape.seqLen - 10, 50, shape), RangeError, 'a block past the context window');
+      } finally {
+        await k.close();
       }
-      assert.throws(() => k.attentionBlock(out, q, kc, vc, att, 160, 50, shape), RangeError, 'a block past the context window');
-    } finally {
-      await k.close();
     }
+    assert.deepEqual(results[1], results[0], `head size ${shape.headSize}: 3 threads = 1 thread`);
   }
 });

@@ -1,7 +1,8 @@
 // `llama2 eval MODEL --data FILE… --seq-len T [--stride S]`: validation loss and perplexity over every window.
 
 import { UsageError } from '../errors.js';
-import { evaluateLoss, readTokenFile } from '../infer/eval.js';
+import { Progress } from '../data/progress.js';
+import { evalWindows, evaluateLoss, readTokenFile } from '../infer/eval.js';
 import { withModelSource } from '../model/open.js';
 import { intFlag, parseCommand } from './flags.js';
 import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
@@ -17,7 +18,7 @@ Options:
   --data FILE     a pretokenized .bin file (uint16 ids); repeat for several
   --seq-len T     window length (default: 256, at most the model's context)
   --stride S      tokens between window starts, 1 to T (default T: no overlap)
-  -q, --quiet     no progress on standard error
+  -q, --quiet     no progress bar on standard error
 ${ENGINE_HELP}`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -46,15 +47,25 @@ export async function main(argv: string[]): Promise<number> {
   const engine = await engineFromFlags(values);
   // the KV cache holds one window (unless --ctx asks otherwise)
   const transformer = engine.open(positionals[0]!, { contextLength: engine.load.contextLength ?? seqLen });
-  const quiet = values['quiet'] === true || !process.stderr.isTTY;
+  const quiet = values['quiet'] === true;
+  // tokens scored so far, their rate and the time left (redrawn in place on a terminal, every 10% in a log)
+  const scoredAfter: number[] = [];
+  let scoredTotal = 0;
+  for (const w of evalWindows(tokens.length, seqLen, stride)) scoredAfter.push((scoredTotal += seqLen - w.firstScored));
+  const progress = new Progress('eval', scoredTotal, { unit: 'count', unitName: 'tokens', quiet });
   const t0 = performance.now();
-  const r = evaluateLoss(transformer, tokens, seqLen, quiet ? undefined : (done, total) => {
-    if (done % 10 === 0 || done === total) process.stderr.write(`\r${done}/${total} windows`);
-  }, stride);
-  if (!quiet) process.stderr.write('\n');
+  let r;
+  try {
+    r = evaluateLoss(transformer, tokens, seqLen, (done) => progress.update(scoredAfter[done - 1]!), stride);
+  } catch (err) {
+    progress.abandon();
+    throw err;
+  }
   const secs = (performance.now() - t0) / 1000;
-  process.stdout.write(`val_loss=${r.loss.toFixed(6)}\nperplexity=${r.perplexity.toFixed(4)}\n`);
   const windows = stride === seqLen ? `${r.windows} windows × ${seqLen} tokens` : `${r.windows} windows of ${seqLen} tokens every ${stride}`;
-  process.stderr.write(`${windows} = ${r.tokens} tokens scored in ${secs.toFixed(1)} s\n`);
+  const summary = `${windows} = ${r.tokens} tokens scored in ${secs.toFixed(1)} s (${Math.round(r.tokens / secs)} tokens/s)`;
+  if (quiet) process.stderr.write(summary + '\n');
+  else progress.finish(summary);
+  process.stdout.write(`val_loss=${r.loss.toFixed(6)}\nperplexity=${r.perplexity.toFixed(4)}\n`);
   return 0;
 }

@@ -35,6 +35,11 @@ export interface InferenceEngine {
    */
   shift(keep: number, drop: number, length: number): void;
   /**
+   * Optional: −log softmax(logits)[target] of logits this engine returned, computed where they
+   * are (SIMD on the WebAssembly kernels); evaluation scores with it, else in plain TypeScript.
+   */
+  crossEntropy?(logits: Float32Array, target: number): number;
+  /**
    * Another engine over the same weights with its own activations and KV cache (a server session):
    * the weights are not copied.
    */

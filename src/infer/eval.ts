@@ -9,9 +9,13 @@
 // S tokens, b = 0, S, 2S, …; the first scores all its T predictions, each later one only its last
 // S — the targets d[b+T-S+1 .. b+T] no window has scored yet. So every token is scored once, and
 // after the first window with at least T − S tokens of context; the price is T/S times the forward
-// passes. Positions whose predictions are not scored only fill the KV cache (advance).
+// passes. Positions whose predictions are not scored only fill the KV cache. Each window goes
+// through the engine as prefills (blocks of tokens through matrix × matrix products), the scored
+// part with every position's logits.
+
 import { UsageError } from '../errors.js';
 import { closeTokenFile, openTokenFile, readTokens } from '../train/data.js';
+import { crossEntropy } from '../kernels/js.js';
 import type { InferenceEngine } from './engine.js';
 
 /** Reads a whole pretokenized file (uint16 ids, each checked to be below `vocabSize`). */
@@ -59,21 +63,27 @@ export function evalWindows(count: number, seqLen: number, stride: number): Eval
  * `stride` tokens (default seqLen: non-overlapping).
  */
 export function evaluateLoss(
-  transformer: InferenceEngine, tokens: Uint16Array, seqLen: number, onWindow?: (done: number, total: number) => void, stride = seqLen,
+  engine: InferenceEngine, tokens: Uint16Array, seqLen: number, onWindow?: (done: number, total: number) => void, stride = seqLen,
 ): EvalResult {
-  const c = transformer.config;
+  const c = engine.config;
   if (!Number.isInteger(seqLen) || seqLen < 1 || seqLen > c.seqLen) {
     throw new UsageError(`--seq-len must be between 1 and the model's context window ${c.seqLen}, got ${seqLen}`);
   }
   const windows = evalWindows(tokens.length, seqLen, stride);
+  const V = c.vocabSize;
+  const lossOf = engine.crossEntropy !== undefined
+    ? (logits: Float32Array, target: number): number => engine.crossEntropy!(logits, target)
+    : (logits: Float32Array, target: number): number => crossEntropy(logits, V, target);
   let total = 0;
   let scored = 0;
+  let base = 0; // tokens[base + i] is the i-th token of the scored part of the window
+  const score = (i: number, logits: Float32Array): void => {
+    total += lossOf(logits, tokens[base + i + 1]!);
+  };
   windows.forEach(({ start, firstScored }, w) => {
-    for (let pos = 0; pos < firstScored; pos++) transformer.advance(tokens[start + pos]!, pos);
-    for (let pos = firstScored; pos < seqLen; pos++) {
-      const logits = transformer.forward(tokens[start + pos]!, pos);
-      total += crossEntropy(logits, c.vocabSize, tokens[start + pos + 1]!);
-    }
+    if (firstScored > 0) engine.prefill(tokens.subarray(start, start + firstScored), 0);
+    base = start + firstScored;
+    engine.prefill(tokens.subarray(base, start + seqLen), firstScored, score);
     scored += seqLen - firstScored;
     onWindow?.(w + 1, windows.length);
   });
@@ -81,11 +91,5 @@ export function evaluateLoss(
   return { loss, perplexity: Math.exp(loss), windows: windows.length, tokens: scored };
 }
 
-/** −log softmax(logits)[target], via log-sum-exp in float64. */
-export function crossEntropy(logits: Float32Array, n: number, target: number): number {
-  let max = logits[0]!;
-  for (let i = 1; i < n; i++) if (logits[i]! > max) max = logits[i]!;
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += Math.exp(logits[i]! - max);
-  return Math.log(sum) + max - logits[target]!;
-}
+/** −log softmax(logits)[target], via log-sum-exp in float64 (the reference kernels'). */
+export { crossEntropy };

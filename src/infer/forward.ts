@@ -291,6 +291,11 @@ export class Transformer implements InferenceEngine {
     }
   }
 
+  /** −log softmax(logits)[target] over the vocabulary, by the kernels. */
+  crossEntropy(logits: Float32Array, target: number): number {
+    return this.kernels.crossEntropy(logits, this.config.vocabSize, target);
+  }
+
   /** The block forward of prefill(), made on first use; undefined for Q8_0 weights or kernels without matrix × matrix. */
   private blockForward(): BlockForward | undefined {
     if (this.block === undefined && this.groupSize === 0 && this.kernels.matmulForward !== undefined) {

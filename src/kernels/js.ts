@@ -92,6 +92,15 @@ export function attentionBlock(
   }
 }
 
+/** −log softmax(logits)[target], via log-sum-exp in float64. */
+export function crossEntropy(logits: Float32Array, n: number, target: number): number {
+  let max = logits[0]!;
+  for (let i = 1; i < n; i++) if (logits[i]! > max) max = logits[i]!;
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(logits[i]! - max);
+  return Math.log(sum) + max - logits[target]!;
+}
+
 export function swiglu(hb: Float32Array, hb2: Float32Array, size: number): void {
   for (let i = 0; i < size; i++) {
     const v = hb[i]!;
@@ -107,5 +116,5 @@ export function add(x: Float32Array, y: Float32Array, size: number): void {
 export const jsKernels: Kernels = {
   name: 'js',
   allocate: (floats) => new Float32Array(floats),
-  matmul, rmsnorm, softmax, rope, attention, attentionBlock, swiglu, add,
+  matmul, rmsnorm, softmax, rope, attention, attentionBlock, crossEntropy, swiglu, add,
 };

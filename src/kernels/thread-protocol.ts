@@ -66,7 +66,8 @@ export const Op = {
   //                     column chunks per row of chunks; participant p packs into scratch + p·scratchBytes
   matmulGroup: 6, //     x, n, count, then count × (xout, w, d)          chunks of CHUNK rows of the products' rows one after another
   matmulQ8Group: 7, //   xq, xs, n, groupSize, streamed, count, then count × (xout, wq, ws, d)   the same
-  attentionBlock: 8, //  out, q, keyCache, valueCache, att, pos, count, nHeads, nKvHeads, headSize, kvDim, seqLen;  one head per chunk
+  attentionBlock: 8, //  out, q, keyCache, valueCache, scores, pos, count, nHeads, nKvHeads, headSize, kvDim, scoresBytes,
+  //                     scratch, scratchBytes;  one head per chunk; participant p's scores at scores + p·scoresBytes
 } as const;
 
 /** Most products in one matmulGroup / matmulQ8Group command (the ARGS slots hold 3). */
@@ -148,8 +149,8 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number, self: nu
         ctrl[A + 8]!, ctrl[A + 9]!, ctrl[A + 10]!, c, c + 1);
       break;
     case Op.attentionBlock:
-      k.attentionBlockHeads(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
-        ctrl[A + 8]!, ctrl[A + 9]!, ctrl[A + 10]!, ctrl[A + 11]!, c, c + 1);
+      k.attentionBlockHeads(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]! + self * ctrl[A + 11]!, ctrl[A + 5]!, ctrl[A + 6]!,
+        ctrl[A + 7]!, ctrl[A + 8]!, ctrl[A + 9]!, ctrl[A + 10]!, c, c + 1, ctrl[A + 12]! + self * ctrl[A + 13]!);
       break;
     case Op.matmulQ8:
       k.matmulQ8Rows(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 8]!, ctrl[A + 7]!,

@@ -116,6 +116,8 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
   // the matrix × matrix product's packing buffers, one per participant
   const scratchBytes = k.gemmScratchBytes();
   const scratch = heap.reserve(threads * scratchBytes);
+  // the block attention's score buffers, one per participant, made for the longest context seen
+  let scores = 0, scoresBytes = 0;
 
   /**
    * C (M, N) [+]= A · B over the threads (arguments of assembly/gemm.ts). The chunks are blocks of
@@ -216,10 +218,16 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
         return base.attentionBlock(out, q, keyCache, valueCache, att, pos, count, s);
       }
       checkAttentionBlock(out, q, keyCache, valueCache, att, pos, count, s);
+      const bytes = k.attentionScoresBytes(s.seqLen);
+      if (bytes > scoresBytes) { // score buffers for the longest context seen, one per participant
+        scores = heap.reserve(threads * bytes);
+        scoresBytes = bytes;
+      }
       ctrl[OP] = Op.attentionBlock;
       ctrl[ARGS] = at(out); ctrl[ARGS + 1] = at(q); ctrl[ARGS + 2] = at(keyCache); ctrl[ARGS + 3] = at(valueCache);
-      ctrl[ARGS + 4] = at(att); ctrl[ARGS + 5] = pos; ctrl[ARGS + 6] = count; ctrl[ARGS + 7] = s.nHeads;
-      ctrl[ARGS + 8] = s.nKvHeads; ctrl[ARGS + 9] = s.headSize; ctrl[ARGS + 10] = s.kvDim; ctrl[ARGS + 11] = s.seqLen;
+      ctrl[ARGS + 4] = scores; ctrl[ARGS + 5] = pos; ctrl[ARGS + 6] = count; ctrl[ARGS + 7] = s.nHeads;
+      ctrl[ARGS + 8] = s.nKvHeads; ctrl[ARGS + 9] = s.headSize; ctrl[ARGS + 10] = s.kvDim; ctrl[ARGS + 11] = scoresBytes;
+      ctrl[ARGS + 12] = scratch; ctrl[ARGS + 13] = scratchBytes;
       dispatch(s.nHeads); // one head per chunk
     },
     matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize, streamed = false) {

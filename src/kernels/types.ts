@@ -47,6 +47,8 @@ export interface Kernels {
    * positions pos+i compute.
    */
   attentionBlock(out: Float32Array, q: Float32Array, keyCache: Float32Array, valueCache: Float32Array, att: Float32Array, pos: number, count: number, shape: AttentionShape): void;
+  /** −log softmax(logits)[target] over the first n logits (a token's cross-entropy, in nats). */
+  crossEntropy(logits: Float32Array, n: number, target: number): number;
   /** SwiGLU gate, in place: hb = silu(hb) ⊙ hb2, silu(x) = x · σ(x). */
   swiglu(hb: Float32Array, hb2: Float32Array, size: number): void;
   /** Residual connection: x += y. */

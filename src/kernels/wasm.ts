@@ -31,9 +31,11 @@ export interface KernelExports {
     nHeads: number, nKvHeads: number, headSize: number, kvDim: number, seqLen: number, h0: number, h1: number,
   ): void;
   attentionBlockHeads(
-    out: number, q: number, keyCache: number, valueCache: number, att: number, pos: number, count: number,
-    nHeads: number, nKvHeads: number, headSize: number, kvDim: number, seqLen: number, h0: number, h1: number,
+    out: number, q: number, keyCache: number, valueCache: number, scores: number, pos: number, count: number,
+    nHeads: number, nKvHeads: number, headSize: number, kvDim: number, h0: number, h1: number, scratch: number,
   ): void;
+  attentionScoresBytes(seqLen: number): number;
+  crossEntropy(x: number, n: number, target: number): number;
   swiglu(hb: number, hb2: number, size: number): void;
   add(x: number, y: number, size: number): void;
   quantize(xq: number, xs: number, x: number, n: number, groupSize: number): void;
@@ -239,6 +241,18 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
   // the matrix × matrix product's packing buffer (assembly/gemm.ts)
   const gemmScratch = heap.reserve(k.gemmScratchBytes());
 
+  // the block attention's scores (assembly/kernels.ts attentionBlockHeads), made for the longest
+  // context seen
+  let scores = 0, scoresBytes = 0;
+  function scoresFor(seqLen: number): number {
+    const bytes = k.attentionScoresBytes(seqLen);
+    if (bytes > scoresBytes) {
+      scores = heap.reserve(bytes);
+      scoresBytes = bytes;
+    }
+    return scores;
+  }
+
   // RoPE's cos/sin depend only on (pos, offset in the head, θ): computed once per position (in
   // float64, as the reference does) into a table of the positions seen so far, reused by every
   // layer and every later token (a prompt's block visits each position once per layer). The table
@@ -302,8 +316,13 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
     },
     attentionBlock(out, q, keyCache, valueCache, att, pos, count, s: AttentionShape) {
       checkAttentionBlock(out, q, keyCache, valueCache, att, pos, count, s);
-      k.attentionBlockHeads(at(out), at(q), at(keyCache), at(valueCache), at(att), pos, count,
-        s.nHeads, s.nKvHeads, s.headSize, s.kvDim, s.seqLen, 0, s.nHeads);
+      k.attentionBlockHeads(at(out), at(q), at(keyCache), at(valueCache), scoresFor(s.seqLen), pos, count,
+        s.nHeads, s.nKvHeads, s.headSize, s.kvDim, 0, s.nHeads, gemmScratch);
+    },
+    crossEntropy(logits, n, target) {
+      need(logits, n, 'crossEntropy logits');
+      if (!(Number.isInteger(target) && target >= 0 && target < n)) throw new RangeError(`crossEntropy: target ${target} outside 0..${n - 1}`);
+      return k.crossEntropy(at(logits), n, target);
     },
     swiglu(hb, hb2, size) {
       need(hb, size, 'swiglu hb'); need(hb2, size, 'swiglu hb2');
