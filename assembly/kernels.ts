@@ -12,37 +12,10 @@
 // reference (which sums in float64) by rounding only. The int8 dot products are exact.
 
 import { gemm } from './gemm';
+import { hsum, hsum4, hsum4I32, hsumI32 } from './simd';
 
 // ------------------------------------------------------------------------------------------------
 // Small helpers
-
-/** Sum of the four float32 lanes of v. */
-// @ts-ignore: decorator
-@inline function hsum(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
-}
-
-/** Sum of the four int32 lanes of v. */
-// @ts-ignore: decorator
-@inline function hsumI32(v: v128): i32 {
-  return (i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1)) + (i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3));
-}
-
-/** [Σ a0, Σ a1, Σ a2, Σ a3]: the four horizontal sums at once (a 4×4 transpose folded into adds). */
-// @ts-ignore: decorator
-@inline function hsum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
-  const u01 = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), v128.shuffle<f32>(a0, a1, 2, 6, 3, 7));
-  const u23 = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), v128.shuffle<f32>(a2, a3, 2, 6, 3, 7));
-  return f32x4.add(v128.shuffle<f32>(u01, u23, 0, 1, 4, 5), v128.shuffle<f32>(u01, u23, 2, 3, 6, 7));
-}
-
-/** The same for int32 lanes (exact). */
-// @ts-ignore: decorator
-@inline function hsum4I32(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
-  const u01 = i32x4.add(v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), v128.shuffle<i32>(a0, a1, 2, 6, 3, 7));
-  const u23 = i32x4.add(v128.shuffle<i32>(a2, a3, 0, 4, 1, 5), v128.shuffle<i32>(a2, a3, 2, 6, 3, 7));
-  return i32x4.add(v128.shuffle<i32>(u01, u23, 0, 1, 4, 5), v128.shuffle<i32>(u01, u23, 2, 3, 6, 7));
-}
 
 /** a · b over n float32 values (any n; unaligned addresses are fine in WebAssembly). */
 // @ts-ignore: decorator
@@ -345,6 +318,23 @@ export function attentionHeads(
   nHeads: i32, nKvHeads: i32, headSize: i32, kvDim: i32, seqLen: i32, h0: i32, h1: i32,
 ): void {
   for (let h = h0; h < h1; h++) attendHead(out, q, keyCache, valueCache, att, pos, h, nHeads, nKvHeads, headSize, kvDim, seqLen);
+}
+
+/**
+ * attentionBlockHeads computed row by row with the one-position arithmetic of attentionHeads: bit
+ * for bit `count` calls of it (row i at position pos+i; att is (nHeads, seqLen) scratch).
+ */
+export function attentionRowsHeads(
+  out: usize, q: usize, keyCache: usize, valueCache: usize, att: usize, pos: i32, count: i32,
+  nHeads: i32, nKvHeads: i32, headSize: i32, kvDim: i32, seqLen: i32, h0: i32, h1: i32,
+): void {
+  const rowBytes = (<usize>nHeads * <usize>headSize) << 2;
+  for (let h = h0; h < h1; h++) {
+    for (let i = 0; i < count; i++) {
+      const o = <usize>i * rowBytes;
+      attendHead(out + o, q + o, keyCache, valueCache, att, pos + i, h, nHeads, nKvHeads, headSize, kvDim, seqLen);
+    }
+  }
 }
 
 /** Query rows of the block attention taken at a time: their scores fill QTILE × (keys) floats. */
@@ -816,6 +806,7 @@ function matmulQ8FourRows(
 // The matrix × matrix product (training, batched prefill, evaluation): assembly/gemm.ts
 
 export { gemm, gemmScratchBytes } from './gemm';
+export { gemmQ8 } from './gemm-q8';
 
 /** First free byte after the module's own static data: the kernels' allocator starts here. */
 export function heapBase(): usize {

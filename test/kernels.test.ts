@@ -334,6 +334,33 @@ describe('int8 (Q8_0) kernels', () => {
     });
   }
 
+  // (gemm-q8.ts packs 64 channels × 512 values at a time: the larger cases cross both; 172 × 64 and
+  // group 48 go row by row)
+  for (const [M, n, d, gs] of [[9, 288, 70, 32], [4, 768, 130, 32], [13, 256, 33, 64], [1, 64, 8, 16], [6, 172, 64, 64], [5, 96, 10, 48]] as const) {
+    test(`matmulQ8Forward ${M} rows × (${d}×${n}), group ${gs}: wasm and threads bit-identical to ${M} calls of matmulQ8`, () => {
+      const w = fill(new Float32Array(n * d), rand);
+      const { q: wq, s: ws } = quantizeQ80(padTo(w, gs), gs);
+      const groups = Math.ceil(n / gs);
+      const xq = new Int8Array(M * n), xs = new Float32Array(M * groups), want = new Float32Array(M * d);
+      for (let m = 0; m < M; m++) {
+        const x = fill(new Float32Array(n), rand, 3);
+        jsQ8Kernels.quantize(xq.subarray(m * n), xs.subarray(m * groups), x, n, gs);
+        jsQ8Kernels.matmulQ8(want.subarray(m * d), xq.subarray(m * n), xs.subarray(m * groups), wq, ws, n, d, gs);
+      }
+      const js = new Float32Array(M * d);
+      jsQ8Kernels.matmulQ8Forward(js, xq, xs, wq, ws, M, n, d, gs);
+      assertSame(js, want, 'reference matmulQ8Forward');
+      for (const k of [wasm, threaded]) {
+        const kxq = k.allocateInt8(M * n), kwq = k.allocateInt8(wq.length), out = k.allocate(M * d);
+        kxq.set(xq);
+        kwq.set(wq);
+        out.fill(NaN);
+        k.matmulQ8Forward(out, kxq, copyInto(k, xs), kwq, copyInto(k, ws), M, n, d, gs);
+        assertSame(out, want, `${k.name} matmulQ8Forward`);
+      }
+    });
+  }
+
   test('stories260K.v2.bin: int8 w2 (hidden 172, group 64) against its dequantized weights', needsRefdata, () => {
     const ckpt = readCheckpoint(ref('data', 'models', 'stories260K.v2.bin'));
     assert.equal(ckpt.format, 'v2');

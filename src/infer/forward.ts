@@ -37,7 +37,7 @@ import type { Q8Kernels } from '../kernels/q8-types.js';
 import type { AttentionShape, FusedForward, GroupedInput, GroupedMatmul, Kernels } from '../kernels/types.js';
 import type { TrainKernels } from '../kernels/train-types.js';
 import type { InferenceEngine } from './engine.js';
-import { BlockForward, type BlockKernels, type LogitsVisitor } from './prefill.js';
+import { BlockForward, type LogitsVisitor, canRunBlocks } from './prefill.js';
 
 /** A weight matrix (out, in): float32, or Q8_0 (groups over the flattened matrix). */
 type Matrix = Float32Array | QuantizedTensor;
@@ -266,8 +266,8 @@ export class Transformer implements InferenceEngine {
 
   /**
    * Feeds tokens at positions pos, pos+1, … (a prompt: every key and value goes into the cache),
-   * a block of tokens at a time through matrix × matrix products (prefill.ts) when the weights are
-   * float32 and the kernels have them; with `visit`, every token's logits are computed too and
+   * a block of tokens at a time through matrix × matrix products (prefill.ts) when the kernels
+   * have them (float32, or int8 for Q8_0 weights); with `visit`, every token's logits are computed too and
    * handed over in order (evaluation). The same numbers as forward()/advance() token by token, up
    * to float32 rounding (the products sum in another order).
    */
@@ -296,18 +296,14 @@ export class Transformer implements InferenceEngine {
     return this.kernels.crossEntropy(logits, this.config.vocabSize, target);
   }
 
-  /** The block forward of prefill(), made on first use; undefined for Q8_0 weights or kernels without matrix × matrix. */
+  /** The block forward of prefill(), made on first use; undefined for kernels without matrix × matrix products. */
   private blockForward(): BlockForward | undefined {
-    if (this.block === undefined && this.groupSize === 0 && this.kernels.matmulForward !== undefined) {
-      const f32 = (w: Matrix): Float32Array => w as Float32Array;
+    if (this.block === undefined && canRunBlocks(this.kernels, this.groupSize)) {
       this.block = new BlockForward({
         dim: this.config.dim, hiddenDim: this.config.hiddenDim, vocabSize: this.config.vocabSize, eps: this.eps, theta: this.theta,
-        shape: this.shape, att: this.state.att, tokenEmbedding: f32(this.tokenEmbedding), rmsFinal: this.rmsFinal, wcls: f32(this.wcls),
-        layers: this.layers.map((L) => ({
-          rmsAtt: L.rmsAtt, wq: f32(L.wq), wk: f32(L.wk), wv: f32(L.wv), wo: f32(L.wo), rmsFfn: L.rmsFfn,
-          w1: f32(L.w1), w2: f32(L.w2), w3: f32(L.w3), keyCache: L.keyCache, valueCache: L.valueCache,
-        })),
-      }, this.kernels as BlockKernels);
+        shape: this.shape, att: this.state.att, groupSize: this.groupSize,
+        tokenEmbedding: this.tokenEmbedding, rmsFinal: this.rmsFinal, wcls: this.wcls, layers: this.layers,
+      }, this.kernels);
     }
     return this.block;
   }

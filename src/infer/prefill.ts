@@ -13,24 +13,32 @@
 //     XB = rmsnorm(X) ⊙ rmsFfn[l];  X += (silu(XB W1ᵀ) ⊙ XB W3ᵀ) W2ᵀ
 //   logits (only when asked: evaluation) = (rmsnorm(X) ⊙ rmsFinal) Wclsᵀ     (B, vocab)
 //
-// Row by row this is exactly forward.ts's computation; the products sum their terms in another
-// order than the one-token matmul (see assembly/gemm.ts), so the results differ from feeding the
-// tokens one by one by float32 rounding only. The block buffers are allocated on first use.
+// With Q8_0 weights each product's input rows are quantized one by one (as forward.ts quantizes
+// its vector), the int8 products give exactly the one-token results (assembly/gemm-q8.ts) and the
+// attention runs with the one-position arithmetic: the whole prefill is bit for bit token by token.
+// (A float32 rounding difference would move values across int8 rounding steps, 1/127 at a time.)
+//
+// With float32 weights, row by row this is exactly forward.ts's computation, but the products sum
+// their terms in another order than the one-token matmul (see assembly/gemm.ts) and the attention
+// is two matrix products per head: the results differ from feeding the tokens one by one by
+// float32 rounding only. The block buffers are allocated on
+// first use.
 
+import type { Q8Kernels } from '../kernels/q8-types.js';
 import type { TrainKernels } from '../kernels/train-types.js';
-import type { AttentionShape, Kernels } from '../kernels/types.js';
+import type { AttentionShape, Kernels, WeightMatrix } from '../kernels/types.js';
 
 /** Tokens per block: enough rows for the products to run near full speed, buffers of a few MB. */
 export const PREFILL_BLOCK = 128;
 
-/** One layer's float32 weights and caches (forward.ts's views). */
+/** One layer's weights and caches (forward.ts's views). */
 export interface BlockLayer {
-  readonly rmsAtt: Float32Array; readonly wq: Float32Array; readonly wk: Float32Array; readonly wv: Float32Array;
-  readonly wo: Float32Array; readonly rmsFfn: Float32Array; readonly w1: Float32Array; readonly w2: Float32Array;
-  readonly w3: Float32Array; readonly keyCache: Float32Array; readonly valueCache: Float32Array;
+  readonly rmsAtt: Float32Array; readonly wq: WeightMatrix; readonly wk: WeightMatrix; readonly wv: WeightMatrix;
+  readonly wo: WeightMatrix; readonly rmsFfn: Float32Array; readonly w1: WeightMatrix; readonly w2: WeightMatrix;
+  readonly w3: WeightMatrix; readonly keyCache: Float32Array; readonly valueCache: Float32Array;
 }
 
-/** What the block forward reads: the model's float32 weights, caches and shape. */
+/** What the block forward reads: the model's weights (float32, or Q8_0 with groupSize > 0), caches and shape. */
 export interface BlockModel {
   readonly dim: number;
   readonly hiddenDim: number;
@@ -38,15 +46,23 @@ export interface BlockModel {
   readonly eps: number;
   readonly theta: number;
   readonly shape: AttentionShape;
+  readonly groupSize: number;
   readonly layers: readonly BlockLayer[];
-  readonly tokenEmbedding: Float32Array;
+  readonly tokenEmbedding: WeightMatrix;
   readonly rmsFinal: Float32Array;
-  readonly wcls: Float32Array;
+  readonly wcls: WeightMatrix;
   /** Attention scratch (nHeads, seqLen): the one-token state's, which a prefill may overwrite. */
   readonly att: Float32Array;
 }
 
-export type BlockKernels = Kernels & Pick<TrainKernels, 'matmulForward'>;
+/** The kernels of a block: float32 products for float32 weights, the int8 ones for Q8_0. */
+export type BlockKernels = Kernels & Partial<Pick<TrainKernels, 'matmulForward'>> & Partial<Q8Kernels>;
+
+/** Whether `kernels` can run blocks of a model with Q8_0 group size `groupSize` (0: float32). */
+export function canRunBlocks(kernels: BlockKernels, groupSize: number): boolean {
+  return groupSize === 0 ? kernels.matmulForward !== undefined
+    : kernels.matmulQ8Forward !== undefined && kernels.quantize !== undefined && kernels.allocateInt8 !== undefined;
+}
 
 /** Receives the logits of prompt token `index` (the array is valid during the call only). */
 export type LogitsVisitor = (index: number, logits: Float32Array) => void;
@@ -65,8 +81,13 @@ export class BlockForward {
   /** Row views, made once (the per-row kernels take one row each). */
   private readonly xRows: Float32Array[];
   private readonly xbRows: Float32Array[];
+  private readonly hbRows: Float32Array[];
   private readonly qRows: Float32Array[];
   private readonly kRows: Float32Array[];
+  /** Q8_0: a product's input rows quantized (rows, n) and their scales, as rows of dim and of hidden values. */
+  private readonly xq: Int8Array | undefined;
+  private readonly xs: Float32Array | undefined;
+  private readonly quantized: ReadonlyMap<number, { readonly q: Int8Array[]; readonly s: Float32Array[] }>;
   /** (rows, vocab), made on the first prefill that asks for logits. */
   private logits: Float32Array | undefined;
   private logitRows: Float32Array[] = [];
@@ -85,8 +106,42 @@ export class BlockForward {
     const rowsOf = (a: Float32Array, w: number): Float32Array[] => Array.from({ length: r }, (_, i) => a.subarray(i * w, (i + 1) * w));
     this.xRows = rowsOf(this.x, dim);
     this.xbRows = rowsOf(this.xb, dim);
+    this.hbRows = rowsOf(this.hb, hiddenDim);
     this.qRows = rowsOf(this.q, dim);
     this.kRows = rowsOf(this.k, kv);
+    const gs = m.groupSize;
+    const quantized = new Map<number, { q: Int8Array[]; s: Float32Array[] }>();
+    if (gs > 0) {
+      const widest = Math.max(dim, hiddenDim);
+      this.xq = kernels.allocateInt8!(r * widest);
+      this.xs = kernels.allocate(r * Math.ceil(widest / gs));
+      for (const n of [dim, hiddenDim]) {
+        const g = Math.ceil(n / gs);
+        quantized.set(n, {
+          q: Array.from({ length: r }, (_, i) => this.xq!.subarray(i * n, (i + 1) * n)),
+          s: Array.from({ length: r }, (_, i) => this.xs!.subarray(i * g, (i + 1) * g)),
+        });
+      }
+    }
+    this.quantized = quantized;
+  }
+
+  /**
+   * out (count, d) = rows of x (count, n) · Wᵀ: float32, or for Q8_0 weights from the rows
+   * quantized first (unless `quantized`: the previous product's input, already in xq / xs).
+   */
+  private product(out: Float32Array, x: Float32Array, rows: Float32Array[], w: WeightMatrix, count: number, n: number, d: number, quantized = false): void {
+    const K = this.kernels;
+    if (w instanceof Float32Array) {
+      K.matmulForward!(out, x, w, count, n, d);
+      return;
+    }
+    const gs = this.m.groupSize;
+    if (!quantized) {
+      const v = this.quantized.get(n)!;
+      for (let i = 0; i < count; i++) K.quantize!(v.q[i]!, v.s[i]!, rows[i]!, n, gs);
+    }
+    K.matmulQ8Forward!(out, this.xq!, this.xs!, w.q, w.s, count, n, d, gs);
   }
 
   /**
@@ -104,33 +159,40 @@ export class BlockForward {
     const { dim, hiddenDim: hidden, eps, theta } = m;
     const { kvDim: kv, headSize } = m.shape;
     const emb = m.tokenEmbedding;
+    const gs = m.groupSize;
     for (let i = 0; i < count; i++) {
       const t = tokens[start + i]!;
-      this.xRows[i]!.set(emb.subarray(t * dim, (t + 1) * dim));
+      const row = this.xRows[i]!;
+      if (emb instanceof Float32Array) {
+        row.set(emb.subarray(t * dim, (t + 1) * dim));
+      } else {
+        for (let j = 0, o = t * dim; j < dim; j++) row[j] = emb.q[o + j]! * emb.s[Math.floor((o + j) / gs)]!;
+      }
     }
+    const xb = this.xb, xbRows = this.xbRows;
     for (const L of m.layers) {
-      for (let i = 0; i < count; i++) K.rmsnorm(this.xbRows[i]!, this.xRows[i]!, L.rmsAtt, dim, eps);
-      K.matmulForward(this.q, this.xb, L.wq, count, dim, dim);
-      K.matmulForward(this.k, this.xb, L.wk, count, dim, kv);
-      K.matmulForward(this.v, this.xb, L.wv, count, dim, kv);
+      for (let i = 0; i < count; i++) K.rmsnorm(xbRows[i]!, this.xRows[i]!, L.rmsAtt, dim, eps);
+      this.product(this.q, xb, xbRows, L.wq, count, dim, dim);
+      this.product(this.k, xb, xbRows, L.wk, count, dim, kv, true);
+      this.product(this.v, xb, xbRows, L.wv, count, dim, kv, true);
       for (let i = 0; i < count; i++) K.rope(this.qRows[i]!, this.kRows[i]!, pos + i, dim, kv, headSize, theta);
       L.keyCache.set(count === this.rows ? this.k : this.k.subarray(0, count * kv), pos * kv);
       L.valueCache.set(count === this.rows ? this.v : this.v.subarray(0, count * kv), pos * kv);
-      K.attentionBlock(this.xb, this.q, L.keyCache, L.valueCache, m.att, pos, count, m.shape);
-      K.matmulForward(this.xb2, this.xb, L.wo, count, dim, dim);
+      K.attentionBlock(xb, this.q, L.keyCache, L.valueCache, m.att, pos, count, m.shape, gs > 0);
+      this.product(this.xb2, xb, xbRows, L.wo, count, dim, dim);
       K.add(this.x, this.xb2, count * dim);
 
-      for (let i = 0; i < count; i++) K.rmsnorm(this.xbRows[i]!, this.xRows[i]!, L.rmsFfn, dim, eps);
-      K.matmulForward(this.hb, this.xb, L.w1, count, dim, hidden);
-      K.matmulForward(this.hb2, this.xb, L.w3, count, dim, hidden);
+      for (let i = 0; i < count; i++) K.rmsnorm(xbRows[i]!, this.xRows[i]!, L.rmsFfn, dim, eps);
+      this.product(this.hb, xb, xbRows, L.w1, count, dim, hidden);
+      this.product(this.hb2, xb, xbRows, L.w3, count, dim, hidden, true);
       K.swiglu(this.hb, this.hb2, count * hidden);
-      K.matmulForward(this.xb, this.hb, L.w2, count, hidden, dim);
-      K.add(this.x, this.xb, count * dim);
+      this.product(xb, this.hb, this.hbRows, L.w2, count, hidden, dim);
+      K.add(this.x, xb, count * dim);
     }
     if (visit === undefined) return;
     const logits = this.logitBuffer();
-    for (let i = 0; i < count; i++) K.rmsnorm(this.xbRows[i]!, this.xRows[i]!, m.rmsFinal, dim, eps);
-    K.matmulForward(logits, this.xb, m.wcls, count, dim, m.vocabSize);
+    for (let i = 0; i < count; i++) K.rmsnorm(xbRows[i]!, this.xRows[i]!, m.rmsFinal, dim, eps);
+    this.product(logits, xb, xbRows, m.wcls, count, dim, m.vocabSize);
     for (let i = 0; i < count; i++) visit(start + i, this.logitRows[i]!);
   }
 

@@ -84,7 +84,7 @@ export function attention(
 
 export function attentionBlock(
   out: Float32Array, q: Float32Array, keyCache: Float32Array, valueCache: Float32Array, att: Float32Array,
-  pos: number, count: number, s: AttentionShape,
+  pos: number, count: number, s: AttentionShape, _exact?: boolean,
 ): void {
   const dim = s.nHeads * s.headSize;
   for (let i = 0; i < count; i++) {

@@ -45,6 +45,15 @@ export function matmulQ8(
   }
 }
 
+export function matmulQ8Forward(
+  out: Float32Array, xq: Int8Array, xs: Float32Array, wq: Int8Array, ws: Float32Array, M: number, n: number, d: number, groupSize: number,
+): void {
+  const xsRow = Math.ceil(n / groupSize);
+  for (let m = 0; m < M; m++) {
+    matmulQ8(out.subarray(m * d, (m + 1) * d), xq.subarray(m * n, (m + 1) * n), xs.subarray(m * xsRow, (m + 1) * xsRow), wq, ws, n, d, groupSize);
+  }
+}
+
 /** out[0..count) = the dequantized values first..first+count of a Q8_0 tensor (e.g. one embedding row). */
 export function dequantize(out: Float32Array, q: Int8Array, s: Float32Array, first: number, count: number, groupSize: number): void {
   for (let i = 0; i < count; i++) out[i] = q[first + i]! * s[Math.floor((first + i) / groupSize)]!;
@@ -54,4 +63,5 @@ export const jsQ8Kernels: Q8Kernels = {
   allocateInt8: (count) => new Int8Array(count),
   quantize,
   matmulQ8,
+  matmulQ8Forward,
 };

@@ -27,4 +27,10 @@ export interface Q8Kernels {
    * them; the result is the same either way.
    */
   matmulQ8(xout: Float32Array, xq: Int8Array, xs: Float32Array, wq: Int8Array, ws: Float32Array, n: number, d: number, groupSize: number, streamed?: boolean): void;
+  /**
+   * matmulQ8 for M vectors at once (a prompt's block of tokens): out (M, d), row i = W · x_i, with
+   * xq (M, n) the rows as quantized by `quantize` one by one and xs (M, ceil(n / groupSize)) their
+   * scales. Bit for bit M calls of matmulQ8; the weights are read once for all M.
+   */
+  matmulQ8Forward(out: Float32Array, xq: Int8Array, xs: Float32Array, wq: Int8Array, ws: Float32Array, M: number, n: number, d: number, groupSize: number): void;
 }

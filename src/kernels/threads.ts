@@ -19,7 +19,7 @@ import {
 import type { WorkerInit } from './thread-worker.js';
 import type { ForwardModel, GroupedInput, GroupedProduct } from './types.js';
 import {
-  type WasmKernelOptions, checkAttention, checkAttentionBlock, checkMatmul, checkMatmulBackward, checkMatmulForward, checkMatmulQ8, createWasmKernels,
+  type WasmKernelOptions, checkAttention, checkAttentionBlock, checkMatmul, checkMatmulQ8Forward, gemmQ8Fits, checkMatmulBackward, checkMatmulForward, checkMatmulQ8, createWasmKernels,
 } from './wasm.js';
 
 export interface ThreadOptions extends WasmKernelOptions {
@@ -145,7 +145,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     dispatch(split * Math.ceil(M / rowSize));
   }
 
-  return {
+  const threaded: KernelSet = {
     ...base,
     name: `wasm×${threads}`,
     threads,
@@ -213,11 +213,44 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       ctrl[ARGS + 8] = s.headSize; ctrl[ARGS + 9] = s.kvDim; ctrl[ARGS + 10] = s.seqLen;
       dispatch(s.nHeads); // one head per chunk
     },
-    attentionBlock(out, q, keyCache, valueCache, att, pos, count, s) {
+    matmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize) {
+      if (M * n * d < PARALLEL_MIN_WORK * 4 || !gemmQ8Fits(n, groupSize)) {
+        if (gemmQ8Fits(n, groupSize)) return base.matmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize);
+        // rows of partial groups: matmulQ8 row by row (threaded), on views of the rows
+        checkMatmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize);
+        const xsRow = Math.ceil(n / groupSize);
+        for (let m = 0; m < M; m++) {
+          threaded.matmulQ8(out.subarray(m * d, (m + 1) * d), xq.subarray(m * n, (m + 1) * n), xs.subarray(m * xsRow, (m + 1) * xsRow), wq, ws, n, d, groupSize);
+        }
+        return;
+      }
+      checkMatmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize);
+      ctrl[OP] = Op.gemmQ8;
+      ctrl[ARGS] = at(out); ctrl[ARGS + 1] = d * 4; ctrl[ARGS + 2] = at(xq); ctrl[ARGS + 3] = at(xs); ctrl[ARGS + 4] = at(wq);
+      ctrl[ARGS + 5] = at(ws); ctrl[ARGS + 6] = n; ctrl[ARGS + 7] = groupSize; ctrl[ARGS + 8] = M; ctrl[ARGS + 9] = d;
+      // blocks of rows when there are more rows than channels, else of channels (as gemm)
+      const byRows = M > d;
+      const rowSize = byRows ? chunkSize(M, parts, 4, 4) : M;
+      const colSize = byRows ? d : chunkSize(d, parts, 4, 4);
+      ctrl[CHUNK] = rowSize;
+      ctrl[CHUNK2] = colSize;
+      const split = Math.ceil(d / colSize);
+      ctrl[SPLIT] = split;
+      dispatch(split * Math.ceil(M / rowSize));
+    },
+    attentionBlock(out, q, keyCache, valueCache, att, pos, count, s, exact = false) {
       if (s.nHeads > MAX_CHUNKS || count * (pos + count) * s.nHeads * s.headSize < PARALLEL_MIN_WORK / 4) {
-        return base.attentionBlock(out, q, keyCache, valueCache, att, pos, count, s);
+        return base.attentionBlock(out, q, keyCache, valueCache, att, pos, count, s, exact);
       }
       checkAttentionBlock(out, q, keyCache, valueCache, att, pos, count, s);
+      if (exact) {
+        ctrl[OP] = Op.attentionRows;
+        ctrl[ARGS] = at(out); ctrl[ARGS + 1] = at(q); ctrl[ARGS + 2] = at(keyCache); ctrl[ARGS + 3] = at(valueCache);
+        ctrl[ARGS + 4] = at(att); ctrl[ARGS + 5] = pos; ctrl[ARGS + 6] = count; ctrl[ARGS + 7] = s.nHeads;
+        ctrl[ARGS + 8] = s.nKvHeads; ctrl[ARGS + 9] = s.headSize; ctrl[ARGS + 10] = s.kvDim; ctrl[ARGS + 11] = s.seqLen;
+        dispatch(s.nHeads); // one head per chunk
+        return;
+      }
       const bytes = k.attentionScoresBytes(s.seqLen);
       if (bytes > scoresBytes) { // score buffers for the longest context seen, one per participant
         scores = heap.reserve(threads * bytes);
@@ -251,4 +284,5 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       gemm(at(dw), C * 4, at(dout), 4, OC * 4, at(inp), C * 4, 1, BT, 1, OC, C);
     },
   };
+  return threaded;
 }

@@ -44,9 +44,10 @@ export interface Kernels {
    * attention for a block of `count` consecutive positions pos … pos+count-1 (a prompt fed as a
    * block, its keys and values already in the caches): q and out hold count rows of nHeads ·
    * headSize, and row i attends over cache rows 0..pos+i — what `count` calls of attention at
-   * positions pos+i compute.
+   * positions pos+i compute: bit for bit when `exact`, else up to float32 rounding (the WebAssembly
+   * kernels then use matrix × matrix products, faster for long blocks).
    */
-  attentionBlock(out: Float32Array, q: Float32Array, keyCache: Float32Array, valueCache: Float32Array, att: Float32Array, pos: number, count: number, shape: AttentionShape): void;
+  attentionBlock(out: Float32Array, q: Float32Array, keyCache: Float32Array, valueCache: Float32Array, att: Float32Array, pos: number, count: number, shape: AttentionShape, exact?: boolean): void;
   /** −log softmax(logits)[target] over the first n logits (a token's cross-entropy, in nats). */
   crossEntropy(logits: Float32Array, n: number, target: number): number;
   /** SwiGLU gate, in place: hb = silu(hb) ⊙ hb2, silu(x) = x · σ(x). */

@@ -35,6 +35,10 @@ export interface KernelExports {
     nHeads: number, nKvHeads: number, headSize: number, kvDim: number, h0: number, h1: number, scratch: number,
   ): void;
   attentionScoresBytes(seqLen: number): number;
+  attentionRowsHeads(
+    out: number, q: number, keyCache: number, valueCache: number, att: number, pos: number, count: number,
+    nHeads: number, nKvHeads: number, headSize: number, kvDim: number, seqLen: number, h0: number, h1: number,
+  ): void;
   crossEntropy(x: number, n: number, target: number): number;
   swiglu(hb: number, hb2: number, size: number): void;
   add(x: number, y: number, size: number): void;
@@ -45,6 +49,10 @@ export interface KernelExports {
     K: number, accumulate: number, m0: number, m1: number, n0: number, n1: number, scratch: number,
   ): void;
   gemmScratchBytes(): number;
+  gemmQ8(
+    c: number, ldc: number, xq: number, xs: number, wq: number, ws: number, n: number, gs: number,
+    m0: number, m1: number, r0: number, r1: number,
+  ): void;
   heapBase(): number;
   forward(plan: number, token: number, pos: number, logits: number): void;
   sample(x: number, n: number, temperature: number, topp: number, coin: number, scratch: number): number;
@@ -314,8 +322,12 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
       k.attentionHeads(at(out), at(q), at(keyCache), at(valueCache), at(att), pos,
         s.nHeads, s.nKvHeads, s.headSize, s.kvDim, s.seqLen, 0, s.nHeads);
     },
-    attentionBlock(out, q, keyCache, valueCache, att, pos, count, s: AttentionShape) {
+    attentionBlock(out, q, keyCache, valueCache, att, pos, count, s: AttentionShape, exact = false) {
       checkAttentionBlock(out, q, keyCache, valueCache, att, pos, count, s);
+      if (exact) {
+        k.attentionRowsHeads(at(out), at(q), at(keyCache), at(valueCache), at(att), pos, count, s.nHeads, s.nKvHeads, s.headSize, s.kvDim, s.seqLen, 0, s.nHeads);
+        return;
+      }
       k.attentionBlockHeads(at(out), at(q), at(keyCache), at(valueCache), scoresFor(s.seqLen), pos, count,
         s.nHeads, s.nKvHeads, s.headSize, s.kvDim, 0, s.nHeads, gemmScratch);
     },
@@ -340,6 +352,15 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
     matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize, streamed = false) {
       checkMatmulQ8(xout, xq, xs, wq, ws, n, d, groupSize);
       k.matmulQ8Rows(at(xout), at(xq), at(xs), at(wq), at(ws), n, streamed ? 1 : 0, groupSize, 0, d);
+    },
+    matmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize) {
+      checkMatmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize);
+      if (gemmQ8Fits(n, groupSize)) {
+        k.gemmQ8(at(out), d * 4, at(xq), at(xs), at(wq), at(ws), n, groupSize, 0, M, 0, d);
+      } else {
+        const xsRow = Math.ceil(n / groupSize);
+        for (let m = 0; m < M; m++) k.matmulQ8Rows(at(out) + m * d * 4, at(xq) + m * n, at(xs) + m * xsRow * 4, at(wq), at(ws), n, 0, groupSize, 0, d);
+      }
     },
 
     fuseForward(model) {
@@ -469,6 +490,19 @@ export function checkMatmul(xout: Float32Array, x: Float32Array, w: Float32Array
 export function checkQuantize(xq: Int8Array, xs: Float32Array, x: Float32Array, n: number, groupSize: number): void {
   if (!(groupSize > 0)) throw new RangeError('quantize: group size must be positive');
   need(xq, n, 'quantize xq'); need(xs, Math.ceil(n / groupSize), 'quantize xs'); need(x, n, 'quantize x');
+}
+
+/** Whether assembly/gemm-q8.ts takes rows of n values in groups of gs (else one row at a time). */
+export function gemmQ8Fits(n: number, gs: number): boolean {
+  return n % gs === 0 && gs % 8 === 0;
+}
+
+export function checkMatmulQ8Forward(
+  out: Float32Array, xq: Int8Array, xs: Float32Array, wq: Int8Array, ws: Float32Array, M: number, n: number, d: number, groupSize: number,
+): void {
+  if (!(groupSize > 0)) throw new RangeError('matmulQ8Forward: group size must be positive');
+  need(out, M * d, 'matmulQ8Forward out'); need(xq, M * n, 'matmulQ8Forward xq'); need(xs, M * Math.ceil(n / groupSize), 'matmulQ8Forward xs');
+  need(wq, n * d, 'matmulQ8Forward wq'); need(ws, Math.ceil((n * d) / groupSize), 'matmulQ8Forward ws');
 }
 
 export function checkMatmulQ8(
