@@ -56,6 +56,21 @@ export interface GenerationRequest extends SamplerOptions {
   readonly cCompatible?: boolean;
   /** Ends generation before the next position. */
   readonly signal?: AbortSignal;
+  /** Sees (and may steer) each token's logits: the server's logit_bias, penalties and logprobs. */
+  readonly observer?: TokenObserver;
+}
+
+/** Watches the generation token by token (see GenerationRequest.observer). */
+export interface TokenObserver {
+  /** The logits the next token is about to be sampled from (the engine's array: may be changed in place). */
+  beforeSample?(logits: Float32Array): void;
+  /** The token sampled from them (a stop token too). */
+  sampled?(token: number): void;
+  /**
+   * When present, the prompt is scored too: the logits at each prompt position (run instead of
+   * the logits-free advance) and the prompt token that follows it.
+   */
+  promptLogits?(logits: Float32Array, next: number): void;
 }
 
 export interface GenerationResult {
@@ -242,6 +257,7 @@ export function* generateInWindow(window: ContextWindow, sampler: Sampler, token
   let finishReason: FinishReason = 'length';
   let start = 0;
   const aborted = (): boolean => request.signal?.aborted === true;
+  const observer = request.observer;
 
   // The prompt: tokens followed by another only fill the KV cache (the decoder still sees them:
   // a pending UTF-8 character or the space after BOS depend on them).
@@ -250,7 +266,9 @@ export function* generateInWindow(window: ContextWindow, sampler: Sampler, token
       finishReason = 'aborted';
       break;
     }
-    if (positions === fed) fed += window.prefill(ids, positions, Math.min(P - 1, total)); // a block of them at once
+    // scoring the prompt (echo with logprobs) needs every position's logits: one at a time
+    if (observer?.promptLogits !== undefined) observer.promptLogits(window.forward(ids[positions]!), ids[positions + 1]!);
+    else if (positions === fed) fed += window.prefill(ids, positions, Math.min(P - 1, total)); // a block of them at once
     if (start === 0) start = performance.now();
     if (samplePrompt) sampler.skip();
     const piece = decoder.push(ids[positions]!, ids[positions + 1]!);
@@ -266,7 +284,9 @@ export function* generateInWindow(window: ContextWindow, sampler: Sampler, token
     }
     const logits = window.forward(token);
     if (start === 0) start = performance.now();
+    observer?.beforeSample?.(logits);
     const next = sampler.sample(logits);
+    observer?.sampled?.(next);
     positions++;
     if (stopTokens.includes(next)) {
       finishReason = 'stop';

@@ -37,15 +37,18 @@ import type { AddressInfo } from 'node:net';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type TextPart, systemPromptTokens } from '../infer/chat.js';
-import { type ChatFormat, LLAMA2_CHAT } from '../infer/chat-format.js';
+import { type ChatFormat, LLAMA2_CHAT, splitSpecialTokens } from '../infer/chat-format.js';
 import type { InferenceEngine } from '../infer/engine.js';
 import type { ModelKernels } from '../infer/forward.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { LlamaError } from '../errors.js';
 import { type GenerationRequest, type GenerationResult, generateFromIds, promptText } from '../infer/generate.js';
+import { StreamingDecoder } from '../tokenizer/index.js';
+import { type SteeringOptions, TokenSteering, tokenText } from './token-steering.js';
 import {
-  ApiError, type ApiFinishReason, type ChatRequest, type CompletionRequest, type ResponseHead, type SamplingParams,
+  ApiError, type ApiFinishReason, type ChatRequest, type ChoiceOut, type CompletionRequest, type ResponseHead, type SamplingParams, type TokenLogprob,
   chatChunk, chatObject, completionChunk, completionObject, errorBody, parseBody, parseChatRequest, parseCompletionRequest,
+  type DetokenizeRequest, parseDetokenizeRequest, parseTokenizeRequest, type TokenizeRequest,
   usage, usageChunk,
 } from './openai.js';
 import { BusyError, SessionPool } from './sessions.js';
@@ -243,7 +246,7 @@ export class ApiServer extends EventEmitter {
     });
     const path = (req.url ?? '/').split('?')[0]!;
     this.checkHost(req);
-    const api = path.startsWith('/v1/');
+    const api = path.startsWith('/v1/') || path === '/tokenize' || path === '/detokenize';
     if (api) {
       this.checkOrigin(req, res);
       if (req.method === 'OPTIONS') {
@@ -262,7 +265,7 @@ export class ApiServer extends EventEmitter {
       if (path === '/' && !this.webBuilt) return sendText(res, 404, 'The playground is not built: run npm run build:web (or npm run build).\n');
       throw new ApiError(404, `no such endpoint: ${req.method} ${path}`, null, 'not_found');
     }
-    const post = route === 'completions' || route === 'chat';
+    const post = route === 'completions' || route === 'chat' || route === 'tokenize' || route === 'detokenize';
     if (post ? req.method !== 'POST' : req.method !== 'GET' && req.method !== 'HEAD') {
       const allowed = post ? 'POST' : 'GET, HEAD';
       res.setHeader('Allow', allowed);
@@ -292,6 +295,10 @@ export class ApiServer extends EventEmitter {
         return this.completions(res, parseCompletionRequest(parseBody(await this.readBody(req, res))));
       case 'chat':
         return this.chat(res, parseChatRequest(parseBody(await this.readBody(req, res))));
+      case 'tokenize':
+        return this.tokenize(res, parseTokenizeRequest(parseBody(await this.readBody(req, res))));
+      case 'detokenize':
+        return this.detokenize(res, parseDetokenizeRequest(parseBody(await this.readBody(req, res))));
     }
   }
 
@@ -409,8 +416,8 @@ export class ApiServer extends EventEmitter {
     if (params.model !== undefined && params.model !== this.model.id) throw unknownModel(params.model);
   }
 
-  /** The generation request for prompt ids, after checking they fit the context window. */
-  private generationRequest(params: SamplingParams, ids: number[], prompt: PromptSpec, signal: AbortSignal): GenerationRequest {
+  /** The generation request of choice `index` for prompt ids, after checking they fit the context window. */
+  private generationRequest(params: SamplingParams, ids: number[], prompt: PromptSpec, signal: AbortSignal, index: number, observer: TokenSteering | undefined): GenerationRequest {
     const seqLen = this.model.transformer.config.seqLen;
     if (ids.length > seqLen) throw tooLong(`${ids.length} tokens`, seqLen, prompt.param);
     return {
@@ -423,8 +430,10 @@ export class ApiServer extends EventEmitter {
       samplePrompt: prompt.samplePrompt,
       temperature: params.temperature,
       topp: params.topP,
-      seed: params.seed ?? randomSeed(),
+      // choice i of n: seed + i, so that the choices differ and each is reproducible
+      seed: params.seed !== undefined ? BigInt(params.seed) + BigInt(index) : randomSeed(),
       signal,
+      ...(observer !== undefined ? { observer } : {}),
     };
   }
 
@@ -435,9 +444,9 @@ export class ApiServer extends EventEmitter {
     await this.generate(res, params, 'completions', prompt, (ids) => ({
       prefix: params.echo ? promptText(tok, ids) : '',
       start: () => [],
-      piece: (h, text) => completionChunk(h, text, null),
-      end: (h, finish) => completionChunk(h, '', finish),
-      whole: (h, text, finish, u) => completionObject(h, text, finish, u),
+      piece: (h, i, text, lp) => completionChunk(h, i, text, null, lp),
+      end: (h, i, finish, lp) => completionChunk(h, i, '', finish, lp),
+      whole: (h, choices, u) => completionObject(h, choices, u),
       object: 'text_completion',
       idPrefix: 'cmpl-',
     }));
@@ -456,10 +465,10 @@ export class ApiServer extends EventEmitter {
     };
     await this.generate(res, params, 'chat', prompt, () => ({
       prefix: '',
-      start: (h) => [chatChunk(h, { role: 'assistant', content: '' }, null)],
-      piece: (h, text) => chatChunk(h, { content: text }, null),
-      end: (h, finish) => chatChunk(h, {}, finish),
-      whole: (h, text, finish, u) => chatObject(h, text, finish, u),
+      start: (h, i) => [chatChunk(h, i, { role: 'assistant', content: '' }, null)],
+      piece: (h, i, text, lp) => chatChunk(h, i, { content: text }, null, lp),
+      end: (h, i, finish, lp) => chatChunk(h, i, {}, finish, lp),
+      whole: (h, choices, u) => chatObject(h, choices, u),
       object: 'chat.completion.chunk',
       idPrefix: 'chatcmpl-',
     }));
@@ -467,8 +476,9 @@ export class ApiServer extends EventEmitter {
 
   /**
    * The part both endpoints share: refuse a prompt that cannot fit without tokenizing it, wait for
-   * a session, tokenize (in slices), generate position by position, send the text as one JSON
-   * object or as server-sent events, and stop when the client goes away.
+   * a session, tokenize (in slices), generate the choices one after the other, position by
+   * position, send the text as one JSON object or as server-sent events, and stop when the client
+   * goes away.
    */
   private async generate(
     res: ServerResponse, params: SamplingParams, endpoint: GenerationEvent['endpoint'], prompt: PromptSpec,
@@ -478,6 +488,9 @@ export class ApiServer extends EventEmitter {
     const seqLen = this.model.transformer.config.seqLen;
     if (params.maxTokens !== undefined && params.maxTokens > this.maxTokens) {
       throw new ApiError(400, `max_tokens: ${params.maxTokens} is more than this server generates for a request (${this.maxTokens})`, 'max_tokens', 'invalid_value');
+    }
+    for (const id of params.logitBias.keys()) {
+      if (id >= tok.vocabSize) throw new ApiError(400, `logit_bias: token ${id} is not in the vocabulary (ids 0 to ${tok.vocabSize - 1})`, 'logit_bias', 'invalid_value');
     }
     let atLeast = 0;
     for (const part of prompt.parts) atLeast += part.special !== undefined ? 1 : tok.minTokens(part.text, part);
@@ -506,53 +519,138 @@ export class ApiServer extends EventEmitter {
         if (part.special !== undefined) ids.push(part.special);
         else for (const id of await tok.encodeAsync(part.text, part, controller.signal)) ids.push(id);
       }
-      const request = this.generationRequest(params, ids, prompt, controller.signal);
       const shape = makeShape(ids);
       const head: ResponseHead = { id: shape.idPrefix + randomUUID().replaceAll('-', ''), created: Math.floor(Date.now() / 1000), model: this.model.id };
-      const gen = generateFromIds(session, tok, request);
+      // the logits are needed for logit_bias, the penalties, logprobs, and to rank best_of
+      const steer = params.logitBias.size > 0 || params.presencePenalty !== 0 || params.frequencyPenalty !== 0 || params.logprobs !== undefined || params.bestOf > params.n;
+      const steering: SteeringOptions = {
+        logitBias: params.logitBias, presencePenalty: params.presencePenalty, frequencyPenalty: params.frequencyPenalty,
+        logprobs: params.logprobs ?? (params.bestOf > params.n ? 0 : undefined), scorePrompt: shape.prefix.length > 0,
+      };
+      if (params.stream) res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
+      const candidates: Array<ChoiceOut & { readonly mean: number }> = [];
+      let completionTokens = 0;
+      for (let index = 0; index < params.bestOf; index++) {
+        const observer = steer ? new TokenSteering(tok.vocabSize, steering) : undefined;
+        const tracker = observer !== undefined ? new TokenOffsets(tok, observer, ids, shape.prefix.length) : undefined;
+        const listed = params.logprobs !== undefined; // logprobs go out (best_of alone only ranks)
+        const gen = generateFromIds(session, tok, this.generationRequest(params, ids, prompt, controller.signal, index, observer));
+        if (params.stream) {
+          for (const chunk of shape.start(head, index)) await sendEvent(res, chunk);
+          if (shape.prefix.length > 0) await sendEvent(res, shape.piece(head, index, shape.prefix, listed ? tracker!.upTo(shape.prefix.length) : undefined));
+        }
+        let text = shape.prefix;
+        let result: GenerationResult;
+        for (;;) {
+          const r = gen.next();
+          if (r.done) {
+            result = r.value;
+            break;
+          }
+          if (r.value.length > 0) {
+            text += r.value;
+            if (params.stream) await sendEvent(res, shape.piece(head, index, r.value, listed ? tracker!.upTo(text.length, Infinity) : undefined));
+          }
+          await new Promise<void>((resolve) => setImmediate(resolve)); // other requests' turn
+        }
+        this.emit('generation', { endpoint, stream: params.stream, result } satisfies GenerationEvent);
+        if (result.finishReason === 'aborted') {
+          // the client is gone (nothing to send), or the server is shutting down
+          const reason: unknown = controller.signal.reason;
+          if (reason instanceof ApiError && !res.destroyed) {
+            if (params.stream) await sendEvent(res, errorBody(reason)).then(() => res.end());
+            else throw reason;
+          }
+          return;
+        }
+        completionTokens += result.completionTokens;
+        // the answer's tokens: the sampled ones before a stop token, whose text starts in the text
+        const tokens = tracker?.all(text.length, result.completionTokens);
+        if (params.stream) await sendEvent(res, shape.end(head, index, result.finishReason, listed ? tracker!.upTo(text.length, result.completionTokens) : undefined));
+        const sampled = tokens?.filter((t) => !t.prompt) ?? [];
+        candidates.push({
+          text, finish: result.finishReason, logprobs: listed ? tokens : undefined,
+          mean: sampled.length > 0 ? sampled.reduce((a, t) => a + t.logprob, 0) / sampled.length : -Infinity,
+        });
+      }
+      const u = usage(ids.length, completionTokens);
       if (params.stream) {
-        res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
-        for (const chunk of shape.start(head)) await sendEvent(res, chunk);
-        if (shape.prefix.length > 0) await sendEvent(res, shape.piece(head, shape.prefix));
-      }
-      let text = shape.prefix;
-      let result: GenerationResult;
-      for (;;) {
-        const r = gen.next();
-        if (r.done) {
-          result = r.value;
-          break;
-        }
-        if (r.value.length > 0) {
-          if (params.stream) await sendEvent(res, shape.piece(head, r.value));
-          else text += r.value;
-        }
-        await new Promise<void>((resolve) => setImmediate(resolve)); // other requests' turn
-      }
-      this.emit('generation', { endpoint, stream: params.stream, result } satisfies GenerationEvent);
-      if (result.finishReason === 'aborted') {
-        // the client is gone (nothing to send), or the server is shutting down
-        const reason: unknown = controller.signal.reason;
-        if (reason instanceof ApiError && !res.destroyed) {
-          if (params.stream) await sendEvent(res, errorBody(reason)).then(() => res.end());
-          else throw reason;
-        }
-        return;
-      }
-      const finish: ApiFinishReason = result.finishReason;
-      const u = usage(result.promptTokens, result.completionTokens);
-      if (params.stream) {
-        await sendEvent(res, shape.end(head, finish));
         if (params.includeUsage) await sendEvent(res, usageChunk(head, shape.object, u));
         res.end('data: [DONE]\n\n');
       } else {
-        sendJson(res, 200, shape.whole(head, text, finish, u));
+        // best_of: the n candidates with the highest mean log probability per token
+        const chosen = params.bestOf > params.n ? [...candidates].sort((a, b) => b.mean - a.mean).slice(0, params.n) : candidates;
+        sendJson(res, 200, shape.whole(head, chosen, u));
       }
     } finally {
       this.running.delete(controller);
       this.sessions.release(session);
       res.off('close', onClose);
     }
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // llama.cpp's /tokenize and /detokenize
+
+  /**
+   * { tokens: [ids] }, or with with_pieces { tokens: [{ id, piece }] } (a piece that is not whole
+   * UTF-8 as its bytes). Tokenizing takes a session's turn, as a prompt does, and runs in slices.
+   */
+  private async tokenize(res: ServerResponse, params: TokenizeRequest): Promise<void> {
+    const tok = this.model.tokenizer;
+    const controller = new AbortController();
+    const onClose = (): void => {
+      if (!res.writableFinished) controller.abort(new LlamaError('the client went away'));
+    };
+    res.on('close', onClose);
+    let session: InferenceEngine;
+    try {
+      session = await this.sessions.acquire(controller.signal);
+    } catch (err) {
+      res.off('close', onClose);
+      if (err instanceof BusyError) {
+        res.setHeader('Retry-After', '1');
+        throw new ApiError(429, `the server is busy (${err.message}); retry later`, null, 'rate_limit_exceeded', 'rate_limit_error');
+      }
+      throw err;
+    }
+    try {
+      // parse_special: the spellings of special tokens ("<s>") become their ids
+      const parts: TextPart[] = params.parseSpecial ? splitSpecialTokens(params.content, tok) : [{ text: params.content, bos: false, eos: false }];
+      const ids: number[] = params.addSpecial ? [tok.bosId] : [];
+      for (const part of parts) {
+        if (part.special !== undefined) ids.push(part.special);
+        else for (const id of await tok.encodeAsync(part.text, { bos: false, eos: false }, controller.signal)) ids.push(id);
+      }
+      if (!params.withPieces) {
+        sendJson(res, 200, { tokens: ids });
+        return;
+      }
+      const decoder = new TextDecoder('utf-8', { fatal: true });
+      sendJson(res, 200, {
+        tokens: ids.map((id, i) => {
+          const { bytes } = tokenText(tok, -1, id); // the piece as it is (its leading space kept, as llama.cpp shows it)
+          let piece: string | number[];
+          try {
+            piece = decoder.decode(Uint8Array.from(bytes));
+          } catch {
+            piece = bytes;
+          }
+          return { id, piece };
+        }),
+      });
+    } finally {
+      this.sessions.release(session);
+      res.off('close', onClose);
+    }
+  }
+
+  /** { content }: the text of the ids, as SentencePiece decodes them. */
+  private detokenize(res: ServerResponse, params: DetokenizeRequest): void {
+    const tok = this.model.tokenizer;
+    const bad = params.tokens.findIndex((id) => id >= tok.vocabSize);
+    if (bad >= 0) throw new ApiError(400, `tokens[${bad}]: ${params.tokens[bad]} is not in the vocabulary (ids 0 to ${tok.vocabSize - 1})`, 'tokens', 'invalid_value');
+    sendJson(res, 200, { content: tok.decode(params.tokens) });
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -611,25 +709,85 @@ interface PromptSpec {
   readonly keep: (ids: readonly number[]) => number;
 }
 
-/** How an endpoint's responses look. */
+/** How an endpoint's responses look (choice `index`; `lp`: the log probabilities of the tokens a piece holds). */
 interface ResponseShape {
   /** Text sent before the answer (the echoed prompt). */
   readonly prefix: string;
-  readonly start: (h: ResponseHead) => object[];
-  readonly piece: (h: ResponseHead, text: string) => object;
-  readonly end: (h: ResponseHead, finish: ApiFinishReason) => object;
-  readonly whole: (h: ResponseHead, text: string, finish: ApiFinishReason, u: ReturnType<typeof usage>) => object;
+  readonly start: (h: ResponseHead, index: number) => object[];
+  readonly piece: (h: ResponseHead, index: number, text: string, lp: readonly TokenLogprob[] | undefined) => object;
+  readonly end: (h: ResponseHead, index: number, finish: ApiFinishReason, lp: readonly TokenLogprob[] | undefined) => object;
+  readonly whole: (h: ResponseHead, choices: readonly ChoiceOut[], u: ReturnType<typeof usage>) => object;
   readonly object: 'text_completion' | 'chat.completion.chunk';
   readonly idPrefix: string;
 }
 
-type Route = 'health' | 'models' | 'model' | 'completions' | 'chat';
+/**
+ * Where each scored token's text starts in a choice's text — the prompt's tokens (echo) from 0,
+ * the answer's after the echoed prompt — found by decoding them as the generation loop does, so
+ * that a streamed piece can carry exactly the tokens whose text has started by its end.
+ */
+class TokenOffsets {
+  private readonly decoder: StreamingDecoder;
+  private readonly list: Array<TokenLogprob & { readonly prompt: boolean }> = [];
+  private prev: number;
+  private length: number;
+  private sent = 0;
+  private sampled = 0;
+
+  constructor(private readonly tok: Tokenizer, private readonly steering: TokenSteering, ids: readonly number[], prefixLength: number) {
+    this.decoder = new StreamingDecoder(tok);
+    const scoresPrompt = steering.promptLogits !== undefined;
+    this.prev = scoresPrompt ? ids[0]! : ids[ids.length - 1]!;
+    this.length = scoresPrompt ? 0 : prefixLength;
+  }
+
+  /** Brings the list up to date with the tokens scored so far. */
+  private update(): void {
+    const v = (id: number): { token: string; bytes: number[] } => tokenText(this.tok, this.prev, id);
+    for (let i = this.list.length; i < this.steering.scored.length; i++) {
+      const s = this.steering.scored[i]!;
+      const own = v(s.id);
+      this.list.push({
+        ...own, logprob: s.logprob, offset: this.length, prompt: s.prompt,
+        top: s.top.map((t) => ({ ...tokenText(this.tok, this.prev, t.id), logprob: t.logprob })),
+      });
+      this.length += this.decoder.push(this.prev, s.id).length;
+      this.prev = s.id;
+    }
+  }
+
+  /** The tokens not yet sent whose text starts before `end`, at most `maxSampled` answer tokens in all. */
+  upTo(end: number, maxSampled = 0): TokenLogprob[] {
+    this.update();
+    const out: TokenLogprob[] = [];
+    while (this.sent < this.list.length) {
+      const t = this.list[this.sent]!;
+      if (t.offset >= end) break;
+      if (!t.prompt && this.sampled >= maxSampled) break;
+      if (!t.prompt) this.sampled++;
+      out.push(t);
+      this.sent++;
+    }
+    return out;
+  }
+
+  /** Every token of the choice: the prompt's (when scored), then the first `sampled` answer tokens whose text starts before `end`. */
+  all(end: number, sampled: number): Array<TokenLogprob & { readonly prompt: boolean }> {
+    this.update();
+    let n = 0;
+    return this.list.filter((t) => (t.prompt ? true : n++ < sampled && t.offset < end));
+  }
+}
+
+type Route = 'health' | 'models' | 'model' | 'completions' | 'chat' | 'tokenize' | 'detokenize';
 
 const ROUTES: Record<string, Route> = {
   '/health': 'health',
   '/v1/models': 'models',
   '/v1/completions': 'completions',
   '/v1/chat/completions': 'chat',
+  '/tokenize': 'tokenize',
+  '/detokenize': 'detokenize',
 };
 
 function tooLong(size: string, seqLen: number, param: string): ApiError {
