@@ -1,9 +1,10 @@
 // `llama2 serve`'s HTTP server (node:http): the OpenAI-compatible API and the playground page.
 //
 //   POST /v1/completions        text completion        (stream: server-sent events)
-//   POST /v1/chat/completions   Llama 2 chat template  (stream: server-sent events)
+//   POST /v1/chat/completions   the model's chat template (stream: server-sent events)
 //   GET  /v1/models, /v1/models/ID
 //   GET  /health                { status, model, sessions: { active, queued, max_concurrent, max_queued } }
+//   POST /tokenize, /detokenize  llama.cpp server's: { content } → { tokens }, { tokens } → { content }
 //   GET  /                      the playground (dist/web, built by `npm run build:web`), plus
 //        /model.bin, /tokenizer.bin   the served model's files, for the page to run in the browser
 //
