@@ -163,7 +163,8 @@ describe('llama2 serve request fields', { skip: needsRefdata.skip }, () => {
     assert.equal(echoed.logprobs!.tokens.join(''), echoed.text);
     const firstPrompt = logSoftmax(lm.logits([ids[0]!]))[ids[1]!]!;
     assert.ok(Math.abs(echoed.logprobs!.token_logprobs[0]! - firstPrompt) < 1e-4);
-    assert.deepEqual(echoed.logprobs!.token_logprobs.slice(ids.length - 1), lp.token_logprobs);
+    // (the answer's: as without echo, within float rounding — the prompt went in one token at a time, not as one prefill block)
+    echoed.logprobs!.token_logprobs.slice(ids.length - 1).forEach((x, i) => assert.ok(Math.abs(x - lp.token_logprobs[i]!) < 1e-4, `${x} vs ${lp.token_logprobs[i]}`));
     // streamed: the chunks' logprobs put together are the whole response's
     const streamed = await postStream(`${s.url}/v1/completions`, { ...body, echo: true });
     const parts = streamed.chunks.map((c) => (c.choices[0] as unknown as { logprobs: LogprobsObject | null }).logprobs).filter((x) => x !== null);
