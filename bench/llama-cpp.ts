@@ -79,16 +79,17 @@ function install(): string | undefined {
 }
 
 /**
- * llama.cpp on the CPU (no GPU, prebuilt binary only, errors-only logging), installing
- * node-llama-cpp first when needed; or the reason it is not available here.
+ * llama.cpp on the CPU (no GPU, prebuilt binary only; errors-only logging, or every message to
+ * `logger`), installing node-llama-cpp first when needed; or the reason it is not available here.
  */
-export async function loadLlamaCpp(): Promise<LlamaCpp | string> {
+export async function loadLlamaCpp(logger?: (level: string, message: string) => void): Promise<LlamaCpp | string> {
   const failed = install();
   if (failed !== undefined) return failed;
   try {
     const entry = join(cacheDir, 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
     const mod = (await import(pathToFileURL(entry).href)) as NodeLlamaCppModule;
-    return await mod.getLlama({ gpu: false, build: 'never', logLevel: 'error', usePrebuiltBinaries: true, progressLogs: false });
+    const logging = logger === undefined ? { logLevel: 'error' } : { logLevel: 'info', logger };
+    return await mod.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, progressLogs: false, ...logging });
   } catch (err) {
     return `node-llama-cpp cannot load llama.cpp here: ${(err as Error).message.split('\n')[0]}`;
   }
