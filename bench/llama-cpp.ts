@@ -18,7 +18,7 @@ const cacheDir = join(projectRoot, 'node_modules', '.cache', `node-llama-cpp-${N
 
 export interface LlamaCppSequence {
   /** Feeds `tokens`, then yields the tokens it samples, one per step, until the caller stops. */
-  evaluate(tokens: number[], options: { temperature: number }): AsyncGenerator<number, void, void>;
+  evaluate(tokens: number[], options: { temperature: number; yieldEogToken?: boolean }): AsyncGenerator<number, void, void>;
   evaluateWithoutGeneratingNewTokens(tokens: number[]): Promise<void>;
   clearHistory(): Promise<void>;
 }
@@ -106,7 +106,8 @@ export async function llamaCppGreedy(llama: LlamaCpp, modelPath: string, promptI
     try {
       const out: number[] = [];
       if (n === 0) return out;
-      for await (const token of context.getSequence().evaluate([...promptIds], { temperature: 0 })) {
+      // (an end-of-generation token such as EOS is yielded and generation goes on, as llama2ts's argmax loop does)
+      for await (const token of context.getSequence().evaluate([...promptIds], { temperature: 0, yieldEogToken: true })) {
         out.push(token);
         if (out.length >= n) break;
       }

@@ -135,11 +135,12 @@ async function runCell(gguf: string, quantize: 'none' | 'q8', threads: number, p
     await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, p - 1));
     const t1 = performance.now();
     const tokens: number[] = [];
-    for await (const token of seq.evaluate([prompt[p - 1]!], { temperature: 0 })) {
+    for await (const token of seq.evaluate([prompt[p - 1]!], { temperature: 0, yieldEogToken: true })) {
       tokens.push(token);
       if (tokens.length >= n) break;
     }
     const t2 = performance.now();
+    if (tokens.length !== n) throw new Error(`llama.cpp stopped after ${tokens.length} of ${n} tokens`);
     timings.length = 0;
     await context.printTimings();
     const text = timings.join('');

@@ -241,3 +241,23 @@ test('GGUF models llama2ts cannot run are refused with one line by run and info'
     assert.throws(() => openModelSource(path), pattern);
   }
 });
+
+test('a Hugging Face folder exported to GGUF keeps its weights (rotate-half undone once), tokenizer and chat template', needsRefdata, () => {
+  const dir = ref('golden', 'hf', 'hf_gqa_f32');
+  const path = join(tmp, 'hf_gqa_f32.gguf');
+  const r = llama2(['export', dir, '--format', 'gguf', '-o', path]);
+  assert.equal(r.status, 0, r.stderr);
+  const [folderWeights, template] = withModelSource(dir, (s) => [loadFloat32Weights(s, plainMemory), s.chatTemplate!] as const);
+  withModelSource(path, (s) => {
+    const { normEps: e, ropeTheta: th, ...shape } = folderWeights.config;
+    assert.deepEqual(s.config, shape, 'ε and θ are the defaults, left implicit');
+    assert.deepEqual([e, th], [1e-5, 10000]);
+    assert.equal(s.config.sharedClassifier, false);
+    assert.ok(bytes(loadFloat32Weights(s, plainMemory).data).equals(bytes(folderWeights.data)));
+    assert.equal(s.chatTemplate?.template, template.template);
+    assert.equal(s.chatTemplate?.bosToken, '<s>');
+    assert.equal(s.chatTemplate?.eosToken, '</s>');
+  });
+  const g = JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8')) as { prompt_text: string; prompt_ids: number[] };
+  assert.deepEqual(loadTokenizer(path).encode(g.prompt_text), g.prompt_ids);
+});

@@ -4,12 +4,14 @@
 // the first 30 from the Q8_0 file (llama.cpp's Q8_0 arithmetic — f16 scales, activations quantized to
 // Q8_0 with f16 scales — is not the float32 model's; the point where the two part is reported).
 // Models: stories260K (GQA 8/4, tok512) and the embedded default model (GQA 8/4, head size 16, its
-// own vocabulary, trained by llama2ts). Where node-llama-cpp cannot be installed or loaded the tests
-// are skipped with the reason.
+// own vocabulary, trained by llama2ts); and the Hugging Face / Meta reference folders (an untied
+// classifier, GQA 8/2, θ = 100000, F16/BF16 sources), whose export llama.cpp must continue as
+// PyTorch did (their golden greedy ids). Where node-llama-cpp cannot be installed or loaded the
+// tests are skipped with the reason.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -109,3 +111,16 @@ for (const dtype of ['f32', 'q8_0'] as const) {
     }
   });
 }
+
+test('llama.cpp continues the GGUF export of the Hugging Face and Meta reference folders as PyTorch does', needsRefdata, async (t) => {
+  if (llama === undefined) return t.skip(unavailable);
+  for (const name of ['hf_gqa_f32', 'hf_gqa_bf16_sharded', 'hf_mha_f16_tied', 'meta_gqa_bf16']) {
+    const dir = ref('golden', 'hf', name);
+    const golden = JSON.parse(readFileSync(join(dir, 'golden.json'), 'utf8')) as { prompt_ids: number[]; greedy_ids: number[] };
+    const gguf = join(tmp, `${name}.gguf`);
+    llama2(['export', dir, '--format', 'gguf', '-o', gguf]);
+    const want = golden.greedy_ids.slice(golden.prompt_ids.length);
+    const got = await llamaCppGreedy(llama, gguf, golden.prompt_ids, want.length);
+    assert.deepEqual(got, want, `${name}: llama.cpp's continuation differs at token ${firstDifference(got, want)}`);
+  }
+});
