@@ -7,7 +7,8 @@
 //
 // One run = a prompt of P tokens (BOS, then ids spread over the vocabulary) then N greedy decode
 // steps. Prompt: the first P − 1 tokens fed without logits — llama.cpp as one batch (its matrix ×
-// matrix path), llama2ts position by position; decode: N forward passes, each picking the argmax.
+// matrix path), llama2ts by its prefill (blocks of tokens); decode: N forward passes, each picking
+// the argmax.
 // Each cell runs in a child process of its own; inside it the two engines alternate, one warm-up
 // run each, then R timed runs each in alternating order, and the medians are reported with their
 // ranges. llama.cpp's decode is timed twice: by its own timer (llama_perf_context: llama_decode
@@ -104,7 +105,7 @@ async function runCell(gguf: string, quantize: 'none' | 'q8', threads: number, p
   const llama = await loadLlamaCpp((_level, message) => timings.push(message));
   if (typeof llama === 'string') throw new Error(llama);
   const ours = loadTransformer(gguf, await createKernels({ threads }), { quantize });
-  const prompt = promptIds(ours.config.vocabSize, p);
+  const prompt = Int32Array.from(promptIds(ours.config.vocabSize, p));
 
   const model = await (llama as LlamaCpp).loadModel({ modelPath: gguf });
   const context = await model.createContext({
@@ -114,7 +115,7 @@ async function runCell(gguf: string, quantize: 'none' | 'q8', threads: number, p
 
   const runOurs = (): { promptMs: number; decodeMs: number; tokens: number[] } => {
     const t0 = performance.now();
-    for (let pos = 0; pos < p - 1; pos++) ours.advance(prompt[pos]!, pos);
+    ours.prefill(prompt.subarray(0, p - 1), 0);
     const t1 = performance.now();
     const tokens: number[] = [];
     let token = prompt[p - 1]!;
@@ -132,7 +133,7 @@ async function runCell(gguf: string, quantize: 'none' | 'q8', threads: number, p
     await context.printTimings(); // resets llama.cpp's counters
     timings.length = 0;
     const t0 = performance.now();
-    await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, p - 1));
+    await seq.evaluateWithoutGeneratingNewTokens([...prompt.subarray(0, p - 1)]);
     const t1 = performance.now();
     const tokens: number[] = [];
     for await (const token of seq.evaluate([prompt[p - 1]!], { temperature: 0, yieldEogToken: true })) {
