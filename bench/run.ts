@@ -5,6 +5,7 @@
 // (the greedy runs in a second one). Prints a table, writes JSON.
 //
 //   node dist/bench/run.js [--only 260K,15M] [--steps N] [--skip-train] [--out FILE]
+//   node dist/bench/run.js --versus …   side by side with llama2.c and onnxruntime (bench/versus.ts)
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -54,6 +55,12 @@ function llama2(args: string[]): string {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--versus')) {
+    // side by side with llama2.c and onnxruntime (bench/versus.ts)
+    const versus = await import('./versus.js');
+    await versus.main(process.argv.slice(2));
+    return;
+  }
   const { values } = parseFlags(process.argv.slice(2), {
     only: { type: 'string' }, steps: { type: 'string' }, 'skip-train': { type: 'boolean' }, out: { type: 'string' },
   });
