@@ -96,6 +96,20 @@ export function matmulRows(xout: usize, x: usize, w: usize, n: i32, r0: i32, r1:
 }
 
 /**
+ * matmulRows for `count` vectors at once: xout (count, d) row v = W · x[v] for rows r in [r0, r1),
+ * x (count, n). Each row of W is read from memory once for all the vectors (the sessions of a
+ * server decoding together) — it stays in L1 while they pass — and each output is matmulRows's
+ * own arithmetic, bit for bit.
+ */
+export function matmulRowsMulti(xout: usize, x: usize, w: usize, n: i32, d: i32, count: i32, r0: i32, r1: i32): void {
+  const rowBytes = <usize>n << 2;
+  const outBytes = <usize>d << 2;
+  for (let r = r0; r < r1; r++) {
+    for (let v = 0; v < count; v++) matmulRows(xout + <usize>v * outBytes, x + <usize>v * rowBytes, w, n, r, r + 1);
+  }
+}
+
+/**
  * Matrices with fewer elements than this (128 KiB of float32) take matmulSmall; larger ones
  * matmulRows. The same bound as PARALLEL_MIN_WORK in src/kernels/threads.ts, below which the
  * threads never split a matmul: so a product is always computed by the same code, threaded or not,

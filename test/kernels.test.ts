@@ -194,6 +194,21 @@ describe('fp32 inference kernels: wasm vs reference', () => {
     assertSame(many, one, 'threaded matmul');
   });
 
+  for (const [n, d, count] of [[64, 64, 3], [288, 300, 4], [771, 130, 5], [19, 40, 2]] as const) {
+    test(`matmulMany: ${count} vectors through ${d}×${n} = matmul for each, bit for bit (wasm, threads)`, () => {
+      const w = fill(new Float32Array(n * d), rand), x = fill(new Float32Array(count * n), rand);
+      for (const k of [wasm, threaded]) {
+        const kw = copyInto(k, w), kx = copyInto(k, x), out = k.allocate(count * d), one = k.allocate(d), xv = k.allocate(n);
+        k.matmulMany(out, kx, kw, n, d, count);
+        for (let v = 0; v < count; v++) {
+          xv.set(kx.subarray(v * n, (v + 1) * n));
+          k.matmul(one, xv, kw, n, d);
+          assertSame(out.subarray(v * d, (v + 1) * d), one, `${k.name} vector ${v}`);
+        }
+      }
+    });
+  }
+
   for (const size of [1, 7, 64, 289]) {
     test(`rmsnorm, softmax, swiglu, add over ${size}`, () => {
       const x = fill(new Float32Array(size), rand, 3), wt = fill(new Float32Array(size), rand), y = fill(new Float32Array(size), rand);

@@ -35,6 +35,13 @@ export interface InferenceEngine {
    */
   shift(keep: number, drop: number, length: number): void;
   /**
+   * Optional hint: the token forward() will be asked for next, at `pos` (the generation loop says
+   * so right after sampling it). Sessions of one model that decode at once (a server's requests)
+   * may then compute it together with another session's token — the weights read once for both;
+   * the numbers are the same.
+   */
+  prepare?(token: number, pos: number): void;
+  /**
    * Optional: −log softmax(logits)[target] of logits this engine returned, computed where they
    * are (SIMD on the WebAssembly kernels); evaluation scores with it, else in plain TypeScript.
    */

@@ -37,6 +37,7 @@ import type { Q8Kernels } from '../kernels/q8-types.js';
 import type { AttentionShape, FusedForward, GroupedInput, GroupedMatmul, Kernels } from '../kernels/types.js';
 import type { TrainKernels } from '../kernels/train-types.js';
 import type { InferenceEngine } from './engine.js';
+import { DecodeGroup, type DecodeMember, canDecodeTogether } from './decode-batch.js';
 import { BlockForward, type LogitsVisitor, canRunBlocks } from './prefill.js';
 
 /** A weight matrix (out, in): float32, or Q8_0 (groups over the flattened matrix). */
@@ -141,6 +142,9 @@ function allocateRunState(c: ModelConfig, kernels: ModelKernels, groupSize: numb
   return groupSize > 0 ? { ...views, xq: new Int8Array(block.buffer, block.byteOffset, widest) } : views;
 }
 
+/** Models with fewer weights than this decode session by session (see session()). */
+const DECODE_TOGETHER_MIN = 2_000_000;
+
 /**
  * Prompts shorter than this go token by token: a block's products pack every weight matrix, which
  * a couple of rows do not repay.
@@ -173,6 +177,10 @@ export class Transformer implements InferenceEngine {
   private readonly theta: number;
   /** The kernels' whole-token forward pass for this model, when they offer one. */
   private readonly fused: ((token: number, pos: number, logits: boolean) => void) | undefined;
+  /** The sessions of this model that decode together (decode-batch.ts), once there are several. */
+  private group: DecodeGroup | undefined;
+  /** This session as a member of the group: its caches, scratch, logits and prepared token. */
+  private readonly member: DecodeMember;
   /** prefill()'s block buffers and products, made on first use. */
   private block: BlockForward | undefined;
   /** shift(): (cos, sin) of the rotation by −drop positions for each pair of a head. */
@@ -214,6 +222,7 @@ export class Transformer implements InferenceEngine {
     this.wcls = weights.wcls;
     this.shape = { nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: headSize(c), kvDim: kv, seqLen: c.seqLen };
     this.shiftRotation = new Float64Array(this.shape.headSize);
+    this.member = { caches: this.layers, att: this.state.att, logits: this.state.logits, pendingToken: -1, pendingPos: -1, ready: false };
     this.fused = options.fused === false ? undefined : kernels.fuseForward?.({
       dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, normEps: this.eps, ropeTheta: this.theta, shape: this.shape, groupSize: this.groupSize, streamWeights: this.streamed,
       state: this.state, layers: this.layers, tokenEmbedding: this.tokenEmbedding, rmsFinal: this.rmsFinal, wcls: this.wcls,
@@ -226,7 +235,44 @@ export class Transformer implements InferenceEngine {
 
   /** Another Transformer over the same weights and kernels, with its own state and KV cache. */
   session(): Transformer {
-    return new Transformer(this.weights, this.kernels, this.options);
+    const s = new Transformer(this.weights, this.kernels, this.options);
+    // sessions of a model decode together (decode-batch.ts) where it pays: when reading the weights
+    // is a good part of a token's time (not the small models run as one fused call per token)
+    if (parameterCount(this.config) >= DECODE_TOGETHER_MIN && canDecodeTogether(this.kernels, this.groupSize)) {
+      this.group ??= new DecodeGroup({
+        dim: this.config.dim, hiddenDim: this.config.hiddenDim, vocabSize: this.config.vocabSize, eps: this.eps, theta: this.theta,
+        shape: this.shape, groupSize: this.groupSize, streamed: this.streamed, layers: this.layers,
+        tokenEmbedding: this.tokenEmbedding, rmsFinal: this.rmsFinal, wcls: this.wcls,
+      }, this.kernels);
+      this.group.add(this.member);
+      s.group = this.group;
+      this.group.add(s.member);
+    }
+    return s;
+  }
+
+  /** Batched decoding so far in this model's group of sessions: forward passes run for several, and their tokens. */
+  get decodeBatches(): { batches: number; tokens: number } {
+    return { batches: this.group?.batches ?? 0, tokens: this.group?.batchedTokens ?? 0 };
+  }
+
+  /**
+   * A hint: the token this session will ask forward() for next, at `pos`. With sessions of one
+   * model decoding at once (a server), another session's forward() then computes it together with
+   * its own token (decode-batch.ts) — the same numbers, the weights read once for both.
+   */
+  prepare(token: number, pos: number): void {
+    if (this.group === undefined) return;
+    const ok = Number.isInteger(token) && token >= 0 && token < this.config.vocabSize && Number.isInteger(pos) && pos >= 0 && pos < this.config.seqLen;
+    this.member.pendingToken = ok ? token : -1;
+    this.member.pendingPos = ok ? pos : -1;
+    this.member.ready = false;
+  }
+
+  /** Forgets a prepared token (the session is asked something else). */
+  private unprepare(): void {
+    this.member.pendingPos = -1;
+    this.member.ready = false;
   }
 
   /** True when forward() runs as one call into the kernels (see TransformerOptions.fused). */
@@ -251,6 +297,13 @@ export class Transformer implements InferenceEngine {
 
   /** Runs token `token` at position `pos` (0 ≤ pos < seqLen) and returns the logits (vocab). */
   forward(token: number, pos: number): Float32Array {
+    if (this.group !== undefined) {
+      const m = this.member;
+      const ready = m.ready && m.pendingToken === token && m.pendingPos === pos; // computed with another session's token
+      this.unprepare();
+      if (ready) return this.state.logits;
+      if (pos >= 0 && pos < this.config.seqLen && token >= 0 && token < this.config.vocabSize && this.group.run(m, token, pos)) return this.state.logits;
+    }
     this.run(token, pos, true);
     return this.state.logits;
   }
@@ -261,6 +314,7 @@ export class Transformer implements InferenceEngine {
    * (with a 32000-token vocabulary, 60% of the 15M model's weights).
    */
   advance(token: number, pos: number): void {
+    this.unprepare();
     this.run(token, pos, false);
   }
 
@@ -272,6 +326,7 @@ export class Transformer implements InferenceEngine {
    * to float32 rounding (the products sum in another order).
    */
   prefill(tokens: ArrayLike<number>, pos: number, visit?: LogitsVisitor): void {
+    this.unprepare();
     const n = tokens.length;
     if (!(Number.isInteger(pos) && pos >= 0 && pos + n <= this.config.seqLen)) {
       throw new RangeError(`positions ${pos} to ${pos + n - 1} are outside the context window (${this.config.seqLen})`);
@@ -314,6 +369,7 @@ export class Transformer implements InferenceEngine {
    * positions, in every layer. The next token goes at position length − drop.
    */
   shift(keep: number, drop: number, length: number): void {
+    this.unprepare();
     const ok = (n: number): boolean => Number.isInteger(n) && n >= 0;
     if (!(ok(keep) && ok(drop) && ok(length) && keep + drop <= length && length <= this.config.seqLen)) {
       throw new RangeError(`cannot shift: keep ${keep} and drop ${drop} of ${length} positions (context window ${this.config.seqLen})`);

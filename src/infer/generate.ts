@@ -169,6 +169,14 @@ export class ContextWindow {
     return p < this.keep ? p : p + this.dropped;
   }
 
+  /**
+   * Tells the engine which token forward() will get next (InferenceEngine.prepare: sessions of one
+   * model decode together), unless the cache must shift first.
+   */
+  prepare(token: number): void {
+    if (this.length < this.engine.config.seqLen) this.engine.prepare?.(token, this.length);
+  }
+
   /** Shifts the context when the cache is full. */
   private makeRoom(): void {
     if (this.length < this.engine.config.seqLen) return;
@@ -300,6 +308,7 @@ export function* generateInWindow(window: ContextWindow, sampler: Sampler, token
       finishReason = 'stop';
       break;
     }
+    if (positions < total) window.prepare(next); // (other sessions may run it with theirs meanwhile)
     yield text;
   }
   if (!stops.stopped) {

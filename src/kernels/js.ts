@@ -13,6 +13,10 @@ export function matmul(xout: Float32Array, x: Float32Array, w: Float32Array, n: 
   }
 }
 
+export function matmulMany(xout: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number, count: number): void {
+  for (let v = 0; v < count; v++) matmul(xout.subarray(v * d, (v + 1) * d), x.subarray(v * n, (v + 1) * n), w, n, d);
+}
+
 export function rmsnorm(o: Float32Array, x: Float32Array, weight: Float32Array, size: number, eps = 1e-5): void {
   let ss = 0;
   for (let j = 0; j < size; j++) ss += x[j]! * x[j]!;
@@ -116,5 +120,5 @@ export function add(x: Float32Array, y: Float32Array, size: number): void {
 export const jsKernels: Kernels = {
   name: 'js',
   allocate: (floats) => new Float32Array(floats),
-  matmul, rmsnorm, softmax, rope, attention, attentionBlock, crossEntropy, swiglu, add,
+  matmul, matmulMany, rmsnorm, softmax, rope, attention, attentionBlock, crossEntropy, swiglu, add,
 };

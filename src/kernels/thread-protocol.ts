@@ -69,6 +69,7 @@ export const Op = {
   gemmQ8: 9, //          c, ldc, xq, xs, wq, ws, n, gs, M, d (assembly/gemm-q8.ts);
   //                     chunks as gemm's (CHUNK rows × CHUNK2 channels, SPLIT channel chunks per row of chunks)
   attentionRows: 10, //  out, q, keyCache, valueCache, att, pos, count, nHeads, nKvHeads, headSize, kvDim, seqLen;  one head per chunk
+  matmulMany: 11, //     xout, x, w, n, d, count                         chunks of CHUNK rows of w
   attentionBlock: 8, //  out, q, keyCache, valueCache, scores, pos, count, nHeads, nKvHeads, headSize, kvDim, scoresBytes,
   //                     scratch, scratchBytes;  one head per chunk; participant p's scores at scores + p·scoresBytes
 } as const;
@@ -161,6 +162,9 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number, self: nu
     case Op.attentionRows:
       k.attentionRowsHeads(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
         ctrl[A + 8]!, ctrl[A + 9]!, ctrl[A + 10]!, ctrl[A + 11]!, c, c + 1);
+      break;
+    case Op.matmulMany:
+      k.matmulRowsMulti(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, chunkStart(c, size), chunkEnd(c, size, ctrl[A + 4]!));
       break;
     case Op.attentionBlock:
       k.attentionBlockHeads(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]! + self * ctrl[A + 11]!, ctrl[A + 5]!, ctrl[A + 6]!,

@@ -19,7 +19,7 @@ import {
 import type { WorkerInit } from './thread-worker.js';
 import type { ForwardModel, GroupedInput, GroupedProduct } from './types.js';
 import {
-  type WasmKernelOptions, checkAttention, checkAttentionBlock, checkMatmul, checkMatmulQ8Forward, gemmQ8Fits, checkMatmulBackward, checkMatmulForward, checkMatmulQ8, createWasmKernels,
+  type WasmKernelOptions, checkAttention, checkAttentionBlock, checkMatmul, checkMatmulMany, checkMatmulQ8Forward, gemmQ8Fits, checkMatmulBackward, checkMatmulForward, checkMatmulQ8, createWasmKernels,
 } from './wasm.js';
 
 export interface ThreadOptions extends WasmKernelOptions {
@@ -202,6 +202,13 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       // arguments written out one by one: the per-token path creates no arrays
       ctrl[OP] = Op.matmul;
       ctrl[ARGS] = at(xout); ctrl[ARGS + 1] = at(x); ctrl[ARGS + 2] = at(w); ctrl[ARGS + 3] = n; ctrl[ARGS + 4] = d;
+      dispatch(rows(d, 4, 16));
+    },
+    matmulMany(xout, x, w, n, d, count) {
+      if (n * d < PARALLEL_MIN_WORK) return base.matmulMany(xout, x, w, n, d, count);
+      checkMatmulMany(xout, x, w, n, d, count);
+      ctrl[OP] = Op.matmulMany;
+      ctrl[ARGS] = at(xout); ctrl[ARGS + 1] = at(x); ctrl[ARGS + 2] = at(w); ctrl[ARGS + 3] = n; ctrl[ARGS + 4] = d; ctrl[ARGS + 5] = count;
       dispatch(rows(d, 4, 16));
     },
     attention(out, q, keyCache, valueCache, att, pos, s) {

@@ -25,6 +25,12 @@ export interface Kernels {
   allocate(floats: number): Float32Array;
   /** xout (d) = W (d, n) · x (n); W row-major, one row per output. */
   matmul(xout: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number): void;
+  /**
+   * matmul for `count` vectors at once: xout (count, d), row v = W · x[v], x (count, n) — each row
+   * of W read once for all of them, and every output bit for bit what matmul gives (sessions that
+   * decode together must write what each would write alone).
+   */
+  matmulMany(xout: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number, count: number): void;
   /** o (size) = weight ⊙ x / sqrt(mean(x²) + eps), eps default 1e-5 (llama2.c's). `o` may be `x`. */
   rmsnorm(o: Float32Array, x: Float32Array, weight: Float32Array, size: number, eps?: number): void;
   /** In place: x[0..size) = exp(x - max) / Σ exp(x - max). */

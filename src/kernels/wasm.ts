@@ -22,6 +22,7 @@ import type { AttentionShape, ForwardModel, WeightMatrix } from './types.js';
 export interface KernelExports {
   matmul(xout: number, x: number, w: number, n: number, d: number): void;
   matmulRows(xout: number, x: number, w: number, n: number, r0: number, r1: number): void;
+  matmulRowsMulti(xout: number, x: number, w: number, n: number, d: number, count: number, r0: number, r1: number): void;
   rmsnorm(o: number, x: number, weight: number, size: number, eps: number): void;
   softmax(x: number, size: number): void;
   rope(q: number, k: number, pos: number, dim: number, kvDim: number, headSize: number, theta: number): void;
@@ -304,6 +305,14 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
       checkMatmul(xout, x, w, n, d);
       k.matmul(at(xout), at(x), at(w), n, d);
     },
+    matmulMany(xout, x, w, n, d, count) {
+      checkMatmulMany(xout, x, w, n, d, count);
+      if (n * d < SMALL_MATRIX) { // matmul's small-matrix kernel, one vector at a time (its bits)
+        for (let v = 0; v < count; v++) k.matmul(at(xout) + v * d * 4, at(x) + v * n * 4, at(w), n, d);
+      } else {
+        k.matmulRowsMulti(at(xout), at(x), at(w), n, d, count, 0, d);
+      }
+    },
     rmsnorm(o, x, weight, size, eps = 1e-5) {
       need(o, size, 'rmsnorm o'); need(x, size, 'rmsnorm x'); need(weight, size, 'rmsnorm weight');
       k.rmsnorm(at(o), at(x), at(weight), size, eps);
@@ -481,6 +490,13 @@ export function checkAttentionBlock(
   checkAttention(out, q, keyCache, valueCache, att, pos, s);
   checkAttention(out, q, keyCache, valueCache, att, pos + count - 1, s);
   need(out, count * s.nHeads * s.headSize, 'attention out'); need(q, count * s.nHeads * s.headSize, 'attention q');
+}
+
+/** Below this many elements matmul uses its small-matrix kernel (SMALL_MATRIX in assembly/kernels.ts). */
+export const SMALL_MATRIX = 1 << 15;
+
+export function checkMatmulMany(xout: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number, count: number): void {
+  need(x, count * n, 'matmulMany x'); need(w, n * d, 'matmulMany w'); need(xout, count * d, 'matmulMany xout');
 }
 
 export function checkMatmul(xout: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number): void {
