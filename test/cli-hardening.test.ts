@@ -70,3 +70,14 @@ test('--threads beyond the cores is accepted with a warning on standard error', 
   assert.match(over.stderr, new RegExp(`^llama2: warning: --threads ${cores + 1} is more than the ${cores} cores of this machine: slower than --threads ${cores}, and more memory$`, 'm'));
   assert.equal(over.stdout, fits.stdout);
 });
+
+test('text from a corrupt file cannot break the one-line error or reach the terminal raw', needsRefdata, async () => {
+  const { readSentencePieceModel, serializeSentencePieceModel } = await import('../src/tokenizer/index.js');
+  const model = readSentencePieceModel(ref('data', 'models', 'tok512.model'));
+  const pieces = model.pieces.map((p, i) => (i === 3 ? { ...p, piece: '<0x\n\u001b[31mOOPS>' } : p)); // a byte piece
+  const bad = join(dir, 'bad.model');
+  writeFileSync(bad, serializeSentencePieceModel({ ...model, pieces }));
+  const r = llama2(['encode', '-z', bad, 'hello']);
+  oneLineError(r, /byte piece 3 "<0x\\n\\u001b\[31mOOPS>" is not of the form <0xNN>$/, 'a piece with a newline and an escape sequence');
+  assert.ok(!r.stderr.includes('\u001b'), 'no escape character reaches the terminal');
+});

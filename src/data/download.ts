@@ -30,7 +30,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
-import { FormatError, LlamaError, UsageError, describeFsError } from '../errors.js';
+import { FormatError, LlamaError, UsageError, describeFsError, quote } from '../errors.js';
 import { commitFile, fsyncDir, fsyncPath, makeDirs, writeFileAtomic } from '../files.js';
 
 export const TINYSTORIES_URL = 'https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStories_all_data.tar.gz';
@@ -117,7 +117,7 @@ function open(url: string, from: number, stallTimeoutMs: number, redirects = 0):
         try {
           next = new URL(res.headers.location, parsed).toString();
         } catch {
-          return reject(new FatalDownloadError(`${url} redirects to an invalid address: ${JSON.stringify(res.headers.location)}`));
+          return reject(new FatalDownloadError(`${url} redirects to an invalid address: ${quote(res.headers.location)}`));
         }
         open(next, from, stallTimeoutMs, redirects + 1).then(resolve, reject);
         return;
@@ -325,7 +325,7 @@ export async function extractShards(archive: string, outDir: string, options: Ex
         return;
       }
       if (!SHARD_NAME.test(name)) {
-        refuse(`unsafe shard name ${JSON.stringify(entry.path)}`);
+        refuse(`unsafe shard name ${quote(entry.path)}`);
         entry.resume();
         return;
       }

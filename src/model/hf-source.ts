@@ -20,7 +20,7 @@
 // Tensors may be F32, F16 or BF16; every one is checked against the config's shape.
 
 import { existsSync } from 'node:fs';
-import { FormatError } from '../errors.js';
+import { FormatError, quote } from '../errors.js';
 import { readWholeFile } from '../files.js';
 import { type AssembledTensor, AssembledSource, type StoredPiece } from './assembled-source.js';
 import { type ModelConfig, headSize, validateConfig } from './config.js';
@@ -57,27 +57,27 @@ export function parseHfConfig(json: Record<string, unknown>, file: string): Mode
   const int = (name: string, fallback?: number): number => {
     const v = json[name];
     if (v === undefined || v === null) return fallback ?? field(name, 'missing (a LlamaForCausalLM config needs it)');
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) field(name, `${JSON.stringify(v)} is not a positive integer`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) field(name, `${quote(v)} is not a positive integer`);
     return v as number;
   };
   const num = (name: string, fallback: number): number => {
     const v = json[name];
     if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'number' || !Number.isFinite(v)) field(name, `${JSON.stringify(v)} is not a number`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) field(name, `${quote(v)} is not a number`);
     return v as number;
   };
   const arch = json['architectures'];
   if (arch !== undefined && arch !== null && !(Array.isArray(arch) && arch.includes('LlamaForCausalLM'))) {
-    field('architectures', `${JSON.stringify(arch)} is not LlamaForCausalLM (only Llama-architecture models run here)`);
+    field('architectures', `${quote(arch)} is not LlamaForCausalLM (only Llama-architecture models run here)`);
   }
-  if (json['model_type'] !== undefined && json['model_type'] !== 'llama') field('model_type', `${JSON.stringify(json['model_type'])} is not "llama"`);
-  if (json['rope_scaling'] !== undefined && json['rope_scaling'] !== null) field('rope_scaling', `${JSON.stringify(json['rope_scaling'])}: RoPE scaling is not supported`);
+  if (json['model_type'] !== undefined && json['model_type'] !== 'llama') field('model_type', `${quote(json['model_type'])} is not "llama"`);
+  if (json['rope_scaling'] !== undefined && json['rope_scaling'] !== null) field('rope_scaling', `${quote(json['rope_scaling'])}: RoPE scaling is not supported`);
   for (const name of ['attention_bias', 'mlp_bias']) {
-    if (json[name] !== undefined && json[name] !== false) field(name, `${JSON.stringify(json[name])}: biases are not supported`);
+    if (json[name] !== undefined && json[name] !== false) field(name, `${quote(json[name])}: biases are not supported`);
   }
-  if (json['hidden_act'] !== undefined && json['hidden_act'] !== 'silu') field('hidden_act', `${JSON.stringify(json['hidden_act'])} is not "silu" (SwiGLU)`);
+  if (json['hidden_act'] !== undefined && json['hidden_act'] !== 'silu') field('hidden_act', `${quote(json['hidden_act'])} is not "silu" (SwiGLU)`);
   const tie = json['tie_word_embeddings'];
-  if (tie !== undefined && typeof tie !== 'boolean') field('tie_word_embeddings', `${JSON.stringify(tie)} is not true or false`);
+  if (tie !== undefined && typeof tie !== 'boolean') field('tie_word_embeddings', `${quote(tie)} is not true or false`);
   const dim = int('hidden_size');
   const nHeads = int('num_attention_heads');
   const config: ModelConfig = {
@@ -93,7 +93,7 @@ export function parseHfConfig(json: Record<string, unknown>, file: string): Mode
     ropeTheta: num('rope_theta', 10000),
   };
   if (json['head_dim'] !== undefined && json['head_dim'] !== null && json['head_dim'] !== dim / nHeads) {
-    field('head_dim', `${JSON.stringify(json['head_dim'])} is not hidden_size / num_attention_heads = ${dim / nHeads}`);
+    field('head_dim', `${quote(json['head_dim'])} is not hidden_size / num_attention_heads = ${dim / nHeads}`);
   }
   validateConfig(config, file);
   return config;
@@ -169,7 +169,7 @@ function weightFiles(dir: string): { files: string[]; index?: { path: string; ma
   if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw new FormatError(indexPath, 'field "weight_map" is not an object');
   const map = new Map<string, string>();
   for (const [name, file] of Object.entries(wm as Record<string, unknown>)) {
-    if (typeof file !== 'string' || !SHARD_NAME.test(file)) throw new FormatError(indexPath, `weight_map: ${JSON.stringify(name)} maps to ${JSON.stringify(file)}, not a .safetensors file in this folder`);
+    if (typeof file !== 'string' || !SHARD_NAME.test(file)) throw new FormatError(indexPath, `weight_map: ${quote(name)} maps to ${quote(file)}, not a .safetensors file in this folder`);
     map.set(name, file);
   }
   if (map.size === 0) throw new FormatError(indexPath, 'weight_map is empty');

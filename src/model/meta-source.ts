@@ -16,7 +16,7 @@
 // dim 0 for the rest; 1-D tensors (norms) are replicated, shard 0's is used.
 
 import { existsSync } from 'node:fs';
-import { FormatError } from '../errors.js';
+import { FormatError, quote } from '../errors.js';
 import { type AssembledTensor, AssembledSource, type StoredPiece } from './assembled-source.js';
 import { type ModelConfig, validateConfig } from './config.js';
 import { FileReader, firstExisting, folderOf, joinPath } from './file-reader.js';
@@ -84,7 +84,7 @@ function readShard(f: FileReader): Map<string, ShardTensor> {
   const byteorder = entries.get(`${prefix}byteorder`);
   if (byteorder !== undefined) {
     const order = new TextDecoder().decode(f.bytes(byteorder.offset, Math.min(byteorder.size, 16)));
-    if (order !== 'little') throw new FormatError(f.path, `byte order ${JSON.stringify(order)} (only little-endian checkpoints are read)`);
+    if (order !== 'little') throw new FormatError(f.path, `byte order ${quote(order)} (only little-endian checkpoints are read)`);
   }
   if (pkl[0]!.size > MAX_PICKLE_BYTES) throw new FormatError(f.path, `data.pkl is ${pkl[0]!.size} bytes, too large for a state dict`);
   const root = unpickle(f.bytes(pkl[0]!.offset, pkl[0]!.size), f.path);
@@ -133,13 +133,13 @@ export function openMetaFolder(dir: string): AssembledSource {
   const int = (name: string, fallback?: number): number => {
     const v = params[name];
     if (v === undefined || v === null) return fallback ?? field(name, 'missing');
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) field(name, `${JSON.stringify(v)} is not a positive integer`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) field(name, `${quote(v)} is not a positive integer`);
     return v as number;
   };
   const num = (name: string, fallback: number): number => {
     const v = params[name];
     if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'number' || !Number.isFinite(v)) field(name, `${JSON.stringify(v)} is not a number`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) field(name, `${quote(v)} is not a number`);
     return v as number;
   };
   const dim = int('dim'), nLayers = int('n_layers'), nHeads = int('n_heads');
@@ -161,7 +161,7 @@ export function openMetaFolder(dir: string): AssembledSource {
     const hiddenDim = w1.shape[0]! * shards.length;
     const pv = params['vocab_size'];
     if (typeof pv === 'number' && pv > 0 && pv !== vocabSize) field('vocab_size', `${pv}, but tok_embeddings has ${vocabSize} rows`);
-    if (pv !== undefined && typeof pv !== 'number') field('vocab_size', `${JSON.stringify(pv)} is not a number`);
+    if (pv !== undefined && typeof pv !== 'number') field('vocab_size', `${quote(pv)} is not a number`);
     const config: ModelConfig = {
       dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize,
       seqLen: int('max_seq_len', 2048),

@@ -16,7 +16,7 @@
 // one-line error naming it. Sizes are bounded by the pickle's length (no opcode creates more than
 // one object), and the machine is a loop over the bytes: no recursion.
 
-import { FormatError } from '../errors.js';
+import { FormatError, quote } from '../errors.js';
 import type { FloatDType } from './float-codecs.js';
 
 export interface StorageRef {
@@ -234,7 +234,7 @@ export function unpickle(bytes: Uint8Array, file: string): PickleValue {
         if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage') fail('a persistent id that is not a storage');
         const [, type, key, , numel] = pid as PickleValue[];
         if (!(type instanceof StorageType)) fail('a storage without a storage type');
-        if (typeof key !== 'string' || !/^[A-Za-z0-9_]{1,64}$/.test(key)) fail(`storage key ${JSON.stringify(key)}`);
+        if (typeof key !== 'string' || !/^[A-Za-z0-9_]{1,64}$/.test(key)) fail(`storage key ${quote(key)}`);
         stack.push({ kind: 'storage', key: key as string, dtype: (type as StorageType).dtype, numel: int(numel!, 'a storage size') });
         break;
       }

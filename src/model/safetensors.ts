@@ -10,7 +10,7 @@
 // dtype and shape, end − begin against the shape's byte size, every range inside the data and no
 // two ranges overlapping. A file that fails any check is a one-line FormatError naming the tensor.
 
-import { FormatError } from '../errors.js';
+import { FormatError, quote } from '../errors.js';
 import { type FileReader } from './file-reader.js';
 
 /** Bytes per value of every safetensors dtype (so any valid file's header checks out). */
@@ -52,10 +52,10 @@ export function readSafetensorsHeader(f: FileReader): Map<string, SafetensorsEnt
   const entries = new Map<string, SafetensorsEntry>();
   for (const [name, value] of Object.entries(json as Record<string, unknown>)) {
     if (name === '__metadata__') continue;
-    const bad = (what: string): never => fail(`tensor ${JSON.stringify(name)}: ${what}`);
+    const bad = (what: string): never => fail(`tensor ${quote(name)}: ${what}`);
     if (typeof value !== 'object' || value === null) bad('not an object');
     const v = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof v.dtype !== 'string' || !(v.dtype in SAFETENSORS_DTYPE_BYTES)) bad(`unknown dtype ${JSON.stringify(v.dtype)}`);
+    if (typeof v.dtype !== 'string' || !(v.dtype in SAFETENSORS_DTYPE_BYTES)) bad(`unknown dtype ${quote(v.dtype)}`);
     const dtype = v.dtype as string;
     if (!Array.isArray(v.shape) || v.shape.length > 8 || !v.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad('shape is not a list of sizes');
     const shape = v.shape as number[];
@@ -72,7 +72,7 @@ export function readSafetensorsHeader(f: FileReader): Map<string, SafetensorsEnt
   const sorted = [...entries.values()].filter((e) => e.byteLength > 0).sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < sorted.length; i++) {
     const prev = sorted[i - 1]!, cur = sorted[i]!;
-    if (cur.offset < prev.offset + prev.byteLength) fail(`tensors ${JSON.stringify(prev.name)} and ${JSON.stringify(cur.name)} overlap`);
+    if (cur.offset < prev.offset + prev.byteLength) fail(`tensors ${quote(prev.name)} and ${quote(cur.name)} overlap`);
   }
   return entries;
 }

@@ -42,7 +42,7 @@ import { type ChatFormat, LLAMA2_CHAT, splitSpecialTokens } from '../infer/chat-
 import type { InferenceEngine } from '../infer/engine.js';
 import type { ModelKernels } from '../infer/forward.js';
 import type { Tokenizer } from '../tokenizer/index.js';
-import { LlamaError } from '../errors.js';
+import { LlamaError, quote } from '../errors.js';
 import { type GenerationRequest, type GenerationResult, generateFromIds, promptText } from '../infer/generate.js';
 import { StreamingDecoder } from '../tokenizer/index.js';
 import { type SteeringOptions, TokenSteering, tokenText } from './token-steering.js';
@@ -312,7 +312,7 @@ export class ApiServer extends EventEmitter {
     if (this.apiKeyHash !== undefined || !isLoopback(this.options.host ?? '127.0.0.1')) return;
     const host = hostName(req.headers.host ?? '');
     if (!isLoopback(host)) {
-      throw new ApiError(403, `this server listens on a loopback address and does not answer to the host name '${host}' (start it with --api-key to allow other names)`, null, 'forbidden_host');
+      throw new ApiError(403, `this server listens on a loopback address and does not answer to the host name ${quote(host)} (start it with --api-key to allow other names)`, null, 'forbidden_host');
     }
   }
 
@@ -824,7 +824,7 @@ function isLoopback(name: string): boolean {
 }
 
 function unknownModel(id: string): ApiError {
-  return new ApiError(404, `the model '${id}' does not exist on this server`, 'model', 'model_not_found');
+  return new ApiError(404, `the model ${quote(id)} does not exist on this server`, 'model', 'model_not_found');
 }
 
 /** A random 64-bit seed for requests that give none. */

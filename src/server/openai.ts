@@ -36,7 +36,7 @@
 // functions, audio, prediction, reasoning_effort, verbosity, web_search_options, suffix.
 
 import type { ChatMessage } from '../infer/chat.js';
-import { LlamaError } from '../errors.js';
+import { LlamaError, quote } from '../errors.js';
 
 /** An error answered with an HTTP status and an OpenAI-style error object. */
 export class ApiError extends LlamaError {
@@ -167,7 +167,7 @@ function logitBiasParam(body: Body): Map<number, number> {
   if (absent(v)) return bias;
   if (typeof v !== 'object' || Array.isArray(v)) throw invalid('logit_bias', `expected an object of token ids, got ${typeName(v)}`);
   for (const [key, b] of Object.entries(v as Body)) {
-    if (!/^(0|[1-9]\d{0,8})$/.test(key)) throw invalid('logit_bias', `'${key}' is not a token id`);
+    if (!/^(0|[1-9]\d{0,8})$/.test(key)) throw invalid('logit_bias', `${quote(key)} is not a token id`);
     if (typeof b !== 'number' || !Number.isFinite(b) || b < -100 || b > 100) throw invalid('logit_bias', `the bias of token ${key} must be a number from -100 to 100`);
     bias.set(Number(key), b);
   }
@@ -197,12 +197,12 @@ function refuseUnsupported(body: Body, fields: ReadonlySet<string>): void {
   if (!absent(suffix) && suffix !== '') throw unsupported('suffix', 'a suffix (insertion) is not supported');
   if (!absent(v('store')) && v('store') !== false) throw unsupported('store', 'this server stores nothing (store must be false)');
   const tier = v('service_tier');
-  if (!absent(tier) && tier !== 'auto' && tier !== 'default') throw unsupported('service_tier', `only "auto" and "default", got ${JSON.stringify(tier)}`);
+  if (!absent(tier) && tier !== 'auto' && tier !== 'default') throw unsupported('service_tier', `only "auto" and "default", got ${quote(tier)}`);
   const format = v('response_format');
   if (!absent(format)) {
     if (typeof format !== 'object' || Array.isArray(format)) throw invalid('response_format', `expected an object, got ${typeName(format)}`);
     const type = (format as Body)['type'];
-    if (type !== 'text') throw unsupported('response_format', `only { "type": "text" } is supported (JSON output is not), got type ${JSON.stringify(type)}`);
+    if (type !== 'text') throw unsupported('response_format', `only { "type": "text" } is supported (JSON output is not), got type ${quote(type)}`);
   }
   const modalities = v('modalities');
   if (!absent(modalities) && !(Array.isArray(modalities) && modalities.every((m) => m === 'text'))) throw unsupported('modalities', 'only ["text"] is supported');
@@ -289,7 +289,7 @@ export function parseChatRequest(body: Body): ChatRequest {
     if (typeof m !== 'object' || m === null || Array.isArray(m)) throw invalid(where, `expected an object, got ${typeName(m)}`);
     const { role, content } = m as Body;
     if (role !== 'system' && role !== 'developer' && role !== 'user' && role !== 'assistant') {
-      throw invalid(`${where}.role`, `expected system, developer, user or assistant, got ${JSON.stringify(role)}`);
+      throw invalid(`${where}.role`, `expected system, developer, user or assistant, got ${quote(role)}`);
     }
     for (const key of Object.keys(m)) {
       if (key === 'role' || key === 'content') continue;
@@ -462,7 +462,7 @@ export function parseDetokenizeRequest(body: Body): DetokenizeRequest {
   const tokens = body['tokens'];
   if (!Array.isArray(tokens)) throw invalid('tokens', tokens === undefined ? 'required' : `expected an array of token ids, got ${typeName(tokens)}`);
   tokens.forEach((id: unknown, i) => {
-    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) throw invalid('tokens', `tokens[${i}] is not a token id: ${JSON.stringify(id)}`);
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) throw invalid('tokens', `tokens[${i}] is not a token id: ${quote(id)}`);
   });
   return { tokens: tokens as number[] };
 }

@@ -22,7 +22,7 @@
 // and Llama 3 style) and model types are refused with a message. As with the .model, text is never
 // searched for special tokens: "<s>" in a prompt is text, not BOS.
 
-import { FormatError } from '../errors.js';
+import { FormatError, quote } from '../errors.js';
 import type { NormalizerOptions } from './normalizer.js';
 import { PieceType } from './sentencepiece-model.js';
 import { fromPieces, pieceToByte, type Vocabulary } from './vocabulary.js';
@@ -58,18 +58,18 @@ function normalizerOptions(json: Json, file: string): NormalizerOptions {
   };
   if (normalizer === null || normalizer === undefined) {
     // the newer Llama form: the Metaspace pre-tokenizer adds the prefix and escapes spaces
-    if (!isObject(pre) || pre['type'] !== 'Metaspace' || pre['replacement'] !== SPACE) refuse(`pre_tokenizer ${JSON.stringify(pre ?? null).slice(0, 80)}`);
+    if (!isObject(pre) || pre['type'] !== 'Metaspace' || pre['replacement'] !== SPACE) refuse(`pre_tokenizer ${quote(pre ?? null)}`);
     const p = pre as Json;
     if (p['split'] === true) refuse('a Metaspace pre-tokenizer that splits words');
     const scheme = p['prepend_scheme'] ?? (p['add_prefix_space'] === false ? 'never' : 'always');
-    if (scheme !== 'first' && scheme !== 'always' && scheme !== 'never') refuse(`prepend_scheme ${JSON.stringify(scheme)}`);
+    if (scheme !== 'first' && scheme !== 'always' && scheme !== 'never') refuse(`prepend_scheme ${quote(scheme)}`);
     return { addDummyPrefix: scheme !== 'never', removeExtraWhitespaces: false, escapeWhitespaces: true, treatWhitespaceAsSuffix: false };
   }
-  if (pre !== null && pre !== undefined) refuse(`pre_tokenizer ${JSON.stringify(pre).slice(0, 80)} with a normalizer`);
+  if (pre !== null && pre !== undefined) refuse(`pre_tokenizer ${quote(pre)} with a normalizer`);
   if (!isObject(normalizer)) return refuse('the normalizer');
   const list = normalizer['type'] === 'Sequence' ? normalizer['normalizers'] : [normalizer];
   if (!Array.isArray(list)) return refuse('the normalizer');
-  const steps = list.map((n) => (isObject(n) ? recogniseStep(n) : undefined) ?? refuse(`normalizer ${JSON.stringify(n).slice(0, 80)}`));
+  const steps = list.map((n) => (isObject(n) ? recogniseStep(n) : undefined) ?? refuse(`normalizer ${quote(n)}`));
   const key = steps.join(',');
   const plain = ['escape', 'prefix,escape'];
   const extra = ['stripLeading,collapse,escape,stripTrailing', 'stripLeading,collapse,prefix,escape,stripTrailing'];
@@ -82,7 +82,7 @@ export function vocabularyFromTokenizerJson(json: unknown, file: string): Vocabu
   if (!isObject(json)) throw new FormatError(file, 'not a tokenizer.json object');
   const model = json['model'];
   if (!isObject(model)) throw new FormatError(file, 'no "model" object');
-  if (model['type'] !== 'BPE') throw new FormatError(file, `model type ${JSON.stringify(model['type'])} is not supported (only BPE, as Llama 2 uses)`);
+  if (model['type'] !== 'BPE') throw new FormatError(file, `model type ${quote(model['type'])} is not supported (only BPE, as Llama 2 uses)`);
   for (const k of ['continuing_subword_prefix', 'end_of_word_suffix']) {
     if (model[k] !== null && model[k] !== undefined && model[k] !== '') throw new FormatError(file, `model.${k} is not supported`);
   }
@@ -100,7 +100,7 @@ export function vocabularyFromTokenizerJson(json: unknown, file: string): Vocabu
   const pieces = new Array<string | undefined>(n);
   const types = new Uint8Array(n).fill(PieceType.NORMAL);
   for (const [piece, id] of entries) {
-    if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= n) throw new FormatError(file, `piece ${JSON.stringify(piece)} has id ${JSON.stringify(id)}`);
+    if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= n) throw new FormatError(file, `piece ${quote(piece)} has id ${quote(id)}`);
     if (pieces[id as number] !== undefined) throw new FormatError(file, `id ${id} is given to two pieces`);
     pieces[id as number] = piece;
   }
@@ -108,7 +108,7 @@ export function vocabularyFromTokenizerJson(json: unknown, file: string): Vocabu
   for (const a of added) {
     if (!isObject(a) || !Number.isSafeInteger(a['id']) || typeof a['content'] !== 'string') throw new FormatError(file, 'an added token without an id and content');
     const id = a['id'] as number;
-    if (pieces[id] !== undefined && pieces[id] !== a['content']) throw new FormatError(file, `added token ${id} ${JSON.stringify(a['content'])} is ${JSON.stringify(pieces[id])} in the vocab`);
+    if (pieces[id] !== undefined && pieces[id] !== a['content']) throw new FormatError(file, `added token ${id} ${quote(a['content'])} is ${quote(pieces[id])} in the vocab`);
     pieces[id] = a['content'];
     types[id] = a['content'] === unk ? PieceType.UNKNOWN : a['special'] === true ? PieceType.CONTROL : PieceType.USER_DEFINED;
   }
@@ -117,7 +117,7 @@ export function vocabularyFromTokenizerJson(json: unknown, file: string): Vocabu
   let unkId: number | undefined;
   if (typeof unk === 'string') {
     unkId = pieces.indexOf(unk);
-    if (unkId < 0) throw new FormatError(file, `unk_token ${JSON.stringify(unk)} is not in the vocabulary`);
+    if (unkId < 0) throw new FormatError(file, `unk_token ${quote(unk)} is not in the vocabulary`);
     types[unkId] = PieceType.UNKNOWN;
   }
   if (byteFallback) for (let id = 0; id < n; id++) if (types[id] === PieceType.NORMAL && pieceToByte(pieces[id]!) >= 0) types[id] = PieceType.BYTE;
@@ -131,14 +131,14 @@ export function vocabularyFromTokenizerJson(json: unknown, file: string): Vocabu
     let a: unknown, b: unknown;
     if (typeof m === 'string') {
       const parts = m.split(' ');
-      if (parts.length !== 2) throw new FormatError(file, `merge ${rank} ${JSON.stringify(m)} is not "left right"`);
+      if (parts.length !== 2) throw new FormatError(file, `merge ${rank} ${quote(m)} is not "left right"`);
       [a, b] = parts;
     } else if (Array.isArray(m) && m.length === 2) {
       [a, b] = m;
     }
     if (typeof a !== 'string' || typeof b !== 'string') throw new FormatError(file, `merge ${rank} is not a pair of pieces`);
     const id = ids.get(a + b);
-    if (!ids.has(a) || !ids.has(b) || id === undefined) throw new FormatError(file, `merge ${rank} (${JSON.stringify(a)} + ${JSON.stringify(b)}) is not of vocabulary pieces`);
+    if (!ids.has(a) || !ids.has(b) || id === undefined) throw new FormatError(file, `merge ${rank} (${quote(a)} + ${quote(b)}) is not of vocabulary pieces`);
     if (Number.isNaN(scores[id]!)) scores[id] = -rank;
   });
   for (let id = 0; id < n; id++) {

@@ -6,7 +6,7 @@
 // pieces (with ▁ written as a space, <s>/</s> written as "\n<s>\n"/"\n</s>\n") and scores, so the
 // rest is inferred (see fromLlama2c).
 
-import { FormatError } from '../errors.js';
+import { FormatError, quote } from '../errors.js';
 import type { NormalizerOptions } from './normalizer.js';
 import { ModelType, PieceType, type SentencePieceModel } from './sentencepiece-model.js';
 
@@ -83,13 +83,13 @@ export function fromPieces(list: PieceList, file: string): Vocabulary {
     if (piece.includes('\0')) throw new FormatError(file, `piece ${id} contains a NUL character`);
     const isNormal = type === PieceType.NORMAL || type === PieceType.USER_DEFINED || type === PieceType.UNUSED;
     const set = isNormal ? normal : reserved;
-    if (set.has(piece)) throw new FormatError(file, `piece ${id} '${piece}' is defined twice`);
+    if (set.has(piece)) throw new FormatError(file, `piece ${id} ${quote(piece)} is defined twice`);
     set.add(piece);
     if (type === PieceType.UNKNOWN && list.unkId === undefined) {
       if (unkId >= 0) throw new FormatError(file, `a second <unk> piece at id ${id}`);
       unkId = id;
     }
-    if (type === PieceType.BYTE && pieceToByte(piece) < 0) throw new FormatError(file, `byte piece ${id} '${piece}' is not of the form <0xNN>`);
+    if (type === PieceType.BYTE && pieceToByte(piece) < 0) throw new FormatError(file, `byte piece ${id} ${quote(piece)} is not of the form <0xNN>`);
     pieces[id] = piece;
     scores[id] = list.scores[id]!;
     types[id] = type;
@@ -202,7 +202,7 @@ export function fromLlama2c(texts: readonly string[], scoreList: Float32Array, f
     }
     if (piece.length === 0) throw new FormatError(file, `token ${id} is empty`);
     if (piece.includes('\0')) throw new FormatError(file, `token ${id} contains a NUL byte`);
-    if (seen.has(piece)) throw new FormatError(file, `token ${id} '${t}' is defined twice`);
+    if (seen.has(piece)) throw new FormatError(file, `token ${id} ${quote(t)} is defined twice`);
     seen.add(piece);
     pieces[id] = piece;
     types[id] = type;

@@ -122,6 +122,14 @@ function readCheckpointFile(path: string, tensors: boolean): { state: TrainState
       if (!Number.isInteger(raw[k]) || raw[k] < 0) throw new FormatError(path, `training checkpoint: bad ${k}`);
     }
     if (typeof raw.settings !== 'object' || raw.settings === null || Array.isArray(raw.settings)) throw new FormatError(path, 'training checkpoint: bad settings');
+    // (what resuming hands to the sampler and the dropout generator: checked here, not found broken there)
+    const sampler = raw.sampler as unknown as Record<string, unknown> | null;
+    if (typeof sampler !== 'object' || sampler === null || !isCount(sampler['epoch']) || !isCount(sampler['cursor'])) throw new FormatError(path, 'training checkpoint: bad sampler state');
+    const rng = raw.dropoutRng as unknown;
+    if (!Array.isArray(rng) || rng.length !== 4 || !rng.every((w) => Number.isInteger(w) && w >= 0 && w < 2 ** 32) || rng.every((w) => w === 0)) {
+      throw new FormatError(path, 'training checkpoint: bad dropout generator state');
+    }
+    if (raw.bestValLoss !== null && typeof raw.bestValLoss !== 'number') throw new FormatError(path, 'training checkpoint: bad bestValLoss');
     if (raw.run !== undefined) checkRunRecord(raw.run, path);
     const state: TrainState = { ...raw, bestValLoss: raw.bestValLoss ?? Infinity };
     const n = parameterCount(state.config);
@@ -134,6 +142,10 @@ function readCheckpointFile(path: string, tensors: boolean): { state: TrainState
   } finally {
     closeSync(fd);
   }
+}
+
+function isCount(v: unknown): boolean {
+  return Number.isSafeInteger(v) && (v as number) >= 0;
 }
 
 function checkRunRecord(run: unknown, path: string): void {

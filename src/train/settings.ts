@@ -2,7 +2,7 @@
 // config file, spelled with dashes as flags), their defaults (train.py's) and checks. One table
 // drives the flag parser, the config-file reader and the help text.
 
-import { describeFsError, UsageError } from '../errors.js';
+import { describeFsError, UsageError, quote } from '../errors.js';
 import { readWholeFile } from '../files.js';
 
 export interface TrainSettings {
@@ -110,7 +110,7 @@ function convert(k: Knob, raw: unknown, where: string): TrainSettings[keyof Trai
     if (typeof raw === 'boolean') return raw;
     if (raw === 'true' || raw === '1' || raw === 'True') return true;
     if (raw === 'false' || raw === '0' || raw === 'False') return false;
-    throw new UsageError(`${where}: expected true or false, got ${JSON.stringify(raw)}`);
+    throw new UsageError(`${where}: expected true or false, got ${quote(raw)}`);
   }
   if (k.kind === 'string') {
     if (typeof raw !== 'string' || raw === '') throw new UsageError(`${where}: expected a non-empty string`);
