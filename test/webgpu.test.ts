@@ -17,6 +17,7 @@ import { after, test } from 'node:test';
 import type { InferenceEngine } from '../src/infer/engine.js';
 import { Transformer } from '../src/infer/forward.js';
 import { generate } from '../src/infer/generate.js';
+import { LanguageModel } from '../src/infer/model.js';
 import { createKernels, type KernelSet } from '../src/kernels/kernel-set.js';
 import { type Q8Weights, type QuantizedTensor, checkpointWeights, quantizeWeights, readCheckpoint, writeCheckpoint } from '../src/model/checkpoint.js';
 import type { ModelConfig } from '../src/model/config.js';
@@ -251,6 +252,21 @@ test('webgpu: a model loads as on the CPU — stored Q8_0 stays int8 unless dequ
     for (const e of opened) e.free();
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('library: LanguageModel.load(model, { kernels: \'webgpu\' }) completes as the WebAssembly engine does', { skip }, async () => {
+  const model = ref('data', 'models', 'stories260K.bin');
+  const tokenizer = ref('data', 'models', 'tok512.bin');
+  const gpu = await LanguageModel.load(model, { tokenizer, kernels: 'webgpu' });
+  const cpu = await LanguageModel.load(model, { tokenizer, kernels: 'wasm', threads: 1 });
+  try {
+    assert.match(gpu.transformer.backend, /^webgpu \(/);
+    const request = { prompt: 'Once upon a time', maxTokens: 40, temperature: 0 };
+    assert.equal((await gpu.complete(request)).text, (await cpu.complete(request)).text);
+  } finally {
+    await gpu.close();
+    await cpu.close();
   }
 });
 

@@ -7,11 +7,9 @@
 import { fileURLToPath } from 'node:url';
 import { LlamaError, UsageError } from '../errors.js';
 import { openModelSource } from '../model/open.js';
-import type { ChatTemplateRef } from '../model/source.js';
+import type { ChatTemplateRef, ModelSource } from '../model/source.js';
 import { loadTokenizer, parseTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import type { InferenceEngine } from './engine.js';
-import type { ModelKernels } from './forward.js';
-import { type LoadModelOptions, loadTransformer } from './load.js';
 
 /** A model or tokenizer: a path, a URL (file:, http:, https:), or the file's bytes. */
 export type ModelInput = string | URL | Uint8Array | ArrayBuffer;
@@ -55,12 +53,12 @@ export interface LoadedModel {
   readonly chatTemplate: ChatTemplateRef | undefined;
 }
 
-/** Loads a model into `kernels`. */
-export async function loadModelInput(input: ModelInput, kernels: ModelKernels, options: LoadModelOptions): Promise<LoadedModel> {
+/** Loads a model with `open` (the backend's loader: loadTransformer into CPU kernels, or onto the GPU). */
+export async function loadModelInput(input: ModelInput, open: (source: ModelSource) => InferenceEngine): Promise<LoadedModel> {
   const r = await resolveInput(input, 'model');
   const source = openModelSource('path' in r ? r.path : { name: r.name, bytes: r.bytes });
   try {
-    const engine = loadTransformer(source, kernels, options);
+    const engine = open(source);
     const tokenizer = source.tokenizer?.path ?? ('url' in r && r.url !== undefined ? new URL('tokenizer.bin', r.url) : undefined);
     return { engine, tokenizer, name: source.path, chatTemplate: source.chatTemplate };
   } finally {

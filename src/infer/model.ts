@@ -9,9 +9,10 @@
 //
 // A model loads from a path, a file: or http(s): URL, or the bytes of the file; the tokenizer from
 // the same kinds of input, by default the one found with the model. Kernels: WebAssembly SIMD on
-// every core unless told otherwise. Generation runs on the calling thread, but lets the event loop
-// run every few milliseconds, so a server stays responsive; calls on one model run one at a time,
-// in the order they were made (the model has one KV cache).
+// every core unless told otherwise (kernels: 'webgpu' runs it on the GPU). Generation runs on the
+// calling thread, but lets the event loop run every few milliseconds, so a server stays
+// responsive; calls on one model run one at a time, in the order they were made (the model has one
+// KV cache).
 //
 // Defaults are `llama2 run`'s (temperature 1, top-p 0.9), so a seeded completion is the text run
 // prints after the prompt; the prompt itself is not part of the text unless `echo` is set.
@@ -22,11 +23,12 @@ import { defaultModelFiles } from '../model/default-model.js';
 import { createKernels } from '../kernels/kernel-set.js';
 import { jsKernels } from '../kernels/js.js';
 import { type Tokenizer } from '../tokenizer/index.js';
+import type { ModelSource } from '../model/source.js';
 import { type ChatMessage, systemPromptTokens } from './chat.js';
 import { type ChatFormat, chatFormatFor, encodeChat, LLAMA2_CHAT } from './chat-format.js';
 import type { InferenceEngine } from './engine.js';
 import type { ModelKernels } from './forward.js';
-import type { LoadModelOptions } from './load.js';
+import { type LoadModelOptions, loadTransformer } from './load.js';
 import { type GenerationRequest, type GenerationResult, encodePrompt, generateFromIds, promptText } from './generate.js';
 import { type ModelInput, loadModelInput, loadTokenizerInput } from './model-input.js';
 
@@ -35,8 +37,11 @@ export type { ModelInput } from './model-input.js';
 export interface LoadOptions {
   /** The tokenizer (tokenizer.bin or SentencePiece .model): a path, URL or bytes. Default: the one found with the model. */
   tokenizer?: ModelInput;
-  /** 'wasm' (WebAssembly SIMD, the default), 'js' (plain TypeScript), or a kernel set from createKernels(). */
-  kernels?: 'wasm' | 'js' | ModelKernels;
+  /**
+   * 'wasm' (WebAssembly SIMD, the default), 'js' (plain TypeScript), 'webgpu' (the GPU, through
+   * WebGPU: navigator.gpu, or in Node.js the `webgpu` package), or a kernel set from createKernels().
+   */
+  kernels?: 'wasm' | 'js' | 'webgpu' | ModelKernels;
   /** Threads of the WebAssembly kernels (default: one per core). */
   threads?: number;
   /** 'q8' runs a float32 model with int8 Q8_0 weights; a model stored as Q8_0 (v2) runs as int8 anyway. */
@@ -118,22 +123,30 @@ export class LanguageModel {
       tokenizerInput ??= embedded.tokenizer;
     }
     const kernelChoice = options.kernels ?? 'wasm';
-    let kernels: ModelKernels;
+    const { quantize, dequantize, contextLength } = options;
+    const loadOptions: LoadModelOptions = { quantize, dequantize, contextLength };
+    let open: (source: ModelSource) => InferenceEngine;
     let close: () => Promise<void> = async () => {};
-    if (typeof kernelChoice === 'string') {
-      if (kernelChoice !== 'wasm' && kernelChoice !== 'js') throw new UsageError(`kernels: expected 'wasm', 'js' or a kernel set, got '${String(kernelChoice)}'`);
+    if (kernelChoice === 'webgpu') {
+      // the GPU backend: a device on its own thread (its module loaded only when asked for)
+      const { WebGpuDevice, loadWebGpuEngine } = await import('../backends/webgpu/engine.js');
+      const device = await WebGpuDevice.open();
+      open = (source) => loadWebGpuEngine(device, source, loadOptions);
+      close = () => device.close();
+    } else if (typeof kernelChoice === 'string') {
+      if (kernelChoice !== 'wasm' && kernelChoice !== 'js') throw new UsageError(`kernels: expected 'wasm', 'js', 'webgpu' or a kernel set, got '${String(kernelChoice)}'`);
       if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads >= 1)) {
         throw new UsageError(`threads must be a positive integer, got ${options.threads}`);
       }
       const set = kernelChoice === 'js' ? undefined : await createKernels(options.threads !== undefined ? { threads: options.threads } : {});
-      kernels = set ?? jsKernels;
+      const kernels = set ?? jsKernels;
+      open = (source) => loadTransformer(source, kernels, loadOptions);
       if (set !== undefined) close = () => set.close();
     } else {
-      kernels = kernelChoice;
+      open = (source) => loadTransformer(source, kernelChoice, loadOptions);
     }
     try {
-      const { quantize, dequantize, contextLength } = options;
-      const loaded = await loadModelInput(input, kernels, { quantize, dequantize, contextLength });
+      const loaded = await loadModelInput(input, open);
       const tokenizer = await loadTokenizerInput(tokenizerInput ?? loaded.tokenizer, loaded.engine.config.vocabSize, loaded.name);
       return new LanguageModel(loaded.engine, tokenizer, chatFormatFor(loaded.chatTemplate), close);
     } catch (err) {
