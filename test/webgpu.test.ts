@@ -196,6 +196,38 @@ test('webgpu: the other kernel variants (subgroups; teams of 4 in workgroup memo
   }
 });
 
+test('webgpu prefill: every prompt token\'s logits (batched, read back per batch) as WebAssembly computes them token by token, float32 and Q8_0', { skip }, async (t) => {
+  const weights = stories260K();
+  const ids = prompt64().slice(0, 55); // 5 fed first, then 50: a whole batch of 32 and a part of one
+  for (const w of [weights, quantizeWeights(weights, 64)] as const) {
+    const { cpu, gpu } = await pair(w);
+    const what = 'groupSize' in w ? 'Q8_0' : 'float32';
+    gpu.prefill(ids.slice(0, 5), 0);
+    ids.slice(0, 5).forEach((id, pos) => cpu.advance(id, pos));
+    const seen: number[] = [];
+    let maxDiff = 0;
+    let kl = 0;
+    gpu.prefill(ids.slice(5), 5, (i, logits) => {
+      seen.push(i);
+      const a = cpu.forward(ids[5 + i]!, 5 + i);
+      for (let k = 0; k < a.length; k++) maxDiff = Math.max(maxDiff, Math.abs(a[k]! - logits[k]!));
+      const p = logSoftmax(a);
+      const q = logSoftmax(logits);
+      for (let k = 0; k < p.length; k++) kl += Math.exp(p[k]!) * (p[k]! - q[k]!);
+    });
+    assert.deepEqual(seen, Array.from({ length: 50 }, (_, i) => i));
+    t.diagnostic(`prefill with logits, ${what}: max |Δlogit| ${maxDiff.toExponential(2)}, mean KL ${(kl / 50).toExponential(2)}`);
+    if ('groupSize' in w) assert.ok(kl / 50 < Q8_MEAN_KL, `${what}: mean KL ${kl / 50}`);
+    else assert.ok(maxDiff < 1e-4, `${what}: max |logit diff| ${maxDiff}`);
+    // the cache holds all 55: the next token's logits agree too
+    const a = cpu.forward(ids[0]!, 55);
+    const b = gpu.forward(ids[0]!, 55);
+    const next = Math.max(...Array.from(a, (v, k) => Math.abs(v - b[k]!)));
+    assert.ok(next < ('groupSize' in w ? 0.5 : 1e-4), `${what}: the next token's max |logit diff| ${next}`);
+    gpu.free();
+  }
+});
+
 test('webgpu: the context shift moves and re-rotates the cache as the WebAssembly engine does', { skip }, async () => {
   const { cpu, gpu } = await pair(stories260K());
   const ids = prompt64();

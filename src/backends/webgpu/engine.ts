@@ -2,9 +2,11 @@
 // server and the library call, synchronously, while the GPU work runs on the host thread
 // (protocol.ts explains the hand-off, host.ts and model.ts the work).
 //
-// Prompts are fed in batches: advance() only records the token; the recorded positions go to the
-// GPU together — as one matrix × matrix pass per maxBatch tokens — with the next forward(), or
-// when maxBatch of them wait. The logits are the same as token by token (the batch is causal).
+// Prompts are fed in batches: advance() and prefill() only record the tokens; the recorded
+// positions go to the GPU together — as one matrix × matrix pass per maxBatch tokens — with the
+// next forward(), or when maxBatch of them wait. prefill() with a visitor sends them maxBatch at a
+// time and reads every token's logits back per batch. The logits are the same as token by token
+// (the batch is causal) up to float32 rounding.
 //
 // For the trainer next: GpuModel's buffers are tensors on the device and wgsl.ts's kernels are
 // functions of (step, bindings), so a GPU trainer is the same pattern — the parameters, gradients
@@ -27,7 +29,7 @@ import { contextLengthFor } from '../../infer/forward.js';
 import { type LoadModelOptions, type WeightAllocator, loadFloat32Weights, loadQ8Weights, loadsAsQ8 } from '../../infer/load.js';
 import type { TuningOverrides } from './device.js';
 import type { KernelTuning } from './wgsl.js';
-import type { GpuMatrixData, GpuWeightsData } from './model.js';
+import type { GpuMatrixData, GpuWeightsData, Head } from './model.js';
 import { DEAD, DONE, ERROR_LEN, type FromHost, type HostInit, STATUS, TOKENS, type ToHost, controlBytes, controlInts } from './protocol.js';
 
 export interface WebGpuOptions {
@@ -155,6 +157,8 @@ export class WebGpuEngine implements InferenceEngine {
   private readonly pendingTokens: Int32Array;
   private pending = 0;
   private pendingPos = 0;
+  /** Every token's logits of a batch (maxBatch · vocab), and a view per token: made on the first prefill with a visitor. */
+  private allLogits: Float32Array[] | undefined;
 
   private constructor(private readonly model: GpuModelHandle) {
     const device = model.device;
@@ -188,25 +192,43 @@ export class WebGpuEngine implements InferenceEngine {
 
   forward(token: number, pos: number): Float32Array {
     this.record(token, pos);
-    this.send(true);
+    this.send('last');
     return this.logits;
   }
 
   advance(token: number, pos: number): void {
     this.record(token, pos);
-    if (this.pending === this.pendingTokens.length) this.send(false);
+    if (this.pending === this.pendingTokens.length) this.send('none');
   }
 
   /**
-   * A prompt: its tokens go into the pending batch as advance() puts them (sent maxBatch at a time
-   * as one matrix × matrix pass); with `visit`, each token's logits come back one by one.
-   * (Placeholder by perf so that the interface compiles: gpu owns this file.)
+   * A prompt: without `visit`, its tokens join the pending batch as advance() puts them (sent
+   * maxBatch at a time as one matrix × matrix pass, the rest with the next command); with it, they
+   * go maxBatch at a time with every token's logits computed on the GPU and read back per batch.
    */
   prefill(tokens: ArrayLike<number>, pos: number, visit?: (index: number, logits: Float32Array) => void): void {
-    for (let i = 0; i < tokens.length; i++) {
-      if (visit === undefined) this.advance(tokens[i]!, pos + i);
-      else visit(i, this.forward(tokens[i]!, pos + i));
+    if (visit === undefined) {
+      for (let i = 0; i < tokens.length; i++) this.advance(tokens[i]!, pos + i);
+      return;
     }
+    this.send('none');
+    const views = this.allLogits ??= this.registerAllLogits();
+    for (let i = 0; i < tokens.length; i += views.length) {
+      const n = Math.min(views.length, tokens.length - i);
+      for (let j = 0; j < n; j++) this.record(tokens[i + j]!, pos + i + j);
+      this.send('all');
+      for (let j = 0; j < n; j++) visit(i + j, views[j]!);
+    }
+  }
+
+  /** Shared memory for a batch's every-token logits, handed to the host once; a view per token. */
+  private registerAllLogits(): Float32Array[] {
+    const vocab = this.config.vocabSize;
+    const batch = this.pendingTokens.length;
+    const all = new Float32Array(new SharedArrayBuffer(batch * vocab * 4));
+    const device = this.model.device;
+    device.call({ type: 'logits-all', seq: device.nextSeq(), session: this.sessionId, logits: all });
+    return Array.from({ length: batch }, (_, j) => all.subarray(j * vocab, (j + 1) * vocab));
   }
 
   shift(keep: number, drop: number, length: number): void {
@@ -214,7 +236,7 @@ export class WebGpuEngine implements InferenceEngine {
     if (!(ok(keep) && ok(drop) && ok(length) && keep + drop <= length && length <= this.config.seqLen)) {
       throw new RangeError(`cannot shift: keep ${keep} and drop ${drop} of ${length} positions (context window ${this.config.seqLen})`);
     }
-    this.send(false);
+    this.send('none');
     const device = this.model.device;
     device.call({ type: 'shift', seq: device.nextSeq(), session: this.sessionId, keep, drop, length });
   }
@@ -230,18 +252,18 @@ export class WebGpuEngine implements InferenceEngine {
     const c = this.config;
     if (!(pos >= 0 && pos < c.seqLen)) throw new RangeError(`position ${pos} is outside the context window (${c.seqLen})`);
     if (!(token >= 0 && token < c.vocabSize)) throw new RangeError(`token ${token} is outside the vocabulary (${c.vocabSize})`);
-    if (this.pending > 0 && pos !== this.pendingPos + this.pending) this.send(false);
+    if (this.pending > 0 && pos !== this.pendingPos + this.pending) this.send('none');
     if (this.pending === 0) this.pendingPos = pos;
     this.pendingTokens[this.pending++] = token;
   }
 
-  private send(logits: boolean): void {
+  private send(head: Head): void {
     if (this.pending === 0) return;
     const device = this.model.device;
     device.tokens.set(this.pendingTokens.subarray(0, this.pending));
     const count = this.pending;
     this.pending = 0;
-    device.call({ type: 'run', seq: device.nextSeq(), session: this.sessionId, count, pos0: this.pendingPos, logits });
+    device.call({ type: 'run', seq: device.nextSeq(), session: this.sessionId, count, pos0: this.pendingPos, head });
   }
 }
 

@@ -23,7 +23,7 @@ export async function startHost(init: HostInit, post: (m: FromHost) => void): Pr
   const ctrl = new Int32Array(init.control, 0, controlInts(maxBatch));
   const errorBytes = new Uint8Array(init.control, controlInts(maxBatch) * 4, ERROR_BYTES);
   const models = new Map<number, GpuModel>();
-  const sessions = new Map<number, { session: GpuSession; logits: Float32Array }>();
+  const sessions = new Map<number, { session: GpuSession; logits: Float32Array; all?: Float32Array }>();
   const tokens = ctrl.subarray(TOKENS, TOKENS + maxBatch);
 
   const answer = (seq: number, error: string | undefined) => {
@@ -73,7 +73,13 @@ export async function startHost(init: HostInit, post: (m: FromHost) => void): Pr
       case 'run': {
         const s = sessions.get(m.session);
         if (s === undefined) throw new Error(`internal: no session ${m.session}`);
-        await s.session.run(tokens, m.count, m.pos0, m.logits ? s.logits : undefined);
+        await s.session.run(tokens, m.count, m.pos0, m.head, m.head === 'all' ? s.all : s.logits);
+        return;
+      }
+      case 'logits-all': {
+        const s = sessions.get(m.session);
+        if (s === undefined) throw new Error(`internal: no session ${m.session}`);
+        s.all = m.logits;
         return;
       }
       case 'shift': {

@@ -8,6 +8,7 @@
 // (cos, sin). Per session, with B = maxBatch:
 //   x (B, dim)  xn (B, dim)  q (B, dim)  ao (B, dim)  hb (B, hidden)  att (B, nHeads, seqLen)
 //   keyCache[l], valueCache[l] (seqLen, kvDim)  xf (dim)  logits (vocab)
+//   every token's logits (a prompt's, for evaluation), made on first use: xf (B, dim), logits (B, vocab)
 //   Q8_0: xq (B, max(dim, hidden) / 4) u32, xs (B, groups) — the quantized input of the next product
 //   step (pos0, count), tokens (B): written before each command
 //
@@ -85,7 +86,7 @@ export class GpuModel {
   readonly pipelines: {
     readonly embed: Pipeline; readonly rmsnorm: Pipeline; readonly rmsnormFinal: Pipeline;
     readonly qkv: Pipeline; readonly attention: Pipeline; readonly wo: Pipeline; readonly gateUp: Pipeline; readonly w2: Pipeline;
-    readonly classifier: Pipeline; readonly shiftKeys: Pipeline;
+    readonly classifier: Pipeline; readonly classifierAll: Pipeline; readonly shiftKeys: Pipeline;
     /** Q8_0: quantizing a (B, dim) input, a (B, hidden) one, and the final norm's row. */
     readonly quantizeDim?: Pipeline; readonly quantizeHidden?: Pipeline; readonly quantizeFinal?: Pipeline;
   };
@@ -148,6 +149,7 @@ export class GpuModel {
       gateUp: make(gateUpKernel(s, t)),
       w2: make(residualKernel(s, t, c.hiddenDim, 'w2')),
       classifier: make(classifierKernel(s, t)),
+      classifierAll: make(classifierKernel(s, t, true)),
       shiftKeys: make(shiftKeysKernel(s, t)),
       ...(gs > 0 ? {
         quantizeDim: make(quantizeKernel(s, t, c.dim, false)),
@@ -212,6 +214,9 @@ function ropeTable(c: ModelConfig): Float32Array {
   return table;
 }
 
+/** Whose logits a command computes and reads back: none (prompt tokens), the last token's, or every token's. */
+export type Head = 'none' | 'last' | 'all';
+
 /** One kernel launch of a command: pipeline, bind group, workgroups. */
 interface Dispatch {
   readonly pipeline: GPUComputePipeline;
@@ -230,6 +235,9 @@ export class GpuSession {
   /** Every layer's kernels, in order, then the final norm and classifier. */
   private readonly body: Dispatch[];
   private readonly head: Dispatch[];
+  /** The head for every token of a batch, its logits and their readback: made on first use (buildAll). */
+  private all: { readonly head: Dispatch[]; readonly logits: GPUBuffer; readonly readback: GPUBuffer } | undefined;
+  private readonly buildAll: () => NonNullable<GpuSession['all']>;
   /** The context shift: each layer's caches, a scratch copy of rows, the rotation, and the key kernel per layer. */
   private readonly caches: Array<{ readonly keys: GPUBuffer; readonly values: GPUBuffer; readonly rotate: Dispatch }> = [];
   private readonly scratch: GPUBuffer;
@@ -313,6 +321,16 @@ export class GpuSession {
       ...(P.quantizeFinal === undefined ? [] : [dispatch(P.quantizeFinal, { x: xf, xq: xq!, xs: xs! }, () => [Math.ceil(Math.ceil(c.dim / gs) / 64), 1])]),
       dispatch(P.classifier, { ...product(model.classifier, xf), logits: this.logits }, byItems(c.vocabSize)),
     ];
+    this.buildAll = () => {
+      const xfAll = f32(B * c.dim);
+      const logits = f32(B * c.vocabSize, Usage.COPY_SRC);
+      const readback = device.createBuffer({ size: B * c.vocabSize * 4, usage: Usage.MAP_READ | Usage.COPY_DST });
+      this.owned.push(readback);
+      const head = [dispatch(P.rmsnorm, { x, w: model.rmsFinal, o: xfAll }, (count) => [count, 1])];
+      for (const d of quantize(P.quantizeDim, xfAll, c.dim)) head.push(d);
+      head.push(dispatch(P.classifierAll, { ...product(model.classifier, xfAll), logits }, byItems(c.vocabSize)));
+      return { head, logits, readback };
+    };
     void device.lost.then((info) => { this.failure ??= `the GPU device was lost: ${info.message}`; });
   }
 
@@ -323,7 +341,7 @@ export class GpuSession {
   }
 
   /** The command buffer of one batch of `count` tokens (with the final norm, classifier and logits copy when asked). */
-  private record(count: number, logits: boolean): GPUCommandBuffer {
+  private record(count: number, head: Head): GPUCommandBuffer {
     const encoder = this.device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     const run = (d: Dispatch) => {
@@ -333,39 +351,46 @@ export class GpuSession {
       pass.dispatchWorkgroups(gx, gy);
     };
     for (const d of this.body) run(d);
-    if (logits) for (const d of this.head) run(d);
+    const vocab = this.model.config.vocabSize;
+    if (head === 'last') for (const d of this.head) run(d);
+    const all = head === 'all' ? (this.all ??= this.buildAll()) : undefined;
+    if (all !== undefined) for (const d of all.head) run(d);
     pass.end();
-    if (logits) encoder.copyBufferToBuffer(this.logits, 0, this.readback, 0, this.model.config.vocabSize * 4);
+    if (head === 'last') encoder.copyBufferToBuffer(this.logits, 0, this.readback, 0, vocab * 4);
+    if (all !== undefined) encoder.copyBufferToBuffer(all.logits, 0, all.readback, 0, count * vocab * 4);
     return encoder.finish();
   }
 
   /**
-   * Runs `count` tokens at positions pos0 … pos0 + count - 1 (count ≤ maxBatch); with `out`, waits
-   * for the last token's logits and copies them there. Without, returns once the work is queued.
+   * Runs `count` tokens at positions pos0 … pos0 + count - 1 (count ≤ maxBatch). head 'last': waits
+   * for the last token's logits and copies them into `out`; 'all': every token's, token b's at
+   * out[b · vocab …]; 'none': returns once the work is queued.
    */
-  async run(tokens: ArrayLike<number>, count: number, pos0: number, out: Float32Array | undefined): Promise<void> {
+  async run(tokens: ArrayLike<number>, count: number, pos0: number, head: Head, out: Float32Array | undefined): Promise<void> {
     if (this.failure !== undefined) throw new Error(this.failure);
     this.stepData[0] = pos0;
     this.stepData[1] = count;
     this.device.queue.writeBuffer(this.step, 0, this.stepData);
     for (let i = 0; i < count; i++) this.tokenData[i] = tokens[i]!;
     this.device.queue.writeBuffer(this.tokens, 0, this.tokenData, 0, count);
-    const decode = count === 1 && out !== undefined;
-    const commands = decode && this.nextDecode !== undefined ? this.nextDecode : this.record(count, out !== undefined);
+    const decode = count === 1 && head === 'last';
+    const commands = decode && this.nextDecode !== undefined ? this.nextDecode : this.record(count, head);
     if (decode) this.nextDecode = undefined;
     this.device.pushErrorScope('validation');
     this.device.queue.submit([commands]);
     const validation = this.device.popErrorScope();
-    if (out === undefined) {
+    if (head === 'none' || out === undefined) {
       const err = await validation;
       if (err !== null) throw new Error(`WebGPU: ${err.message}`);
       return;
     }
     // record the next decode step while this one runs
-    this.nextDecode ??= this.record(1, true);
-    await this.readback.mapAsync(MAP_READ);
-    out.set(new Float32Array(this.readback.getMappedRange()));
-    this.readback.unmap();
+    this.nextDecode ??= this.record(1, 'last');
+    const readback = head === 'last' ? this.readback : this.all!.readback;
+    const bytes = (head === 'last' ? 1 : count) * this.model.config.vocabSize * 4;
+    await readback.mapAsync(MAP_READ, 0, bytes);
+    out.set(new Float32Array(readback.getMappedRange(0, bytes)));
+    readback.unmap();
     const err = await validation;
     if (err !== null) throw new Error(`WebGPU: ${err.message}`);
     if (this.failure !== undefined) throw new Error(this.failure);

@@ -12,10 +12,11 @@
 //     [TOKENS …]   the tokens of a `run` command (maxBatch of them)
 //   then ERROR_BYTES bytes of error message.
 //
-// A session's logits are written by the host into the session's own shared Float32Array. The
+// A session's logits are written by the host into the session's own shared Float32Array (the
+// last token's; every token's of a batch into a second one, registered on first use). The
 // host starts by acquiring the device and posts one ordinary message: 'ready' or 'failed'.
 
-import type { GpuWeightsData } from './model.js';
+import type { GpuWeightsData, Head } from './model.js';
 import type { TuningOverrides } from './device.js';
 import type { KernelTuning } from './wgsl.js';
 
@@ -46,7 +47,9 @@ export interface HostInit {
 export type ToHost =
   | { readonly type: 'load'; readonly seq: number; readonly model: number; readonly weights: GpuWeightsData }
   | { readonly type: 'session'; readonly seq: number; readonly model: number; readonly session: number; readonly logits: Float32Array }
-  | { readonly type: 'run'; readonly seq: number; readonly session: number; readonly count: number; readonly pos0: number; readonly logits: boolean }
+  | { readonly type: 'run'; readonly seq: number; readonly session: number; readonly count: number; readonly pos0: number; readonly head: Head }
+  /** Where a session's every-token logits go (maxBatch · vocab floats): sent once, before the first 'all' run. */
+  | { readonly type: 'logits-all'; readonly seq: number; readonly session: number; readonly logits: Float32Array }
   | { readonly type: 'shift'; readonly seq: number; readonly session: number; readonly keep: number; readonly drop: number; readonly length: number }
   | { readonly type: 'free'; readonly seq: number; readonly session: number }
   | { readonly type: 'unload'; readonly seq: number; readonly model: number };

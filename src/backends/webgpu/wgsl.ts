@@ -12,7 +12,8 @@
 //   rmsnorm     xn = …
 //   gateUp      hb = silu(W1 xn) ⊙ (W3 xn), silu(a) = a / (1 + e^-a)  one team per row pair (W1 row i, W3 row i)
 //   w2          x += W2 hb
-// then, for the last token only: xf = rmsnorm(x) ⊙ rmsFinal, logits = Wcls xf.
+// then, for the last token only: xf = rmsnorm(x) ⊙ rmsFinal, logits = Wcls xf (or for every token
+// of the batch, when a prompt's every logit is wanted).
 //
 // Matrix × vector products. A team of lanes (a subgroup where the adapter has subgroups, else a
 // fixed number of invocations that add their partial sums through workgroup memory) owns a row (or
@@ -440,13 +441,17 @@ export function gateUpKernel(s: KernelShape, t: KernelTuning): KernelSource {
   });
 }
 
-/** logits = Wcls xf (one token: the last of the batch, normalised by the final rmsnorm). */
-export function classifierKernel(s: KernelShape, t: KernelTuning): KernelSource {
+/**
+ * logits = Wcls xf: for one token (the last of the batch, normalised by the final rmsnorm into row
+ * 0), or with `all` for every token of the batch (rows b of xf into rows b of logits: a prompt
+ * whose every logit is wanted, as evaluation wants them).
+ */
+export function classifierKernel(s: KernelShape, t: KernelTuning, all = false): KernelSource {
   return productKernel(s, t, {
-    label: 'classifier', n: s.dim, items: s.vocabSize, rowsPerItem: 1, rowA: 'item', batch: '1u',
+    label: all ? 'classifier-all' : 'classifier', n: s.dim, items: s.vocabSize, rowsPerItem: 1, rowA: 'item', batch: all ? 'step.count' : '1u',
     blocks: blocksOf([s.vocabSize], s.dim, s.groupSize),
     outputs: [{ name: 'logits', type: 'array<f32>', access: 'read_write' }],
-    epilogue: 'logits[item] = s0;',
+    epilogue: all ? `logits[b * ${s.vocabSize}u + item] = s0;` : 'logits[item] = s0;',
   });
 }
 
