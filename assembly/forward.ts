@@ -7,7 +7,10 @@
 //
 // `plan` is a table of int32 fields laid out by src/kernels/wasm.ts (fuseForward): the shape, the
 // addresses of the activation buffers, of every weight tensor and of the caches, and a RoPE table
-// of (cos, sin) for every position. The layout constants below and PLAN in wasm.ts must agree.
+// of (cos, sin) for every position. The layout constants below and PLAN in wasm.ts must agree. A
+// plan may cover a range of layers only (a model spread over several memories runs one plan per
+// memory): without the embedding (EMB 0) it starts from x as it is, without the final norm
+// (RMS_FINAL 0) it stops after its last layer.
 
 import { add, attentionHeads, matmul as matmulF32, matmulQ8Rows, quantize, rmsnorm, ropeTable, swiglu } from './kernels';
 
@@ -61,9 +64,12 @@ export function forward(p: usize, token: i32, pos: i32, logits: i32): void {
   const rope = addr(p, ROPE) + ((<usize>pos * <usize>headSize) << 2);
   const kvRow = (<usize>pos * <usize>kvDim) << 2;
 
-  // the token's embedding row into the residual stream
+  // the token's embedding row into the residual stream (a plan without the embedding — a later
+  // range of layers of a model spread over several memories — starts from x as the caller left it)
   const row = <usize>token * <usize>dim;
-  if (gs == 0) {
+  if (addr(p, EMB) == 0) {
+    // x holds the input already
+  } else if (gs == 0) {
     memory.copy(x, addr(p, EMB) + (row << 2), <usize>dim << 2);
   } else {
     const eq = addr(p, EMB), es = addr(p, EMB_S);
@@ -96,7 +102,8 @@ export function forward(p: usize, token: i32, pos: i32, logits: i32): void {
     add(x, xb, dim);
   }
 
-  if (logits == 0) return;
+  // (a plan without the final norm — not the last range of layers — ends here)
+  if (logits == 0 || addr(p, RMS_FINAL) == 0) return;
   rmsnorm(x, x, addr(p, RMS_FINAL), dim, eps);
   matmul(p, addr(p, LOGITS), x, addr(p, WCLS), addr(p, WCLS_S), dim, field(p, VOCAB), false);
 }

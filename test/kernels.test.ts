@@ -121,7 +121,7 @@ describe('kernel memory', () => {
     // a fake kernel set that records which rows each matmul chunk covered
     const ran: number[] = [];
     const fake = { matmulRows: (_o: number, _x: number, _w: number, _n: number, r0: number, r1: number) => { for (let r = r0; r < r1; r++) ran.push(r); } };
-    const k = fake as unknown as Parameters<typeof claimChunks>[0];
+    const k = [fake] as unknown as Parameters<typeof claimChunks>[0]; // the instance of memory 0 (MEM is 0)
     const threads = 3, chunks = 10, rows = 10;
     const ctrl = new Int32Array(controlInts(threads));
     ctrl[OP] = Op.matmul; ctrl[CHUNK] = 1; ctrl[ARGS + 4] = rows;

@@ -1,5 +1,5 @@
 // One kernel thread in the browser: the Web Worker counterpart of src/kernels/thread-worker.ts.
-// Its first message is the WorkerInit (the compiled kernels and the shared memory); it then obeys
+// Its first message is the WorkerInit (the compiled kernels and the shared memories); it then obeys
 // the control block (src/kernels/thread-protocol.ts) until told to exit.
 // Built as thread-worker.js, beside the engine bundle (see shims/worker-threads.ts).
 
@@ -18,8 +18,8 @@ const scope = self as unknown as WorkerScope;
 scope.onmessage = (e) => {
   scope.onmessage = null;
   const init = e.data;
-  const kernels = instantiateKernels(init.module, init.memory);
-  const ctrl = new Int32Array(init.memory.buffer, init.control, controlInts(init.threads));
+  const kernels = init.memories.map((memory) => instantiateKernels(init.module, memory));
+  const ctrl = new Int32Array(init.memories[0]!.buffer, init.control, controlInts(init.threads));
   commandLoop(kernels, ctrl, init.index, init.threads);
   scope.postMessage({ kind: 'exit', code: 0 });
   scope.close();

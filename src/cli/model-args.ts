@@ -2,6 +2,7 @@
 // goes with a model, and choosing the backend that runs it.
 
 import { existsSync } from 'node:fs';
+import { freemem } from 'node:os';
 import { basename } from 'node:path';
 import { LlamaError, UsageError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
@@ -95,7 +96,9 @@ export async function engineFromFlags(values: ParsedFlags['values']): Promise<En
   const dequantize = values['dequantize'] === true;
   if (dequantize && quantize === 'q8') throw new UsageError('--dequantize and --quantize q8 contradict each other');
   const contextLength = values['ctx'] === undefined ? undefined : intFlag(values, 'ctx', 0, 1);
-  const load: LoadModelOptions = { quantize, dequantize, ...(contextLength !== undefined ? { contextLength } : {}) };
+  // a model that needs more memory than the machine has available is refused up front (saying what
+  // would fit) rather than left to the kernel's out-of-memory killer
+  const load: LoadModelOptions = { quantize, dequantize, ...(contextLength !== undefined ? { contextLength } : {}), memoryBudget: freemem() };
   if (kind === 'webgpu') {
     const { WebGpuDevice, loadWebGpuEngine } = await import('../backends/webgpu/engine.js');
     const { probeAdapter } = await import('../backends/webgpu/probe.js');

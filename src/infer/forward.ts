@@ -27,14 +27,14 @@
 // moved key becomes R(-drop·f_i) R(p·f_i) k = R((p-drop)·f_i) k: the key position p - drop would
 // have stored. Values carry no position. A query then sees the kept tokens at their new places.
 
-import { LlamaError } from '../errors.js';
+import { LlamaError, OutOfMemoryError } from '../errors.js';
 import type { Q8Weights, QuantizedTensor } from '../model/checkpoint.js';
 import { type ModelConfig, headSize, kvDim, normEps, ropeTheta } from '../model/config.js';
 import { type TransformerWeights, parameterCount } from '../model/weights.js';
 import { jsKernels } from '../kernels/js.js';
 import { jsQ8Kernels } from '../kernels/q8-js.js';
 import type { Q8Kernels } from '../kernels/q8-types.js';
-import type { AttentionShape, FusedForward, GroupedInput, GroupedMatmul, Kernels } from '../kernels/types.js';
+import type { AttentionShape, FusedForward, GroupedInput, GroupedMatmul, KernelMemories, Kernels } from '../kernels/types.js';
 import type { TrainKernels } from '../kernels/train-types.js';
 import type { InferenceEngine } from './engine.js';
 import { DecodeGroup, type DecodeMember, canDecodeTogether } from './decode-batch.js';
@@ -45,9 +45,11 @@ type Matrix = Float32Array | QuantizedTensor;
 
 /**
  * The kernels a model needs: the float32 set, plus the int8 ones for Q8_0 weights, plus (optional)
- * the whole forward pass as one call and products sharing an input grouped into one call.
+ * the whole forward pass as one call, products sharing an input grouped into one call, and
+ * several memories (a model larger than one).
  */
-export type ModelKernels = Kernels & Partial<Q8Kernels> & Partial<FusedForward> & Partial<GroupedMatmul> & Partial<Pick<TrainKernels, 'matmulForward'>>;
+export type ModelKernels = Kernels & Partial<Q8Kernels> & Partial<FusedForward> & Partial<GroupedMatmul> & Partial<KernelMemories>
+  & Partial<Pick<TrainKernels, 'matmulForward'>>;
 
 /** The plain TypeScript kernels, float32 and int8: the default. */
 export const referenceKernels: ModelKernels = { ...jsKernels, ...jsQ8Kernels };
@@ -78,8 +80,8 @@ export interface TransformerOptions {
   streamWeights?: boolean;
 }
 
-/** One layer's weights and caches, as views made once. */
-interface LayerViews {
+/** One layer's weights (all in one memory of the kernels). */
+export interface LayerWeights {
   readonly rmsAtt: Float32Array; //     (dim)
   readonly wq: Matrix; //               (dim, dim)
   readonly wk: Matrix; //               (kvDim, dim)
@@ -89,6 +91,42 @@ interface LayerViews {
   readonly w1: Matrix; //               (hidden, dim)
   readonly w2: Matrix; //               (dim, hidden)
   readonly w3: Matrix; //               (hidden, dim)
+}
+
+/**
+ * A model's weights as the engine runs them, layer by layer (the loader, src/infer/load.ts, puts
+ * each layer in one memory of the kernels; a model larger than one memory spans several). The
+ * final norm and the classifier share a memory; the embedding may be anywhere.
+ */
+export interface EngineWeights {
+  readonly config: ModelConfig;
+  /** Q8_0 group size of the matrices, or 0 when they are float32. */
+  readonly groupSize: number;
+  readonly tokenEmbedding: Matrix; //   (vocab, dim)
+  readonly layers: readonly LayerWeights[];
+  readonly rmsFinal: Float32Array; //   (dim)
+  /** The classifier (vocab, dim); the token embedding itself when shared. */
+  readonly wcls: Matrix;
+}
+
+/** The weights of a whole-model buffer (TransformerWeights, Q8Weights) as per-layer views. */
+export function engineWeights(w: TransformerWeights | Q8Weights | EngineWeights): EngineWeights {
+  if ('layers' in w) return w;
+  const c = w.config;
+  const slice = (a: Float32Array, l: number): Float32Array => {
+    const per = a.length / c.nLayers;
+    return a.subarray(l * per, (l + 1) * per);
+  };
+  const matrix = (m: Float32Array | QuantizedTensor[], l: number): Matrix => (m instanceof Float32Array ? slice(m, l) : m[l]!);
+  const layers = Array.from({ length: c.nLayers }, (_, l): LayerWeights => ({
+    rmsAtt: slice(w.rmsAtt, l), wq: matrix(w.wq, l), wk: matrix(w.wk, l), wv: matrix(w.wv, l), wo: matrix(w.wo, l),
+    rmsFfn: slice(w.rmsFfn, l), w1: matrix(w.w1, l), w2: matrix(w.w2, l), w3: matrix(w.w3, l),
+  }));
+  return { config: c, groupSize: 'groupSize' in w ? w.groupSize : 0, tokenEmbedding: w.tokenEmbedding, layers, rmsFinal: w.rmsFinal, wcls: w.wcls };
+}
+
+/** One layer's weights and caches, as views made once. */
+interface LayerViews extends LayerWeights {
   readonly keyCache: Float32Array; //   (seqLen, kvDim)
   readonly valueCache: Float32Array; // (seqLen, kvDim)
   /** Wq, Wk, Wv · xb as one kernel call, and W1, W3 · xb, when the kernels group products. */
@@ -96,7 +134,7 @@ interface LayerViews {
   readonly gateUp: (() => void) | undefined;
 }
 
-/** Every activation buffer of the forward pass. */
+/** The activation buffers of the forward pass in one memory, and the KV caches of the layers there. */
 export interface RunState {
   readonly x: Float32Array; //      (dim) the residual stream
   readonly xb: Float32Array; //     (dim) normalised input of a block / attention output
@@ -107,39 +145,68 @@ export interface RunState {
   readonly k: Float32Array; //      (kvDim) key of this position (copied into the cache)
   readonly v: Float32Array; //      (kvDim) value of this position (copied into the cache)
   readonly att: Float32Array; //    (nHeads, seqLen) attention scores
-  readonly logits: Float32Array; // (vocab)
-  readonly keyCache: Float32Array; //   (layer, seqLen, kvDim)
-  readonly valueCache: Float32Array; // (layer, seqLen, kvDim)
+  /** (vocab) in the memory of the classifier; empty elsewhere. */
+  readonly logits: Float32Array;
+  readonly keyCache: Float32Array; //   (layers here, seqLen, kvDim)
+  readonly valueCache: Float32Array; // (layers here, seqLen, kvDim)
   /** Q8_0 only: the quantized input of a matmul (max(dim, hidden)) and its group scales. */
   readonly xq?: Int8Array;
   readonly xs?: Float32Array;
 }
 
-/**
- * The run state as views of ONE allocation, each buffer 64-byte aligned: a session that does not
- * fit in memory takes nothing (the kernels' memory is never freed, so the buffers of a half-made
- * state would be lost for good). With Q8_0 weights (groupSize > 0) the int8 input is a view too.
- */
-function allocateRunState(c: ModelConfig, kernels: ModelKernels, groupSize: number): RunState {
+/** The float32 sizes of a RunState's buffers (one memory: `layers` layers' caches, logits if it holds the classifier). */
+function runStateSizes(c: ModelConfig, groupSize: number, layers: number, logits: boolean): Record<string, number> {
   const kv = kvDim(c);
-  const widest = Math.max(c.dim, c.hiddenDim);
-  const aligned = (floats: number): number => Math.ceil(floats / 16) * 16;
-  const sizes = {
+  return {
     x: c.dim, xb: c.dim, xb2: c.dim, hb: c.hiddenDim, hb2: c.hiddenDim, q: c.dim, k: kv, v: kv,
-    att: c.nHeads * c.seqLen, logits: c.vocabSize, keyCache: c.nLayers * c.seqLen * kv, valueCache: c.nLayers * c.seqLen * kv,
-    ...(groupSize > 0 ? { xs: Math.ceil(widest / groupSize) } : {}),
+    att: c.nHeads * c.seqLen, logits: logits ? c.vocabSize : 0, keyCache: layers * c.seqLen * kv, valueCache: layers * c.seqLen * kv,
+    ...(groupSize > 0 ? { xs: Math.ceil(Math.max(c.dim, c.hiddenDim) / groupSize) } : {}),
   };
-  const int8Floats = groupSize > 0 ? aligned(Math.ceil(widest / 4)) : 0;
-  let total = int8Floats;
-  for (const n of Object.values(sizes)) total += aligned(n);
-  const block = kernels.allocate(total);
-  let at = int8Floats;
-  const views = Object.fromEntries(Object.entries(sizes).map(([name, n]) => {
-    const view = block.subarray(at, at + n);
-    at += aligned(n);
-    return [name, view];
-  })) as Record<keyof typeof sizes, Float32Array> & { xs?: Float32Array };
-  return groupSize > 0 ? { ...views, xq: new Int8Array(block.buffer, block.byteOffset, widest) } : views;
+}
+
+const alignedFloats = (floats: number): number => Math.ceil(floats / 16) * 16;
+
+/** Floats of the one block a RunState is carved from (see allocateRunState; the int8 input is a view too). */
+export function runStateFloats(c: ModelConfig, groupSize: number, layers: number, logits: boolean): number {
+  let total = groupSize > 0 ? alignedFloats(Math.ceil(Math.max(c.dim, c.hiddenDim) / 4)) : 0;
+  for (const n of Object.values(runStateSizes(c, groupSize, layers, logits))) total += alignedFloats(n);
+  return total;
+}
+
+/** Bytes the fused forward pass (assembly/forward.ts) takes for a plan of `layers` layers: its fields and RoPE table. */
+export function fusedPlanBytes(c: ModelConfig, layers: number): number {
+  return 4 * (c.seqLen * headSize(c) + 32 + 18 * layers) + 128;
+}
+
+/**
+ * The run states of one session, each as views of ONE allocation in its memory, each buffer 64-byte
+ * aligned: a session that does not fit takes nothing (the kernels' memory is never freed, so the
+ * buffers of a half-made session would be lost for good) — every memory is checked for room before
+ * any is taken. With Q8_0 weights (groupSize > 0) the int8 input is a view too.
+ */
+function allocateRunStates(c: ModelConfig, kernels: ModelKernels, groupSize: number, parts: ReadonlyArray<{ memory: number; layers: number; logits: boolean }>): RunState[] {
+  const floats = parts.map((p) => runStateFloats(c, groupSize, p.layers, p.logits));
+  if (kernels.memoryAvailable !== undefined && parts.length > 1) {
+    const need = new Map<number, number>();
+    parts.forEach((p, i) => need.set(p.memory, (need.get(p.memory) ?? 0) + 4 * floats[i]! + 64));
+    for (const [memory, bytes] of need) {
+      if (bytes > kernels.memoryAvailable(memory)) {
+        throw new OutOfMemoryError(`out of WebAssembly memory: a session needs ${bytes} more bytes in memory ${memory}, which has ${kernels.memoryAvailable(memory)}`);
+      }
+    }
+  }
+  return parts.map((p, i) => {
+    const sizes = runStateSizes(c, groupSize, p.layers, p.logits);
+    const int8Floats = groupSize > 0 ? alignedFloats(Math.ceil(Math.max(c.dim, c.hiddenDim) / 4)) : 0;
+    const block = kernels.allocate(floats[i]!, p.memory);
+    let at = int8Floats;
+    const views = Object.fromEntries(Object.entries(sizes).map(([name, n]) => {
+      const view = block.subarray(at, at + n);
+      at += alignedFloats(n);
+      return [name, view];
+    })) as unknown as RunState;
+    return groupSize > 0 ? { ...views, xq: new Int8Array(block.buffer, block.byteOffset, Math.max(c.dim, c.hiddenDim)) } : views;
+  });
 }
 
 /** Models with fewer weights than this decode session by session (see session()). */
@@ -159,15 +226,34 @@ const PREFILL_MIN_TOKENS = 4;
  */
 const Q8_CACHED_BYTES = 24 << 20;
 
+/**
+ * A run of consecutive layers in one memory of the kernels, with the activation buffers and KV
+ * caches there (its RunState). A model in one memory is one segment; the residual stream x is copied
+ * from one segment's state to the next's (dim floats). The classifier's memory has the logits.
+ */
+interface Segment {
+  readonly memory: number;
+  readonly state: RunState;
+  readonly layers: readonly LayerViews[];
+  /** The kernels' fused forward pass over these layers (and the embedding / head when they are here). */
+  readonly fused: ((token: number, pos: number, logits: boolean) => void) | undefined;
+}
+
 export class Transformer implements InferenceEngine {
   /** The model's config, with seqLen the context window this engine runs with (its KV cache). */
   readonly config: ModelConfig;
+  /** The run state of the first (usually only) memory: activations and the KV caches of its layers. */
   readonly state: RunState;
   /** Q8_0 group size, or 0 for float32 weights. */
   readonly groupSize: number;
   /** Q8_0 weights too large to stay in the caches between tokens (see Q8_CACHED_BYTES). */
   private readonly streamed: boolean;
+  /** Every layer, in order (each refers to its segment's caches). */
   private readonly layers: LayerViews[];
+  /** The layers grouped by memory, in order; the last one ends with the head unless `head` is its own. */
+  private readonly segments: Segment[];
+  /** Where the final norm and classifier run: the last segment, or a segment of no layers in the classifier's memory. */
+  private readonly head: Segment;
   private readonly shape: AttentionShape;
   private readonly tokenEmbedding: Matrix;
   private readonly rmsFinal: Float32Array;
@@ -175,8 +261,9 @@ export class Transformer implements InferenceEngine {
   /** RMSNorm's ε and RoPE's θ (the config's, llama2.c's by default). */
   private readonly eps: number;
   private readonly theta: number;
-  /** The kernels' whole-token forward pass for this model, when they offer one. */
-  private readonly fused: ((token: number, pos: number, logits: boolean) => void) | undefined;
+  /** True when every segment runs fused; then whether the first one copies the embedding itself. */
+  private readonly allFused: boolean;
+  private readonly fusedEmbeds: boolean;
   /** The sessions of this model that decode together (decode-batch.ts), once there are several. */
   private group: DecodeGroup | undefined;
   /** This session as a member of the group: its caches, scratch, logits and prepared token. */
@@ -186,47 +273,68 @@ export class Transformer implements InferenceEngine {
   /** shift(): (cos, sin) of the rotation by −drop positions for each pair of a head. */
   private readonly shiftRotation: Float64Array;
 
-  constructor(readonly weights: TransformerWeights | Q8Weights, readonly kernels: ModelKernels = referenceKernels, private readonly options: TransformerOptions = {}) {
-    const ctx = contextLengthFor(weights.config, options.contextLength);
-    const c: ModelConfig = { ...weights.config, seqLen: ctx };
+  constructor(readonly weights: TransformerWeights | Q8Weights | EngineWeights, readonly kernels: ModelKernels = referenceKernels, private readonly options: TransformerOptions = {}) {
+    const w = engineWeights(weights);
+    const ctx = contextLengthFor(w.config, options.contextLength);
+    const c: ModelConfig = { ...w.config, seqLen: ctx };
     this.config = c;
     this.eps = normEps(c);
     this.theta = ropeTheta(c);
     const kv = kvDim(c);
-    const q8 = 'groupSize' in weights;
-    this.groupSize = q8 ? weights.groupSize : 0;
+    const q8 = w.groupSize > 0;
+    this.groupSize = w.groupSize;
     this.streamed = q8 && (options.streamWeights ?? parameterCount(c) > Q8_CACHED_BYTES);
     if (q8 && (kernels.quantize === undefined || kernels.matmulQ8 === undefined || kernels.allocateInt8 === undefined)) {
       throw new LlamaError(`the ${kernels.name} kernels have no int8 support for Q8_0 weights`);
     }
-    this.state = allocateRunState(c, kernels, this.groupSize);
-    const slice = (a: Float32Array, l: number) => {
-      const per = a.length / c.nLayers;
-      return a.subarray(l * per, (l + 1) * per);
-    };
-    const matrix = (m: Float32Array | QuantizedTensor[], l: number): Matrix => (m instanceof Float32Array ? slice(m, l) : m[l]!);
-    const s = this.state;
-    const input: GroupedInput = q8 ? { xq: s.xq!, xs: s.xs!, groupSize: this.groupSize, streamWeights: this.streamed } : { x: s.xb };
-    this.layers = Array.from({ length: c.nLayers }, (_, l) => {
-      const wq = matrix(weights.wq, l), wk = matrix(weights.wk, l), wv = matrix(weights.wv, l);
-      const w1 = matrix(weights.w1, l), w3 = matrix(weights.w3, l);
-      return {
-        rmsAtt: slice(weights.rmsAtt, l), wq, wk, wv, wo: matrix(weights.wo, l), rmsFfn: slice(weights.rmsFfn, l),
-        w1, w2: matrix(weights.w2, l), w3, keyCache: slice(s.keyCache, l), valueCache: slice(s.valueCache, l),
-        qkv: kernels.groupMatmuls?.(input, c.dim, [{ xout: s.q, w: wq, d: c.dim }, { xout: s.k, w: wk, d: kv }, { xout: s.v, w: wv, d: kv }]),
-        gateUp: kernels.groupMatmuls?.(input, c.dim, [{ xout: s.hb, w: w1, d: c.hiddenDim }, { xout: s.hb2, w: w3, d: c.hiddenDim }]),
-      };
-    });
-    this.tokenEmbedding = weights.tokenEmbedding;
-    this.rmsFinal = weights.rmsFinal;
-    this.wcls = weights.wcls;
+    this.tokenEmbedding = w.tokenEmbedding;
+    this.rmsFinal = w.rmsFinal;
+    this.wcls = w.wcls;
     this.shape = { nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: headSize(c), kvDim: kv, seqLen: c.seqLen };
     this.shiftRotation = new Float64Array(this.shape.headSize);
-    this.member = { caches: this.layers, att: this.state.att, logits: this.state.logits, pendingToken: -1, pendingPos: -1, ready: false };
-    this.fused = options.fused === false ? undefined : kernels.fuseForward?.({
-      dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, normEps: this.eps, ropeTheta: this.theta, shape: this.shape, groupSize: this.groupSize, streamWeights: this.streamed,
-      state: this.state, layers: this.layers, tokenEmbedding: this.tokenEmbedding, rmsFinal: this.rmsFinal, wcls: this.wcls,
+
+    // which memory each part lives in; consecutive layers in one memory form a segment
+    const memoryOf = (m: Matrix | Float32Array): number => kernels.memoryOf?.(m instanceof Float32Array ? m : m.q) ?? 0;
+    const runs: Array<{ memory: number; first: number; count: number }> = [];
+    w.layers.forEach((L, l) => {
+      const memory = memoryOf(L.wq);
+      const last = runs[runs.length - 1];
+      if (last !== undefined && last.memory === memory) last.count++;
+      else runs.push({ memory, first: l, count: 1 });
     });
+    const headMemory = memoryOf(w.wcls);
+    const lastRun = runs[runs.length - 1]!;
+    const ownHead = headMemory !== lastRun.memory;
+    const parts = runs.map((r) => ({ memory: r.memory, layers: r.count, logits: !ownHead && r === lastRun }));
+    if (ownHead) parts.push({ memory: headMemory, layers: 0, logits: true });
+    const states = allocateRunStates(c, kernels, this.groupSize, parts);
+
+    this.layers = [];
+    this.segments = parts.map((part, i) => {
+      const s = states[i]!;
+      const run = runs[i];
+      const input: GroupedInput = q8 ? { xq: s.xq!, xs: s.xs!, groupSize: this.groupSize, streamWeights: this.streamed } : { x: s.xb };
+      const layers = run === undefined ? [] : w.layers.slice(run.first, run.first + run.count).map((L, j): LayerViews => ({
+        ...L,
+        keyCache: s.keyCache.subarray(j * ctx * kv, (j + 1) * ctx * kv), valueCache: s.valueCache.subarray(j * ctx * kv, (j + 1) * ctx * kv),
+        qkv: kernels.groupMatmuls?.(input, c.dim, [{ xout: s.q, w: L.wq, d: c.dim }, { xout: s.k, w: L.wk, d: kv }, { xout: s.v, w: L.wv, d: kv }]),
+        gateUp: kernels.groupMatmuls?.(input, c.dim, [{ xout: s.hb, w: L.w1, d: c.hiddenDim }, { xout: s.hb2, w: L.w3, d: c.hiddenDim }]),
+      }));
+      this.layers.push(...layers);
+      const isHead = part.logits;
+      const fused = options.fused === false ? undefined : kernels.fuseForward?.({
+        dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, normEps: this.eps, ropeTheta: this.theta, shape: this.shape,
+        groupSize: this.groupSize, streamWeights: this.streamed, state: s, layers,
+        ...(i === 0 && memoryOf(w.tokenEmbedding) === part.memory ? { tokenEmbedding: w.tokenEmbedding } : {}),
+        ...(isHead ? { rmsFinal: w.rmsFinal, wcls: w.wcls } : {}),
+      });
+      return { memory: part.memory, state: s, layers, fused };
+    });
+    this.state = this.segments[0]!.state;
+    this.head = this.segments[this.segments.length - 1]!;
+    this.allFused = this.segments.every((g) => g.fused !== undefined);
+    this.fusedEmbeds = memoryOf(w.tokenEmbedding) === this.segments[0]!.memory;
+    this.member = { caches: this.layers, att: this.state.att, logits: this.head.state.logits, pendingToken: -1, pendingPos: -1, ready: false };
   }
 
   get backend(): string {
@@ -238,7 +346,8 @@ export class Transformer implements InferenceEngine {
     const s = new Transformer(this.weights, this.kernels, this.options);
     // sessions of a model decode together (decode-batch.ts) where it pays: when reading the weights
     // is a good part of a token's time (not the small models run as one fused call per token)
-    if (parameterCount(this.config) >= DECODE_TOGETHER_MIN && canDecodeTogether(this.kernels, this.groupSize)) {
+    // (and in one memory: the group's buffers are not yet split by memory as the segments are)
+    if (parameterCount(this.config) >= DECODE_TOGETHER_MIN && canDecodeTogether(this.kernels, this.groupSize) && this.segments.length === 1) {
       this.group ??= new DecodeGroup({
         dim: this.config.dim, hiddenDim: this.config.hiddenDim, vocabSize: this.config.vocabSize, eps: this.eps, theta: this.theta,
         shape: this.shape, groupSize: this.groupSize, streamed: this.streamed, layers: this.layers,
@@ -275,23 +384,27 @@ export class Transformer implements InferenceEngine {
     this.member.ready = false;
   }
 
-  /** True when forward() runs as one call into the kernels (see TransformerOptions.fused). */
+  /** True when forward() runs as one call into the kernels per memory (see TransformerOptions.fused). */
   get isFused(): boolean {
-    return this.fused !== undefined;
+    return this.allFused;
   }
 
-  /** With Q8_0 weights: quantizes x (n) into xq, xs, the input of the next products. */
-  private quantizeInput(x: Float32Array, n: number): void {
-    if (this.groupSize > 0) this.kernels.quantize!(this.state.xq!, this.state.xs!, x, n, this.groupSize);
+  /** How many memories of the kernels the model's layers and classifier are spread over. */
+  get memories(): number {
+    return new Set(this.segments.map((g) => g.memory)).size;
   }
 
-  /** xout (d) = W (d, n) · x (n): in float32, or for Q8_0 weights from x as quantizeInput left it. */
-  private matmul(xout: Float32Array, x: Float32Array, w: Matrix, n: number, d: number): void {
+  /** With Q8_0 weights: quantizes x (n) into s.xq, s.xs, the input of the next products. */
+  private quantizeInput(s: RunState, x: Float32Array, n: number): void {
+    if (this.groupSize > 0) this.kernels.quantize!(s.xq!, s.xs!, x, n, this.groupSize);
+  }
+
+  /** xout (d) = W (d, n) · x (n): in float32, or for Q8_0 weights from x as quantizeInput left it in s. */
+  private matmul(s: RunState, xout: Float32Array, x: Float32Array, w: Matrix, n: number, d: number): void {
     if (w instanceof Float32Array) {
       this.kernels.matmul(xout, x, w, n, d);
     } else {
-      const { xq, xs } = this.state;
-      this.kernels.matmulQ8!(xout, xq!, xs!, w.q, w.s, n, d, this.groupSize, this.streamed);
+      this.kernels.matmulQ8!(xout, s.xq!, s.xs!, w.q, w.s, n, d, this.groupSize, this.streamed);
     }
   }
 
@@ -301,11 +414,11 @@ export class Transformer implements InferenceEngine {
       const m = this.member;
       const ready = m.ready && m.pendingToken === token && m.pendingPos === pos; // computed with another session's token
       this.unprepare();
-      if (ready) return this.state.logits;
-      if (pos >= 0 && pos < this.config.seqLen && token >= 0 && token < this.config.vocabSize && this.group.run(m, token, pos)) return this.state.logits;
+      if (ready) return this.head.state.logits;
+      if (pos >= 0 && pos < this.config.seqLen && token >= 0 && token < this.config.vocabSize && this.group.run(m, token, pos)) return this.head.state.logits;
     }
     this.run(token, pos, true);
-    return this.state.logits;
+    return this.head.state.logits;
   }
 
   /**
@@ -356,8 +469,9 @@ export class Transformer implements InferenceEngine {
     if (this.block === undefined && canRunBlocks(this.kernels, this.groupSize)) {
       this.block = new BlockForward({
         dim: this.config.dim, hiddenDim: this.config.hiddenDim, vocabSize: this.config.vocabSize, eps: this.eps, theta: this.theta,
-        shape: this.shape, att: this.state.att, groupSize: this.groupSize,
-        tokenEmbedding: this.tokenEmbedding, rmsFinal: this.rmsFinal, wcls: this.wcls, layers: this.layers,
+        shape: this.shape, groupSize: this.groupSize, tokenEmbedding: this.tokenEmbedding, rmsFinal: this.rmsFinal, wcls: this.wcls,
+        // one part per memory, as the segments (the head's own segment, if any, is a part of no layers)
+        parts: this.segments.map((g) => ({ memory: g.memory, att: g.state.att, layers: g.layers })),
       }, this.kernels);
     }
     return this.block;
@@ -400,73 +514,90 @@ export class Transformer implements InferenceEngine {
     }
   }
 
-  private run(token: number, pos: number, logits: boolean): void {
-    const c = this.config;
-    const s = this.state;
-    const K = this.kernels;
-    const { dim, hiddenDim } = c;
-    const kv = this.shape.kvDim;
-    if (!(pos >= 0 && pos < c.seqLen)) throw new RangeError(`position ${pos} is outside the context window (${c.seqLen})`);
-    if (!(token >= 0 && token < c.vocabSize)) throw new RangeError(`token ${token} is outside the vocabulary (${c.vocabSize})`);
-    if (this.fused !== undefined) {
-      // the same steps as below, in the kernels (one call)
-      this.fused(token, pos, logits);
-      return;
-    }
-
-    // copy the token's embedding into the residual stream
+  /** Copies the token's embedding row into x (dequantized from Q8_0). */
+  private embed(token: number, x: Float32Array): void {
+    const dim = this.config.dim;
     const emb = this.tokenEmbedding;
     if (emb instanceof Float32Array) {
-      for (let i = 0, o = token * dim; i < dim; i++) s.x[i] = emb[o + i]!;
+      for (let i = 0, o = token * dim; i < dim; i++) x[i] = emb[o + i]!;
     } else {
       const gs = this.groupSize;
-      for (let i = 0, o = token * dim; i < dim; i++) s.x[i] = emb.q[o + i]! * emb.s[Math.floor((o + i) / gs)]!;
+      for (let i = 0, o = token * dim; i < dim; i++) x[i] = emb.q[o + i]! * emb.s[Math.floor((o + i) / gs)]!;
     }
+  }
 
-    for (const L of this.layers) {
-      // attention rmsnorm
-      K.rmsnorm(s.xb, s.x, L.rmsAtt, dim, this.eps);
-      // q, k, v for this position
-      this.quantizeInput(s.xb, dim);
-      if (L.qkv !== undefined) {
-        L.qkv();
-      } else {
-        this.matmul(s.q, s.xb, L.wq, dim, dim);
-        this.matmul(s.k, s.xb, L.wk, dim, kv);
-        this.matmul(s.v, s.xb, L.wv, dim, kv);
+  private run(token: number, pos: number, logits: boolean): void {
+    const c = this.config;
+    if (!(pos >= 0 && pos < c.seqLen)) throw new RangeError(`position ${pos} is outside the context window (${c.seqLen})`);
+    if (!(token >= 0 && token < c.vocabSize)) throw new RangeError(`token ${token} is outside the vocabulary (${c.vocabSize})`);
+    const segments = this.segments;
+    if (this.allFused) {
+      // the same steps as below, in the kernels (one call per memory)
+      if (!this.fusedEmbeds) this.embed(token, segments[0]!.state.x);
+      for (let i = 0; i < segments.length; i++) {
+        if (i > 0) segments[i]!.state.x.set(segments[i - 1]!.state.x);
+        segments[i]!.fused!(token, pos, logits);
       }
-      // RoPE: rotate each (even, odd) pair of q and k by an angle that grows with pos
-      K.rope(s.q, s.k, pos, dim, kv, this.shape.headSize, this.theta);
-      // this position's key and value go into row pos of the layer's cache
-      L.keyCache.set(s.k, pos * kv);
-      L.valueCache.set(s.v, pos * kv);
-      // multi-head (grouped-query) attention over positions 0..pos
-      K.attention(s.xb, s.q, L.keyCache, L.valueCache, s.att, pos, this.shape);
-      // output projection, residual
-      this.quantizeInput(s.xb, dim);
-      this.matmul(s.xb2, s.xb, L.wo, dim, dim);
-      K.add(s.x, s.xb2, dim);
-
-      // feed-forward rmsnorm, then W2 (silu(W1 x) ⊙ W3 x), residual
-      K.rmsnorm(s.xb, s.x, L.rmsFfn, dim, this.eps);
-      this.quantizeInput(s.xb, dim);
-      if (L.gateUp !== undefined) {
-        L.gateUp();
-      } else {
-        this.matmul(s.hb, s.xb, L.w1, dim, hiddenDim);
-        this.matmul(s.hb2, s.xb, L.w3, dim, hiddenDim);
-      }
-      K.swiglu(s.hb, s.hb2, hiddenDim);
-      this.quantizeInput(s.hb, hiddenDim);
-      this.matmul(s.xb, s.hb, L.w2, hiddenDim, dim);
-      K.add(s.x, s.xb, dim);
+      return;
     }
-
-    // final rmsnorm and the classifier
+    // copy the token's embedding into the residual stream
+    this.embed(token, segments[0]!.state.x);
+    for (let i = 0; i < segments.length; i++) {
+      const s = segments[i]!.state;
+      // the residual stream crosses into this memory
+      if (i > 0) s.x.set(segments[i - 1]!.state.x);
+      for (const L of segments[i]!.layers) this.layer(s, L, pos);
+    }
+    // final rmsnorm and the classifier (in the classifier's memory)
     if (!logits) return;
-    K.rmsnorm(s.x, s.x, this.rmsFinal, dim, this.eps);
-    this.quantizeInput(s.x, dim);
-    this.matmul(s.logits, s.x, this.wcls, dim, c.vocabSize);
+    const s = this.head.state;
+    if (s !== segments[segments.length - 1]!.state) s.x.set(segments[segments.length - 1]!.state.x);
+    this.kernels.rmsnorm(s.x, s.x, this.rmsFinal, c.dim, this.eps);
+    this.quantizeInput(s, s.x, c.dim);
+    this.matmul(s, s.logits, s.x, this.wcls, c.dim, c.vocabSize);
+  }
+
+  /** One layer at position pos, on the run state s of its memory. */
+  private layer(s: RunState, L: LayerViews, pos: number): void {
+    const K = this.kernels;
+    const { dim, hiddenDim } = this.config;
+    const kv = this.shape.kvDim;
+    // attention rmsnorm
+    K.rmsnorm(s.xb, s.x, L.rmsAtt, dim, this.eps);
+    // q, k, v for this position
+    this.quantizeInput(s, s.xb, dim);
+    if (L.qkv !== undefined) {
+      L.qkv();
+    } else {
+      this.matmul(s, s.q, s.xb, L.wq, dim, dim);
+      this.matmul(s, s.k, s.xb, L.wk, dim, kv);
+      this.matmul(s, s.v, s.xb, L.wv, dim, kv);
+    }
+    // RoPE: rotate each (even, odd) pair of q and k by an angle that grows with pos
+    K.rope(s.q, s.k, pos, dim, kv, this.shape.headSize, this.theta);
+    // this position's key and value go into row pos of the layer's cache
+    L.keyCache.set(s.k, pos * kv);
+    L.valueCache.set(s.v, pos * kv);
+    // multi-head (grouped-query) attention over positions 0..pos
+    K.attention(s.xb, s.q, L.keyCache, L.valueCache, s.att, pos, this.shape);
+    // output projection, residual
+    this.quantizeInput(s, s.xb, dim);
+    this.matmul(s, s.xb2, s.xb, L.wo, dim, dim);
+    K.add(s.x, s.xb2, dim);
+
+    // feed-forward rmsnorm, then W2 (silu(W1 x) ⊙ W3 x), residual
+    K.rmsnorm(s.xb, s.x, L.rmsFfn, dim, this.eps);
+    this.quantizeInput(s, s.xb, dim);
+    if (L.gateUp !== undefined) {
+      L.gateUp();
+    } else {
+      this.matmul(s, s.hb, s.xb, L.w1, dim, hiddenDim);
+      this.matmul(s, s.hb2, s.xb, L.w3, dim, hiddenDim);
+    }
+    K.swiglu(s.hb, s.hb2, hiddenDim);
+    this.quantizeInput(s, s.hb, hiddenDim);
+    this.matmul(s, s.xb, s.hb, L.w2, hiddenDim, dim);
+    K.add(s.x, s.xb, dim);
   }
 }
 

@@ -24,7 +24,8 @@ import { MATRIX_TENSORS, type ModelSource, NORM_TENSORS, tensorShape } from '../
 import { type ModelConfig, kvDim } from '../model/config.js';
 import { type TensorName, type TransformerWeights, parameterCount, parameterTable, weightsView } from '../model/weights.js';
 import { quantize } from '../kernels/q8-js.js';
-import { type ModelKernels, Transformer, contextLengthFor, referenceKernels } from './forward.js';
+import { type EngineWeights, type LayerWeights, type ModelKernels, Transformer, contextLengthFor, referenceKernels } from './forward.js';
+import { placeModel } from './placement.js';
 
 export interface LoadModelOptions {
   /**
@@ -41,6 +42,16 @@ export interface LoadModelOptions {
   contextLength?: number;
   /** Values per read (default CHUNK_FLOATS; tests make it small to cross chunk boundaries). */
   chunkFloats?: number;
+  /**
+   * Sessions the model will serve (default 1): each has its own KV caches, which live beside their
+   * layers, so a model spread over several memories leaves room for them (see placement.ts).
+   */
+  sessions?: number;
+  /**
+   * Bytes of memory the model may take (the CLI: the machine's available memory). A model that
+   * needs more (runningBytes) is refused before anything is read, saying what would fit.
+   */
+  memoryBudget?: number;
 }
 
 /** Where loaded tensors go (the kernels' memory). */
@@ -95,47 +106,77 @@ export function loadFloat32Weights(source: ModelSource, alloc: WeightAllocator, 
   return w;
 }
 
-/** The weights of `source` as Q8_0 (norms float32), in memory from `alloc`. */
-export function loadQ8Weights(source: ModelSource, alloc: WeightAllocator, requestedGroupSize = 64, chunk = CHUNK_FLOATS): Q8Weights {
+/**
+ * Reads Q8_0 matrices of `source` into (q, s) buffers: the values it stores when it stores Q8_0
+ * (readQ8), else quantized from its float32 rows, a chunk of whole groups at a time through one
+ * reusable buffer. `groupSize` is the source's own when it stores Q8_0.
+ */
+export interface Q8MatrixReader {
+  readonly groupSize: number;
+  read(name: TensorName, layer: number, q: Int8Array, s: Float32Array): void;
+}
+
+export function q8MatrixReader(source: ModelSource, requestedGroupSize = 64, chunk = CHUNK_FLOATS): Q8MatrixReader {
   const c = source.config;
   const native = source.q8GroupSize !== undefined && source.readQ8 !== undefined;
   const gs = native ? source.q8GroupSize! : q8GroupSizeFor(c, requestedGroupSize);
+  // the one reusable float32 buffer that matrices are quantized from
+  let buffer = new Float32Array(0);
+  return {
+    groupSize: gs,
+    read(name, layer, q, s) {
+      const { rows, cols } = tensorShape(c, name);
+      const numel = rows * cols;
+      if (native) {
+        const step = Math.max(gs, Math.floor(chunk / gs) * gs);
+        for (let i = 0; i < numel; i += step) {
+          const n = Math.min(step, numel - i);
+          source.readQ8!(name, layer, i, n, q.subarray(i, i + n), s.subarray(i / gs, (i + n) / gs));
+        }
+        for (let g = 0; g < s.length; g++) {
+          if (!Number.isFinite(s[g]!)) throw new FormatError(source.path, `tensor ${name}: scale ${g} is not a finite number`);
+        }
+        return;
+      }
+      // chunks of whole rows holding whole groups: a multiple of gs / gcd(cols, gs) rows
+      const step = chunkRows(chunk, cols, rows, gs / gcd(cols, gs));
+      if (buffer.length < step * cols) buffer = new Float32Array(step * cols);
+      for (let r = 0; r < rows; r += step) {
+        const n = Math.min(step, rows - r);
+        const view = buffer.subarray(0, n * cols);
+        source.read(name, layer, r, n, view);
+        checkFinite(source, name, layer, r, cols, view);
+        const first = r * cols;
+        quantize(q.subarray(first, first + view.length), s.subarray(first / gs, (first + view.length) / gs), view, view.length, gs);
+      }
+    },
+  };
+}
+
+/** Checks that a matrix is whole groups of `gs`, before any memory is taken for it. */
+function checkGroups(source: ModelSource, name: TensorName, gs: number): number {
+  const { rows, cols } = tensorShape(source.config, name);
+  const numel = rows * cols;
+  if (numel % gs !== 0) throw new FormatError(source.path, `tensor ${name} (${numel} values) is not a whole number of groups of ${gs}`);
+  return numel;
+}
+
+/** The weights of `source` as Q8_0 (norms float32), in memory from `alloc`. */
+export function loadQ8Weights(source: ModelSource, alloc: WeightAllocator, requestedGroupSize = 64, chunk = CHUNK_FLOATS): Q8Weights {
+  const c = source.config;
+  const reader = q8MatrixReader(source, requestedGroupSize, chunk);
+  const gs = reader.groupSize;
   const norm = (name: TensorName): Float32Array => {
     const { layers, rows, cols } = tensorShape(c, name);
     const out = alloc.allocate(layers * rows * cols);
     for (let l = 0; l < layers; l++) readTensor(source, name, l, out.subarray(l * rows * cols, (l + 1) * rows * cols), chunk);
     return out;
   };
-  // the one reusable float32 buffer that matrices are quantized from
-  let buffer = new Float32Array(0);
   const matrix = (name: TensorName, layer: number): QuantizedTensor => {
-    const { rows, cols } = tensorShape(c, name);
-    const numel = rows * cols;
-    if (numel % gs !== 0) throw new FormatError(source.path, `tensor ${name} (${numel} values) is not a whole number of groups of ${gs}`);
+    const numel = checkGroups(source, name, gs);
     const q = alloc.allocateInt8(numel);
     const s = alloc.allocate(numel / gs);
-    if (native) {
-      const step = Math.max(gs, Math.floor(chunk / gs) * gs);
-      for (let i = 0; i < numel; i += step) {
-        const n = Math.min(step, numel - i);
-        source.readQ8!(name, layer, i, n, q.subarray(i, i + n), s.subarray(i / gs, (i + n) / gs));
-      }
-      for (let g = 0; g < s.length; g++) {
-        if (!Number.isFinite(s[g]!)) throw new FormatError(source.path, `tensor ${name}: scale ${g} is not a finite number`);
-      }
-      return { q, s };
-    }
-    // chunks of whole rows holding whole groups: a multiple of gs / gcd(cols, gs) rows
-    const step = chunkRows(chunk, cols, rows, gs / gcd(cols, gs));
-    if (buffer.length < step * cols) buffer = new Float32Array(step * cols);
-    for (let r = 0; r < rows; r += step) {
-      const n = Math.min(step, rows - r);
-      const view = buffer.subarray(0, n * cols);
-      source.read(name, layer, r, n, view);
-      checkFinite(source, name, layer, r, cols, view);
-      const first = r * cols;
-      quantize(q.subarray(first, first + view.length), s.subarray(first / gs, (first + view.length) / gs), view, view.length, gs);
-    }
+    reader.read(name, layer, q, s);
     return { q, s };
   };
   const perLayer = (name: TensorName): QuantizedTensor[] => Array.from({ length: c.nLayers }, (_, l) => matrix(name, l));
@@ -160,17 +201,44 @@ export function loadsAsQ8(source: Pick<ModelSource, 'q8GroupSize'>, options: Loa
   return source.q8GroupSize !== undefined ? options.dequantize !== true : options.quantize === 'q8';
 }
 
-/** Loads a source's weights for `kernels`: float32 or Q8_0 (see LoadModelOptions). */
-export function loadWeights(source: ModelSource, kernels: ModelKernels, options: LoadModelOptions = {}): TransformerWeights | Q8Weights {
-  if (loadsAsQ8(source, options)) {
-    if (kernels.allocateInt8 === undefined || kernels.quantize === undefined || kernels.matmulQ8 === undefined) {
-      throw new LlamaError(`the ${kernels.name} kernels have no int8 support${source.q8GroupSize !== undefined ? ` (${source.path} runs as the int8 it stores unless dequantized)` : ''}`);
-    }
-    const alloc = { allocate: (n: number) => kernels.allocate(n), allocateInt8: (n: number) => kernels.allocateInt8!(n) };
-    return loadQ8Weights(source, alloc, options.groupSize ?? 64, options.chunkFloats);
+/**
+ * Loads a source's weights for `kernels` — float32 or Q8_0 (see LoadModelOptions) — layer by layer,
+ * each tensor read in chunks straight into the memory placeModel gives its layer (a model larger
+ * than one of the kernels' memories spans several; placement.ts).
+ */
+export function loadWeights(source: ModelSource, kernels: ModelKernels, options: LoadModelOptions = {}): EngineWeights {
+  const c = source.config;
+  const chunk = options.chunkFloats ?? CHUNK_FLOATS;
+  const q8 = loadsAsQ8(source, options) ? q8MatrixReader(source, options.groupSize ?? 64, chunk) : undefined;
+  if (q8 !== undefined && (kernels.allocateInt8 === undefined || kernels.quantize === undefined || kernels.matmulQ8 === undefined)) {
+    throw new LlamaError(`the ${kernels.name} kernels have no int8 support${source.q8GroupSize !== undefined ? ` (${source.path} runs as the int8 it stores unless dequantized)` : ''}`);
   }
-  const alloc = { allocate: (n: number) => kernels.allocate(n), allocateInt8: (): Int8Array => { throw new Error('float32 weights need no int8 memory'); } };
-  return loadFloat32Weights(source, alloc, options.chunkFloats);
+  const gs = q8?.groupSize ?? 0;
+  if (q8 !== undefined) for (const name of MATRIX_TENSORS) if (name !== 'wcls' || !c.sharedClassifier) checkGroups(source, name, gs);
+  const ctx = contextLengthFor(c, options.contextLength);
+  const place = placeModel({ ...c, seqLen: ctx }, gs, kernels, options.sessions ?? 1);
+  const float32 = (name: TensorName, layer: number, memory: number): Float32Array => {
+    const { rows, cols } = tensorShape(c, name);
+    const dst = kernels.allocate(rows * cols, memory);
+    readTensor(source, name, layer, dst, chunk);
+    return dst;
+  };
+  const matrix = (name: TensorName, layer: number, memory: number): Float32Array | QuantizedTensor => {
+    if (q8 === undefined) return float32(name, layer, memory);
+    const { rows, cols } = tensorShape(c, name);
+    const q = kernels.allocateInt8!(rows * cols, memory);
+    const s = kernels.allocate((rows * cols) / gs, memory);
+    q8.read(name, layer, q, s);
+    return { q, s };
+  };
+  const tokenEmbedding = matrix('tokenEmbedding', 0, place.embedding);
+  const layers = place.layers.map((m, l): LayerWeights => ({
+    rmsAtt: float32('rmsAtt', l, m), wq: matrix('wq', l, m), wk: matrix('wk', l, m), wv: matrix('wv', l, m), wo: matrix('wo', l, m),
+    rmsFfn: float32('rmsFfn', l, m), w1: matrix('w1', l, m), w2: matrix('w2', l, m), w3: matrix('w3', l, m),
+  }));
+  const rmsFinal = float32('rmsFinal', 0, place.head);
+  const wcls = c.sharedClassifier ? tokenEmbedding : matrix('wcls', 0, place.head);
+  return { config: c, groupSize: gs, tokenEmbedding, layers, rmsFinal, wcls };
 }
 
 /**
@@ -189,11 +257,16 @@ export function loadTransformer(model: string | ModelSource, kernels: ModelKerne
   }
   const contextLength = contextLengthFor(model.config, options.contextLength);
   const q8 = loadsAsQ8(model, options);
+  const groupSize = model.q8GroupSize ?? options.groupSize ?? 64;
+  const need = runningBytes(model.config, q8, contextLength, groupSize).total;
+  if (options.memoryBudget !== undefined && need > options.memoryBudget) {
+    throw new OutOfMemoryError(`${model.path}: not enough memory (${(options.memoryBudget / 2 ** 30).toFixed(2)} GiB available); ${fitAdvice(model, q8, contextLength, groupSize)}`);
+  }
   try {
     return new Transformer(loadWeights(model, kernels, options), kernels, { contextLength });
   } catch (err) {
     if (err instanceof OutOfMemoryError) {
-      throw new OutOfMemoryError(`${model.path}: ${err.message}; ${fitAdvice(model, q8, contextLength, model.q8GroupSize ?? options.groupSize ?? 64)}`);
+      throw new OutOfMemoryError(`${model.path}: ${err.message}; ${fitAdvice(model, q8, contextLength, groupSize)}`);
     }
     throw err;
   }

@@ -21,8 +21,11 @@
 // With float32 weights, row by row this is exactly forward.ts's computation, but the products sum
 // their terms in another order than the one-token matmul (see assembly/gemm.ts) and the attention
 // is two matrix products per head: the results differ from feeding the tokens one by one by
-// float32 rounding only. The block buffers are allocated on
-// first use.
+// float32 rounding only. The block buffers are allocated on first use.
+//
+// A model spread over several memories of the kernels (src/infer/placement.ts) comes as parts, one
+// per memory, each with its own block buffers: X is copied from one part's to the next's (B · dim
+// floats per block), and the last part holds the final norm and the classifier.
 
 import type { Q8Kernels } from '../kernels/q8-types.js';
 import type { TrainKernels } from '../kernels/train-types.js';
@@ -38,6 +41,15 @@ export interface BlockLayer {
   readonly w3: WeightMatrix; readonly keyCache: Float32Array; readonly valueCache: Float32Array;
 }
 
+/** Consecutive layers in one memory of the kernels. */
+export interface BlockPart {
+  /** Its memory (see KernelMemories; 0 for kernels with one). */
+  readonly memory: number;
+  readonly layers: readonly BlockLayer[];
+  /** Attention scratch (nHeads, seqLen) in that memory: the one-token state's, which a prefill may overwrite. */
+  readonly att: Float32Array;
+}
+
 /** What the block forward reads: the model's weights (float32, or Q8_0 with groupSize > 0), caches and shape. */
 export interface BlockModel {
   readonly dim: number;
@@ -47,12 +59,12 @@ export interface BlockModel {
   readonly theta: number;
   readonly shape: AttentionShape;
   readonly groupSize: number;
-  readonly layers: readonly BlockLayer[];
+  /** The layers in order, by memory; the last part (possibly of no layers) has rmsFinal and wcls. */
+  readonly parts: readonly BlockPart[];
+  /** Read by JavaScript (it may live in any memory). */
   readonly tokenEmbedding: WeightMatrix;
   readonly rmsFinal: Float32Array;
   readonly wcls: WeightMatrix;
-  /** Attention scratch (nHeads, seqLen): the one-token state's, which a prefill may overwrite. */
-  readonly att: Float32Array;
 }
 
 /** The kernels of a block: float32 products for float32 weights, the int8 ones for Q8_0. */
@@ -67,39 +79,38 @@ export function canRunBlocks(kernels: BlockKernels, groupSize: number): boolean 
 /** Receives the logits of prompt token `index` (the array is valid during the call only). */
 export type LogitsVisitor = (index: number, logits: Float32Array) => void;
 
-export class BlockForward {
-  /** Rows per block. */
-  readonly rows: number;
-  private readonly x: Float32Array; //   (rows, dim) residual streams
-  private readonly xb: Float32Array; //  (rows, dim)
-  private readonly xb2: Float32Array; // (rows, dim)
-  private readonly q: Float32Array; //   (rows, dim)
-  private readonly k: Float32Array; //   (rows, kvDim)
-  private readonly v: Float32Array; //   (rows, kvDim)
-  private readonly hb: Float32Array; //  (rows, hidden)
-  private readonly hb2: Float32Array; // (rows, hidden)
-  /** Row views, made once (the per-row kernels take one row each). */
-  private readonly xRows: Float32Array[];
-  private readonly xbRows: Float32Array[];
-  private readonly hbRows: Float32Array[];
-  private readonly qRows: Float32Array[];
-  private readonly kRows: Float32Array[];
-  /** Q8_0: a product's input rows quantized (rows, n) and their scales, as rows of dim and of hidden values. */
-  private readonly xq: Int8Array | undefined;
-  private readonly xs: Float32Array | undefined;
-  private readonly quantized: ReadonlyMap<number, { readonly q: Int8Array[]; readonly s: Float32Array[] }>;
-  /** (rows, vocab), made on the first prefill that asks for logits. */
-  private logits: Float32Array | undefined;
-  private logitRows: Float32Array[] = [];
+/** Floats of the block buffers of one part (for placement.ts: a part per memory). */
+export function blockBufferFloats(dim: number, hiddenDim: number, kvDim: number, rows: number): number {
+  return [dim, dim, dim, dim, kvDim, kvDim, hiddenDim, hiddenDim].reduce((sum, w) => sum + Math.ceil((rows * w) / 16) * 16, 0);
+}
 
-  constructor(private readonly m: BlockModel, private readonly kernels: BlockKernels, rows = PREFILL_BLOCK) {
-    this.rows = Math.max(1, Math.min(rows, m.shape.seqLen));
+/** One part's block buffers, in its memory. */
+class PartBuffers {
+  readonly x: Float32Array; //   (rows, dim) residual streams
+  readonly xb: Float32Array; //  (rows, dim)
+  readonly xb2: Float32Array; // (rows, dim)
+  readonly q: Float32Array; //   (rows, dim)
+  readonly k: Float32Array; //   (rows, kvDim)
+  readonly v: Float32Array; //   (rows, kvDim)
+  readonly hb: Float32Array; //  (rows, hidden)
+  readonly hb2: Float32Array; // (rows, hidden)
+  /** Row views, made once (the per-row kernels take one row each). */
+  readonly xRows: Float32Array[];
+  readonly xbRows: Float32Array[];
+  readonly hbRows: Float32Array[];
+  readonly qRows: Float32Array[];
+  readonly kRows: Float32Array[];
+  /** Q8_0: a product's input rows quantized (rows, n) and their scales, as rows of dim and of hidden values. */
+  readonly xq: Int8Array | undefined;
+  readonly xs: Float32Array | undefined;
+  readonly quantized: ReadonlyMap<number, { readonly q: Int8Array[]; readonly s: Float32Array[] }>;
+
+  constructor(m: BlockModel, kernels: BlockKernels, r: number, memory: number) {
     const { dim, hiddenDim } = m;
     const kv = m.shape.kvDim;
-    const r = this.rows;
     // one allocation (the kernels' memory is never freed: a failure leaves nothing half-made)
     const sizes = [dim, dim, dim, dim, kv, kv, hiddenDim, hiddenDim].map((w) => Math.ceil((r * w) / 16) * 16);
-    const block = kernels.allocate(sizes.reduce((a, b) => a + b, 0));
+    const block = kernels.allocate(sizes.reduce((a, b) => a + b, 0), memory);
     let at = 0;
     const [x, xb, xb2, q, k, v, hb, hb2] = sizes.map((n) => block.subarray(at, (at += n)));
     this.x = x!; this.xb = xb!; this.xb2 = xb2!; this.q = q!; this.k = k!; this.v = v!; this.hb = hb!; this.hb2 = hb2!;
@@ -113,24 +124,41 @@ export class BlockForward {
     const quantized = new Map<number, { q: Int8Array[]; s: Float32Array[] }>();
     if (gs > 0) {
       const widest = Math.max(dim, hiddenDim);
-      this.xq = kernels.allocateInt8!(r * widest);
-      this.xs = kernels.allocate(r * Math.ceil(widest / gs));
+      const xq = kernels.allocateInt8!(r * widest, memory);
+      const xs = kernels.allocate(r * Math.ceil(widest / gs), memory);
+      this.xq = xq;
+      this.xs = xs;
       for (const n of [dim, hiddenDim]) {
         const g = Math.ceil(n / gs);
         quantized.set(n, {
-          q: Array.from({ length: r }, (_, i) => this.xq!.subarray(i * n, (i + 1) * n)),
-          s: Array.from({ length: r }, (_, i) => this.xs!.subarray(i * g, (i + 1) * g)),
+          q: Array.from({ length: r }, (_, i) => xq.subarray(i * n, (i + 1) * n)),
+          s: Array.from({ length: r }, (_, i) => xs.subarray(i * g, (i + 1) * g)),
         });
       }
     }
     this.quantized = quantized;
   }
+}
+
+export class BlockForward {
+  /** Rows per block. */
+  readonly rows: number;
+  /** Each part's buffers (in its memory). */
+  private readonly buffers: PartBuffers[];
+  /** (rows, vocab) in the last part's memory, made on the first prefill that asks for logits. */
+  private logits: Float32Array | undefined;
+  private logitRows: Float32Array[] = [];
+
+  constructor(private readonly m: BlockModel, private readonly kernels: BlockKernels, rows = PREFILL_BLOCK) {
+    this.rows = Math.max(1, Math.min(rows, m.shape.seqLen));
+    this.buffers = m.parts.map((p) => new PartBuffers(m, kernels, this.rows, p.memory));
+  }
 
   /**
    * out (count, d) = rows of x (count, n) · Wᵀ: float32, or for Q8_0 weights from the rows
-   * quantized first (unless `quantized`: the previous product's input, already in xq / xs).
+   * quantized first into b's xq / xs (unless `quantized`: the previous product's input, already there).
    */
-  private product(out: Float32Array, x: Float32Array, rows: Float32Array[], w: WeightMatrix, count: number, n: number, d: number, quantized = false): void {
+  private product(b: PartBuffers, out: Float32Array, x: Float32Array, rows: Float32Array[], w: WeightMatrix, count: number, n: number, d: number, quantized = false): void {
     const K = this.kernels;
     if (w instanceof Float32Array) {
       K.matmulForward!(out, x, w, count, n, d);
@@ -138,10 +166,10 @@ export class BlockForward {
     }
     const gs = this.m.groupSize;
     if (!quantized) {
-      const v = this.quantized.get(n)!;
+      const v = b.quantized.get(n)!;
       for (let i = 0; i < count; i++) K.quantize!(v.q[i]!, v.s[i]!, rows[i]!, n, gs);
     }
-    K.matmulQ8Forward!(out, this.xq!, this.xs!, w.q, w.s, count, n, d, gs);
+    K.matmulQ8Forward!(out, b.xq!, b.xs!, w.q, w.s, count, n, d, gs);
   }
 
   /**
@@ -156,50 +184,63 @@ export class BlockForward {
 
   private block(tokens: ArrayLike<number>, start: number, count: number, pos: number, visit: LogitsVisitor | undefined): void {
     const m = this.m, K = this.kernels;
-    const { dim, hiddenDim: hidden, eps, theta } = m;
-    const { kvDim: kv, headSize } = m.shape;
+    const { dim, eps } = m;
     const emb = m.tokenEmbedding;
     const gs = m.groupSize;
+    const first = this.buffers[0]!;
     for (let i = 0; i < count; i++) {
       const t = tokens[start + i]!;
-      const row = this.xRows[i]!;
+      const row = first.xRows[i]!;
       if (emb instanceof Float32Array) {
         row.set(emb.subarray(t * dim, (t + 1) * dim));
       } else {
         for (let j = 0, o = t * dim; j < dim; j++) row[j] = emb.q[o + j]! * emb.s[Math.floor((o + j) / gs)]!;
       }
     }
-    const xb = this.xb, xbRows = this.xbRows;
-    for (const L of m.layers) {
-      for (let i = 0; i < count; i++) K.rmsnorm(xbRows[i]!, this.xRows[i]!, L.rmsAtt, dim, eps);
-      this.product(this.q, xb, xbRows, L.wq, count, dim, dim);
-      this.product(this.k, xb, xbRows, L.wk, count, dim, kv, true);
-      this.product(this.v, xb, xbRows, L.wv, count, dim, kv, true);
-      for (let i = 0; i < count; i++) K.rope(this.qRows[i]!, this.kRows[i]!, pos + i, dim, kv, headSize, theta);
-      L.keyCache.set(count === this.rows ? this.k : this.k.subarray(0, count * kv), pos * kv);
-      L.valueCache.set(count === this.rows ? this.v : this.v.subarray(0, count * kv), pos * kv);
-      K.attentionBlock(xb, this.q, L.keyCache, L.valueCache, m.att, pos, count, m.shape, gs > 0);
-      this.product(this.xb2, xb, xbRows, L.wo, count, dim, dim);
-      K.add(this.x, this.xb2, count * dim);
-
-      for (let i = 0; i < count; i++) K.rmsnorm(xbRows[i]!, this.xRows[i]!, L.rmsFfn, dim, eps);
-      this.product(this.hb, xb, xbRows, L.w1, count, dim, hidden);
-      this.product(this.hb2, xb, xbRows, L.w3, count, dim, hidden, true);
-      K.swiglu(this.hb, this.hb2, count * hidden);
-      this.product(xb, this.hb, this.hbRows, L.w2, count, hidden, dim);
-      K.add(this.x, xb, count * dim);
+    for (let p = 0; p < m.parts.length; p++) {
+      const b = this.buffers[p]!;
+      // the residual streams cross into this part's memory
+      if (p > 0) b.x.set(this.buffers[p - 1]!.x.subarray(0, count * dim));
+      for (const L of m.parts[p]!.layers) this.layer(b, L, m.parts[p]!.att, count, pos);
     }
     if (visit === undefined) return;
+    const b = this.buffers[this.buffers.length - 1]!;
     const logits = this.logitBuffer();
-    for (let i = 0; i < count; i++) K.rmsnorm(xbRows[i]!, this.xRows[i]!, m.rmsFinal, dim, eps);
-    this.product(logits, xb, xbRows, m.wcls, count, dim, m.vocabSize);
+    for (let i = 0; i < count; i++) K.rmsnorm(b.xbRows[i]!, b.xRows[i]!, m.rmsFinal, dim, eps);
+    this.product(b, logits, b.xb, b.xbRows, m.wcls, count, dim, m.vocabSize);
     for (let i = 0; i < count; i++) visit(start + i, this.logitRows[i]!);
+  }
+
+  /** One layer over `count` rows of part buffers b (att: the attention scratch of its memory). */
+  private layer(b: PartBuffers, L: BlockLayer, att: Float32Array, count: number, pos: number): void {
+    const m = this.m, K = this.kernels;
+    const { dim, hiddenDim: hidden, eps, theta } = m;
+    const { kvDim: kv, headSize } = m.shape;
+    const gs = m.groupSize;
+    const xb = b.xb, xbRows = b.xbRows;
+    for (let i = 0; i < count; i++) K.rmsnorm(xbRows[i]!, b.xRows[i]!, L.rmsAtt, dim, eps);
+    this.product(b, b.q, xb, xbRows, L.wq, count, dim, dim);
+    this.product(b, b.k, xb, xbRows, L.wk, count, dim, kv, true);
+    this.product(b, b.v, xb, xbRows, L.wv, count, dim, kv, true);
+    for (let i = 0; i < count; i++) K.rope(b.qRows[i]!, b.kRows[i]!, pos + i, dim, kv, headSize, theta);
+    L.keyCache.set(count === this.rows ? b.k : b.k.subarray(0, count * kv), pos * kv);
+    L.valueCache.set(count === this.rows ? b.v : b.v.subarray(0, count * kv), pos * kv);
+    K.attentionBlock(xb, b.q, L.keyCache, L.valueCache, att, pos, count, m.shape, gs > 0);
+    this.product(b, b.xb2, xb, xbRows, L.wo, count, dim, dim);
+    K.add(b.x, b.xb2, count * dim);
+
+    for (let i = 0; i < count; i++) K.rmsnorm(xbRows[i]!, b.xRows[i]!, L.rmsFfn, dim, eps);
+    this.product(b, b.hb, xb, xbRows, L.w1, count, dim, hidden);
+    this.product(b, b.hb2, xb, xbRows, L.w3, count, dim, hidden, true);
+    K.swiglu(b.hb, b.hb2, count * hidden);
+    this.product(b, xb, b.hb, b.hbRows, L.w2, count, hidden, dim);
+    K.add(b.x, xb, count * dim);
   }
 
   private logitBuffer(): Float32Array {
     if (this.logits === undefined) {
       const V = this.m.vocabSize;
-      const logits = this.kernels.allocate(this.rows * V);
+      const logits = this.kernels.allocate(this.rows * V, this.m.parts[this.m.parts.length - 1]!.memory);
       this.logitRows = Array.from({ length: this.rows }, (_, i) => logits.subarray(i * V, (i + 1) * V));
       this.logits = logits;
     }

@@ -14,9 +14,9 @@ import { jsQ8Kernels } from './q8-js.js';
 import type { Q8Kernels } from './q8-types.js';
 import { jsTrainKernels } from './train-js.js';
 import type { TrainKernels } from './train-types.js';
-import type { FusedForward, GroupedMatmul, Kernels } from './types.js';
+import type { FusedForward, GroupedMatmul, KernelMemories, Kernels } from './types.js';
 
-export interface KernelSet extends Kernels, Q8Kernels, TrainKernels, Partial<FusedForward>, Partial<GroupedMatmul> {
+export interface KernelSet extends Kernels, Q8Kernels, TrainKernels, Partial<FusedForward>, Partial<GroupedMatmul>, Partial<KernelMemories> {
   /** Threads the parallel kernels use, counting the calling thread (1 = no workers). */
   readonly threads: number;
   /** Stops the worker threads (if any). Idle workers never keep the process alive; this is tidiness. */
@@ -32,6 +32,8 @@ export interface KernelChoice {
   threads?: number;
   /** Bytes of WebAssembly memory to reserve up front (it grows on demand at allocation time). */
   initialBytes?: number;
+  /** wasm: the most one WebAssembly memory holds (default 4 GiB); larger models use several. */
+  memoryBytes?: number;
 }
 
 /** The reference kernels as a KernelSet. */
@@ -56,5 +58,5 @@ export async function createKernels(choice: KernelChoice = {}): Promise<KernelSe
   const kind = choice.kind ?? (wasmSupported() ? 'wasm' : 'js');
   if (kind === 'js') return jsKernelSet;
   const { createThreadedKernels } = await import('./threads.js');
-  return createThreadedKernels({ threads: choice.threads ?? defaultThreads(), initialBytes: choice.initialBytes });
+  return createThreadedKernels({ threads: choice.threads ?? defaultThreads(), initialBytes: choice.initialBytes, memoryBytes: choice.memoryBytes });
 }

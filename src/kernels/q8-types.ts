@@ -13,8 +13,8 @@
 // Every implementation produces bit-identical results.
 
 export interface Q8Kernels {
-  /** A zeroed int8 buffer in the kernels' memory (16-byte aligned). */
-  allocateInt8(count: number): Int8Array;
+  /** A zeroed int8 buffer in the kernels' memory number `memory` (default 0; see KernelMemories), 16-byte aligned. */
+  allocateInt8(count: number, memory?: number): Int8Array;
   /**
    * Quantizes x (n) into xq (n) and xs (ceil(n / groupSize)): per group scale = max|x| / 127 (float32),
    * q = round-half-even(x / scale) (0 when the scale is 0).

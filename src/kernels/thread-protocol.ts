@@ -23,6 +23,8 @@
 //             chunk is finished, and resets the cursors after that, so a worker waking late can
 //             never run a stale or half-written command.
 //   OP        which kernel (Op below);   ARGS  its integer arguments (addresses are byte offsets)
+//   MEM       which memory the arguments are addresses in (a model spread over several memories:
+//             every participant has an instance of the kernels on each, src/kernels/wasm.ts)
 //   CHUNK, CHUNK2, SPLIT  how items map to chunks (chunkRange)
 //   FAILED    set when a worker's chunk threw
 //   FINISHED  chunks completed (on its own cache line): each participant adds the number it ran
@@ -36,6 +38,7 @@ import type { KernelExports } from './wasm.js';
 
 export const STATE = 0;
 export const OP = 1;
+export const MEM = 2;
 export const CHUNK = 3;
 export const CHUNK2 = 4;
 export const SPLIT = 5;
@@ -227,8 +230,10 @@ export function resetCursors(ctrl: Int32Array, seq: number, threads: number): vo
  * then whatever is left of the others', until none is left or the command is over. Returns false
  * if a chunk threw (the chunk still counts as finished, so nobody waits forever).
  */
-export function claimChunks(k: KernelExports, ctrl: Int32Array, seq: number, chunks: number, self: number, threads: number): boolean {
+export function claimChunks(kernels: readonly KernelExports[], ctrl: Int32Array, seq: number, chunks: number, self: number, threads: number): boolean {
   let ok = true;
+  // the instance of the memory the command's arguments live in (the caller wrote MEM before STATE)
+  const k = kernels[ctrl[MEM]!]!;
   let ran = 0;
   for (let i = 0; i < threads; i++) {
     const p = (self + i) % threads;
@@ -262,7 +267,7 @@ export function claimChunks(k: KernelExports, ctrl: Int32Array, seq: number, chu
  * commands (even Op.exit) were published — reading its starting point from STATE would then miss
  * them, and a missed exit hangs close().
  */
-export function commandLoop(k: KernelExports, ctrl: Int32Array, index: number, threads: number): void {
+export function commandLoop(kernels: readonly KernelExports[], ctrl: Int32Array, index: number, threads: number): void {
   const spin = new SpinBudget();
   let state = Atomics.load(ctrl, STATE);
   let seen = 0;
@@ -270,7 +275,7 @@ export function commandLoop(k: KernelExports, ctrl: Int32Array, index: number, t
     while (seqOf(state) === seen) state = spin.waitWhileEqual(ctrl, STATE, state);
     seen = seqOf(state);
     if (ctrl[OP] === Op.exit) return;
-    if (!claimChunks(k, ctrl, seen, state & MAX_CHUNKS, index, threads)) Atomics.store(ctrl, FAILED, index);
+    if (!claimChunks(kernels, ctrl, seen, state & MAX_CHUNKS, index, threads)) Atomics.store(ctrl, FAILED, index);
     Atomics.notify(ctrl, FINISHED);
   }
 }

@@ -1,5 +1,6 @@
-// The WebAssembly kernels split over worker threads (Node.js worker_threads) that share one
-// WebAssembly.Memory. The big kernels — matmul (by rows), attention (by heads), the int8 matmul,
+// The WebAssembly kernels split over worker threads (Node.js worker_threads) that share the kernel
+// set's WebAssembly memories (one, or several for a model over 4 GiB: every worker instantiates the
+// kernels on each, and a command names the memory its arguments live in). The big kernels — matmul (by rows), attention (by heads), the int8 matmul,
 // and the batched training products — are cut into chunks that `threads` participants (the
 // calling thread and threads-1 workers) claim one by one, commanded through a control block with
 // Atomics (thread-protocol.ts). The small kernels (rmsnorm, rope, softmax, swiglu, add, and
@@ -7,19 +8,20 @@
 //
 // The workers start with the first command that is split between threads (a small model, run fused
 // on the calling thread, never starts them) and are unref'd: an idle pool never keeps the process
-// alive. close() ends them.
+// alive. close() ends them. A memory added after they started (another model loaded) restarts them.
 
 import { Worker } from 'node:worker_threads';
 import { LlamaError } from '../errors.js';
 import type { KernelSet } from './kernel-set.js';
 import {
-  ARGS, CHUNK, CHUNK2, FAILED, FINISHED, MAX_CHUNKS, MAX_GROUP, OP, Op, SPLIT, STATE, SpinBudget,
+  ARGS, CHUNK, CHUNK2, FAILED, FINISHED, MAX_CHUNKS, MAX_GROUP, MEM, OP, Op, SPLIT, STATE, SpinBudget,
   chunkSize, claimChunks, controlInts, initialState, resetCursors, seqOf,
 } from './thread-protocol.js';
 import type { WorkerInit } from './thread-worker.js';
 import type { ForwardModel, GroupedInput, GroupedProduct } from './types.js';
 import {
-  type WasmKernelOptions, checkAttention, checkAttentionBlock, checkMatmul, checkMatmulMany, checkMatmulQ8Forward, gemmQ8Fits, checkMatmulBackward, checkMatmulForward, checkMatmulQ8, createWasmKernels,
+  type KernelExports, type KernelMemory, type WasmKernelOptions, checkAttention, checkAttentionBlock, checkMatmul, checkMatmulBackward,
+  checkMatmulForward, checkMatmulMany, checkMatmulQ8, checkMatmulQ8Forward, createWasmKernels, gemmQ8Fits,
 } from './wasm.js';
 
 export interface ThreadOptions extends WasmKernelOptions {
@@ -52,9 +54,17 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
   const base = await createWasmKernels(options);
   if (threads === 1) return base;
 
-  const { heap, exports: k, module } = base;
-  const controlAddress = heap.reserve(controlInts(threads) * 4);
-  const ctrl = new Int32Array(heap.memory.buffer, controlAddress, controlInts(threads));
+  const { heap, module } = base;
+  /** The control block, in memory 0 (a fresh one each time the workers restart). */
+  let controlAddress = 0;
+  let ctrl: Int32Array<ArrayBufferLike> = new Int32Array(0);
+  function newControlBlock(): void {
+    controlAddress = heap.reserve(controlInts(threads) * 4);
+    ctrl = new Int32Array(heap.memory.buffer, controlAddress, controlInts(threads));
+  }
+  newControlBlock();
+  /** The calling thread's instance of the kernels on each memory (by KernelMemory.index). */
+  const kernels: KernelExports[] = base.memories.map((m) => m.exports!);
   const workers: Worker[] = [];
   const exits: Promise<void>[] = [];
   const workerUrl = new URL('./thread-worker.js', import.meta.url);
@@ -67,8 +77,9 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
    * Until a worker is running (tens of milliseconds) the calling thread takes its chunks too.
    */
   function startWorkers(): void {
+    const memories = base.memories.map((m) => m.memory);
     for (let i = 1; i < threads; i++) {
-      const init: WorkerInit = { module, memory: heap.memory, control: controlAddress, index: i, threads };
+      const init: WorkerInit = { module, memories, control: controlAddress, index: i, threads };
       // execArgv []: the workers need no Node.js flags, and some (--input-type, …) would make them fail
       const worker = new Worker(workerUrl, { workerData: init, execArgv: [] });
       worker.unref();
@@ -80,25 +91,47 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
 
   let closed = false;
   let seq = 0;
+
+  /** Tells the running workers to exit (they finish no command: none is running between calls). */
+  function stopWorkers(): void {
+    ctrl[OP] = Op.exit;
+    seq = seqOf(initialState(seq + 1, 0));
+    Atomics.store(ctrl, STATE, initialState(seq, 0));
+    Atomics.notify(ctrl, STATE);
+  }
+
+  // A memory made after the workers started (a model loaded into more memories): the workers have
+  // no instance on it, and a worker blocked in Atomics.wait cannot take a message. So they are
+  // stopped, and new ones — with every memory — start at the next command, on a new control block.
+  base.onMemoryAdded((m) => {
+    kernels.push(m.exports!);
+    if (workers.length === 0) return;
+    stopWorkers();
+    workers.length = 0;
+    newControlBlock();
+    seq = 0;
+  });
+
   const spin = new SpinBudget();
   /** Chunks per command: a few per thread, so a descheduled thread is covered by the others. */
   const parts = Math.min(threads * 4, 256);
 
   /**
-   * Publishes the command already written to OP / ARGS / CHUNK…, works on its chunks here too,
-   * and returns once every chunk is finished.
+   * Publishes the command already written to OP / ARGS / CHUNK… (its arguments addresses in
+   * memory `m`), works on its chunks here too, and returns once every chunk is finished.
    */
-  function dispatch(chunks: number): void {
+  function dispatch(m: KernelMemory, chunks: number): void {
     if (closed) throw new LlamaError('the kernel threads were closed');
     if (workerFailure !== undefined) throw new LlamaError(`a kernel worker thread failed: ${workerFailure}`);
     if (workers.length === 0) startWorkers();
+    ctrl[MEM] = m.index;
     Atomics.store(ctrl, FINISHED, 0);
     Atomics.store(ctrl, FAILED, 0);
     seq = seqOf(initialState(seq + 1, 0));
     resetCursors(ctrl, seq, threads);
     Atomics.store(ctrl, STATE, initialState(seq, chunks));
     Atomics.notify(ctrl, STATE);
-    const ok = claimChunks(k, ctrl, seq, chunks, 0, threads);
+    const ok = claimChunks(kernels, ctrl, seq, chunks, 0, threads);
     // the workers use the same buffers: never return (or throw) before they are finished
     for (let done = Atomics.load(ctrl, FINISHED); done < chunks;) done = spin.waitWhileEqual(ctrl, FINISHED, done, 10);
     if (!ok || Atomics.load(ctrl, FAILED) !== 0) throw new LlamaError('a kernel failed on a worker thread (out-of-bounds address?)');
@@ -111,13 +144,23 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     return Math.ceil(total / size);
   }
 
-  const at = (view: ArrayBufferView): number => heap.address(view);
+  const route = base.route;
 
-  // the matrix × matrix product's packing buffers, one per participant
-  const scratchBytes = k.gemmScratchBytes();
-  const scratch = heap.reserve(threads * scratchBytes);
-  // the block attention's score buffers, one per participant, made for the longest context seen
-  let scores = 0, scoresBytes = 0;
+  // the matrix × matrix product's packing buffers, one per participant, in each memory that needs them
+  const scratchBytes = base.exports.gemmScratchBytes();
+  const scratches: number[] = [];
+  const scratchIn = (m: KernelMemory): number => (scratches[m.index] ??= m.reserve(threads * scratchBytes));
+  // the block attention's score buffers, one per participant, in each memory, made for the longest context seen
+  const scores: Array<{ at: number; bytes: number }> = [];
+  function scoresIn(m: KernelMemory, seqLen: number): { at: number; bytes: number } {
+    const bytes = m.exports!.attentionScoresBytes(seqLen);
+    const sc = (scores[m.index] ??= { at: 0, bytes: 0 });
+    if (bytes > sc.bytes) {
+      sc.at = m.reserve(threads * bytes);
+      sc.bytes = bytes;
+    }
+    return sc;
+  }
 
   /**
    * C (M, N) [+]= A · B over the threads (arguments of assembly/gemm.ts). The chunks are blocks of
@@ -125,10 +168,11 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
    * the columns of B it uses (weights, for a product with a weight matrix), or reads only its rows
    * of A.
    */
-  function gemm(c: number, ldc: number, a: number, sam: number, sak: number, b: number, sb: number, bRows: number,
+  function gemm(m: KernelMemory, c: number, ldc: number, a: number, sam: number, sak: number, b: number, sb: number, bRows: number,
     K: number, accumulate: number, M: number, N: number): void {
+    const scratch = scratchIn(m);
     if (M * N * K < PARALLEL_MIN_WORK * 4) {
-      k.gemm(c, ldc, a, sam, sak, b, sb, bRows, K, accumulate, 0, M, 0, N, scratch);
+      m.exports!.gemm(c, ldc, a, sam, sak, b, sb, bRows, K, accumulate, 0, M, 0, N, scratch);
       return;
     }
     ctrl[OP] = Op.gemm;
@@ -142,7 +186,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     ctrl[CHUNK2] = colSize;
     const split = Math.ceil(N / colSize);
     ctrl[SPLIT] = split;
-    dispatch(split * Math.ceil(M / rowSize));
+    dispatch(m, split * Math.ceil(M / rowSize));
   }
 
   const threaded: KernelSet = {
@@ -152,10 +196,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     async close() {
       if (closed) return;
       closed = true;
-      ctrl[OP] = Op.exit;
-      seq = seqOf(initialState(seq + 1, 0));
-      Atomics.store(ctrl, STATE, initialState(seq, 0));
-      Atomics.notify(ctrl, STATE);
+      stopWorkers();
       for (const w of workers) w.ref(); // so that awaiting close() really waits for the exits
       await Promise.all(exits);
     },
@@ -165,6 +206,8 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       // thread with a different kernel, matmulSmall: grouping them would change their bits)
       if (products.length < 2 || products.length > MAX_GROUP || products.some((p) => n * p.d < PARALLEL_MIN_WORK)) return undefined;
       const q8 = 'xq' in input;
+      const m = route(q8 ? input.xq : input.x);
+      const at = (view: ArrayBufferView): number => m.address(view);
       const args: number[] = [];
       if (q8) {
         args.push(at(input.xq), at(input.xs), n, input.groupSize, input.streamWeights === true ? 1 : 0, products.length);
@@ -190,35 +233,39 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
         ctrl[OP] = op;
         ctrl.set(packed, ARGS);
         ctrl[CHUNK] = size;
-        dispatch(chunks);
+        dispatch(m, chunks);
       };
     },
     fuseForward(model) {
       return matmulWork(model) < FUSED_MAX_WORK ? base.fuseForward!(model) : undefined;
     },
+    // each call runs in the memory of its first argument (m); the others are checked to live there
     matmul(xout, x, w, n, d) {
       if (n * d < PARALLEL_MIN_WORK) return base.matmul(xout, x, w, n, d);
       checkMatmul(xout, x, w, n, d);
+      const m = route(xout);
       // arguments written out one by one: the per-token path creates no arrays
       ctrl[OP] = Op.matmul;
-      ctrl[ARGS] = at(xout); ctrl[ARGS + 1] = at(x); ctrl[ARGS + 2] = at(w); ctrl[ARGS + 3] = n; ctrl[ARGS + 4] = d;
-      dispatch(rows(d, 4, 16));
+      ctrl[ARGS] = m.address(xout); ctrl[ARGS + 1] = m.address(x); ctrl[ARGS + 2] = m.address(w); ctrl[ARGS + 3] = n; ctrl[ARGS + 4] = d;
+      dispatch(m, rows(d, 4, 16));
     },
     matmulMany(xout, x, w, n, d, count) {
       if (n * d < PARALLEL_MIN_WORK) return base.matmulMany(xout, x, w, n, d, count);
       checkMatmulMany(xout, x, w, n, d, count);
+      const m = route(xout);
       ctrl[OP] = Op.matmulMany;
-      ctrl[ARGS] = at(xout); ctrl[ARGS + 1] = at(x); ctrl[ARGS + 2] = at(w); ctrl[ARGS + 3] = n; ctrl[ARGS + 4] = d; ctrl[ARGS + 5] = count;
-      dispatch(rows(d, 4, 16));
+      ctrl[ARGS] = m.address(xout); ctrl[ARGS + 1] = m.address(x); ctrl[ARGS + 2] = m.address(w); ctrl[ARGS + 3] = n; ctrl[ARGS + 4] = d; ctrl[ARGS + 5] = count;
+      dispatch(m, rows(d, 4, 16));
     },
     attention(out, q, keyCache, valueCache, att, pos, s) {
       if (s.nHeads > MAX_CHUNKS || (pos + 1) * s.nHeads * s.headSize < PARALLEL_MIN_WORK / 4) return base.attention(out, q, keyCache, valueCache, att, pos, s);
       checkAttention(out, q, keyCache, valueCache, att, pos, s);
+      const m = route(out);
       ctrl[OP] = Op.attention;
-      ctrl[ARGS] = at(out); ctrl[ARGS + 1] = at(q); ctrl[ARGS + 2] = at(keyCache); ctrl[ARGS + 3] = at(valueCache);
-      ctrl[ARGS + 4] = at(att); ctrl[ARGS + 5] = pos; ctrl[ARGS + 6] = s.nHeads; ctrl[ARGS + 7] = s.nKvHeads;
+      ctrl[ARGS] = m.address(out); ctrl[ARGS + 1] = m.address(q); ctrl[ARGS + 2] = m.address(keyCache); ctrl[ARGS + 3] = m.address(valueCache);
+      ctrl[ARGS + 4] = m.address(att); ctrl[ARGS + 5] = pos; ctrl[ARGS + 6] = s.nHeads; ctrl[ARGS + 7] = s.nKvHeads;
       ctrl[ARGS + 8] = s.headSize; ctrl[ARGS + 9] = s.kvDim; ctrl[ARGS + 10] = s.seqLen;
-      dispatch(s.nHeads); // one head per chunk
+      dispatch(m, s.nHeads); // one head per chunk
     },
     matmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize) {
       if (M * n * d < PARALLEL_MIN_WORK * 4 || !gemmQ8Fits(n, groupSize)) {
@@ -226,15 +273,16 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
         // rows of partial groups: matmulQ8 row by row (threaded), on views of the rows
         checkMatmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize);
         const xsRow = Math.ceil(n / groupSize);
-        for (let m = 0; m < M; m++) {
-          threaded.matmulQ8(out.subarray(m * d, (m + 1) * d), xq.subarray(m * n, (m + 1) * n), xs.subarray(m * xsRow, (m + 1) * xsRow), wq, ws, n, d, groupSize);
+        for (let r = 0; r < M; r++) {
+          threaded.matmulQ8(out.subarray(r * d, (r + 1) * d), xq.subarray(r * n, (r + 1) * n), xs.subarray(r * xsRow, (r + 1) * xsRow), wq, ws, n, d, groupSize);
         }
         return;
       }
       checkMatmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize);
+      const m = route(out);
       ctrl[OP] = Op.gemmQ8;
-      ctrl[ARGS] = at(out); ctrl[ARGS + 1] = d * 4; ctrl[ARGS + 2] = at(xq); ctrl[ARGS + 3] = at(xs); ctrl[ARGS + 4] = at(wq);
-      ctrl[ARGS + 5] = at(ws); ctrl[ARGS + 6] = n; ctrl[ARGS + 7] = groupSize; ctrl[ARGS + 8] = M; ctrl[ARGS + 9] = d;
+      ctrl[ARGS] = m.address(out); ctrl[ARGS + 1] = d * 4; ctrl[ARGS + 2] = m.address(xq); ctrl[ARGS + 3] = m.address(xs); ctrl[ARGS + 4] = m.address(wq);
+      ctrl[ARGS + 5] = m.address(ws); ctrl[ARGS + 6] = n; ctrl[ARGS + 7] = groupSize; ctrl[ARGS + 8] = M; ctrl[ARGS + 9] = d;
       // blocks of rows when there are more rows than channels, else of channels (as gemm)
       const byRows = M > d;
       const rowSize = byRows ? chunkSize(M, parts, 4, 4) : M;
@@ -243,52 +291,54 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       ctrl[CHUNK2] = colSize;
       const split = Math.ceil(d / colSize);
       ctrl[SPLIT] = split;
-      dispatch(split * Math.ceil(M / rowSize));
+      dispatch(m, split * Math.ceil(M / rowSize));
     },
     attentionBlock(out, q, keyCache, valueCache, att, pos, count, s, exact = false) {
       if (s.nHeads > MAX_CHUNKS || count * (pos + count) * s.nHeads * s.headSize < PARALLEL_MIN_WORK / 4) {
         return base.attentionBlock(out, q, keyCache, valueCache, att, pos, count, s, exact);
       }
       checkAttentionBlock(out, q, keyCache, valueCache, att, pos, count, s);
+      const m = route(out);
+      const at = (v: ArrayBufferView): number => m.address(v);
       if (exact) {
         ctrl[OP] = Op.attentionRows;
         ctrl[ARGS] = at(out); ctrl[ARGS + 1] = at(q); ctrl[ARGS + 2] = at(keyCache); ctrl[ARGS + 3] = at(valueCache);
         ctrl[ARGS + 4] = at(att); ctrl[ARGS + 5] = pos; ctrl[ARGS + 6] = count; ctrl[ARGS + 7] = s.nHeads;
         ctrl[ARGS + 8] = s.nKvHeads; ctrl[ARGS + 9] = s.headSize; ctrl[ARGS + 10] = s.kvDim; ctrl[ARGS + 11] = s.seqLen;
-        dispatch(s.nHeads); // one head per chunk
+        dispatch(m, s.nHeads); // one head per chunk
         return;
       }
-      const bytes = k.attentionScoresBytes(s.seqLen);
-      if (bytes > scoresBytes) { // score buffers for the longest context seen, one per participant
-        scores = heap.reserve(threads * bytes);
-        scoresBytes = bytes;
-      }
+      const sc = scoresIn(m, s.seqLen);
       ctrl[OP] = Op.attentionBlock;
       ctrl[ARGS] = at(out); ctrl[ARGS + 1] = at(q); ctrl[ARGS + 2] = at(keyCache); ctrl[ARGS + 3] = at(valueCache);
-      ctrl[ARGS + 4] = scores; ctrl[ARGS + 5] = pos; ctrl[ARGS + 6] = count; ctrl[ARGS + 7] = s.nHeads;
-      ctrl[ARGS + 8] = s.nKvHeads; ctrl[ARGS + 9] = s.headSize; ctrl[ARGS + 10] = s.kvDim; ctrl[ARGS + 11] = scoresBytes;
-      ctrl[ARGS + 12] = scratch; ctrl[ARGS + 13] = scratchBytes;
-      dispatch(s.nHeads); // one head per chunk
+      ctrl[ARGS + 4] = sc.at; ctrl[ARGS + 5] = pos; ctrl[ARGS + 6] = count; ctrl[ARGS + 7] = s.nHeads;
+      ctrl[ARGS + 8] = s.nKvHeads; ctrl[ARGS + 9] = s.headSize; ctrl[ARGS + 10] = s.kvDim; ctrl[ARGS + 11] = sc.bytes;
+      ctrl[ARGS + 12] = scratchIn(m); ctrl[ARGS + 13] = scratchBytes;
+      dispatch(m, s.nHeads); // one head per chunk
     },
     matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize, streamed = false) {
       if (n * d < PARALLEL_MIN_WORK) return base.matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize, streamed);
       checkMatmulQ8(xout, xq, xs, wq, ws, n, d, groupSize);
+      const m = route(xout);
       ctrl[OP] = Op.matmulQ8;
-      ctrl[ARGS] = at(xout); ctrl[ARGS + 1] = at(xq); ctrl[ARGS + 2] = at(xs); ctrl[ARGS + 3] = at(wq);
-      ctrl[ARGS + 4] = at(ws); ctrl[ARGS + 5] = n; ctrl[ARGS + 6] = d; ctrl[ARGS + 7] = groupSize;
+      ctrl[ARGS] = m.address(xout); ctrl[ARGS + 1] = m.address(xq); ctrl[ARGS + 2] = m.address(xs); ctrl[ARGS + 3] = m.address(wq);
+      ctrl[ARGS + 4] = m.address(ws); ctrl[ARGS + 5] = n; ctrl[ARGS + 6] = d; ctrl[ARGS + 7] = groupSize;
       ctrl[ARGS + 8] = streamed ? 1 : 0;
-      dispatch(rows(d, 4, 16));
+      dispatch(m, rows(d, 4, 16));
     },
     matmulForward(out, inp, w, BT, C, OC) {
       checkMatmulForward(out, inp, w, BT, C, OC);
+      const m = route(out);
       // out (BT, OC) = inp (BT, C) · B, B (C, OC) given by its transpose w (OC, C)
-      gemm(at(out), OC * 4, at(inp), C * 4, 4, at(w), C * 4, 0, C, 0, BT, OC);
+      gemm(m, m.address(out), OC * 4, m.address(inp), C * 4, 4, m.address(w), C * 4, 0, C, 0, BT, OC);
     },
     matmulBackward(dinp, dw, dout, inp, w, BT, C, OC) {
       checkMatmulBackward(dinp, dw, dout, inp, w, BT, C, OC);
+      const m = route(dinp);
+      const at = (view: ArrayBufferView): number => m.address(view);
       // dinp (BT, C) += dout (BT, OC) · w (OC, C);  dw (OC, C) += doutᵀ (OC, BT) · inp (BT, C)
-      gemm(at(dinp), C * 4, at(dout), OC * 4, 4, at(w), C * 4, 1, OC, 1, BT, C);
-      gemm(at(dw), C * 4, at(dout), 4, OC * 4, at(inp), C * 4, 1, BT, 1, OC, C);
+      gemm(m, at(dinp), C * 4, at(dout), OC * 4, 4, at(w), C * 4, 1, OC, 1, BT, C);
+      gemm(m, at(dw), C * 4, at(dout), 4, OC * 4, at(inp), C * 4, 1, BT, 1, OC, C);
     },
   };
   return threaded;

@@ -21,8 +21,11 @@ export interface AttentionShape {
 
 export interface Kernels {
   readonly name: string;
-  /** A zeroed float32 buffer the kernels can operate on (lives in the kernels' memory). */
-  allocate(floats: number): Float32Array;
+  /**
+   * A zeroed float32 buffer the kernels can operate on, in the kernels' memory number `memory`
+   * (default 0; kernels with one memory ignore it — see KernelMemories).
+   */
+  allocate(floats: number, memory?: number): Float32Array;
   /** xout (d) = W (d, n) · x (n); W row-major, one row per output. */
   matmul(xout: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number): void;
   /**
@@ -72,9 +75,27 @@ export interface QuantizedMatrix {
 export type WeightMatrix = Float32Array | QuantizedMatrix;
 
 /**
+ * Optional kernel-set capability: several memories. A WebAssembly memory holds at most 4 GiB, so
+ * kernels running in one (src/kernels/wasm.ts) spread a larger model over several: each call runs
+ * in the memory its arguments live in (all the arguments of one call in one memory), and
+ * allocate(n, memory) says where a buffer goes. The loader decides where each layer goes
+ * (src/infer/placement.ts); kernels without this capability hold any model in memory 0.
+ */
+export interface KernelMemories {
+  /** The most one memory holds, in bytes. */
+  readonly memoryBytes: number;
+  /** The memory `view` lives in. */
+  memoryOf(view: ArrayBufferView): number;
+  /** Bytes memory `index` can still give (all of a fresh one's, less the kernels' own buffers, if not made yet). */
+  memoryAvailable(index: number): number;
+}
+
+/**
  * Everything one token's forward pass touches (src/infer/forward.ts): the shape, the activation
- * buffers and the weights and caches of every layer, all allocated by the kernel set. Given to
- * Kernels.fuseForward once, when a model is set up.
+ * buffers and the weights and caches of its layers, all allocated by the kernel set in one memory.
+ * Given to Kernels.fuseForward once, when a model is set up. It may be a range of the model's layers
+ * (a model spread over several memories has one per memory): without tokenEmbedding the pass starts
+ * from state.x as it is; without rmsFinal and wcls it ends after the last of its layers.
  */
 export interface ForwardModel {
   readonly dim: number;
@@ -91,7 +112,7 @@ export interface ForwardModel {
   readonly state: {
     readonly x: Float32Array; readonly xb: Float32Array; readonly xb2: Float32Array;
     readonly hb: Float32Array; readonly hb2: Float32Array; readonly q: Float32Array;
-    readonly att: Float32Array; readonly logits: Float32Array;
+    readonly att: Float32Array; readonly logits?: Float32Array;
     /** Q8_0 only: the quantized matmul input and its scales. */
     readonly xq?: Int8Array; readonly xs?: Float32Array;
   };
@@ -100,9 +121,9 @@ export interface ForwardModel {
     readonly wo: WeightMatrix; readonly rmsFfn: Float32Array; readonly w1: WeightMatrix; readonly w2: WeightMatrix;
     readonly w3: WeightMatrix; readonly keyCache: Float32Array; readonly valueCache: Float32Array;
   }>;
-  readonly tokenEmbedding: WeightMatrix;
-  readonly rmsFinal: Float32Array;
-  readonly wcls: WeightMatrix;
+  readonly tokenEmbedding?: WeightMatrix;
+  readonly rmsFinal?: Float32Array;
+  readonly wcls?: WeightMatrix;
 }
 
 /** One product of a group that shares its input: xout (d) = W (d, n) · input. */
@@ -130,9 +151,10 @@ export interface GroupedMatmul {
 }
 
 /**
- * Optional kernel-set capability: the whole forward pass of one token in one call, computing
- * exactly what forward.ts computes kernel by kernel (same kernels, same order: bit-identical logits,
- * left in model.state.logits; with `logits` false the final norm and classifier are skipped).
+ * Optional kernel-set capability: the whole forward pass of one token (or of a range of layers, see
+ * ForwardModel) in one call, computing exactly what forward.ts computes kernel by kernel (same
+ * kernels, same order: bit-identical logits, left in model.state.logits; with `logits` false the
+ * final norm and classifier are skipped).
  * Returns undefined when the kernel set prefers kernel-by-kernel calls for this model (for instance
  * a model large enough to be split over threads).
  */

@@ -1,14 +1,26 @@
 // The WebAssembly SIMD kernels (compiled from assembly/kernels.ts into kernels.wasm next to this
 // file) behind the KernelSet interface, single-threaded. threads.ts adds worker threads on top.
 //
-// Memory. All tensors live in ONE shared WebAssembly.Memory, handed out by a bump allocator
+// Memory. Tensors live in shared WebAssembly.Memory objects, each handed out by a bump allocator
 // (`KernelMemory`): allocate(n) returns a Float32Array view of n floats at a 64-byte aligned byte
 // offset, and kernels receive `view.byteOffset` as the address. Nothing is ever freed: allocate
-// everything (weights, activations, caches) once, up front. The memory grows, when needed, at
+// everything (weights, activations, caches) once, up front. A memory grows, when needed, at
 // allocation time only. Because it is shared, growing never detaches earlier views (a
 // SharedArrayBuffer cannot be detached): views made before a grow stay valid and keep pointing at
 // the same bytes; `memory.buffer` just returns a new, longer SharedArrayBuffer afterwards. So a view
 // is made once and reused for every token.
+//
+// Several memories. A wasm32 memory holds at most 4 GiB, and Node.js 20 has neither memory64 nor
+// multi-memory, so a model larger than that (Llama-2-7B as int8: 7 GB) is spread over several
+// memories, each with its own instance of the module. A kernel call runs in the instance of the
+// memory its arguments live in (all the arguments of one call must share a memory: the first one
+// decides, the others are checked); allocate(n, memory) names the memory. Which tensors go where
+// is the loader's business (src/infer/placement.ts), and the Transformer keeps activation buffers
+// in each memory it uses and copies the residual stream across (a few KB per token). `memoryBytes`
+// sets how large each memory may grow (4 GiB; tests make it small to force several).
+//   When memory64 (or multi-memory) arrives, one memory can hold everything: memoryBytes becomes
+// the model's size, the placement puts every layer in memory 0, and nothing above changes —
+// this routing is the only place that knows there were several.
 //
 // This module is platform-neutral (Node.js and browsers): createWasmKernelsFromModule takes a
 // compiled WebAssembly.Module; createWasmKernels also accepts the .wasm bytes, and loads them from
@@ -16,7 +28,7 @@
 
 import { LlamaError, OutOfMemoryError } from '../errors.js';
 import type { KernelSet } from './kernel-set.js';
-import type { AttentionShape, ForwardModel, WeightMatrix } from './types.js';
+import type { AttentionShape, ForwardModel, KernelMemories, WeightMatrix } from './types.js';
 
 /** The functions assembly/kernels.ts exports; every address is a byte offset into the memory. */
 export interface KernelExports {
@@ -63,6 +75,8 @@ export interface KernelExports {
 const PAGE_BYTES = 65536;
 /** The module declares a shared memory of at most 65536 pages (4 GiB, all of wasm32). */
 export const MAX_PAGES = 65536;
+/** The most one memory can hold: 4 GiB. */
+export const MAX_MEMORY_BYTES = MAX_PAGES * PAGE_BYTES;
 const ALIGN = 64;
 /** Largest head size whose RoPE rotations are cached per position (cos and sin per pair). */
 const ROPE_TABLE_FLOATS = 1024;
@@ -73,11 +87,21 @@ export function instantiateKernels(module: WebAssembly.Module, memory: WebAssemb
   return instance.exports as unknown as KernelExports;
 }
 
-/** Creates the shared memory the kernels import. */
-export function createKernelMemory(initialBytes: number): WebAssembly.Memory {
-  const initial = Math.max(1, Math.ceil(initialBytes / PAGE_BYTES));
-  if (initial > MAX_PAGES) throw new OutOfMemoryError(`cannot reserve ${initialBytes} bytes: WebAssembly memory is limited to 4 GiB`);
-  return new WebAssembly.Memory({ initial, maximum: MAX_PAGES, shared: true });
+/** Creates a shared memory the kernels import, of at most `maximumBytes` (a multiple of 64 KiB). */
+export function createKernelMemory(initialBytes: number, maximumBytes = MAX_MEMORY_BYTES): WebAssembly.Memory {
+  const maximum = Math.floor(maximumBytes / PAGE_BYTES);
+  const initial = Math.min(maximum, Math.max(1, Math.ceil(initialBytes / PAGE_BYTES)));
+  if (initial * PAGE_BYTES < initialBytes) throw new OutOfMemoryError(`cannot reserve ${initialBytes} bytes: a WebAssembly memory is limited to ${sizeText(maximumBytes)}`);
+  try {
+    return new WebAssembly.Memory({ initial, maximum, shared: true });
+  } catch (err) {
+    // the engine could not reserve the address space (a browser tab's limit, a 32-bit system)
+    throw new OutOfMemoryError(`cannot create a WebAssembly memory of up to ${sizeText(maximumBytes)}: ${(err as Error).message}`);
+  }
+}
+
+function sizeText(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${+(bytes / 2 ** 30).toFixed(2)} GiB` : `${+(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
 
 /** The KernelMemory that made views of each SharedArrayBuffer object. */
@@ -98,8 +122,17 @@ export class KernelMemory {
     return owners.get(view.buffer);
   }
 
-  constructor(readonly memory: WebAssembly.Memory, heapBase: number) {
+  /**
+   * `index`: its place among its kernel set's memories (0 for the first or only one); `limit`: the
+   * bytes it may grow to.
+   */
+  constructor(readonly memory: WebAssembly.Memory, heapBase: number, readonly index = 0, readonly limit = MAX_MEMORY_BYTES) {
     this.next = alignUp(heapBase, ALIGN);
+  }
+
+  /** Bytes that can still be reserved. */
+  get available(): number {
+    return this.limit - this.next;
   }
 
   /** Bytes handed out so far (including the module's own static data). */
@@ -114,10 +147,13 @@ export class KernelMemory {
     const size = this.memory.buffer.byteLength;
     if (end > size) {
       const pages = Math.ceil((end - size) / PAGE_BYTES);
+      if (end > this.limit) {
+        throw new OutOfMemoryError(`out of WebAssembly memory: cannot grow memory ${this.index} to ${end} bytes (the limit is ${sizeText(this.limit)})`);
+      }
       try {
         this.memory.grow(pages);
       } catch {
-        throw new OutOfMemoryError(`out of WebAssembly memory: cannot grow to ${end} bytes (the limit is 4 GiB)`);
+        throw new OutOfMemoryError(`out of memory: cannot grow WebAssembly memory ${this.index} to ${end} bytes`);
       }
     }
     this.next = end;
@@ -149,8 +185,11 @@ export class KernelMemory {
 
   /** The address of a view, after checking it lives in this memory. */
   address(view: ArrayBufferView): number {
-    if (owners.get(view.buffer) !== this) {
-      throw new LlamaError('kernel argument is not in the kernels\' memory (allocate it with kernels.allocate)');
+    const owner = owners.get(view.buffer);
+    if (owner !== this) {
+      throw new LlamaError(owner === undefined
+        ? 'kernel argument is not in the kernels\' memory (allocate it with kernels.allocate)'
+        : `kernel arguments in two memories (${this.index} and ${owner.index}): the arrays of one call must share a memory`);
     }
     return view.byteOffset;
   }
@@ -220,15 +259,30 @@ export function loadKernelModule(): Promise<WebAssembly.Module> {
 export interface WasmKernelOptions {
   /** kernels.wasm as bytes or compiled; default: loaded from next to this module. */
   module?: WebAssembly.Module | ArrayBufferView | ArrayBuffer;
-  /** Bytes of memory to reserve up front (default 16 MiB); it grows on demand at allocation time. */
+  /** Bytes of memory 0 to reserve up front (default 16 MiB); it grows on demand at allocation time. */
   initialBytes?: number;
+  /**
+   * The most each memory may hold (default and at most 4 GiB; rounded down to 64 KiB pages). A
+   * model larger than that is spread over several memories; tests make it small to force that.
+   */
+  memoryBytes?: number;
 }
 
 /** The single-threaded WebAssembly kernels, plus what threads.ts needs to share them. */
-export interface WasmKernelSet extends KernelSet {
+export interface WasmKernelSet extends Omit<KernelSet, keyof KernelMemories>, KernelMemories {
   readonly module: WebAssembly.Module;
+  /** Memory 0 (the only one of a model that fits in 4 GiB; the trainer's). */
   readonly heap: KernelMemory;
+  /** Memory 0's instance. */
   readonly exports: KernelExports;
+  /** Every memory so far, in order. */
+  readonly memories: readonly KernelMemory[];
+  /** The memory `view` lives in, checked to be one of this set's (else a LlamaError). */
+  route(view: ArrayBufferView): KernelMemory;
+  /** Calls `listener` with each memory created from now on (threads.ts attaches its workers). */
+  onMemoryAdded(listener: (memory: KernelMemory) => void): void;
+  /** The matrix × matrix product's packing buffer in `memory` (assembly/gemm.ts). */
+  gemmScratch(memory: KernelMemory): number;
 }
 
 export async function createWasmKernels(options: WasmKernelOptions = {}): Promise<WasmKernelSet> {
@@ -236,157 +290,236 @@ export async function createWasmKernels(options: WasmKernelOptions = {}): Promis
   const given = options.module;
   const module = given === undefined ? await loadKernelModule()
     : given instanceof WebAssembly.Module ? given : await WebAssembly.compile(given);
-  return createWasmKernelsFromModule(module, options.initialBytes);
+  return createWasmKernelsFromModule(module, options.initialBytes, options.memoryBytes);
 }
 
-export function createWasmKernelsFromModule(module: WebAssembly.Module, initialBytes = 16 << 20): WasmKernelSet {
-  compiledModule ??= module;
-  const memory = createKernelMemory(initialBytes);
-  const k = instantiateKernels(module, memory);
-  const heap = new KernelMemory(memory, k.heapBase());
-  heap.exports = k;
-  const at = (view: ArrayBufferView): number => heap.address(view);
+/**
+ * RoPE's cos/sin depend only on (pos, offset in the head, θ): computed once per position (in
+ * float64, as the reference does) and reused by every layer, instead of once per layer. One table
+ * per memory (the kernel reads it by address).
+ */
+class RopeTable {
+  private cosSin: Float32Array = new Float32Array(0);
+  private rows = 0;
+  private headSize = -1;
+  private theta = -1;
 
-  // the matrix × matrix product's packing buffer (assembly/gemm.ts)
-  const gemmScratch = heap.reserve(k.gemmScratchBytes());
+  constructor(private readonly heap: KernelMemory) {}
 
-  // the block attention's scores (assembly/kernels.ts attentionBlockHeads), made for the longest
-  // context seen
-  let scores = 0, scoresBytes = 0;
-  function scoresFor(seqLen: number): number {
-    const bytes = k.attentionScoresBytes(seqLen);
-    if (bytes > scoresBytes) {
-      scores = heap.reserve(bytes);
-      scoresBytes = bytes;
+  /**
+   * The address of the (cos, sin) row of position `pos` for (headSize, theta): a table of the
+   * positions seen so far, reused by every layer and every later token (a prompt's block visits each
+   * position once per layer). It grows by doubling; a change of head size or θ starts a new one.
+   */
+  at(pos: number, headSize: number, theta: number): number {
+    if (headSize !== this.headSize || theta !== this.theta) {
+      this.rows = 0;
+      this.headSize = headSize;
+      this.theta = theta;
     }
-    return scores;
-  }
-
-  // RoPE's cos/sin depend only on (pos, offset in the head, θ): computed once per position (in
-  // float64, as the reference does) into a table of the positions seen so far, reused by every
-  // layer and every later token (a prompt's block visits each position once per layer). The table
-  // grows by doubling; a change of head size or θ starts a new one.
-  let ropeCosSin: Float32Array = new Float32Array(0);
-  let ropeRows = 0, ropeHeadSize = -1, ropeBase = -1;
-  function ropeTableFor(pos: number, headSize: number, theta: number): number {
-    if (headSize !== ropeHeadSize || theta !== ropeBase) {
-      ropeRows = 0;
-      ropeHeadSize = headSize;
-      ropeBase = theta;
-    }
-    if (pos >= ropeRows) {
-      const rows = Math.max(pos + 1, 2 * ropeRows, 64);
-      if (rows * headSize > ropeCosSin.length) {
-        const grown = heap.floats(rows * headSize);
-        grown.set(ropeCosSin.subarray(0, ropeRows * headSize));
-        ropeCosSin = grown;
+    if (pos >= this.rows) {
+      const rows = Math.max(pos + 1, 2 * this.rows, 64);
+      if (rows * headSize > this.cosSin.length) {
+        const grown = this.heap.floats(rows * headSize);
+        grown.set(this.cosSin.subarray(0, this.rows * headSize));
+        this.cosSin = grown;
       }
-      for (let p = ropeRows; p < rows; p++) {
+      for (let p = this.rows; p < rows; p++) {
         for (let i = 0; i < headSize; i += 2) {
           const angle = p * (1 / Math.pow(theta, i / headSize));
-          ropeCosSin[p * headSize + i] = Math.cos(angle);
-          ropeCosSin[p * headSize + i + 1] = Math.sin(angle);
+          this.cosSin[p * headSize + i] = Math.cos(angle);
+          this.cosSin[p * headSize + i + 1] = Math.sin(angle);
         }
       }
-      ropeRows = rows;
+      this.rows = rows;
     }
-    return ropeCosSin.byteOffset + pos * headSize * 4;
+    return this.cosSin.byteOffset + pos * headSize * 4;
+  }
+}
+
+export function createWasmKernelsFromModule(module: WebAssembly.Module, initialBytes = 16 << 20, memoryBytes = MAX_MEMORY_BYTES): WasmKernelSet {
+  compiledModule ??= module;
+  const limit = Math.floor(Math.min(MAX_MEMORY_BYTES, memoryBytes) / PAGE_BYTES) * PAGE_BYTES;
+  if (!(limit >= 4 * PAGE_BYTES)) throw new LlamaError(`a kernel memory must hold at least 256 KiB, not ${memoryBytes} bytes`);
+  const memories: KernelMemory[] = [];
+  const ropeTables: RopeTable[] = [];
+  const gemmScratch: number[] = [];
+  // the block attention's scores (assembly/kernels.ts attentionBlockHeads), per memory, made for the
+  // longest context seen
+  const scores: Array<{ at: number; bytes: number }> = [];
+  const listeners: Array<(memory: KernelMemory) => void> = [];
+
+  function addMemory(): KernelMemory {
+    const index = memories.length;
+    const memory = createKernelMemory(index === 0 ? Math.min(initialBytes, limit) : PAGE_BYTES, limit);
+    const k = instantiateKernels(module, memory);
+    const heap = new KernelMemory(memory, k.heapBase(), index, limit);
+    heap.exports = k;
+    memories.push(heap);
+    ropeTables.push(new RopeTable(heap));
+    gemmScratch.push(heap.reserve(k.gemmScratchBytes()));
+    scores.push({ at: 0, bytes: 0 });
+    for (const listener of listeners) listener(heap);
+    return heap;
+  }
+  const heap = addMemory();
+  const k = heap.exports!;
+
+  /** Memory `index`, created (with those before it) if it does not exist yet. */
+  function memoryAt(index: number): KernelMemory {
+    if (!(Number.isInteger(index) && index >= 0 && index < 1024)) throw new RangeError(`no kernel memory ${index}`);
+    while (memories.length <= index) addMemory();
+    return memories[index]!;
+  }
+
+  function scoresFor(m: KernelMemory, seqLen: number): number {
+    const bytes = m.exports!.attentionScoresBytes(seqLen);
+    const sc = scores[m.index]!;
+    if (bytes > sc.bytes) {
+      sc.at = m.reserve(bytes);
+      sc.bytes = bytes;
+    }
+    return sc.at;
+  }
+
+  function route(view: ArrayBufferView): KernelMemory {
+    const m = KernelMemory.of(view);
+    if (m === undefined || memories[m.index] !== m) {
+      throw new LlamaError('kernel argument is not in the kernels\' memory (allocate it with kernels.allocate)');
+    }
+    return m;
   }
 
   return {
     name: 'wasm',
     threads: 1,
-    module, heap, exports: k,
+    module, heap, exports: k, memories, route,
+    memoryBytes: limit,
+    onMemoryAdded: (listener) => { listeners.push(listener); },
+    gemmScratch: (m) => gemmScratch[m.index]!,
+    memoryOf: (view) => route(view).index,
+    // a memory not made yet: what it will have once the module's data and its packing buffer are in
+    memoryAvailable: (index) => (index < memories.length ? memories[index]!.available
+      : limit - alignUp(k.heapBase(), ALIGN) - alignUp(k.gemmScratchBytes(), ALIGN)),
     close: async () => {},
-    allocate: (floats) => heap.floats(floats),
-    allocateInt8: (count) => heap.int8(count),
+    allocate: (floats, memory = 0) => memoryAt(memory).floats(floats),
+    allocateInt8: (count, memory = 0) => memoryAt(memory).int8(count),
 
+    // every kernel runs in the instance of the memory its first argument lives in (m); the other
+    // arguments are checked to live there too (m.address)
     matmul(xout, x, w, n, d) {
       checkMatmul(xout, x, w, n, d);
-      k.matmul(at(xout), at(x), at(w), n, d);
+      const m = route(xout);
+      m.exports!.matmul(m.address(xout), m.address(x), m.address(w), n, d);
     },
     matmulMany(xout, x, w, n, d, count) {
       checkMatmulMany(xout, x, w, n, d, count);
+      const m = route(xout);
+      const e = m.exports!, at = (v: ArrayBufferView): number => m.address(v);
       if (n * d < SMALL_MATRIX) { // matmul's small-matrix kernel, one vector at a time (its bits)
-        for (let v = 0; v < count; v++) k.matmul(at(xout) + v * d * 4, at(x) + v * n * 4, at(w), n, d);
+        for (let v = 0; v < count; v++) e.matmul(at(xout) + v * d * 4, at(x) + v * n * 4, at(w), n, d);
       } else {
-        k.matmulRowsMulti(at(xout), at(x), at(w), n, d, count, 0, d);
+        e.matmulRowsMulti(at(xout), at(x), at(w), n, d, count, 0, d);
       }
     },
     rmsnorm(o, x, weight, size, eps = 1e-5) {
       need(o, size, 'rmsnorm o'); need(x, size, 'rmsnorm x'); need(weight, size, 'rmsnorm weight');
-      k.rmsnorm(at(o), at(x), at(weight), size, eps);
+      const m = route(o);
+      m.exports!.rmsnorm(m.address(o), m.address(x), m.address(weight), size, eps);
     },
     softmax(x, size) {
       need(x, size, 'softmax x');
-      if (size > 0) k.softmax(at(x), size);
+      const m = route(x);
+      if (size > 0) m.exports!.softmax(m.address(x), size);
     },
     rope(q, kk, pos, dim, kvDim, headSize, theta = 10000) {
       need(q, dim, 'rope q'); need(kk, kvDim, 'rope k');
-      if (headSize > ROPE_TABLE_FLOATS || headSize % 2 !== 0) k.rope(at(q), at(kk), pos, dim, kvDim, headSize, theta);
-      else k.ropeTable(at(q), at(kk), ropeTableFor(pos, headSize, theta), dim, kvDim, headSize);
+      const m = route(q);
+      if (headSize > ROPE_TABLE_FLOATS || headSize % 2 !== 0) m.exports!.rope(m.address(q), m.address(kk), pos, dim, kvDim, headSize, theta);
+      else m.exports!.ropeTable(m.address(q), m.address(kk), ropeTables[m.index]!.at(pos, headSize, theta), dim, kvDim, headSize);
     },
     attention(out, q, keyCache, valueCache, att, pos, s: AttentionShape) {
       checkAttention(out, q, keyCache, valueCache, att, pos, s);
-      k.attentionHeads(at(out), at(q), at(keyCache), at(valueCache), at(att), pos,
+      const m = route(out);
+      m.exports!.attentionHeads(m.address(out), m.address(q), m.address(keyCache), m.address(valueCache), m.address(att), pos,
         s.nHeads, s.nKvHeads, s.headSize, s.kvDim, s.seqLen, 0, s.nHeads);
     },
     attentionBlock(out, q, keyCache, valueCache, att, pos, count, s: AttentionShape, exact = false) {
       checkAttentionBlock(out, q, keyCache, valueCache, att, pos, count, s);
+      const m = route(out);
+      const e = m.exports!, at = (v: ArrayBufferView): number => m.address(v);
       if (exact) {
-        k.attentionRowsHeads(at(out), at(q), at(keyCache), at(valueCache), at(att), pos, count, s.nHeads, s.nKvHeads, s.headSize, s.kvDim, s.seqLen, 0, s.nHeads);
+        e.attentionRowsHeads(at(out), at(q), at(keyCache), at(valueCache), at(att), pos, count, s.nHeads, s.nKvHeads, s.headSize, s.kvDim, s.seqLen, 0, s.nHeads);
         return;
       }
-      k.attentionBlockHeads(at(out), at(q), at(keyCache), at(valueCache), scoresFor(s.seqLen), pos, count,
-        s.nHeads, s.nKvHeads, s.headSize, s.kvDim, 0, s.nHeads, gemmScratch);
+      e.attentionBlockHeads(at(out), at(q), at(keyCache), at(valueCache), scoresFor(m, s.seqLen), pos, count,
+        s.nHeads, s.nKvHeads, s.headSize, s.kvDim, 0, s.nHeads, gemmScratch[m.index]!);
     },
     crossEntropy(logits, n, target) {
       need(logits, n, 'crossEntropy logits');
       if (!(Number.isInteger(target) && target >= 0 && target < n)) throw new RangeError(`crossEntropy: target ${target} outside 0..${n - 1}`);
-      return k.crossEntropy(at(logits), n, target);
+      const m = route(logits);
+      return m.exports!.crossEntropy(m.address(logits), n, target);
     },
     swiglu(hb, hb2, size) {
       need(hb, size, 'swiglu hb'); need(hb2, size, 'swiglu hb2');
-      k.swiglu(at(hb), at(hb2), size);
+      const m = route(hb);
+      m.exports!.swiglu(m.address(hb), m.address(hb2), size);
     },
     add(x, y, size) {
       need(x, size, 'add x'); need(y, size, 'add y');
-      k.add(at(x), at(y), size);
+      const m = route(x);
+      m.exports!.add(m.address(x), m.address(y), size);
     },
 
     quantize(xq, xs, x, n, groupSize) {
       checkQuantize(xq, xs, x, n, groupSize);
-      k.quantize(at(xq), at(xs), at(x), n, groupSize);
+      const m = route(xq);
+      m.exports!.quantize(m.address(xq), m.address(xs), m.address(x), n, groupSize);
     },
     matmulQ8(xout, xq, xs, wq, ws, n, d, groupSize, streamed = false) {
       checkMatmulQ8(xout, xq, xs, wq, ws, n, d, groupSize);
-      k.matmulQ8Rows(at(xout), at(xq), at(xs), at(wq), at(ws), n, streamed ? 1 : 0, groupSize, 0, d);
+      const m = route(xout);
+      m.exports!.matmulQ8Rows(m.address(xout), m.address(xq), m.address(xs), m.address(wq), m.address(ws), n, streamed ? 1 : 0, groupSize, 0, d);
     },
+
     matmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize) {
       checkMatmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize);
+      const m = route(out);
+      const e = m.exports!, at = (v: ArrayBufferView): number => m.address(v);
       if (gemmQ8Fits(n, groupSize)) {
-        k.gemmQ8(at(out), d * 4, at(xq), at(xs), at(wq), at(ws), n, groupSize, 0, M, 0, d);
+        e.gemmQ8(at(out), d * 4, at(xq), at(xs), at(wq), at(ws), n, groupSize, 0, M, 0, d);
       } else {
         const xsRow = Math.ceil(n / groupSize);
-        for (let m = 0; m < M; m++) k.matmulQ8Rows(at(out) + m * d * 4, at(xq) + m * n, at(xs) + m * xsRow * 4, at(wq), at(ws), n, 0, groupSize, 0, d);
+        for (let r = 0; r < M; r++) e.matmulQ8Rows(at(out) + r * d * 4, at(xq) + r * n, at(xs) + r * xsRow * 4, at(wq), at(ws), n, 0, groupSize, 0, d);
       }
     },
 
     fuseForward(model) {
-      const plan = forwardPlan(heap, model);
-      return plan === undefined ? undefined : (token, pos, logits) => k.forward(plan, token, pos, logits ? 1 : 0);
+      let m: KernelMemory;
+      try {
+        m = route(model.state.x);
+      } catch {
+        return undefined;
+      }
+      const plan = forwardPlan(m, model);
+      const e = m.exports!;
+      return plan === undefined ? undefined : (token, pos, logits) => e.forward(plan, token, pos, logits ? 1 : 0);
     },
 
     matmulForward(out, inp, w, BT, C, OC) {
       checkMatmulForward(out, inp, w, BT, C, OC);
+      const m = route(out);
       // out (BT, OC) = inp (BT, C) · B, B (C, OC) given by its transpose w (OC, C)
-      k.gemm(at(out), OC * 4, at(inp), C * 4, 4, at(w), C * 4, 0, C, 0, 0, BT, 0, OC, gemmScratch);
+      m.exports!.gemm(m.address(out), OC * 4, m.address(inp), C * 4, 4, m.address(w), C * 4, 0, C, 0, 0, BT, 0, OC, gemmScratch[m.index]!);
     },
     matmulBackward(dinp, dw, dout, inp, w, BT, C, OC) {
       checkMatmulBackward(dinp, dw, dout, inp, w, BT, C, OC);
+      const m = route(dinp);
+      const e = m.exports!, at = (v: ArrayBufferView): number => m.address(v), scratch = gemmScratch[m.index]!;
       // dinp (BT, C) += dout (BT, OC) · w (OC, C);  dw (OC, C) += doutᵀ (OC, BT) · inp (BT, C)
-      k.gemm(at(dinp), C * 4, at(dout), OC * 4, 4, at(w), C * 4, 1, OC, 1, 0, BT, 0, C, gemmScratch);
-      k.gemm(at(dw), C * 4, at(dout), 4, OC * 4, at(inp), C * 4, 1, BT, 1, 0, OC, 0, C, gemmScratch);
+      e.gemm(at(dinp), C * 4, at(dout), OC * 4, 4, at(w), C * 4, 1, OC, 1, 0, BT, 0, C, scratch);
+      e.gemm(at(dw), C * 4, at(dout), 4, OC * 4, at(inp), C * 4, 1, BT, 1, 0, OC, 0, C, scratch);
     },
   };
 }
@@ -404,13 +537,16 @@ const PLAN = {
 /**
  * Lays out the plan for assembly/forward.ts in the kernels' memory, with a RoPE table of (cos, sin)
  * for every position (computed as the rope kernel computes it). Returns its address, or undefined
- * when this model can't run fused (a head size the rope kernel does not tabulate, or buffers outside the kernels' memory: then
- * the kernel-by-kernel path reports the problem).
+ * when this model can't run fused (a head size the rope kernel does not tabulate, or buffers outside
+ * this memory: then the kernel-by-kernel path reports the problem). Without a token embedding the
+ * plan starts from x as it is; without rmsFinal and wcls it ends after its last layer (a range of
+ * layers of a model spread over several memories).
  */
 export function forwardPlan(heap: KernelMemory, m: ForwardModel): number | undefined {
   const { shape, dim, hiddenDim: hidden, vocabSize: vocab, groupSize: gs, state: s } = m;
   const { headSize, kvDim, seqLen, nHeads, nKvHeads } = shape;
   const nLayers = m.layers.length;
+  const head = m.rmsFinal !== undefined && m.wcls !== undefined && s.logits !== undefined;
   if (headSize % 2 !== 0 || headSize > ROPE_TABLE_FLOATS || nHeads % nKvHeads !== 0 || !(gs === 0 || (s.xq !== undefined && s.xs !== undefined))) return undefined;
   const fields = new Int32Array(PLAN.LAYER0 + nLayers * PLAN.LAYER_FIELDS);
   try {
@@ -431,14 +567,16 @@ export function forwardPlan(heap: KernelMemory, m: ForwardModel): number | undef
         fields[base + field + 1] = value[1];
       }
     };
+    // (address 0 — never an allocation: the module's data comes first — means "not in this plan")
     const header: Array<[number, number | [number, number]]> = [
       [PLAN.DIM, dim], [PLAN.HIDDEN, hidden], [PLAN.LAYERS, nLayers], [PLAN.HEADS, nHeads], [PLAN.KV_HEADS, nKvHeads],
       [PLAN.HEAD_SIZE, headSize], [PLAN.KV_DIM, kvDim], [PLAN.SEQ_LEN, seqLen], [PLAN.VOCAB, vocab], [PLAN.GROUP, gs],
       [PLAN.X, at(s.x, dim)], [PLAN.XB, at(s.xb, dim)], [PLAN.XB2, at(s.xb2, dim)], [PLAN.HB, at(s.hb, hidden)],
       [PLAN.HB2, at(s.hb2, hidden)], [PLAN.Q, at(s.q, dim)], [PLAN.ATT, at(s.att, nHeads * seqLen)],
-      [PLAN.LOGITS, at(s.logits, vocab)],
+      [PLAN.LOGITS, head ? at(s.logits!, vocab) : 0],
       [PLAN.XQ, gs === 0 ? 0 : at(s.xq!, Math.max(dim, hidden))], [PLAN.XS, gs === 0 ? 0 : at(s.xs!, Math.ceil(Math.max(dim, hidden) / gs))],
-      [PLAN.EMB, matrix(m.tokenEmbedding, dim, vocab)], [PLAN.RMS_FINAL, at(m.rmsFinal, dim)], [PLAN.WCLS, matrix(m.wcls, dim, vocab)],
+      [PLAN.EMB, m.tokenEmbedding === undefined ? [0, 0] : matrix(m.tokenEmbedding, dim, vocab)],
+      [PLAN.RMS_FINAL, head ? at(m.rmsFinal!, dim) : 0], [PLAN.WCLS, head ? matrix(m.wcls!, dim, vocab) : [0, 0]],
       [PLAN.STREAMED, m.streamWeights === true ? 1 : 0],
     ];
     for (const [field, value] of header) set(0, field, value);
