@@ -52,12 +52,16 @@ const SHAPES: Record<'full' | 'small', readonly [Shape, Shape]> = {
 /** Nearly no arithmetic: the per-token cost of the round trip alone. */
 const FLOOR: Shape = { name: 'floor (1 layer, dim 64)', config: { dim: 64, hiddenDim: 176, nLayers: 1, nHeads: 4, nKvHeads: 4, vocabSize: 512, seqLen: 1024, sharedClassifier: true } };
 
-/** Other tunings of the 110M shape (the defaults suit a GPU; these are what a sweep tries next). */
-const TUNINGS: readonly TuningOverrides[] = [
-  { matmulThreads: 256, itemsPerGroup: 8 },
-  { matmulThreads: 64, itemsPerGroup: 2 },
-  { subgroups: false, teamSize: 32 },
-  { maxBatch: 128 },
+/**
+ * Other tunings of the 110M shape (the defaults suit a GPU; these are what a sweep tries next), and
+ * Dawn without the robustness transform (bounds clamps on every buffer access) and validation.
+ */
+const TUNINGS: ReadonlyArray<{ readonly tuning: TuningOverrides; readonly dawnFlags?: readonly string[] }> = [
+  { tuning: { matmulThreads: 256, itemsPerGroup: 8 } },
+  { tuning: { matmulThreads: 64, itemsPerGroup: 2 } },
+  { tuning: { subgroups: false, teamSize: 32 } },
+  { tuning: { maxBatch: 128 } },
+  { tuning: {}, dawnFlags: ['enable-dawn-features=disable_robustness,skip_validation'] },
 ];
 
 interface Row {
@@ -142,11 +146,11 @@ async function main(): Promise<void> {
   } finally {
     await device.close();
   }
-  for (const tuning of TUNINGS) {
+  for (const { tuning, dawnFlags } of TUNINGS) {
     if (!within(`webgpu tuning ${JSON.stringify(tuning)}`)) break;
-    const other = await Device.open({ tuning });
+    const other = await Device.open({ tuning, ...(dawnFlags ? { dawnFlags } : {}) });
     try {
-      await onGpu(other, s110, small ? steps : 128, prompt);
+      await onGpu(other, s110, small ? steps : 128, prompt, `${describe(other.tuning)}${dawnFlags ? `; ${dawnFlags.join(' ').replace('enable-dawn-features=', 'Dawn: ')}` : ''}`);
     } finally {
       await other.close();
     }

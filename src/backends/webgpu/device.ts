@@ -23,8 +23,8 @@ export interface GpuContext {
 /** Overrides of the kernels' tuning (the benchmark sweeps them on a real GPU). */
 export type TuningOverrides = Partial<KernelTuning>;
 
-/** The WebGPU entry point where this code runs, or undefined. */
-async function gpuApi(): Promise<GPU | undefined> {
+/** The WebGPU entry point where this code runs (in Node.js, Dawn created with `dawnFlags`), or undefined. */
+async function gpuApi(dawnFlags: readonly string[]): Promise<GPU | undefined> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu !== undefined) return nav.gpu;
   if (typeof process === 'undefined' || process.versions?.node === undefined) return undefined;
@@ -36,12 +36,12 @@ async function gpuApi(): Promise<GPU | undefined> {
   } catch {
     throw new Error('the WebGPU backend needs the `webgpu` package (npm install webgpu)');
   }
-  return mod.create([]);
+  return mod.create([...dawnFlags]);
 }
 
 /** Requests an adapter and a device with the largest buffers the adapter allows. Throws a one-line Error when there is none. */
-export async function requestGpu(overrides: TuningOverrides = {}): Promise<GpuContext> {
-  const gpu = await gpuApi();
+export async function requestGpu(overrides: TuningOverrides = {}, dawnFlags: readonly string[] = []): Promise<GpuContext> {
+  const gpu = await gpuApi(dawnFlags);
   if (gpu === undefined) throw new Error('no WebGPU here (navigator.gpu is missing)');
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (adapter === null) throw new Error('no WebGPU adapter found');

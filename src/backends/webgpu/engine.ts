@@ -35,6 +35,11 @@ import { DEAD, DONE, ERROR_LEN, type FromHost, type HostInit, STATUS, TOKENS, ty
 export interface WebGpuOptions {
   /** Kernel tuning overrides (the benchmark's sweep; defaults suit the adapter). */
   readonly tuning?: TuningOverrides;
+  /**
+   * Node.js only: flags of the `webgpu` package's create() — Dawn toggles such as
+   * 'enable-dawn-features=disable_robustness' (the benchmark's sweep).
+   */
+  readonly dawnFlags?: readonly string[];
 }
 
 /** The tokens one command can carry at most (the host's batch size may be smaller). */
@@ -65,10 +70,16 @@ export class WebGpuDevice {
     if (typeof SharedArrayBuffer === 'undefined') throw new LlamaError('the WebGPU backend needs SharedArrayBuffer (a cross-origin isolated page)');
     // LLAMA2_WEBGPU_TUNING (JSON) lets the device benchmark sweep the kernels' tuning
     const env = typeof process !== 'undefined' ? process.env?.['LLAMA2_WEBGPU_TUNING'] : undefined;
-    const tuning = { ...(env ? JSON.parse(env) as WebGpuOptions['tuning'] : {}), ...options.tuning };
+    let fromEnv: TuningOverrides = {};
+    try {
+      if (env) fromEnv = JSON.parse(env) as TuningOverrides;
+    } catch {
+      throw new LlamaError(`LLAMA2_WEBGPU_TUNING is not JSON: ${env}`);
+    }
+    const tuning = { ...fromEnv, ...options.tuning };
     const maxBatch = Math.min(tuning.maxBatch ?? 32, MAX_BATCH_LIMIT);
     const control = new SharedArrayBuffer(controlBytes(maxBatch));
-    const init: HostInit = { control, tuning: { ...tuning, maxBatch } };
+    const init: HostInit = { control, tuning: { ...tuning, maxBatch }, dawnFlags: [...(options.dawnFlags ?? [])] };
     // execArgv []: the host needs no Node.js flags, and some (--input-type, …) would make it fail
     const worker = new Worker(new URL('./host-worker.js', import.meta.url), { workerData: init, execArgv: [] });
     worker.unref();

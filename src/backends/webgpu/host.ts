@@ -14,7 +14,7 @@ import { DEAD, DONE, ERROR_BYTES, ERROR_LEN, type FromHost, type HostInit, STATU
 export async function startHost(init: HostInit, post: (m: FromHost) => void): Promise<((m: ToHost) => void) | undefined> {
   let ctx: Awaited<ReturnType<typeof requestGpu>>;
   try {
-    ctx = await requestGpu(init.tuning);
+    ctx = await requestGpu(init.tuning, init.dawnFlags);
   } catch (err) {
     post({ type: 'failed', message: err instanceof Error ? err.message : String(err) });
     return undefined;

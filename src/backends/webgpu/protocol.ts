@@ -41,6 +41,8 @@ export function controlBytes(maxBatch: number): number {
 export interface HostInit {
   readonly control: SharedArrayBuffer;
   readonly tuning: TuningOverrides;
+  /** Node.js: the `webgpu` package's create() flags (Dawn toggles). */
+  readonly dawnFlags: readonly string[];
 }
 
 /** Commands (each answered through the control block). */
