@@ -131,3 +131,24 @@ test('a temperature whose logits / T overflow float32 samples the argmax (both i
     }
   }
 });
+
+test('top-p and temperature edge values: the same token from both implementations, NaN and negative refused', async () => {
+  if (wasmSupported()) await loadKernelModule();
+  const implementations = wasmSupported() ? ['js', 'wasm'] as const : ['js'] as const;
+  for (const vocab of [1, 2, 7, 512]) {
+    const logits = Float32Array.from({ length: vocab }, (_, i) => Math.sin(i * 7.3) * 3);
+    let best = 0;
+    for (let i = 1; i < vocab; i++) if (logits[i]! > logits[best]!) best = i;
+    for (const topp of [1e-45, 1e-38, 0.5, 0.99999999, 1 - 1e-7, -0, -1, 2]) {
+      for (const temperature of [1e-30, 0.7, 5]) {
+        const tokens = implementations.map((implementation) => new Sampler(vocab, { seed: 3, temperature, topp, implementation }).sample(logits.slice()));
+        assert.ok(tokens.every((t) => t === tokens[0] && t >= 0 && t < vocab), `vocab ${vocab}, top-p ${topp}, T ${temperature}: ${tokens}`);
+        // a nucleus this small, or a temperature this low, holds the most likely token alone
+        if (topp === 1e-45 || topp === 1e-38 || temperature === 1e-30) assert.equal(tokens[0], best, `vocab ${vocab}, top-p ${topp}, T ${temperature}`);
+      }
+    }
+  }
+  for (const bad of [{ temperature: NaN }, { temperature: -0.5 }, { topp: NaN }]) {
+    assert.throws(() => new Sampler(10, bad), /must be a number/, JSON.stringify(bad));
+  }
+});

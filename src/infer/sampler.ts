@@ -12,7 +12,7 @@
 //                        sort descending, cut after the cumulative sum first exceeds p, and draw
 //                        from that set with coin · (its total).
 
-import { LlamaError } from '../errors.js';
+import { LlamaError, UsageError } from '../errors.js';
 import { wasmSamplerAvailable, wasmSamplerEngineFor } from '../kernels/sampler-wasm.js';
 
 const f32 = Math.fround;
@@ -106,6 +106,9 @@ export class Sampler {
   constructor(readonly vocabSize: number, options: SamplerOptions = {}) {
     this.temperature = f32(options.temperature ?? 1);
     this.topp = f32(options.topp ?? 0.9);
+    // (NaN would sample garbage, and differently in the two implementations)
+    if (!(this.temperature >= 0)) throw new UsageError(`temperature must be a number ≥ 0, got ${options.temperature}`);
+    if (Number.isNaN(this.topp)) throw new UsageError('top-p must be a number, got NaN');
     this.rng = new Xorshift64Star(resolveSeed(options.seed));
     this.wasm = options.implementation !== 'js' && wasmSamplerAvailable();
     if (options.implementation === 'wasm' && !this.wasm) {
