@@ -228,7 +228,13 @@ async function main(): Promise<void> {
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, Node.js ${process.version}, node-llama-cpp ${NODE_LLAMA_CPP_VERSION}`;
   console.log(`machine: ${machine}`);
   const threadCounts = threadsFlag !== undefined ? [threadsFlag] : [...new Set([1, availableParallelism()])];
-  console.log(`each cell: prompt ${p} tokens, ${n} greedy decode steps, median of ${repeats} interleaved runs (range)\n`);
+  console.log(`each cell: prompt ${p} tokens, ${n} greedy decode steps, median of ${repeats} interleaved runs (range)`);
+  if (loadavg()[0]! > availableParallelism()) {
+    console.log(`note: the machine is busy (load ${loadavg()[0]!.toFixed(1)} on ${availableParallelism()} cores): llama.cpp's threads ` +
+      'wait for each other at every graph node by spinning, and lose most of their time when a core is taken away; ' +
+      'figures on more than one thread then measure the neighbours more than the engines');
+  }
+  console.log('');
   console.log('| model | GGUF | threads | llama.cpp decode tok/s (own timer) | (wall, via node-llama-cpp) | llama2ts decode tok/s | ratio | llama.cpp prompt tok/s | llama2ts prompt tok/s | ratio | same tokens | load |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   const rows: Row[] = [];

@@ -72,6 +72,10 @@ test('the independent stories260K.f32.gguf loads as stories260K.bin, bit for bit
   const r = llama2(['run', golden(), '-t', '0', '-n', '200']);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, readFileSync(ref('golden', 'stories260K_expected_greedy_n200.txt'), 'utf8') + '\n');
+  // and exported to llama2.c's v1, it is the reference v1 file byte for byte
+  const v1 = join(tmp, 'from-gguf.v1.bin');
+  assert.equal(llama2(['export', golden(), '--format', 'v1', '-o', v1]).status, 0);
+  assert.ok(readFileSync(v1).equals(readFileSync(ref('data', 'models', 'stories260K.v1.bin'))));
 });
 
 test('export --format gguf: f32 reads back bit for bit, f16 rounded to halves, q8_0 as ggml quantizes', needsRefdata, () => {
