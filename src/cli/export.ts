@@ -25,7 +25,14 @@ Converts a model (any format llama2ts reads) to:
          32-value blocks is written F16, as llama.cpp's converter does); norms stay F32
 Converting from a quantized model to v0/v1 dequantizes; Q8_0 stored at the group size asked for
 passes to v2 as it is. llama2.c formats are read and written a chunk at a time: converting a 7B
-model takes a few tens of MiB of memory.`;
+model takes a few tens of MiB of memory.
+
+Options:
+      --format FORMAT   v0, v1, v2 or gguf (required)
+  -o, --output OUT      where to write (required)
+      --group-size N    v2: values per Q8_0 group (default 64, halved until it divides dim)
+      --dtype T         gguf: f32 (default), f16 or q8_0
+  -z, --tokenizer FILE  gguf: the tokenizer to embed (default: the one found with the model)`;
 
 export async function main(argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, {

@@ -4,6 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../errors.js';
+import { formatHelp } from './help.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -72,12 +73,12 @@ export function stringFlag(values: ParsedFlags['values'], name: string, fallback
 }
 
 /**
- * Parses a command's flags plus -h/--help. With --help it prints `help` and returns null (the
+ * Parses a command's flags plus -h/--help. With --help it prints `help` (laid out by formatHelp) and returns null (the
  * command then exits 0); otherwise the parsed flags.
  */
 export function parseCommand(argv: string[], options: Options, help: string | (() => string), allowPositionals = false): ParsedFlags | null {
   const parsed = parseFlags(argv, { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals);
   if (parsed.values['help'] !== true) return parsed;
-  process.stdout.write((typeof help === 'function' ? help() : help) + '\n');
+  process.stdout.write(formatHelp(typeof help === 'function' ? help() : help) + '\n');
   return null;
 }

@@ -4,19 +4,27 @@
 
 import { LlamaError } from '../errors.js';
 import { commands } from './commands.js';
+import { formatHelp } from './help.js';
 
 function usage(): string {
   const names = Object.keys(commands);
   const width = names.reduce((w, n) => Math.max(w, n.length), 0);
   const lines = names.map((n) => `  ${n.padEnd(width)}  ${commands[n]!.summary}`);
-  return [
+  return formatHelp([
     'Usage: llama2 <command> [options]',
+    '       llama2 ["PROMPT"] [options]',
+    '',
+    'llama2.c rebuilt in TypeScript: train, run and serve Llama 2 models. Without a command, tells a',
+    'story with the embedded model (the options of `llama2 run`). `llama2 <command> --help` gives the',
+    'options of one command.',
     '',
     'Commands:',
     ...lines,
     '',
-    'Run `llama2 <command> --help` for the options of one command.',
-  ].join('\n');
+    'Options:',
+    '  -h, --help      this help',
+    '  -v, --version   the version of llama2ts',
+  ].join('\n'));
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -16,13 +16,13 @@ Encodes every story (stripped, BOS first, no EOS) and writes one file of uint16 
 input shard, OUTDIR/<shard>.bin. llama2 train --data OUTDIR then validates on the files named
 val*.bin (valid.txt → valid.bin), else on data00.bin (TinyStories), and trains on the rest.
 
-  --tokenizer TOK   a SentencePiece .model or llama2.c tokenizer.bin (at most 65536 tokens)
+  -z, --tokenizer TOK  a SentencePiece .model or llama2.c tokenizer.bin (at most 65536 tokens)
   --dir DIR         take the shards DIR/${TINYSTORIES_DIR}/*.json (default: data)
   --input FILE…     take these files instead: *.json shards, *.jsonl, or text with stories
                     separated by lines <|endoftext|> (more files may follow as plain arguments)
-  --out OUTDIR      where the .bin files go (default: DIR/tok<vocab size>, e.g. data/tok512)
+  -o, --out OUTDIR  where the .bin files go (default: DIR/tok<vocab size>, e.g. data/tok512)
   --workers N       worker threads (default: number of CPUs)
-  --quiet           no progress output`;
+  -q, --quiet       no progress output`;
 
 export async function main(argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, {
@@ -46,9 +46,12 @@ export async function main(argv: string[]): Promise<number> {
     try {
       inputs = readdirSync(shardDir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).sort().map((f) => join(shardDir, f));
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new UsageError(`no TinyStories shards: ${shardDir} does not exist — run llama2 download tinystories${dir === 'data' ? '' : ` --dir ${dir}`} first, or give --input FILE…`);
+      }
       throw describeFsError(shardDir, err);
     }
-    if (inputs.length === 0) throw new UsageError(`no .json shards in ${shardDir} (run llama2 download tinystories first)`);
+    if (inputs.length === 0) throw new UsageError(`no .json shards in ${shardDir} — run llama2 download tinystories${dir === 'data' ? '' : ` --dir ${dir}`} first, or give --input FILE…`);
   }
   const workers = intFlag(values, 'workers', 0, 0, 256);
   const quiet = values['quiet'] === true;

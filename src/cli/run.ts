@@ -79,7 +79,8 @@ export async function main(argv: string[]): Promise<number> {
     const format = chatFormatFor(files.chatTemplate);
     await runChat(transformer, tokenizer, format, {
       temperature, topp, seed, keep, steps: values['steps'] === undefined ? undefined : steps,
-      userPrompt: stringFlag(values, 'prompt'), systemPrompt: stringFlag(values, 'system'),
+      // with -y or -i given, nothing is asked before the first answer (no -y: no system prompt)
+      userPrompt: stringFlag(values, 'prompt'), systemPrompt: stringFlag(values, 'system') ?? (values['prompt'] !== undefined ? '' : undefined),
     });
     return 0;
   }

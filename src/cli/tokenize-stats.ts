@@ -10,7 +10,12 @@ const HELP = `Usage: llama2 tokenize-stats --tokenizer TOK [--top N] [--json] FI
 Encodes every story of the files (*.json shards, *.jsonl, or text with <|endoftext|> separators;
 stories stripped, no BOS/EOS counted) and prints: stories, bytes, tokens, tokens per story
 (mean/median/max), tokens per byte, ids of the vocabulary used, byte-fallback tokens, and the
-most frequent tokens. --json prints the same as one JSON object.`;
+most frequent tokens. --json prints the same as one JSON object.
+
+Options:
+  -z, --tokenizer TOK  a SentencePiece .model or llama2.c tokenizer.bin (required)
+      --top N          how many of the most frequent tokens to list (default 20)
+      --json           print one JSON object instead`;
 
 export async function main(argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, {
