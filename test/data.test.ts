@@ -202,7 +202,7 @@ test('pretokenize: bad inputs and a vocabulary too large for uint16 are one-line
   writeSentencePieceModel(bigPath, big);
   oneLineError(cli(['pretokenize', '--tokenizer', bigPath, '--input', good, '--out', join(dir, 'o')]), /70000 tokens.*uint16/);
   oneLineError(cli(['pretokenize', '--input', good]), /needs --tokenizer/);
-  oneLineError(cli(['pretokenize', '--tokenizer', TOK512(), '--dir', join(dir, 'nothing')]), /no such file/);
+  oneLineError(cli(['pretokenize', '--tokenizer', TOK512(), '--dir', join(dir, 'nothing')]), /TinyStories_all_data does not exist — run llama2 download tinystories --dir .*nothing first/);
   oneLineError(cli(['pretokenize', '--tokenizer', TOK512(), '--input', good, join(dir, 'x', 'good.txt'), '--out', join(dir, 'o')]), /no such file|both be written/);
 });
 

@@ -157,16 +157,19 @@ export function formatHelp(raw: string): string {
     else blocks.push({ kind: 'section', title: 'Options:', options: [{ flags: '-h, --help', text: 'this help' }] });
   }
   const out: string[] = [];
+  const emit = (lines: readonly string[]): void => {
+    for (const l of lines) out.push(l);
+  };
   const gap = (): void => {
     if (out.length > 0 && out[out.length - 1] !== '') out.push('');
   };
   for (const b of blocks) {
     if (b.kind === 'usage') {
       gap();
-      b.lines.forEach((l, i) => out.push(...wrap(l, i === 0 ? 'Usage: ' : '       ', '         ')));
+      b.lines.forEach((l, i) => emit(wrap(l, i === 0 ? 'Usage: ' : '       ', '         ')));
     } else if (b.kind === 'paragraph') {
       gap();
-      if (b.text !== '') out.push(...wrap(b.text, '', ''));
+      if (b.text !== '') emit(wrap(b.text, '', ''));
     } else if (b.kind === 'table') {
       for (const l of b.lines) {
         if (l.length <= WIDTH) {
@@ -176,7 +179,7 @@ export function formatHelp(raw: string): string {
         const indent = l.length - l.trimStart().length;
         const second = /\S\s{2,}/.exec(l.slice(indent));
         const hang = ' '.repeat(second !== null ? indent + second.index + second[0].length : indent + 2);
-        out.push(...wrap(l, ' '.repeat(indent), hang));
+        emit(wrap(l, ' '.repeat(indent), hang));
       }
     } else {
       gap();
@@ -184,15 +187,15 @@ export function formatHelp(raw: string): string {
       // long-only flags line up with the long flags of "-x, --long" ones when the section has both
       const shortForms = b.options.some((o) => /^-[A-Za-z0-9], /.test(o.flags));
       const flags = b.options.map((o) => (shortForms && o.flags.startsWith('--') ? '    ' : '') + o.flags);
-      const column = Math.min(MAX_FLAG_COLUMN, Math.max(...flags.map((f) => f.length))) + 4;
+      const column = Math.min(MAX_FLAG_COLUMN, flags.reduce((w, f) => Math.max(w, f.length), 0)) + 4;
       b.options.forEach((o, i) => {
         const head = `  ${flags[i]!}`;
         const pad = ' '.repeat(column);
         if (head.length + 2 > column) {
           out.push(head);
-          if (o.text !== '') out.push(...wrap(o.text, pad, pad));
+          if (o.text !== '') emit(wrap(o.text, pad, pad));
         } else {
-          out.push(...wrap(o.text, head.padEnd(column), pad));
+          emit(wrap(o.text, head.padEnd(column), pad));
         }
       });
     }
