@@ -221,3 +221,27 @@ export function tokenizerJson(v: Vocabulary): Json {
     },
   };
 }
+
+/**
+ * tokenizer_config.json and special_tokens_map.json for a Llama tokenizer (what transformers'
+ * AutoTokenizer reads beside tokenizer.json / tokenizer.model), with the chat template if any.
+ */
+export function tokenizerConfigJson(v: Vocabulary, modelMaxLength: number, chatTemplate?: string): { config: Json; specialTokens: Json } {
+  const name = (id: number): string | null => (id >= 0 ? v.pieces[id]! : null);
+  const token = (id: number): Json | null => (id >= 0 ? { content: v.pieces[id]!, lstrip: false, normalized: false, rstrip: false, single_word: false } : null);
+  const config: Json = {
+    add_bos_token: v.bosId >= 0,
+    add_eos_token: false,
+    bos_token: name(v.bosId),
+    eos_token: name(v.eosId),
+    unk_token: name(v.unkId),
+    pad_token: null,
+    clean_up_tokenization_spaces: false,
+    legacy: true,
+    model_max_length: modelMaxLength,
+    sp_model_kwargs: {},
+    tokenizer_class: 'LlamaTokenizer',
+    ...(chatTemplate !== undefined ? { chat_template: chatTemplate } : {}),
+  };
+  return { config, specialTokens: { bos_token: token(v.bosId), eos_token: token(v.eosId), unk_token: token(v.unkId) } };
+}
