@@ -75,7 +75,7 @@ test('export: v0 → v2 equals the reference exporter byte for byte; v2 → v1 d
   const back = join(tmp, 'back.v1.bin');
   assert.equal(llama2('export', v2, '--format', 'v1', '-o', back).status, 0);
   assert.equal(readCheckpoint(back).format, 'v1');
-  assert.match(llama2('export', v2, '-o', back).stderr, /--format must be v0, v1, v2 or gguf/);
+  assert.match(llama2('export', v2, '-o', back).stderr, /--format must be v0, v1, v2, gguf, hf or meta/);
 });
 
 test('init writes as it draws: each format byte-identical to writing the whole initWeights; a 42M model in far less memory than its weights', () => {
