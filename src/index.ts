@@ -33,6 +33,8 @@ export type { ChatMessage, ChatIO, ChatOptions } from './infer/chat.js';
 export { evaluateLoss, readTokenFile, crossEntropy } from './infer/eval.js';
 export { benchmark } from './infer/bench.js';
 export { LanguageModel } from './infer/model.js';
+export { KNOWN_MODELS, downloadModel, downloadedModelPath, modelCacheDir, parseHfModelId } from './data/models.js';
+export type { ModelDownloadOptions } from './data/models.js';
 export { ChatTemplate, LLAMA2_CHAT, chatFormatFor, encodeChat } from './infer/chat-format.js';
 export type { ChatFormat } from './infer/chat-format.js';
 export { templateChat } from './infer/template-chat.js';

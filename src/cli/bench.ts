@@ -4,7 +4,7 @@ import { UsageError } from '../errors.js';
 import { benchmark } from '../infer/bench.js';
 import { Transformer } from '../infer/forward.js';
 import { intFlag, numberFlag, parseCommand } from './flags.js';
-import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
+import { ENGINE_HELP, engineFlagSpec, engineFromFlags, modelArg } from './model-args.js';
 
 const HELP = `Usage: llama2 bench MODEL [options]
 
@@ -34,7 +34,7 @@ export async function main(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('bench needs one model: llama2 bench MODEL');
   const engine = await engineFromFlags(values);
   const loadStart = performance.now();
-  const transformer = engine.open(positionals[0]!);
+  const transformer = engine.open(modelArg(positionals[0]!));
   const loadMs = performance.now() - loadStart;
   const seqLen = transformer.config.seqLen;
   const int8 = transformer instanceof Transformer && transformer.groupSize > 0;

@@ -5,7 +5,7 @@ import { Progress } from '../data/progress.js';
 import { evalWindows, evaluateLoss, readTokenFile } from '../infer/eval.js';
 import { withModelSource } from '../model/open.js';
 import { intFlag, parseCommand } from './flags.js';
-import { ENGINE_HELP, engineFlagSpec, engineFromFlags } from './model-args.js';
+import { ENGINE_HELP, engineFlagSpec, engineFromFlags, modelArg } from './model-args.js';
 
 const HELP = `Usage: llama2 eval MODEL --data FILE [--data FILE…] [--seq-len T]
 
@@ -34,7 +34,7 @@ export async function main(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('eval needs one model: llama2 eval MODEL --data FILE');
   const files = (values['data'] as string[] | undefined) ?? [];
   if (files.length === 0) throw new UsageError('eval needs --data FILE (pretokenized uint16 tokens)');
-  const config = withModelSource(positionals[0]!, (s) => s.config);
+  const config = withModelSource(modelArg(positionals[0]!), (s) => s.config);
   const seqLen = intFlag(values, 'seq-len', Math.min(256, config.seqLen), 1, config.seqLen);
   const stride = intFlag(values, 'stride', seqLen, 1, seqLen);
   const parts = files.map((f) => readTokenFile(f, config.vocabSize));
@@ -46,7 +46,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const engine = await engineFromFlags(values);
   // the KV cache holds one window (unless --ctx asks otherwise)
-  const transformer = engine.open(positionals[0]!, { contextLength: engine.load.contextLength ?? seqLen });
+  const transformer = engine.open(modelArg(positionals[0]!), { contextLength: engine.load.contextLength ?? seqLen });
   const quiet = values['quiet'] === true;
   // tokens scored so far, their rate and the time left (redrawn in place on a terminal, every 10% in a log)
   const scoredAfter: number[] = [];

@@ -15,7 +15,7 @@ import { ggufTokenizerMetadata } from '../tokenizer/gguf-vocabulary.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { tokenizerConfigJson, tokenizerJson } from '../tokenizer/tokenizer-json.js';
 import { intFlag, type ParsedFlags, parseCommand, stringFlag } from './flags.js';
-import { resolveTokenizerPath } from './model-args.js';
+import { modelArg, resolveTokenizerPath } from './model-args.js';
 
 const HELP = `Usage: llama2 export MODEL --format FORMAT -o OUT [--group-size N] [--dtype T] [-z TOKENIZER] [--shards N]
 
@@ -62,13 +62,13 @@ export async function main(argv: string[]): Promise<number> {
   }
   const out = stringFlag(values, 'output');
   if (out === undefined) throw new UsageError('export needs -o OUT');
-  if (format === 'gguf') return exportGguf(positionals[0]!, out, values);
-  if (format === 'hf' || format === 'meta') return exportFolder(format, positionals[0]!, out, values);
+  if (format === 'gguf') return exportGguf(modelArg(positionals[0]!), out, values);
+  if (format === 'hf' || format === 'meta') return exportFolder(format, modelArg(positionals[0]!), out, values);
   if (values['shards'] !== undefined) throw new UsageError('--shards is for --format meta');
   if (values['dtype'] !== undefined || values['tokenizer'] !== undefined) throw new UsageError('--dtype and -z are for --format gguf and hf');
   const groupSize = intFlag(values, 'group-size', 64, 1, 1 << 16);
   // read and written a chunk of rows at a time (Q8_0 stored at the same group size passes as it is)
-  withModelSource(positionals[0]!, (source) => writeCheckpointFrom(out, source, format, groupSize));
+  withModelSource(modelArg(positionals[0]!), (source) => writeCheckpointFrom(out, source, format, groupSize));
   process.stderr.write(`wrote ${out} (${format})\n`);
   return 0;
 }

@@ -8,6 +8,7 @@ import { withModelSource } from '../model/open.js';
 import { MATRIX_TENSORS, NORM_TENSORS } from '../model/source.js';
 import { parameterCount } from '../model/weights.js';
 import { parseCommand } from './flags.js';
+import { modelArg } from './model-args.js';
 
 const HELP = `Usage: llama2 info MODEL
 
@@ -29,7 +30,7 @@ export async function main(argv: string[]): Promise<number> {
   if (parsed === null) return 0;
   const { positionals } = parsed;
   if (positionals.length !== 1) throw new UsageError(`info takes one model (a file or a folder)\n${HELP}`);
-  const path = positionals[0]!;
+  const path = modelArg(positionals[0]!);
   const rows = withModelSource(path, (s) => {
     const c = s.config;
     const params = parameterCount(c);

@@ -6,6 +6,7 @@ import { freemem } from 'node:os';
 import { basename } from 'node:path';
 import { LlamaError, UsageError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
+import { downloadedModelPath, isDownloadableName } from '../data/models.js';
 import { withModelSource } from '../model/open.js';
 import type { ChatTemplateRef } from '../model/source.js';
 import { defaultModelFiles } from '../model/default-model.js';
@@ -15,6 +16,15 @@ import { type LoadModelOptions, loadTransformer } from '../infer/load.js';
 import { createKernels, jsKernelSet, type KernelSet } from '../kernels/kernel-set.js';
 import type { ModelSource } from '../model/source.js';
 import { intFlag, type ParsedFlags, stringFlag, threadsFlag } from './flags.js';
+
+/**
+ * The path of the model named on the command line: an existing file or folder as it is; a name
+ * `llama2 download` knows (stories15M, hf:ORG/NAME) as the downloaded copy in the cache.
+ */
+export function modelArg(arg: string): string {
+  if (existsSync(arg) || !isDownloadableName(arg)) return arg;
+  return downloadedModelPath(arg);
+}
 
 /** A model a command runs: its path, the tokenizer to use with it, and its shape. */
 export interface ModelFiles {
@@ -32,7 +42,7 @@ export interface ModelFiles {
  */
 export function resolveModelFiles(positionals: readonly string[], command: string, tokenizerFlag: string | undefined): ModelFiles {
   if (positionals.length > 1) throw new UsageError(`${command} takes one model, got ${positionals.length} arguments (quote a prompt and pass it with -i)`);
-  const model = positionals.length === 0 ? defaultModelFiles().model : positionals[0]!;
+  const model = positionals.length === 0 ? defaultModelFiles().model : modelArg(positionals[0]!);
   const found = withModelSource(model, (s) => ({ config: s.config, tokenizer: s.tokenizer?.path, chatTemplate: s.chatTemplate }));
   const tokenizer = positionals.length === 0 ? tokenizerFlag ?? defaultModelFiles().tokenizer : resolveTokenizerPath(model, tokenizerFlag, found.tokenizer);
   return { model, tokenizer, config: found.config, ...(found.chatTemplate !== undefined ? { chatTemplate: found.chatTemplate } : {}) };

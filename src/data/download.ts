@@ -44,6 +44,11 @@ export interface DownloadOptions {
   readonly attempts?: number;
   /** Wait before retry n is n × this (default 1 s). */
   readonly retryDelayMs?: number;
+  /**
+   * Extra request headers (an Authorization for a gated model): sent to the URL's own origin
+   * only, dropped when a redirect leads elsewhere.
+   */
+  readonly headers?: Readonly<Record<string, string>>;
   /** Largest file accepted (default 16 GiB): a bigger announced size is refused before downloading. */
   readonly maxBytes?: number;
   /** (bytes in the file so far, expected total or 0 when unknown) */
@@ -97,7 +102,7 @@ function parseHttpUrl(url: string, what: string): URL {
 }
 
 /** GET `url` (following redirects), sending `Range: bytes=from-` when from > 0. */
-function open(url: string, from: number, stallTimeoutMs: number, redirects = 0): Promise<OpenResponse> {
+function open(url: string, from: number, stallTimeoutMs: number, extra: Readonly<Record<string, string>> = {}, redirects = 0): Promise<OpenResponse> {
   let parsed: URL;
   try {
     parsed = parseHttpUrl(url, redirects === 0 ? 'the download address' : 'a redirect');
@@ -105,7 +110,7 @@ function open(url: string, from: number, stallTimeoutMs: number, redirects = 0):
     return Promise.reject(err);
   }
   const lib = parsed.protocol === 'https:' ? https : http;
-  const headers: Record<string, string> = { 'user-agent': 'llama2ts', 'accept-encoding': 'identity' };
+  const headers: Record<string, string> = { ...extra, 'user-agent': 'llama2ts', 'accept-encoding': 'identity' };
   if (from > 0) headers['range'] = `bytes=${from}-`;
   return new Promise((resolve, reject) => {
     const req = lib.get(parsed, { headers }, (res) => {
@@ -119,7 +124,9 @@ function open(url: string, from: number, stallTimeoutMs: number, redirects = 0):
         } catch {
           return reject(new FatalDownloadError(`${url} redirects to an invalid address: ${quote(res.headers.location)}`));
         }
-        open(next, from, stallTimeoutMs, redirects + 1).then(resolve, reject);
+        // credentials go to the host they were given for, never to where it redirects (a CDN)
+        const keep = new URL(next).origin === parsed.origin ? extra : {};
+        open(next, from, stallTimeoutMs, keep, redirects + 1).then(resolve, reject);
         return;
       }
       resolve({ res, req });
@@ -152,7 +159,7 @@ async function attempt(url: string, part: string, opts: DownloadOptions): Promis
   const stall = opts.stallTimeoutMs ?? 30_000;
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
   let have = sizeOf(part);
-  const { res, req } = await open(url, have, stall);
+  const { res, req } = await open(url, have, stall, opts.headers);
   const status = res.statusCode ?? 0;
   const startOver = (why: string): StartOverError => {
     res.resume();
