@@ -115,7 +115,7 @@ function exportFolder(format: 'hf' | 'meta', model: string, out: string, values:
       };
       if (format === 'meta') {
         if (shards > 1 && source.config.nKvHeads % shards !== 0) throw new UsageError(`--shards ${shards}: the ${source.config.nKvHeads} kv heads do not split in ${shards}`);
-        written.push(...writeMetaFiles(tmp, source, dtype, shards));
+        for (const f of writeMetaFiles(tmp, source, dtype, shards)) written.push(f);
       } else {
         const bos = tokenizer?.bosId ?? 1, eos = tokenizer?.eosId ?? 2;
         json('config.json', hfConfigJson(c, dtype, bos, eos));
