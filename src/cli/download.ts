@@ -13,8 +13,8 @@ const HELP = `Usage: llama2 download MODEL [--dir CACHE] [--revision R] [--url M
 Models go to the cache folder (--dir, else $LLAMA2TS_CACHE, else ~/.cache/llama2ts), where
 \`llama2 run MODEL\` (serve, eval, bench, info, export) then finds them by name:
 ${Object.entries(KNOWN_MODELS).map(([n, m]) => `  ${n.padEnd(14)}${m.description}`).join('\n')}
-                (llama2.c's checkpoints, with their tokenizer, from Hugging Face's karpathy/tinyllamas
-                and llama2.c's repository)
+                (llama2.c's checkpoints, with their tokenizer, from Hugging Face's
+                karpathy/tinyllamas and llama2.c's repository)
   hf:ORG/NAME   a Llama-architecture model of the Hugging Face Hub (@REVISION or --revision for
                 another branch, tag or commit): config.json, the tokenizer files and every
                 safetensors shard. HF_TOKEN is sent to the Hub for gated or private models;

@@ -31,8 +31,9 @@ Converts a model (any format llama2ts reads) to:
   hf     a Hugging Face folder OUT (LlamaForCausalLM, what transformers' from_pretrained loads):
          config.json, generation_config.json, model.safetensors as --dtype f32 (default), bf16
          or f16, and the tokenizer (-z TOKENIZER, else the one found with the model):
-         tokenizer.json, tokenizer_config.json (with the model's chat template), special_tokens_map.json,
-         and tokenizer.model when it is a SentencePiece model. OUT must not exist (or be empty).
+         tokenizer.json, tokenizer_config.json (with the model's chat template),
+         special_tokens_map.json, and tokenizer.model when it is a SentencePiece model.
+         OUT must not exist (or be empty).
   meta   a Meta folder OUT: params.json and consolidated.00.pth … (--shards N model-parallel
          shards, default 1; torch.save's zip) as --dtype f32 (default), bf16 or f16, and
          tokenizer.model (-z, else the one found with the model) when it is a SentencePiece model.
@@ -42,11 +43,12 @@ passes to v2 as it is. llama2.c formats are read and written a chunk at a time: 
 model takes a few tens of MiB of memory.
 
 Options:
-      --format FORMAT   v0, v1, v2 or gguf (required)
+      --format FORMAT   v0, v1, v2, gguf, hf or meta (required)
   -o, --output OUT      where to write (required)
       --group-size N    v2: values per Q8_0 group (default 64, halved until it divides dim)
-      --dtype T         gguf: f32 (default), f16 or q8_0
-  -z, --tokenizer FILE  gguf: the tokenizer to embed (default: the one found with the model)`;
+      --dtype T         gguf: f32 (default), f16 or q8_0; hf, meta: f32 (default), bf16 or f16
+  -z, --tokenizer FILE  gguf, hf, meta: the tokenizer to write (default: the one found with the model)
+      --shards N        meta: model-parallel shards (default 1)`;
 
 export async function main(argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, {

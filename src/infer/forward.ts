@@ -320,7 +320,7 @@ export class Transformer implements InferenceEngine {
         qkv: kernels.groupMatmuls?.(input, c.dim, [{ xout: s.q, w: L.wq, d: c.dim }, { xout: s.k, w: L.wk, d: kv }, { xout: s.v, w: L.wv, d: kv }]),
         gateUp: kernels.groupMatmuls?.(input, c.dim, [{ xout: s.hb, w: L.w1, d: c.hiddenDim }, { xout: s.hb2, w: L.w3, d: c.hiddenDim }]),
       }));
-      this.layers.push(...layers);
+      for (const layer of layers) this.layers.push(layer);
       const isHead = part.logits;
       const fused = options.fused === false ? undefined : kernels.fuseForward?.({
         dim: c.dim, hiddenDim: c.hiddenDim, vocabSize: c.vocabSize, normEps: this.eps, ropeTheta: this.theta, shape: this.shape,
