@@ -23,7 +23,7 @@
 // file is refused with one line naming it.
 
 import { closeSync, readSync } from 'node:fs';
-import { FormatError, describeFsError } from '../errors.js';
+import { FormatError } from '../errors.js';
 import { openForReading, writeFileAtomic } from '../files.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian uint32
@@ -279,13 +279,7 @@ function readArray(r: HeaderCursor, what: string): GgufValue {
 
 /** Reads and checks a GGUF file's header: metadata and the table of tensors (not their data). */
 export function readGgufHeader(path: string): GgufHeader {
-  let fd: number;
-  let size: number;
-  try {
-    ({ fd, size } = openForReading(path));
-  } catch (err) {
-    throw describeFsError(path, err);
-  }
+  const { fd, size } = openForReading(path);
   try {
     return parseHeader(new HeaderCursor(fd, path, size));
   } finally {
@@ -372,11 +366,7 @@ export class GgufFile {
   private fd: number | undefined;
 
   constructor(readonly header: GgufHeader) {
-    try {
-      this.fd = openForReading(header.path).fd;
-    } catch (err) {
-      throw describeFsError(header.path, err);
-    }
+    this.fd = openForReading(header.path).fd;
   }
 
   static open(path: string): GgufFile {

@@ -497,22 +497,7 @@ export class ApiServer extends EventEmitter {
     for (const part of prompt.parts) atLeast += part.special !== undefined ? 1 : tok.minTokens(part.text, part);
     if (atLeast > seqLen) throw tooLong(`at least ${atLeast} tokens`, seqLen, prompt.param);
 
-    const controller = new AbortController();
-    const onClose = (): void => {
-      if (!res.writableFinished) controller.abort(new LlamaError('the client went away'));
-    };
-    res.on('close', onClose);
-    let session: InferenceEngine;
-    try {
-      session = await this.sessions.acquire(controller.signal);
-    } catch (err) {
-      res.off('close', onClose);
-      if (err instanceof BusyError) {
-        res.setHeader('Retry-After', '1');
-        throw new ApiError(429, `the server is busy (${err.message}); retry later`, null, 'rate_limit_exceeded', 'rate_limit_error');
-      }
-      throw err;
-    }
+    const { controller, session, done } = await this.acquireFor(res);
     this.running.add(controller);
     try {
       const ids: number[] = [];
@@ -585,8 +570,7 @@ export class ApiServer extends EventEmitter {
       }
     } finally {
       this.running.delete(controller);
-      this.sessions.release(session);
-      res.off('close', onClose);
+      done();
     }
   }
 
@@ -599,22 +583,7 @@ export class ApiServer extends EventEmitter {
    */
   private async tokenize(res: ServerResponse, params: TokenizeRequest): Promise<void> {
     const tok = this.model.tokenizer;
-    const controller = new AbortController();
-    const onClose = (): void => {
-      if (!res.writableFinished) controller.abort(new LlamaError('the client went away'));
-    };
-    res.on('close', onClose);
-    let session: InferenceEngine;
-    try {
-      session = await this.sessions.acquire(controller.signal);
-    } catch (err) {
-      res.off('close', onClose);
-      if (err instanceof BusyError) {
-        res.setHeader('Retry-After', '1');
-        throw new ApiError(429, `the server is busy (${err.message}); retry later`, null, 'rate_limit_exceeded', 'rate_limit_error');
-      }
-      throw err;
-    }
+    const { controller, session, done } = await this.acquireFor(res);
     try {
       // parse_special: the spellings of special tokens ("<s>") become their ids
       const parts: TextPart[] = params.parseSpecial ? splitSpecialTokens(params.content, tok) : [{ text: params.content, bos: false, eos: false }];
@@ -641,9 +610,36 @@ export class ApiServer extends EventEmitter {
         }),
       });
     } finally {
+      done();
+    }
+  }
+
+  /**
+   * A session's turn for the request answered on res: waits for a free session (429 when the queue is
+   * full) with an AbortController that fires when the client goes away; done() gives the session back.
+   */
+  private async acquireFor(res: ServerResponse): Promise<{ controller: AbortController; session: InferenceEngine; done: () => void }> {
+    const controller = new AbortController();
+    const onClose = (): void => {
+      if (!res.writableFinished) controller.abort(new LlamaError('the client went away'));
+    };
+    res.on('close', onClose);
+    let session: InferenceEngine;
+    try {
+      session = await this.sessions.acquire(controller.signal);
+    } catch (err) {
+      res.off('close', onClose);
+      if (err instanceof BusyError) {
+        res.setHeader('Retry-After', '1');
+        throw new ApiError(429, `the server is busy (${err.message}); retry later`, null, 'rate_limit_exceeded', 'rate_limit_error');
+      }
+      throw err;
+    }
+    const done = (): void => {
       this.sessions.release(session);
       res.off('close', onClose);
-    }
+    };
+    return { controller, session, done };
   }
 
   /** { content }: the text of the ids, as SentencePiece decodes them. */

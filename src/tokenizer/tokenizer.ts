@@ -193,12 +193,7 @@ function parseJson(bytes: Uint8Array, path: string): unknown {
 /** The first bytes of a file (fewer when it is shorter). */
 function fileHead(path: string, n: number): Uint8Array {
   const head = new Uint8Array(n);
-  let fd: number;
-  try {
-    fd = openForReading(path).fd;
-  } catch (err) {
-    throw describeFsError(path, err);
-  }
+  const fd = openForReading(path).fd;
   try {
     return head.subarray(0, readSync(fd, head, 0, n, 0));
   } catch (err) {

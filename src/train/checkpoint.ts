@@ -14,7 +14,7 @@
 //   n = parameterCount(config), parameters in v1 order (model/weights.ts).
 
 import { closeSync, readSync } from 'node:fs';
-import { describeFsError, FormatError } from '../errors.js';
+import { FormatError } from '../errors.js';
 import { type ModelConfig, validateConfig } from '../model/config.js';
 import { openForReading, writeFileAtomic } from '../files.js';
 import { parameterCount } from '../model/weights.js';
@@ -83,13 +83,7 @@ export function readTrainCheckpoint(path: string): TrainCheckpoint {
 }
 
 function readCheckpointFile(path: string, tensors: boolean): { state: TrainState } & Partial<TrainCheckpoint> {
-  let fd: number;
-  let size: number;
-  try {
-    ({ fd, size } = openForReading(path));
-  } catch (err) {
-    throw describeFsError(path, err);
-  }
+  const { fd, size } = openForReading(path);
   try {
     const read = (dst: Uint8Array, pos: number): void => {
       if (pos + dst.length > size) throw new FormatError(path, `training checkpoint is truncated (needs ${pos + dst.length} bytes, has ${size})`);

@@ -27,13 +27,7 @@ export interface TokenFile {
 
 /** Opens a token file and checks it: even size, every id < vocabSize. */
 export function openTokenFile(path: string, vocabSize: number): TokenFile {
-  let fd: number;
-  let size: number;
-  try {
-    ({ fd, size } = openForReading(path));
-  } catch (err) {
-    throw describeFsError(path, err);
-  }
+  const { fd, size } = openForReading(path);
   if (size % 2 !== 0) {
     closeSync(fd);
     throw new FormatError(path, `not a uint16 token file: odd size ${size} bytes`);
