@@ -260,11 +260,13 @@ export function softmax(x: usize, size: i32): void {
   }
 }
 
-/**
- * −log softmax(x)[target] over n values (a token's cross-entropy): log Σ e^(x − max) + max −
- * x[target], the exponentials as softmax's, their sum in float64.
- */
-export function crossEntropy(x: usize, n: i32, target: i32): f64 {
+/** expSum's results, for crossEntropy (each thread's own instance has its own). */
+let partMax: f32 = 0;
+let partSum: f64 = 0;
+
+/** max x and Σ e^(x − max) over n values (the exponentials as softmax's, summed in float64). */
+// @ts-ignore: decorator
+@inline function maxAndExpSum(x: usize, n: i32): void {
   let vmax = v128.load32_splat(x);
   let i = 0;
   for (; i + 4 <= n; i += 4) vmax = f32x4.max(vmax, v128.load(x + (<usize>i << 2)));
@@ -281,7 +283,27 @@ export function crossEntropy(x: usize, n: i32, target: i32): f64 {
   const both = f64x2.add(sumLo, sumHi);
   let sum = f64x2.extract_lane(both, 0) + f64x2.extract_lane(both, 1);
   for (; i < n; i++) sum += <f64>exp1(load<f32>(x + (<usize>i << 2)) - max);
-  return Math.log(sum) + <f64>max - <f64>load<f32>(x + (<usize>target << 2));
+  partMax = max;
+  partSum = sum;
+}
+
+/**
+ * −log softmax(x)[target] over n values (a token's cross-entropy): log Σ e^(x − max) + max −
+ * x[target], the exponentials as softmax's, their sum in float64.
+ */
+export function crossEntropy(x: usize, n: i32, target: i32): f64 {
+  maxAndExpSum(x, n);
+  return Math.log(partSum) + <f64>partMax - <f64>load<f32>(x + (<usize>target << 2));
+}
+
+/**
+ * crossEntropy's two reductions over part of a row, for threads sharing one (threads.ts combines
+ * them): stores max (float64) and Σ e^(x − max) (float64) at out.
+ */
+export function expSum(x: usize, n: i32, out: usize): void {
+  maxAndExpSum(x, n);
+  store<f64>(out, <f64>partMax);
+  store<f64>(out, partSum, 8);
 }
 
 /** Rotates one (x[i], x[i+1]) pair by the angle whose cosine and sine are given. */
@@ -830,7 +852,7 @@ export function heapBase(): usize {
 // ------------------------------------------------------------------------------------------------
 // The token sampler (run.c's, bit for bit): assembly/sampler.ts
 
-export { sample, sampleScratchBytes } from './sampler';
+export { greedy, sample, sampleScratchBytes } from './sampler';
 
 // ------------------------------------------------------------------------------------------------
 // A whole token's forward pass in one call (small models): assembly/forward.ts

@@ -164,6 +164,23 @@ function sampleMultinomial(probs: usize, n: i32, coin: f32): i32 {
   return n - 1; // in case of rounding errors
 }
 
+/**
+ * Index of the first largest value, as argmax finds it, four values at a time: the maximum (pmax
+ * keeps the first of equals and skips NaN, as the scalar `>` does), then the first index holding
+ * it. Greedy decoding's whole sampler.
+ */
+export function greedy(x: usize, n: i32): i32 {
+  const max = maxOf(x, n);
+  if (max != max) return 0; // x[0] is NaN: nothing compares greater
+  const vmax = f32x4.splat(max);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    if (v128.any_true(f32x4.eq(v128.load(x + (<usize>i << 2)), vmax))) break;
+  }
+  for (; i < n; i++) if (load<f32>(x + (<usize>i << 2)) == max) return i;
+  return 0;
+}
+
 /** Index of the first largest value (run.c's argmax). */
 function argmax(x: usize, n: i32): i32 {
   let best = 0;

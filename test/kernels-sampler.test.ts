@@ -152,3 +152,27 @@ test('top-p and temperature edge values: the same token from both implementation
     assert.throws(() => new Sampler(10, bad), /must be a number/, JSON.stringify(bad));
   }
 });
+
+test('greedy in the kernels\' memory (SIMD) = the TypeScript argmax: ties go to the first, NaN skipped, a leading NaN gives 0', skip, async () => {
+  const k = await createWasmKernels();
+  const cases: number[][] = [
+    [1, 3, 2, 3], [-5, -5, -5], [0, -0, 0], [-0, 0], [NaN, 5, 6], [1, NaN, 7, 7, NaN], [-Infinity, -Infinity, -3], [Infinity, 1, Infinity],
+  ];
+  let s = 11;
+  for (const n of [1, 3, 4, 5, 31, 512, 32000]) {
+    const v: number[] = [];
+    for (let i = 0; i < n; i++) {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      v.push(Math.round(((s >>> 8) / 16777216) * 40) / 4); // many ties
+    }
+    cases.push(v);
+  }
+  for (const values of cases) {
+    const n = values.length;
+    const inKernels = k.allocate(n);
+    inKernels.set(values);
+    const greedy = new Sampler(n, { temperature: 0 });
+    const reference = new Sampler(n, { temperature: 0, implementation: 'js' });
+    assert.equal(greedy.sample(inKernels), reference.sample(Float32Array.from(values)), `[${values.slice(0, 8).join(', ')}${n > 8 ? ', …' : ''}] (${n} values)`);
+  }
+});

@@ -133,7 +133,7 @@ export class Sampler {
   sample(logits: Float32Array): number {
     const n = this.vocabSize;
     if (logits.length < n) throw new RangeError(`sample: ${logits.length} logits for a vocabulary of ${n}`);
-    if (this.temperature === 0) return argmax(logits, n);
+    if (this.temperature === 0) return (this.wasm ? wasmSamplerEngineFor(logits)!.argmax?.(logits, n) : undefined) ?? argmax(logits, n);
     if (this.wasm) return wasmSamplerEngineFor(logits)!.sample(logits, n, this.temperature, this.topp, this.rng.nextF32());
     // logits / temperature overflowing float32 (a temperature of ~1e-38, or huge logits) would
     // make the softmax NaN (∞ − ∞): the distribution is then all on the largest logit. (Dividing

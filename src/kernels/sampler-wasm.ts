@@ -20,6 +20,8 @@ export interface WasmSamplerEngine {
    * probabilities in logits. topp ≤ 0 or ≥ 1: multinomial; otherwise nucleus.
    */
   sample(logits: Float32Array, n: number, temperature: number, topp: number, coin: number): number;
+  /** The index of the first largest of logits[0..n) (greedy decoding), where it pays to ask (in place). */
+  argmax?(logits: Float32Array, n: number): number;
 }
 
 /** Samples in place, in a kernel memory. */
@@ -35,6 +37,10 @@ class InPlaceEngine implements WasmSamplerEngine {
       this.capacity = n;
     }
     return this.k.sample(this.heap.address(logits), n, temperature, topp, coin, this.scratchAt);
+  }
+
+  argmax(logits: Float32Array, n: number): number {
+    return this.k.greedy(this.heap.address(logits), n);
   }
 }
 

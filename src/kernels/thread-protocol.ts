@@ -73,6 +73,8 @@ export const Op = {
   //                     chunks as gemm's (CHUNK rows × CHUNK2 channels, SPLIT channel chunks per row of chunks)
   attentionRows: 10, //  out, q, keyCache, valueCache, att, pos, count, nHeads, nKvHeads, headSize, kvDim, seqLen;  one head per chunk
   matmulMany: 11, //     xout, x, w, n, d, count                         chunks of CHUNK rows of w
+  expSum: 12, //         x, n, out                                        chunks of CHUNK values; chunk c's (max, sum) at out + 16c
+  swiglu: 13, //         hb, hb2, size                                    chunks of CHUNK values
   attentionBlock: 8, //  out, q, keyCache, valueCache, scores, pos, count, nHeads, nKvHeads, headSize, kvDim, scoresBytes,
   //                     scratch, scratchBytes;  one head per chunk; participant p's scores at scores + p·scoresBytes
 } as const;
@@ -169,6 +171,16 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number, self: nu
     case Op.matmulMany:
       k.matmulRowsMulti(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, chunkStart(c, size), chunkEnd(c, size, ctrl[A + 4]!));
       break;
+    case Op.expSum: {
+      const start = chunkStart(c, size);
+      k.expSum(ctrl[A]! + start * 4, chunkEnd(c, size, ctrl[A + 1]!) - start, ctrl[A + 2]! + c * 16);
+      break;
+    }
+    case Op.swiglu: {
+      const start = chunkStart(c, size);
+      k.swiglu(ctrl[A]! + start * 4, ctrl[A + 1]! + start * 4, chunkEnd(c, size, ctrl[A + 2]!) - start);
+      break;
+    }
     case Op.attentionBlock:
       k.attentionBlockHeads(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]! + self * ctrl[A + 11]!, ctrl[A + 5]!, ctrl[A + 6]!,
         ctrl[A + 7]!, ctrl[A + 8]!, ctrl[A + 9]!, ctrl[A + 10]!, c, c + 1, ctrl[A + 12]! + self * ctrl[A + 13]!);

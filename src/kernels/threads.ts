@@ -1,10 +1,12 @@
 // The WebAssembly kernels split over worker threads (Node.js worker_threads) that share the kernel
 // set's WebAssembly memories (one, or several for a model over 4 GiB: every worker instantiates the
-// kernels on each, and a command names the memory its arguments live in). The big kernels — matmul (by rows), attention (by heads), the int8 matmul,
-// and the batched training products — are cut into chunks that `threads` participants (the
-// calling thread and threads-1 workers) claim one by one, commanded through a control block with
-// Atomics (thread-protocol.ts). The small kernels (rmsnorm, rope, softmax, swiglu, add, and
-// quantize) run on the calling thread alone: they are too short to be worth a hand-off.
+// kernels on each, and a command names the memory its arguments live in). The big kernels — matmul
+// (by rows), attention (by heads), the int8 matmul, and the batched training products — are cut
+// into chunks that `threads` participants (the calling thread and threads-1 workers) claim one by
+// one, commanded through a control block with Atomics (thread-protocol.ts). The small kernels
+// (rmsnorm, rope, softmax, add, quantize, and a token's swiglu) run on the calling thread alone:
+// they are too short to be worth a hand-off; a block's swiglu and a row of 32,000 logits'
+// cross-entropy are split by values.
 //
 // The workers start with the first command that is split between threads (a small model, run fused
 // on the calling thread, never starts them) and are unref'd: an idle pool never keeps the process
@@ -21,7 +23,7 @@ import type { WorkerInit } from './thread-worker.js';
 import type { ForwardModel, GroupedInput, GroupedProduct } from './types.js';
 import {
   type KernelExports, type KernelMemory, type WasmKernelOptions, checkAttention, checkAttentionBlock, checkMatmul, checkMatmulBackward,
-  checkMatmulForward, checkMatmulMany, checkMatmulQ8, checkMatmulQ8Forward, createWasmKernels, gemmQ8Fits,
+  checkMatmulForward, checkMatmulMany, checkMatmulQ8, checkMatmulQ8Forward, createWasmKernels, gemmQ8Fits, need,
 } from './wasm.js';
 
 export interface ThreadOptions extends WasmKernelOptions {
@@ -34,6 +36,12 @@ export interface ThreadOptions extends WasmKernelOptions {
  * few microseconds, which a small product (stories260K's 64×64 projections) does not repay.
  */
 export const PARALLEL_MIN_WORK = 1 << 15; // = SMALL_MATRIX in assembly/kernels.ts (keep them equal)
+
+/**
+ * Element-wise work over at least this many values (a block of tokens' SwiGLU, a row of 32,000
+ * logits' cross-entropy) is split between the threads; a token's is not worth a hand-off.
+ */
+const SPLIT_REDUCTION = 1 << 14;
 
 /**
  * Models doing fewer multiply-adds per token than this run fused (assembly/forward.ts: one call per
@@ -150,6 +158,11 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
   const scratchBytes = base.exports.gemmScratchBytes();
   const scratches: number[] = [];
   const scratchIn = (m: KernelMemory): number => (scratches[m.index] ??= m.reserve(threads * scratchBytes));
+  // crossEntropy's partial results, (max, sum) as two float64 per chunk, in each memory that needs them
+  // (a view made once: a shared memory's old buffer stays valid when it grows)
+  const partials: Float64Array[] = [];
+  const partialsIn = (m: KernelMemory): Float64Array =>
+    (partials[m.index] ??= new Float64Array(m.memory.buffer, m.reserve(16 * (parts + 1)), 2 * (parts + 1)));
   // the block attention's score buffers, one per participant, in each memory, made for the longest context seen
   const scores: Array<{ at: number; bytes: number }> = [];
   function scoresIn(m: KernelMemory, seqLen: number): { at: number; bytes: number } {
@@ -248,6 +261,31 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       ctrl[OP] = Op.matmul;
       ctrl[ARGS] = m.address(xout); ctrl[ARGS + 1] = m.address(x); ctrl[ARGS + 2] = m.address(w); ctrl[ARGS + 3] = n; ctrl[ARGS + 4] = d;
       dispatch(m, rows(d, 4, 16));
+    },
+    crossEntropy(logits, n, target) {
+      if (n < SPLIT_REDUCTION) return base.crossEntropy(logits, n, target);
+      need(logits, n, 'crossEntropy logits');
+      if (!(Number.isInteger(target) && target >= 0 && target < n)) throw new RangeError(`crossEntropy: target ${target} outside 0..${n - 1}`);
+      // each chunk's max and Σ e^(x − its max), then log Σ_c sum_c · e^(max_c − max) + max − x[target]
+      const m = route(logits);
+      const partials = partialsIn(m);
+      ctrl[OP] = Op.expSum;
+      ctrl[ARGS] = m.address(logits); ctrl[ARGS + 1] = n; ctrl[ARGS + 2] = partials.byteOffset;
+      const chunks = rows(n, 16, 1024);
+      dispatch(m, chunks);
+      let max = -Infinity;
+      for (let c = 0; c < chunks; c++) max = Math.max(max, partials[2 * c]!);
+      let sum = 0;
+      for (let c = 0; c < chunks; c++) sum += partials[2 * c + 1]! * Math.exp(partials[2 * c]! - max);
+      return Math.log(sum) + max - logits[target]!;
+    },
+    swiglu(hb, hb2, size) {
+      if (size < SPLIT_REDUCTION) return base.swiglu(hb, hb2, size);
+      need(hb, size, 'swiglu hb'); need(hb2, size, 'swiglu hb2');
+      const m = route(hb);
+      ctrl[OP] = Op.swiglu;
+      ctrl[ARGS] = m.address(hb); ctrl[ARGS + 1] = m.address(hb2); ctrl[ARGS + 2] = size;
+      dispatch(m, rows(size, 16, 1024));
     },
     matmulMany(xout, x, w, n, d, count) {
       if (n * d < PARALLEL_MIN_WORK) return base.matmulMany(xout, x, w, n, d, count);

@@ -53,6 +53,7 @@ export interface KernelExports {
     nHeads: number, nKvHeads: number, headSize: number, kvDim: number, seqLen: number, h0: number, h1: number,
   ): void;
   crossEntropy(x: number, n: number, target: number): number;
+  expSum(x: number, n: number, out: number): void;
   swiglu(hb: number, hb2: number, size: number): void;
   add(x: number, y: number, size: number): void;
   quantize(xq: number, xs: number, x: number, n: number, groupSize: number): void;
@@ -70,6 +71,7 @@ export interface KernelExports {
   forward(plan: number, token: number, pos: number, logits: number): void;
   sample(x: number, n: number, temperature: number, topp: number, coin: number, scratch: number): number;
   sampleScratchBytes(n: number): number;
+  greedy(x: number, n: number): number;
 }
 
 const PAGE_BYTES = 65536;
@@ -200,7 +202,7 @@ function alignUp(n: number, to: number): number {
 }
 
 /** Throws unless `view` holds at least `count` elements (the WebAssembly side cannot check). */
-function need(view: ArrayBufferView & { length: number }, count: number, what: string): void {
+export function need(view: ArrayBufferView & { length: number }, count: number, what: string): void {
   if (view.length < count) throw new RangeError(`${what}: ${view.length} elements, ${count} needed`);
 }
 
