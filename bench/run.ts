@@ -6,6 +6,7 @@
 //
 //   node dist/bench/run.js [--only 260K,15M] [--steps N] [--skip-train] [--out FILE]
 //   node dist/bench/run.js --versus …   side by side with llama2.c and onnxruntime (bench/versus.ts)
+//   node dist/bench/run.js --server …   the server: N requests at once against one (bench/server.ts)
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -59,6 +60,11 @@ async function main(): Promise<void> {
     // side by side with llama2.c and onnxruntime (bench/versus.ts)
     const versus = await import('./versus.js');
     await versus.main(process.argv.slice(2));
+    return;
+  }
+  if (process.argv.includes('--server')) {
+    const server = await import('./server.js');
+    await server.main(process.argv.slice(2));
     return;
   }
   const { values } = parseFlags(process.argv.slice(2), {

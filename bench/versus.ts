@@ -2,15 +2,16 @@
 // on the same weights, in the same run, interleaved round by round (R rounds; medians and ranges):
 //
 //   decode    greedy, 2 threads: `llama2 bench -t 0` against llama2.c's run (built -Ofast
-//             -march=native -fopenmp, OMP_NUM_THREADS=2; also -O3 on one thread) and, for int8,
+//             -march=native -fopenmp, OMP_NUM_THREADS=2; also -Ofast -march=native without OpenMP
+//             (run-fast) and -O3 (run), on one thread) and, for int8,
 //             runq against llama2ts on the same v2 file; tok/s after the first token, as run.c counts
 //   prefill   a prompt of T tokens through to its last logits, 2 threads: `llama2 bench
 //             --prompt-len T` against onnxruntime-node on an ONNX export of the same weights
 //             (bench/onnx-export.ts; installed on demand, bench/onnxruntime.ts)
 //
 // llama2.c is not part of this repository: build it anywhere (git clone …/karpathy/llama2.c; make
-// run, or gcc -O3 -o run run.c -lm and gcc -Ofast -march=native -fopenmp -o run-omp run.c -lm,
-// the same for runq) and point --llama2c at the folder (default ../ext/llama2.c). Programs that are
+// run, or gcc -O3 -o run run.c -lm, gcc -Ofast -march=native -o run-fast run.c -lm and
+// gcc -Ofast -march=native -fopenmp -o run-omp run.c -lm, the same for runq) and point --llama2c at the folder (default ../ext/llama2.c). Programs that are
 // missing are skipped and said so. PyTorch is not run: it is not installed on this machine class.
 // Shapes: stories260K (the real model, from the reference data), and `llama2 init` weights of the
 // 15M and 110M shapes (decode speed does not depend on the weights' values).
@@ -95,7 +96,7 @@ export async function main(argv: string[]): Promise<void> {
   const only = stringFlag(values, 'only')?.split(',');
   const dir = stringFlag(values, 'llama2c', '../ext/llama2.c');
   const out = stringFlag(values, 'out', 'bench-versus.json');
-  const programs = Object.fromEntries(['run', 'run-omp', 'runq', 'runq-omp'].map((p) => [p, join(dir, p)]).filter(([, p]) => existsSync(p!)));
+  const programs = Object.fromEntries(['run', 'run-fast', 'run-omp', 'runq', 'runq-omp'].map((p) => [p, join(dir, p)]).filter(([, p]) => existsSync(p!)));
   const models = join(tmpdir(), 'llama2ts-bench');
   mkdirSync(models, { recursive: true });
   const tok32k = join(refdata, 'data', 'tokenizers', 'tokenizer.bin');
@@ -148,6 +149,11 @@ export async function main(argv: string[]): Promise<void> {
         const row = r('decode fp32 (greedy, 2 threads)', 'run.c -Ofast -march=native -fopenmp');
         row.ours.push(decode);
         row.theirs.push(c(programs['run-omp'], fp32, tokenizer, shape.steps + 1, 2));
+      }
+      if (programs['run-fast']) {
+        const row = r('decode fp32 (greedy; run.c -Ofast -march=native on 1 thread)', 'run.c -Ofast -march=native');
+        row.ours.push(decode);
+        row.theirs.push(c(programs['run-fast'], fp32, tokenizer, shape.steps + 1, 1));
       }
       if (programs['run'] && shape.name !== '110M') {
         const row = r('decode fp32 (greedy; run.c -O3 on 1 thread)', 'run.c -O3');
