@@ -1,7 +1,8 @@
 // The smaller findings of issue 19 at the command line: a FIFO (or a device) named as a model,
 // tokenizer, data or config file is a one-line error instead of a hang; a new out-dir on a
 // read-only file system says so (Node.js's recursive mkdir says "no such file"); --threads beyond
-// the cores is warned about.
+// the cores is warned about; a chat that reaches its -n limit says so (it said the context window
+// of 512 tokens was full).
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -17,8 +18,8 @@ const MODEL = ref('data', 'models', 'stories260K.bin');
 const TOKENIZER = ref('data', 'models', 'tok512.bin');
 
 /** The CLI, killed after 20 s (a hang shows as status null). */
-function llama2(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  return spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', timeout: 20_000, input: '' });
+function llama2(args: string[], input = ''): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', timeout: 20_000, input });
 }
 
 function oneLineError(r: ReturnType<typeof llama2>, pattern: RegExp, what: string): void {
@@ -69,6 +70,13 @@ test('--threads beyond the cores is accepted with a warning on standard error', 
   assert.equal(over.status, 0, over.stderr);
   assert.match(over.stderr, new RegExp(`^llama2: warning: --threads ${cores + 1} is more than the ${cores} cores of this machine: slower than --threads ${cores}, and more memory$`, 'm'));
   assert.equal(over.stdout, fits.stdout);
+});
+
+test('chat with -n 50: the limit of 50 positions is what it reports, not a full context window', needsRefdata, () => {
+  const r = llama2(['run', MODEL, '-z', TOKENIZER, '-m', 'chat', '-n', '50', '-y', 'You are kind', '-t', '0'], 'Hi\nTell me a story\n');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /\(the limit of 50 positions is reached\)\n$/);
+  assert.doesNotMatch(r.stdout + r.stderr, /context window/);
 });
 
 test('text from a corrupt file cannot break the one-line error or reach the terminal raw', needsRefdata, async () => {

@@ -10,7 +10,7 @@ import { ENGINE_HELP, engineFlagSpec, engineFromFlags, resolveModelFiles } from 
 
 const HELP = `Usage: llama2 serve [MODEL] [options]
 
-Serves a llama2.c checkpoint (default: the embedded model, models/default.bin) over HTTP with the OpenAI API, and a playground page that runs the
+Serves a model — a llama2.c checkpoint, a GGUF file, a Hugging Face or Meta folder, or a downloaded model's name (default: the embedded model, models/default.bin) — over HTTP with the OpenAI API, and a playground page that runs the
 model in the browser (or through the API).
 
   POST /v1/completions, POST /v1/chat/completions (stream: true for server-sent events)
