@@ -4,7 +4,8 @@
 // the page must equal what `llama2 run` prints for the same prompt and length; then seeded sampling,
 // in the browser and with the page switched to the server API. A screenshot is saved outside the
 // repository. Then the built files alone, from a plain static server (not cross-origin isolated:
-// the page falls back to the TypeScript kernels), must give the same text. Then the product's
+// the page falls back to the TypeScript kernels), must give the same text; the prompt and the
+// completion are separate, and tok/s is shown while the text arrives. Then the product's
 // paths: a chat (the answer `llama2 run -m chat` gives, in the browser and through the API), a
 // model URL that fails (the error beside the output, no stuck state, Load usable again), a phone's
 // layout (the output first, nothing wider than the screen), a reload that reads the model from the
@@ -112,6 +113,11 @@ test('playground: in-browser generation equals llama2 run, then through the API'
     const greedy = runReference(promptTokens, GREEDY);
     const browser = await generate(page, 'browser', GREEDY);
     assert.equal(browser.text, greedy);
+    // the prompt and the completion are separate elements, drawn apart (the legend's swatches)
+    assert.equal(await page.textContent('#output-prompt'), PROMPT);
+    assert.equal(await page.textContent('#output-completion'), greedy.slice(PROMPT.length));
+    const background = (id: string): Promise<string> => page.evaluate(`getComputedStyle(document.getElementById('${id}')).backgroundColor`);
+    assert.notEqual(await background('output-prompt'), await background('output-completion'));
     const shot = join(tmpdir(), 'llama2ts-playground.png');
     await page.screenshot({ path: shot, fullPage: true });
     t.diagnostic(`screenshot: ${shot}`);
@@ -122,8 +128,23 @@ test('playground: in-browser generation equals llama2 run, then through the API'
     assert.notEqual(sampled, greedy);
     const browserSampled = await generate(page, 'browser', SAMPLED);
     assert.equal(browserSampled.text, sampled);
+    // tok/s while the text arrives (the server streams it): the live stats lines (data-live) seen meanwhile
+    await page.evaluate(`{
+      const stats = document.getElementById('stats');
+      globalThis.liveStats = [];
+      new MutationObserver(() => { if (stats.dataset.live === 'true') globalThis.liveStats.push(stats.textContent); })
+        .observe(stats, { childList: true, characterData: true, subtree: true, attributes: true });
+    }`);
     const api = await generate(page, 'server', SAMPLED);
     assert.equal(api.text, sampled);
+    const live = await page.evaluate('globalThis.liveStats') as string[];
+    assert.ok(live.length >= 1, 'no live stats line while the text arrived');
+    const counts = live.map((l) => {
+      const m = /^(\d+) tokens · (\d+\.\d) tok\/s · \d+\.\d s$/.exec(l);
+      assert.ok(m !== null, l);
+      return Number(m[1]);
+    });
+    assert.ok(counts.every((c, i) => c > 0 && c <= MAX_TOKENS && (i === 0 || c >= counts[i - 1]!)), `token counts rise: ${counts.join(' ')}`);
     t.diagnostic(`server, sampled: ${api.stats}`);
     assert.deepEqual(pageErrors, []);
   } finally {
@@ -249,8 +270,20 @@ test('playground chat: messages, a system prompt, the model\'s template; the ans
       assert.equal(await waitState(page, ['done', 'error']), 'done', (await page.textContent('#error-text')) ?? '');
       return (await page.locator('#messages li.assistant').last().textContent()) ?? '';
     };
+    await page.evaluate(`{
+      const stats = document.getElementById('stats');
+      globalThis.liveStats = [];
+      new MutationObserver(() => { if (stats.dataset.live === 'true') globalThis.liveStats.push(stats.textContent); })
+        .observe(stats, { childList: true, characterData: true, subtree: true, attributes: true });
+    }`);
     const first = await ask('Tell me about a cat.');
-    const promptTokens = Number(/\(prompt (\d+)\)/.exec((await page.textContent('#stats')) ?? '')![1]);
+    const done = (await page.textContent('#stats')) ?? '';
+    const promptTokens = Number(/\(prompt (\d+)\)/.exec(done)![1]);
+    // tok/s counts the generated tokens, as the live line does: the final figure is the last live
+    // one (not the engine's count of every position, which the prompt's batched prefill inflates)
+    const lastLive = (await page.evaluate('globalThis.liveStats') as string[]).at(-1) ?? '';
+    const rate = (line: string): number => Number(/([\d.]+) tok\/s/.exec(line)?.[1]);
+    assert.ok(Math.abs(rate(done) - rate(lastLive)) <= 0.1 + 1e-3 * rate(lastLive), `final "${done}" vs live "${lastLive}"`);
     const reference = chatReference('You tell stories.', 'Tell me about a cat.', promptTokens - 1 + 40, SAMPLED);
     assert.ok(first.length > 0 && reference.startsWith(`Assistant: ${first}\n`), `${JSON.stringify(reference)} vs ${JSON.stringify(first)}`);
     const second = await ask('And then?');
