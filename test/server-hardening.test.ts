@@ -91,6 +91,15 @@ describe('server hardening', needsRefdata, () => {
     }
   });
 
+  test('the tokenizer\'s tables are built at start-up, not in the first request (which would block the event loop)', async () => {
+    const model = loadServedModel({ modelPath: MODEL, tokenizerPath: TOKENIZER }, jsKernels);
+    const encoder = (): unknown => (model.tokenizer as unknown as { encoder?: unknown }).encoder;
+    assert.equal(encoder(), undefined, 'loading does not build them');
+    const server = new ApiServer(model, {});
+    assert.notEqual(encoder(), undefined);
+    await server.close(100);
+  });
+
   test('tokenizing counts under the concurrency limit: a request that finds no session is not tokenized', async () => {
     const s = await serve({ maxConcurrent: 1, maxQueued: 0 });
     const tok = s.server.model.tokenizer;

@@ -168,6 +168,9 @@ export class ApiServer extends EventEmitter {
       return t;
     };
     this.sessions = new SessionPool(create, options.maxConcurrent ?? 4, options.maxQueued ?? 16, options.fitSessions ?? 'refuse');
+    // The tokenizer's tables (for a 32k vocabulary ~170 ms of work) are built now, not by the first
+    // request's bound or encoding, which would hold every other request and /health meanwhile.
+    model.tokenizer.minTokens('');
     this.maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
     this.maxTokens = options.maxTokens ?? 4 * model.transformer.config.seqLen;
     this.bodyTimeoutMs = options.bodyTimeoutMs ?? 10_000;
