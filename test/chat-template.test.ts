@@ -145,3 +145,25 @@ test('templateChat: each turn feeds only what the KV cache does not hold; answer
   assert.ok(k >= turn1.length, `the cache keeps turn 1's prompt (${k} of ${turn1.length})`);
   assert.deepEqual(fed.slice(held.length, held.length + turn2.length - k), turn2.slice(k).map((t, i) => [t, k + i]));
 });
+
+test('a hostile template is a one-line error, quickly, not a crash or a hang; range() is still Python\'s', () => {
+  const render = (template: string): string =>
+    new ChatTemplate({ template, bosToken: '<s>', eosToken: '</s>', file: 'evil.json' }).render([{ role: 'user', content: 'hi' }]);
+  const refused = (template: string, why: RegExp): void => {
+    const t0 = performance.now();
+    assert.throws(() => render(template), (e: unknown) => e instanceof LlamaError && why.test(e.message) && !e.message.includes('\n'));
+    assert.ok(performance.now() - t0 < 5000, `${template}: refused in ${(performance.now() - t0).toFixed(0)} ms`);
+  };
+  // range(1e11) built a 1e11-item array in @huggingface/jinja: the heap ran out and the process died
+  refused('{% for i in range(100000000000) %}x{% endfor %}', /^chat template: range\(\) of 100000000000 items \(the limit is 100000\)$/);
+  refused('{% for i in range(0, 10, 0) %}x{% endfor %}', /step that is not zero/);
+  // nested loops within range's limit: bounded by the interpreter's steps
+  refused('{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}', /^chat template: the template takes more than 200000 steps$/);
+  // text that doubles each round
+  refused('{% set ns = namespace(s="xxxxxxxx") %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}', /^chat template: /);
+  // Python's range() semantics for what templates really do
+  assert.equal(render('{% for i in range(3) %}{{ i }}{% endfor %}|{% for i in range(1, 10, 3) %}{{ i }}{% endfor %}|{% for i in range(5, 0, -2) %}{{ i }}{% endfor %}|{% for i in range(0) %}x{% endfor %}|{{ range(2, 2) | length }}'),
+    '012|147|531||0');
+  // a template after a refused one renders normally
+  assert.equal(render('{% for m in messages %}[{{ m.role }}: {{ m.content }}]{% endfor %}'), '[user: hi]');
+});

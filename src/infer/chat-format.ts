@@ -14,8 +14,15 @@
 // them is encoded on its own (SentencePiece's dummy prefix included, as Llama's "legacy"
 // tokenizer does). Text in the messages themselves goes through the same rendering — as in
 // transformers, a user who types "</s>" gets the token.
+//
+// A template is outside input (a downloaded folder's tokenizer_config.json), and Jinja has loops:
+// rendering is bounded. range() gives at most RANGE_LIMIT items (the library's own builds the whole
+// array first: range(1e11) exhausted the heap and killed the process), the interpreter evaluates at
+// most STEP_LIMIT nodes per rendering (nested loops: a clear error instead of a hang), and the text
+// may not pass TEXT_LIMIT characters. A real conversation near a 4096-token window renders in a few
+// thousand steps.
 
-import { Template } from '@huggingface/jinja';
+import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { LlamaError } from '../errors.js';
 import type { ChatTemplateRef } from '../model/source.js';
 import { PieceType } from '../tokenizer/sentencepiece-model.js';
@@ -82,6 +89,43 @@ export function splitSpecialTokens(text: string, tokenizer: Tokenizer): TextPart
   return parts;
 }
 
+const RANGE_LIMIT = 100_000;
+const STEP_LIMIT = 200_000;
+const TEXT_LIMIT = 16 << 20;
+
+/** range() as Jinja's (and Python's), refusing more than RANGE_LIMIT items before making any. */
+function boundedRange(start: number, stop?: number, step = 1): number[] {
+  if (stop === undefined) {
+    stop = start;
+    start = 0;
+  }
+  if (![start, stop, step].every(Number.isFinite) || step === 0) throw new Error('range() needs finite numbers and a step that is not zero');
+  const count = Math.max(0, Math.ceil((stop - start) / step));
+  if (count > RANGE_LIMIT) throw new Error(`range() of ${count} items (the limit is ${RANGE_LIMIT})`);
+  const out = new Array<number>(count);
+  for (let i = 0; i < count; i++) out[i] = start + i * step;
+  return out;
+}
+
+// @huggingface/jinja's Template.render makes its own Interpreter, so the bounds are put on the
+// Interpreter's prototype, active only while a ChatTemplate renders (rendering is synchronous:
+// nothing else runs in between); other users of the library in the process see no change. run()
+// puts boundedRange in place of the global range(); evaluate() — called for every node — counts.
+let stepsLeft = Infinity;
+const RANGE_VALUE = new Environment().set('range', boundedRange);
+type Hooks = { run(this: Interpreter, program: unknown): unknown; evaluate(this: Interpreter, ...args: unknown[]): unknown };
+const hooks = Interpreter.prototype as unknown as Hooks;
+const runProgram = hooks.run;
+const evaluateNode = hooks.evaluate;
+hooks.run = function (program) {
+  if (stepsLeft !== Infinity) this.global.setVariable('range', RANGE_VALUE);
+  return runProgram.call(this, program);
+};
+hooks.evaluate = function (...args) {
+  if (--stepsLeft < 0) throw new Error(`the template takes more than ${STEP_LIMIT} steps`);
+  return evaluateNode.apply(this, args);
+};
+
 /** A chat template (tokenizer_config.json's chat_template) as a ChatFormat. */
 export class ChatTemplate implements ChatFormat {
   readonly name: string;
@@ -99,8 +143,10 @@ export class ChatTemplate implements ChatFormat {
 
   /** The template's text for `messages` (add_generation_prompt: the assistant's turn is opened). */
   render(messages: readonly ChatMessage[], addGenerationPrompt = true): string {
+    let text: string;
+    stepsLeft = STEP_LIMIT;
     try {
-      return this.template.render({
+      text = this.template.render({
         messages: messages.map((m) => ({ role: m.role, content: m.content })),
         bos_token: this.ref.bosToken,
         eos_token: this.ref.eosToken,
@@ -108,7 +154,11 @@ export class ChatTemplate implements ChatFormat {
       });
     } catch (err) {
       throw new LlamaError(`chat template: ${firstLine(err)}`);
+    } finally {
+      stepsLeft = Infinity;
     }
+    if (text.length > TEXT_LIMIT) throw new LlamaError(`chat template: the text is ${text.length} characters (the limit is ${TEXT_LIMIT})`);
+    return text;
   }
 
   parts(messages: readonly ChatMessage[], tokenizer: Tokenizer): TextPart[] {
