@@ -7,6 +7,7 @@
 //   node dist/bench/run.js [--only 260K,15M] [--steps N] [--skip-train] [--out FILE]
 //   node dist/bench/run.js --versus …   side by side with llama2.c and onnxruntime (bench/versus.ts)
 //   node dist/bench/run.js --server …   the server: N requests at once against one (bench/server.ts)
+//   node dist/bench/run.js --big …      the 1.1B and 7B shapes side by side with runq.c (bench/big.ts)
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -65,6 +66,12 @@ async function main(): Promise<void> {
   if (process.argv.includes('--server')) {
     const server = await import('./server.js');
     await server.main(process.argv.slice(2));
+    return;
+  }
+  if (process.argv.includes('--big')) {
+    // the 1.1B and 7B shapes side by side with runq.c (bench/big.ts)
+    const big = await import('./big.js');
+    await big.main(process.argv.slice(2));
     return;
   }
   const { values } = parseFlags(process.argv.slice(2), {
