@@ -339,6 +339,19 @@ test('playground errors: a missing model shows beside the output, nothing stays 
     assert.equal(await waitState(page, ['error']), 'error');
     assert.match((await page.textContent('#error-text')) ?? '', /max tokens must be a positive integer/);
     assert.equal(await page.isDisabled('#generate'), false);
+    // a model larger than the page lets it take (the library's memoryLimit, 512 KiB here) is
+    // refused before it is read, saying what it needs
+    const refusal = await page.evaluate(async () => {
+      const url = './llama2ts.js';
+      const { LanguageModel } = await import(url) as { LanguageModel: { load(model: string, o: object): Promise<{ close(): void }> } };
+      try {
+        (await LanguageModel.load('model.bin', { tokenizer: 'tokenizer.bin', memoryLimit: 512 * 1024, cache: false })).close();
+        return 'loaded';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    });
+    assert.match(refusal, /^model\.bin: not enough memory \(0\.5 MiB available\); it needs \d+\.\d MiB \(weights \d+\.\d MiB as float32, KV cache/);
   } finally {
     await browser.close();
     await host.close();

@@ -1,6 +1,8 @@
 // The model, running in the browser: a Web Worker that gets a checkpoint and a tokenizer (fetched
-// from URLs — from the browser's Cache API when it kept them — or given as bytes: a local file),
-// reads them with the same code as the CLI (a model source over bytes in memory), and generates
+// from URLs — from the browser's Cache API when it kept them — or given as a Blob: a local file —
+// or as bytes), reads them with the same code as the CLI (a model source over bytes in memory, or
+// over a Blob read a few MiB at a time: a local or cached model is never held whole, and a model
+// larger than one 4 GiB WebAssembly memory is spread over several, as in Node.js), and generates
 // with the same loop as the server — so a seeded request gives the same text here, through the API
 // and from `llama2 run`.
 //
@@ -24,6 +26,7 @@ import { jsKernels } from '../src/kernels/js.js';
 import { jsQ8Kernels } from '../src/kernels/q8-js.js';
 import { createThreadedKernels } from '../src/kernels/threads.js';
 import { wasmSupported } from '../src/kernels/wasm.js';
+import type { RandomAccessFile } from '../src/model/file-reader.js';
 import { openModelSource } from '../src/model/open.js';
 import { parameterCount } from '../src/model/weights.js';
 import { type Tokenizer, parseTokenizer } from '../src/tokenizer/index.js';
@@ -90,16 +93,43 @@ async function clearCache(): Promise<number> {
   return keys.length;
 }
 
-/** A file's bytes: given, from the cache, or downloaded (with progress, then cached). */
-async function getFile(id: number, source: FileSource, what: string, useCache: boolean, signal: AbortSignal): Promise<{ bytes: Uint8Array; from: FileOrigin; name: string }> {
-  if ('bytes' in source) return { bytes: new Uint8Array(source.bytes), from: 'bytes', name: source.name };
+/**
+ * A Blob (a local File) read a part at a time, synchronously (FileReaderSync, dedicated workers):
+ * the loader asks for a few MiB at a time, straight into the kernels' memories, so a model is never
+ * held whole in one buffer — and may be larger than an ArrayBuffer may be.
+ */
+function blobFile(blob: Blob, name: string): RandomAccessFile {
+  const reader = new FileReaderSync();
+  return {
+    name, size: blob.size,
+    readAt(dst, position) {
+      const part = reader.readAsArrayBuffer(blob.slice(position, position + dst.byteLength));
+      if (part.byteLength !== dst.byteLength) throw new Error(`${name}: read ${part.byteLength} of ${dst.byteLength} bytes at ${position}`);
+      dst.set(new Uint8Array(part));
+    },
+  };
+}
+
+/** The whole of a file (a tokenizer: small). */
+function wholeBytes(file: { bytes: Uint8Array } | RandomAccessFile): Uint8Array {
+  if ('bytes' in file) return file.bytes;
+  const bytes = new Uint8Array(file.size);
+  file.readAt(bytes, 0);
+  return bytes;
+}
+
+/** A file: its bytes given, a Blob read in parts, from the cache, or downloaded (with progress, then cached). */
+async function getFile(id: number, source: FileSource, what: string, useCache: boolean, signal: AbortSignal): Promise<{ file: { name: string; bytes: Uint8Array } | RandomAccessFile; from: FileOrigin; name: string }> {
+  if ('blob' in source) return { file: blobFile(source.blob, source.name), from: 'bytes', name: source.name };
+  if ('bytes' in source) return { file: { name: source.name, bytes: new Uint8Array(source.bytes) }, from: 'bytes', name: source.name };
   const url = new URL(source.url, location.href).href;
   const name = new URL(url).pathname.split('/').pop() || what;
   const cache = useCache ? await openCache() : undefined;
   const hit = await cache?.match(url);
   if (hit !== undefined) {
     post({ type: 'progress', id, message: `reading the ${what} from the browser's cache` });
-    return { bytes: new Uint8Array(await hit.arrayBuffer()), from: 'cache', name };
+    // (as a Blob, read a part at a time like a local file: the browser keeps it on disk)
+    return { file: blobFile(await hit.blob(), name), from: 'cache', name };
   }
   let response: Response;
   try {
@@ -138,7 +168,7 @@ async function getFile(id: number, source: FileSource, what: string, useCache: b
       // over the storage quota: the file works, it just is not kept
     }
   }
-  return { bytes, from: 'network', name };
+  return { file: { name, bytes }, from: 'network', name };
 }
 
 async function load(id: number, m: LoadRequest, signal: AbortSignal): Promise<void> {
@@ -174,12 +204,15 @@ async function load(id: number, m: LoadRequest, signal: AbortSignal): Promise<vo
       ? await createThreadedKernels({ threads: m.threads })
       : { ...jsKernels, ...jsQ8Kernels, close: async () => {} };
   try {
-    const source = openModelSource({ name: modelFile.name, bytes: modelFile.bytes });
+    const source = openModelSource(modelFile.file);
     let tokenizer: Tokenizer;
     let transformer: InferenceEngine;
     try {
-      tokenizer = parseTokenizer(tokenizerFile.bytes, tokenizerFile.name, source.config.vocabSize);
-      transformer = gpu !== undefined ? loadWebGpuEngine(gpu, source) : loadTransformer(source, kernels);
+      tokenizer = parseTokenizer(wholeBytes(tokenizerFile.file), tokenizerFile.name, source.config.vocabSize);
+      // a model needing more than memoryLimit is refused before anything is read (load.ts says
+      // what it needs); one the browser will not grant memory for fails the same way, later
+      transformer = gpu !== undefined ? loadWebGpuEngine(gpu, source)
+        : loadTransformer(source, kernels, m.memoryLimit !== undefined ? { memoryBudget: m.memoryLimit } : {});
     } finally {
       source.close();
     }

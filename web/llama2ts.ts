@@ -34,6 +34,8 @@ export interface LoadOptions {
   onProgress?: (message: string, fraction?: number) => void;
   /** Where engine-worker.js is (default: beside this module). */
   workerUrl?: string | URL;
+  /** Bytes of memory the model may take; a larger one is refused before loading (LoadRequest.memoryLimit). */
+  memoryLimit?: number;
 }
 
 export interface SamplingOptions {
@@ -119,7 +121,10 @@ export class LanguageModel {
     const [m, t] = await Promise.all([fileSource(modelInput, 'model.bin'), fileSource(tokenizerInput, 'tokenizer.bin')]);
     modelInput = ''; // the bytes now belong to the message
     const threads = options.threads ?? Math.min(4, navigator.hardwareConcurrency || 1);
-    const request: LoadRequest = { model: m, tokenizer: t, backend: options.backend ?? 'auto', threads, cache: options.cache ?? true };
+    const request: LoadRequest = {
+      model: m, tokenizer: t, backend: options.backend ?? 'auto', threads, cache: options.cache ?? true,
+      ...(options.memoryLimit !== undefined ? { memoryLimit: options.memoryLimit } : {}),
+    };
     const transfer = [m, t].flatMap((s) => ('bytes' in s ? [s.bytes] : []));
     this.info = await this.call<ModelInfo>({ type: 'load', ...request }, { ...(options.onProgress ? { onProgress: options.onProgress } : {}) }, transfer);
     return this.info;
@@ -259,7 +264,9 @@ function sampling(o: SamplingOptions): SamplingSettings {
 
 async function fileSource(input: FileInput, fallbackName: string): Promise<FileSource> {
   if (typeof input === 'string' || input instanceof URL) return { url: new URL(String(input), location.href).href };
-  if (input instanceof Blob) return { bytes: await input.arrayBuffer(), name: (input as File).name || fallbackName };
+  // a Blob (a local File) goes as it is: the worker reads the parts it needs (a model larger than
+  // the memory an ArrayBuffer may take still loads, straight into the kernels' memories)
+  if (input instanceof Blob) return { blob: input, name: (input as File).name || fallbackName };
   if (input instanceof ArrayBuffer) return { bytes: input.slice(0), name: fallbackName };
   if (input instanceof Uint8Array) return { bytes: input.slice().buffer, name: fallbackName };
   throw new Error('a model or tokenizer is a URL, a File/Blob, or bytes (ArrayBuffer / Uint8Array)');

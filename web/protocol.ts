@@ -3,10 +3,14 @@
 // a late message of an abandoned request (a download still reporting progress after another one
 // failed) can be told apart and ignored.
 
-/** Where a file comes from: a URL (fetched, and kept in the browser's cache) or its bytes. */
+/**
+ * Where a file comes from: a URL (fetched, and kept in the browser's cache), its bytes, or a Blob
+ * (a local File: the worker reads the parts it needs, never the whole file at once).
+ */
 export type FileSource =
   | { readonly url: string }
-  | { readonly bytes: ArrayBuffer; readonly name: string };
+  | { readonly bytes: ArrayBuffer; readonly name: string }
+  | { readonly blob: Blob; readonly name: string };
 
 /** How text is sampled, as the API's fields (and `llama2 run`'s flags). */
 export interface SamplingSettings {
@@ -42,6 +46,12 @@ export interface LoadRequest {
   readonly threads: number;
   /** Keep downloaded files in the Cache API and read them from there next time (default true). */
   readonly cache: boolean;
+  /**
+   * Bytes of memory the model may take (weights as loaded + KV cache + activations); a model that
+   * needs more is refused before anything is read, saying what it needs. Default: no preset limit
+   * (what the browser grants decides: a refusal there is reported the same way).
+   */
+  readonly memoryLimit?: number;
 }
 
 export type ToEngine =

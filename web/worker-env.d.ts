@@ -20,6 +20,9 @@ declare const self: unknown;
 declare const location: { readonly href: string };
 declare var crossOriginIsolated: boolean | undefined;
 
+/** Synchronous reads of a Blob (dedicated workers only): how a local model file is read a part at a time. */
+declare var FileReaderSync: new () => { readAsArrayBuffer(blob: Blob): ArrayBuffer };
+
 /** The Cache API (secure contexts): what the engine worker uses to keep downloaded models. */
 interface Cache {
   match(request: string): Promise<Response | undefined>;

@@ -260,7 +260,7 @@ export function loadTransformer(model: string | ModelSource, kernels: ModelKerne
   const groupSize = model.q8GroupSize ?? options.groupSize ?? 64;
   const need = runningBytes(model.config, q8, contextLength, groupSize).total;
   if (options.memoryBudget !== undefined && need > options.memoryBudget) {
-    throw new OutOfMemoryError(`${model.path}: not enough memory (${(options.memoryBudget / 2 ** 30).toFixed(2)} GiB available); ${fitAdvice(model, q8, contextLength, groupSize)}`);
+    throw new OutOfMemoryError(`${model.path}: not enough memory (${sizeText(options.memoryBudget)} available); ${fitAdvice(model, q8, contextLength, groupSize)}`);
   }
   try {
     return new Transformer(loadWeights(model, kernels, options), kernels, { contextLength });
@@ -282,9 +282,14 @@ export function runningBytes(c: ModelConfig, q8: boolean, contextLength: number,
   return { weights, kvCache, total: weights + kvCache + activations };
 }
 
+/** Bytes for people: GiB, else MiB. */
+function sizeText(b: number): string {
+  return b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`;
+}
+
 /** What would make a model that did not fit fit: int8 weights, a shorter context. */
 function fitAdvice(source: ModelSource, q8: boolean, contextLength: number, groupSize: number): string {
-  const size = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+  const size = sizeText;
   const c = source.config;
   const now = runningBytes(c, q8, contextLength, groupSize);
   const ideas: string[] = [];

@@ -14,10 +14,18 @@ if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
 }
 
 /**
- * A model file: its path, or its name and bytes when it is already in memory (a download, a file
- * picked in a web page, bytes a program holds); the readers treat both alike.
+ * A model file: its path, its name and bytes when it is already in memory (a download, bytes a
+ * program holds), or its name and size with a way to read any part of it (a file picked in a web
+ * page, read a piece at a time by the engine's worker: never whole); the readers treat all alike.
  */
-export type ModelFile = string | { readonly name: string; readonly bytes: Uint8Array };
+export type ModelFile = string | { readonly name: string; readonly bytes: Uint8Array } | RandomAccessFile;
+
+/** A file read a part at a time: readAt fills dst with the bytes at `position` (within size). */
+export interface RandomAccessFile {
+  readonly name: string;
+  readonly size: number;
+  readAt(dst: Uint8Array, position: number): void;
+}
 
 export class FileReader {
   /** The path, or the name of bytes in memory (for messages). */
@@ -26,12 +34,18 @@ export class FileReader {
   /** The open descriptor (-1 for bytes in memory). */
   private readonly fd: number = -1;
   private readonly memory: Uint8Array | undefined;
+  private readonly parts: RandomAccessFile | undefined;
 
   constructor(file: ModelFile) {
     if (typeof file !== 'string') {
       this.path = file.name;
-      this.memory = file.bytes;
-      this.size = file.bytes.byteLength;
+      if ('bytes' in file) {
+        this.memory = file.bytes;
+        this.size = file.bytes.byteLength;
+      } else {
+        this.parts = file;
+        this.size = file.size;
+      }
       return;
     }
     this.path = file;
@@ -45,6 +59,10 @@ export class FileReader {
     }
     if (this.memory !== undefined) {
       dst.set(this.memory.subarray(position, position + dst.byteLength));
+      return;
+    }
+    if (this.parts !== undefined) {
+      this.parts.readAt(dst, position);
       return;
     }
     let done = 0;

@@ -76,11 +76,19 @@ export function probeModelPath(path: string): ModelPathProbe {
   return { path, isDirectory, head: head.subarray(0, n), has: (name) => isDirectory && existsSync(joinPath(path, name)) };
 }
 
+/** The first 16 bytes (fewer in a shorter file) of a model given as bytes or read in parts. */
+function headOf(file: Exclude<ModelFile, string>): Uint8Array {
+  if ('bytes' in file) return file.bytes.subarray(0, 16);
+  const head = new Uint8Array(Math.min(16, file.size));
+  file.readAt(head, 0);
+  return head;
+}
+
 /** Opens the model at `path` (a file or a folder), or in bytes, as a ModelSource, whatever its format. */
 export function openModelSource(file: ModelFile): ModelSource {
   const path = typeof file === 'string' ? file : file.name;
   const probe = typeof file === 'string' ? probeModelPath(file)
-    : { path, isDirectory: false, head: file.bytes.subarray(0, 16), has: () => false };
+    : { path, isDirectory: false, head: headOf(file), has: () => false };
   const format = MODEL_FORMATS.find((f) => f.detect(probe));
   if (format === undefined) {
     throw new LlamaError(probe.isDirectory
