@@ -1,8 +1,9 @@
 // The model, running in the browser: a Web Worker that gets a checkpoint and a tokenizer (fetched
 // from URLs — from the browser's Cache API when it kept them — or given as a Blob: a local file —
 // or as bytes), reads them with the same code as the CLI (a model source over bytes in memory, or
-// over a Blob read a few MiB at a time: a local or cached model is never held whole, and a model
-// larger than one 4 GiB WebAssembly memory is spread over several, as in Node.js), and generates
+// over a Blob read a few MiB at a time: a local, cached or downloaded — streamed into the cache —
+// model is never held whole, and a model larger than one 4 GiB WebAssembly memory is spread over
+// several, as in Node.js), and generates
 // with the same loop as the server — so a seeded request gives the same text here, through the API
 // and from `llama2 run`.
 //
@@ -118,6 +119,44 @@ function wholeBytes(file: { bytes: Uint8Array } | RandomAccessFile): Uint8Array 
   return bytes;
 }
 
+/**
+ * A download streamed straight into the browser's cache (with progress), then read back from it
+ * as a Blob a part at a time: the file is never held whole in memory. Undefined when the cache
+ * would not keep it (over the storage quota).
+ */
+async function downloadIntoCache(id: number, cache: Cache, url: string, body: ReadableStream<Uint8Array>, total: number, what: string, signal: AbortSignal): Promise<Blob | undefined> {
+  let received = 0;
+  let lastReport = 0;
+  const counted = body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, out) {
+      received += chunk.byteLength;
+      if (received > total) throw new Error(`the ${what} (${url}) is longer than its Content-Length`);
+      if (performance.now() - lastReport > 100) {
+        lastReport = performance.now();
+        post({ type: 'progress', id, message: `downloading the ${what}: ${(received / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`, fraction: received / total });
+      }
+      out.enqueue(chunk);
+    },
+  }));
+  let failure: unknown;
+  try {
+    await cache.put(url, new Response(counted, { headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(total) } }));
+  } catch (err) {
+    failure = err;
+  }
+  const complete = failure === undefined && received === total;
+  const stored = complete ? await cache.match(url) : undefined;
+  const blob = stored === undefined ? undefined : await stored.blob();
+  if (blob !== undefined && blob.size === total) return blob;
+  await cache.delete(url).catch(() => false); // nothing partial stays
+  if (signal.aborted) throw new Error('cancelled');
+  if (failure instanceof Error && /Content-Length/.test(failure.message)) throw failure;
+  if (received !== total && !(failure instanceof Error && failure.name === 'QuotaExceededError')) {
+    throw new Error(`the ${what} (${url}) ended after ${received} of ${total} bytes`);
+  }
+  return undefined;
+}
+
 /** A file: its bytes given, a Blob read in parts, from the cache, or downloaded (with progress, then cached). */
 async function getFile(id: number, source: FileSource, what: string, useCache: boolean, signal: AbortSignal): Promise<{ file: { name: string; bytes: Uint8Array } | RandomAccessFile; from: FileOrigin; name: string }> {
   if ('blob' in source) return { file: blobFile(source.blob, source.name), from: 'bytes', name: source.name };
@@ -140,6 +179,12 @@ async function getFile(id: number, source: FileSource, what: string, useCache: b
   }
   if (!response.ok) throw new Error(`cannot fetch the ${what} (${url}): HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`);
   const total = Number(response.headers.get('content-length') ?? 0);
+  if (cache !== undefined && response.body !== null && total > 0) {
+    const stored = await downloadIntoCache(id, cache, url, response.body, total, what, signal);
+    if (stored !== undefined) return { file: blobFile(stored, name), from: 'network', name };
+    // not kept (over the storage quota): downloaded again, into memory
+    return getFile(id, source, what, false, signal);
+  }
   let bytes: Uint8Array;
   if (response.body === null || !(total > 0)) {
     bytes = new Uint8Array(await response.arrayBuffer());

@@ -27,6 +27,7 @@ declare var FileReaderSync: new () => { readAsArrayBuffer(blob: Blob): ArrayBuff
 interface Cache {
   match(request: string): Promise<Response | undefined>;
   put(request: string, response: Response): Promise<void>;
+  delete(request: string): Promise<boolean>;
   keys(): Promise<readonly unknown[]>;
 }
 declare var caches: {
