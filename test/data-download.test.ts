@@ -60,10 +60,14 @@ test('download: a connection dropped half-way is resumed with a Range request', 
   await withServer(archive, 'drop-once', async (url, requests) => {
     const result = await downloadTinyStories(dir, url, { ...fast, log: (m) => notes.push(m) });
     assert.deepEqual(readFileSync(result.archive), archive);
-    assert.equal(requests.length, 2);
+    // the first request is cut half-way; the next resumes where it stopped (on a loaded machine a
+    // slow read may also hit the stall timeout once more: every later request resumes too)
+    assert.ok(requests.length >= 2, `${requests.length} requests`);
     assert.equal(requests[0]!.range, undefined);
-    assert.match(requests[1]!.range ?? '', /^bytes=\d+-$/);
-    assert.ok(Number(/\d+/.exec(requests[1]!.range!)![0]) > 0);
+    for (const r of requests.slice(1)) {
+      assert.match(r.range ?? '', /^bytes=\d+-$/);
+      assert.ok(Number(/\d+/.exec(r.range!)![0]) > 0);
+    }
   });
   assert.ok(notes.some((n) => /retrying/.test(n)), notes.join('\n'));
 });
