@@ -222,16 +222,38 @@ export function rmsnorm(o: usize, x: usize, weight: usize, size: i32, eps: f64):
   return f32x4.extract_lane(exp4(f32x4.splat(x)), 0);
 }
 
-/** In place: x = exp(x - max) / Σ exp(x - max) over size values. The sum is kept in float64. */
-export function softmax(x: usize, size: i32): void {
+/** The largest of n values (f32x4.max four lanes at a time, then the lanes and the tail). */
+// @ts-ignore: decorator
+@inline function rowMax(x: usize, n: i32): f32 {
   let vmax = v128.load32_splat(x);
   let i = 0;
-  for (; i + 4 <= size; i += 4) vmax = f32x4.max(vmax, v128.load(x + (<usize>i << 2)));
+  for (; i + 4 <= n; i += 4) vmax = f32x4.max(vmax, v128.load(x + (<usize>i << 2)));
   let max = Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
-  for (; i < size; i++) max = Mathf.max(max, load<f32>(x + (<usize>i << 2)));
+  for (; i < n; i++) max = Mathf.max(max, load<f32>(x + (<usize>i << 2)));
+  return max;
+}
+
+/** In place: x *= s over n values. */
+// @ts-ignore: decorator
+@inline function scaleInPlace(x: usize, n: i32, s: f32): void {
+  const vs = f32x4.splat(s);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const p = x + (<usize>i << 2);
+    v128.store(p, f32x4.mul(v128.load(p), vs));
+  }
+  for (; i < n; i++) {
+    const p = x + (<usize>i << 2);
+    store<f32>(p, load<f32>(p) * s);
+  }
+}
+
+/** In place: x = exp(x - max) / Σ exp(x - max) over size values. The sum is kept in float64. */
+export function softmax(x: usize, size: i32): void {
+  const max = rowMax(x, size);
   const splatMax = f32x4.splat(max);
   let sumLo = f64x2.splat(0), sumHi = f64x2.splat(0);
-  i = 0;
+  let i = 0;
   for (; i + 4 <= size; i += 4) {
     const p = x + (<usize>i << 2);
     const e = exp4(f32x4.sub(v128.load(p), splatMax));
@@ -247,17 +269,7 @@ export function softmax(x: usize, size: i32): void {
     store<f32>(p, e);
     sum += <f64>e;
   }
-  const inv = <f32>(1.0 / sum);
-  const vinv = f32x4.splat(inv);
-  i = 0;
-  for (; i + 4 <= size; i += 4) {
-    const p = x + (<usize>i << 2);
-    v128.store(p, f32x4.mul(v128.load(p), vinv));
-  }
-  for (; i < size; i++) {
-    const p = x + (<usize>i << 2);
-    store<f32>(p, load<f32>(p) * inv);
-  }
+  scaleInPlace(x, size, <f32>(1.0 / sum));
 }
 
 /** expSum's results, for crossEntropy (each thread's own instance has its own). */
@@ -267,14 +279,10 @@ let partSum: f64 = 0;
 /** max x and Σ e^(x − max) over n values (the exponentials as softmax's, summed in float64). */
 // @ts-ignore: decorator
 @inline function maxAndExpSum(x: usize, n: i32): void {
-  let vmax = v128.load32_splat(x);
-  let i = 0;
-  for (; i + 4 <= n; i += 4) vmax = f32x4.max(vmax, v128.load(x + (<usize>i << 2)));
-  let max = Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
-  for (; i < n; i++) max = Mathf.max(max, load<f32>(x + (<usize>i << 2)));
+  const max = rowMax(x, n);
   const splatMax = f32x4.splat(max);
   let sumLo = f64x2.splat(0), sumHi = f64x2.splat(0);
-  i = 0;
+  let i = 0;
   for (; i + 4 <= n; i += 4) {
     const e = exp4(f32x4.sub(v128.load(x + (<usize>i << 2)), splatMax));
     sumLo = f64x2.add(sumLo, f64x2.promote_low_f32x4(e));
@@ -447,17 +455,7 @@ function causalSoftmax(row: usize, valid: i32, n: i32, scale: f32): void {
     store<f32>(p, e);
     sum += e;
   }
-  const inv = <f32>1 / sum;
-  const vinv = f32x4.splat(inv);
-  t = 0;
-  for (; t + 4 <= valid; t += 4) {
-    const p = row + (<usize>t << 2);
-    v128.store(p, f32x4.mul(v128.load(p), vinv));
-  }
-  for (; t < valid; t++) {
-    const p = row + (<usize>t << 2);
-    store<f32>(p, load<f32>(p) * inv);
-  }
+  scaleInPlace(row, valid, <f32>1 / sum);
   if (valid < n) memory.fill(row + (<usize>valid << 2), 0, <usize>(n - valid) << 2);
 }
 

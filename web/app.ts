@@ -11,7 +11,7 @@
 // Query parameters: model=URL, tokenizer=URL (default model.bin and tokenizer.bin beside the
 // page), mode=browser|server, threads=N, backend=auto|webgpu|wasm|js, tab=complete|chat.
 
-import type { Backend, ChatMessage, GenerateStats, ModelInfo } from './protocol.js';
+import type { Backend, ChatMessage, GenerateRequest, GenerateStats, ModelInfo } from './protocol.js';
 import { type FileInput, LanguageModel, type TextEvent } from './llama2ts.js';
 
 function $<T extends HTMLElement>(id: string): T {
@@ -259,6 +259,23 @@ function serverStats(r: Awaited<ReturnType<typeof streamFromServer>>): void {
 // ------------------------------------------------------------------------------------------------
 // Complete
 
+/**
+ * Runs a request on the page's engine: onText gets each piece of text, the live tok/s follows the
+ * completion, and the final figure is its tokens over the time they took (as the live line counts).
+ */
+async function generateHere(request: GenerateRequest, onText: (e: TextEvent) => void): Promise<void> {
+  let elapsedMs = 0;
+  const stats = await engine!.generate(request, (e) => {
+    onText(e);
+    if (e.part === 'completion') {
+      elapsedMs = e.elapsedMs;
+      showLive(e.tokens, e.elapsedMs);
+    }
+  }, run!.signal);
+  showStats({ ...stats, tokensPerSecond: perSecond(stats.completionTokens, elapsedMs) }, `in the browser (${engine!.info.kernels})`);
+  setStatus('done', stats.finishReason === 'aborted' ? 'stopped' : 'done');
+}
+
 async function complete(): Promise<void> {
   const s = sampling();
   const prompt = ui.prompt.value;
@@ -268,16 +285,7 @@ async function complete(): Promise<void> {
   run = new AbortController();
   if (mode() === 'browser') {
     setStatus('generating', 'generating in the browser');
-    let elapsedMs = 0;
-    const stats = await engine!.generate({ kind: 'complete', prompt, echo: true, ...s }, (e: TextEvent) => {
-      (e.part === 'prompt' ? ui.outputPrompt : ui.outputCompletion).append(e.text);
-      if (e.part === 'completion') {
-        elapsedMs = e.elapsedMs;
-        showLive(e.tokens, e.elapsedMs);
-      }
-    }, run.signal);
-    showStats({ ...stats, tokensPerSecond: perSecond(stats.completionTokens, elapsedMs) }, `in the browser (${engine!.info.kernels})`);
-    setStatus('done', stats.finishReason === 'aborted' ? 'stopped' : 'done');
+    await generateHere({ kind: 'complete', prompt, echo: true, ...s }, (e) => (e.part === 'prompt' ? ui.outputPrompt : ui.outputCompletion).append(e.text));
   } else {
     setStatus('generating', 'generating on the server');
     let echoed = prompt === ''; // with echo, the server's first piece is the prompt's text
@@ -333,15 +341,10 @@ async function sendChat(): Promise<void> {
   try {
     if (mode() === 'browser') {
       setStatus('generating', 'answering in the browser');
-      let elapsedMs = 0;
-      const stats = await engine!.generate({ kind: 'chat', messages, ...s }, (e) => {
+      await generateHere({ kind: 'chat', messages, ...s }, (e) => {
         reply += e.text;
         answer.textContent = reply;
-        elapsedMs = e.elapsedMs;
-        showLive(e.tokens, e.elapsedMs);
-      }, run.signal);
-      showStats({ ...stats, tokensPerSecond: perSecond(stats.completionTokens, elapsedMs) }, `in the browser (${engine!.info.kernels})`);
-      setStatus('done', stats.finishReason === 'aborted' ? 'stopped' : 'done');
+      });
     } else {
       setStatus('generating', 'answering on the server');
       const r = await streamFromServer('v1/chat/completions', {

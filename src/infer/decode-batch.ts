@@ -18,30 +18,13 @@
 
 import type { Q8Kernels } from '../kernels/q8-types.js';
 import type { AttentionShape, Kernels, WeightMatrix } from '../kernels/types.js';
-
-/** One layer's shared weights (forward.ts's views). */
-export interface DecodeLayer {
-  readonly rmsAtt: Float32Array; readonly wq: WeightMatrix; readonly wk: WeightMatrix; readonly wv: WeightMatrix;
-  readonly wo: WeightMatrix; readonly rmsFfn: Float32Array; readonly w1: WeightMatrix; readonly w2: WeightMatrix;
-  readonly w3: WeightMatrix;
-}
+import type { BatchModel, LayerWeights } from './prefill.js';
 
 /** The shared model. */
-export interface DecodeModel {
-  readonly dim: number;
-  readonly hiddenDim: number;
-  readonly vocabSize: number;
-  readonly eps: number;
-  readonly theta: number;
-  readonly shape: AttentionShape;
-  /** Q8_0 group size, or 0 for float32 weights. */
-  readonly groupSize: number;
+export interface DecodeModel extends BatchModel {
   /** Q8_0: the weights' reading hint (see forward.ts); results are the same either way. */
   readonly streamed: boolean;
-  readonly layers: readonly DecodeLayer[];
-  readonly tokenEmbedding: WeightMatrix;
-  readonly rmsFinal: Float32Array;
-  readonly wcls: WeightMatrix;
+  readonly layers: readonly LayerWeights[];
 }
 
 /** What the group needs of a session: its caches, scratch and logits, and its prepared token. */

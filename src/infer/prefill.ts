@@ -35,10 +35,15 @@ import type { AttentionShape, Kernels, WeightMatrix } from '../kernels/types.js'
 export const PREFILL_BLOCK = 128;
 
 /** One layer's weights and caches (forward.ts's views). */
-export interface BlockLayer {
+export interface BlockLayer extends LayerWeights {
+  readonly keyCache: Float32Array; readonly valueCache: Float32Array;
+}
+
+/** One layer's weights (forward.ts's views). */
+export interface LayerWeights {
   readonly rmsAtt: Float32Array; readonly wq: WeightMatrix; readonly wk: WeightMatrix; readonly wv: WeightMatrix;
   readonly wo: WeightMatrix; readonly rmsFfn: Float32Array; readonly w1: WeightMatrix; readonly w2: WeightMatrix;
-  readonly w3: WeightMatrix; readonly keyCache: Float32Array; readonly valueCache: Float32Array;
+  readonly w3: WeightMatrix;
 }
 
 /** Consecutive layers in one memory of the kernels. */
@@ -50,21 +55,26 @@ export interface BlockPart {
   readonly att: Float32Array;
 }
 
-/** What the block forward reads: the model's weights (float32, or Q8_0 with groupSize > 0), caches and shape. */
-export interface BlockModel {
+/** What a forward over several tokens at once reads besides the layers: the shape and the weights outside them. */
+export interface BatchModel {
   readonly dim: number;
   readonly hiddenDim: number;
   readonly vocabSize: number;
   readonly eps: number;
   readonly theta: number;
   readonly shape: AttentionShape;
+  /** Q8_0 group size, or 0 for float32 weights. */
   readonly groupSize: number;
-  /** The layers in order, by memory; the last part (possibly of no layers) has rmsFinal and wcls. */
-  readonly parts: readonly BlockPart[];
   /** Read by JavaScript (it may live in any memory). */
   readonly tokenEmbedding: WeightMatrix;
   readonly rmsFinal: Float32Array;
   readonly wcls: WeightMatrix;
+}
+
+/** What the block forward reads: the model's weights (float32, or Q8_0 with groupSize > 0), caches and shape. */
+export interface BlockModel extends BatchModel {
+  /** The layers in order, by memory; the last part (possibly of no layers) has rmsFinal and wcls. */
+  readonly parts: readonly BlockPart[];
 }
 
 /** The kernels of a block: float32 products for float32 weights, the int8 ones for Q8_0. */

@@ -192,9 +192,17 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     ctrl[ARGS] = c; ctrl[ARGS + 1] = ldc; ctrl[ARGS + 2] = a; ctrl[ARGS + 3] = sam; ctrl[ARGS + 4] = sak;
     ctrl[ARGS + 5] = b; ctrl[ARGS + 6] = sb; ctrl[ARGS + 7] = bRows; ctrl[ARGS + 8] = K; ctrl[ARGS + 9] = accumulate;
     ctrl[ARGS + 10] = M; ctrl[ARGS + 11] = N; ctrl[ARGS + 12] = scratch; ctrl[ARGS + 13] = scratchBytes;
+    dispatchTiles(m, M, N, 8);
+  }
+
+  /**
+   * Dispatches a product of M rows × N columns of output in tiles: blocks of rows when there are
+   * more rows than columns, else blocks of columns (multiples of colStep, the micro-kernel's width).
+   */
+  function dispatchTiles(m: KernelMemory, M: number, N: number, colStep: number): void {
     const byRows = M > N;
     const rowSize = byRows ? chunkSize(M, parts, 4, 4) : M;
-    const colSize = byRows ? N : chunkSize(N, parts, 8, 8);
+    const colSize = byRows ? N : chunkSize(N, parts, colStep, colStep);
     ctrl[CHUNK] = rowSize;
     ctrl[CHUNK2] = colSize;
     const split = Math.ceil(N / colSize);
@@ -321,15 +329,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       ctrl[OP] = Op.gemmQ8;
       ctrl[ARGS] = m.address(out); ctrl[ARGS + 1] = d * 4; ctrl[ARGS + 2] = m.address(xq); ctrl[ARGS + 3] = m.address(xs); ctrl[ARGS + 4] = m.address(wq);
       ctrl[ARGS + 5] = m.address(ws); ctrl[ARGS + 6] = n; ctrl[ARGS + 7] = groupSize; ctrl[ARGS + 8] = M; ctrl[ARGS + 9] = d;
-      // blocks of rows when there are more rows than channels, else of channels (as gemm)
-      const byRows = M > d;
-      const rowSize = byRows ? chunkSize(M, parts, 4, 4) : M;
-      const colSize = byRows ? d : chunkSize(d, parts, 4, 4);
-      ctrl[CHUNK] = rowSize;
-      ctrl[CHUNK2] = colSize;
-      const split = Math.ceil(d / colSize);
-      ctrl[SPLIT] = split;
-      dispatch(m, split * Math.ceil(M / rowSize));
+      dispatchTiles(m, M, d, 4); // the channels in fours, the micro-kernel's width
     },
     attentionBlock(out, q, keyCache, valueCache, att, pos, count, s, exact = false) {
       if (s.nHeads > MAX_CHUNKS || count * (pos + count) * s.nHeads * s.headSize < PARALLEL_MIN_WORK / 4) {
