@@ -349,9 +349,12 @@ describe('int8 (Q8_0) kernels', () => {
     });
   }
 
-  // (gemm-q8.ts packs 64 channels × 512 values at a time: the larger cases cross both; 172 × 64 and
-  // group 48 go row by row)
-  for (const [M, n, d, gs] of [[9, 288, 70, 32], [4, 768, 130, 32], [13, 256, 33, 64], [1, 64, 8, 16], [6, 172, 64, 64], [5, 96, 10, 48]] as const) {
+  // (fewer than 16 rows take gemm-q8.ts's in-place kernel, 16 or more its packed one: tiles of
+  // 4 rows × 8 channels, blocks of 16 KiB of packed W — 32 channels at group 256 — and rows in
+  // blocks that fit the scratch — 220 at group 64; the cases cut tiles and blocks short.
+  // 172 × 64 and group 48 go row by row)
+  for (const [M, n, d, gs] of [[9, 288, 70, 32], [4, 768, 130, 32], [13, 256, 33, 64], [1, 64, 8, 16], [6, 172, 64, 64], [5, 96, 10, 48],
+    [16, 256, 70, 32], [37, 512, 131, 64], [64, 512, 520, 64], [230, 128, 43, 64], [21, 1024, 75, 256], [17, 64, 29, 8]] as const) {
     test(`matmulQ8Forward ${M} rows × (${d}×${n}), group ${gs}: wasm and threads bit-identical to ${M} calls of matmulQ8`, () => {
       const w = fill(new Float32Array(n * d), rand);
       const { q: wq, s: ws } = quantizeQ80(padTo(w, gs), gs);

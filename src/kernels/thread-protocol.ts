@@ -69,7 +69,7 @@ export const Op = {
   //                     column chunks per row of chunks; participant p packs into scratch + p·scratchBytes
   matmulGroup: 6, //     x, n, count, then count × (xout, w, d)          chunks of CHUNK rows of the products' rows one after another
   matmulQ8Group: 7, //   xq, xs, n, groupSize, streamed, count, then count × (xout, wq, ws, d)   the same
-  gemmQ8: 9, //          c, ldc, xq, xs, wq, ws, n, gs, M, d (assembly/gemm-q8.ts);
+  gemmQ8: 9, //          c, ldc, xq, xs, wq, ws, n, gs, M, d, scratch, scratchBytes (assembly/gemm-q8.ts);
   //                     chunks as gemm's (CHUNK rows × CHUNK2 channels, SPLIT channel chunks per row of chunks)
   attentionRows: 10, //  out, q, keyCache, valueCache, att, pos, count, nHeads, nKvHeads, headSize, kvDim, seqLen;  one head per chunk
   matmulMany: 11, //     xout, x, w, n, d, count                         chunks of CHUNK rows of w
@@ -161,7 +161,8 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number, self: nu
       const split = ctrl[SPLIT]!, size2 = ctrl[CHUNK2]!;
       const rc = Math.floor(c / split), cc = c - rc * split;
       k.gemmQ8(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
-        chunkStart(rc, size), chunkEnd(rc, size, ctrl[A + 8]!), chunkStart(cc, size2), chunkEnd(cc, size2, ctrl[A + 9]!));
+        chunkStart(rc, size), chunkEnd(rc, size, ctrl[A + 8]!), chunkStart(cc, size2), chunkEnd(cc, size2, ctrl[A + 9]!),
+        ctrl[A + 10]! + self * ctrl[A + 11]!, ctrl[A + 11]!);
       break;
     }
     case Op.attentionRows:

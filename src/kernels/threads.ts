@@ -329,7 +329,8 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       ctrl[OP] = Op.gemmQ8;
       ctrl[ARGS] = m.address(out); ctrl[ARGS + 1] = d * 4; ctrl[ARGS + 2] = m.address(xq); ctrl[ARGS + 3] = m.address(xs); ctrl[ARGS + 4] = m.address(wq);
       ctrl[ARGS + 5] = m.address(ws); ctrl[ARGS + 6] = n; ctrl[ARGS + 7] = groupSize; ctrl[ARGS + 8] = M; ctrl[ARGS + 9] = d;
-      dispatchTiles(m, M, d, 4); // the channels in fours, the micro-kernel's width
+      ctrl[ARGS + 10] = scratchIn(m); ctrl[ARGS + 11] = scratchBytes;
+      dispatchTiles(m, M, d, 8); // the channels in eights, the packed micro-kernel's width
     },
     attentionBlock(out, q, keyCache, valueCache, att, pos, count, s, exact = false) {
       if (s.nHeads > MAX_CHUNKS || count * (pos + count) * s.nHeads * s.headSize < PARALLEL_MIN_WORK / 4) {

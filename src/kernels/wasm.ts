@@ -65,7 +65,7 @@ export interface KernelExports {
   gemmScratchBytes(): number;
   gemmQ8(
     c: number, ldc: number, xq: number, xs: number, wq: number, ws: number, n: number, gs: number,
-    m0: number, m1: number, r0: number, r1: number,
+    m0: number, m1: number, r0: number, r1: number, scratch: number, scratchBytes: number,
   ): void;
   heapBase(): number;
   forward(plan: number, token: number, pos: number, logits: number): void;
@@ -490,7 +490,7 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
       const m = route(out);
       const e = m.exports!, at = (v: ArrayBufferView): number => m.address(v);
       if (gemmQ8Fits(n, groupSize)) {
-        e.gemmQ8(at(out), d * 4, at(xq), at(xs), at(wq), at(ws), n, groupSize, 0, M, 0, d);
+        e.gemmQ8(at(out), d * 4, at(xq), at(xs), at(wq), at(ws), n, groupSize, 0, M, 0, d, gemmScratch[m.index]!, e.gemmScratchBytes());
       } else {
         const xsRow = Math.ceil(n / groupSize);
         for (let r = 0; r < M; r++) e.matmulQ8Rows(at(out) + r * d * 4, at(xq) + r * n, at(xs) + r * xsRow * 4, at(wq), at(ws), n, 0, groupSize, 0, d);
