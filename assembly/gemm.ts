@@ -109,6 +109,16 @@ function packB(dst: usize, b: usize, sb: i32, bRows: i32, k0: i32, kLen: i32, n0
   }
 }
 
+/**
+ * c + a · b, lane by lane: one fused multiply-add (one rounding) where the build has relaxed SIMD
+ * (kernels-fma.wasm), else a multiply then an add (two roundings).
+ */
+// @ts-ignore: decorator
+@inline function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
 /** Stores `valid` (≤ 4) lanes of v at p. */
 // @ts-ignore: decorator
 @inline function storeLanes(p: usize, v: v128, valid: i32): void {
@@ -181,13 +191,13 @@ export function gemm(
             while (q < qSub) {
               const b0 = v128.load(q), b1 = v128.load(q, 16);
               let s = v128.load32_splat(p);
-              x00 = f32x4.add(x00, f32x4.mul(s, b0)); x01 = f32x4.add(x01, f32x4.mul(s, b1));
+              x00 = madd(s, b0, x00); x01 = madd(s, b1, x01);
               s = v128.load32_splat(p + a1);
-              x10 = f32x4.add(x10, f32x4.mul(s, b0)); x11 = f32x4.add(x11, f32x4.mul(s, b1));
+              x10 = madd(s, b0, x10); x11 = madd(s, b1, x11);
               s = v128.load32_splat(p + a2);
-              x20 = f32x4.add(x20, f32x4.mul(s, b0)); x21 = f32x4.add(x21, f32x4.mul(s, b1));
+              x20 = madd(s, b0, x20); x21 = madd(s, b1, x21);
               s = v128.load32_splat(p + a3);
-              x30 = f32x4.add(x30, f32x4.mul(s, b0)); x31 = f32x4.add(x31, f32x4.mul(s, b1));
+              x30 = madd(s, b0, x30); x31 = madd(s, b1, x31);
               p += aStep;
               q += 32;
             }
@@ -216,8 +226,8 @@ export function gemm(
             let x0 = f32x4.splat(0), x1 = f32x4.splat(0);
             while (q < qSub) {
               const s = v128.load32_splat(p);
-              x0 = f32x4.add(x0, f32x4.mul(s, v128.load(q)));
-              x1 = f32x4.add(x1, f32x4.mul(s, v128.load(q, 16)));
+              x0 = madd(s, v128.load(q), x0);
+              x1 = madd(s, v128.load(q, 16), x1);
               p += aStep;
               q += 32;
             }

@@ -8,6 +8,7 @@
 //   thread-worker.js        a WebAssembly kernel thread (web/kernel-worker.ts)
 //   host-worker.js          the thread that owns the GPU device (web/gpu-worker.ts)
 //   kernels.wasm            the SIMD kernels (built by `asc` into dist/src/kernels)
+//   kernels-fma.wasm        the same with relaxed SIMD's fused multiply-add (taken where it validates)
 //
 // esbuild bundles the TypeScript sources; the engine's Node.js imports are replaced by the
 // browser shims in web/shims (any other node:* import fails the build). Put a checkpoint and its
@@ -23,6 +24,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const web = join(root, 'web');
 const out = join(root, 'dist', 'web');
 const wasm = join(root, 'dist', 'src', 'kernels', 'kernels.wasm');
+const wasmFma = join(root, 'dist', 'src', 'kernels', 'kernels-fma.wasm');
 
 /** node:* modules the engine imports, and what stands in for them in a page. */
 const shims = {
@@ -30,6 +32,7 @@ const shims = {
   'node:worker_threads': join(web, 'shims', 'worker-threads.ts'),
   'node:fs/promises': join(web, 'shims', 'empty.ts'),
   'node:url': join(web, 'shims', 'empty.ts'),
+  'node:v8': join(web, 'shims', 'empty.ts'),
 };
 
 /** @type {import('esbuild').Plugin} */
@@ -46,9 +49,11 @@ const nodeShims = {
   },
 };
 
-if (!existsSync(wasm)) {
-  console.error(`build:web: ${wasm} is missing: run npm run build (it compiles the kernels first)`);
-  process.exit(1);
+for (const file of [wasm, wasmFma]) {
+  if (!existsSync(file)) {
+    console.error(`build:web: ${file} is missing: run npm run build (it compiles the kernels first)`);
+    process.exit(1);
+  }
 }
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
@@ -71,4 +76,5 @@ await build({
 });
 for (const file of ['index.html', 'style.css']) copyFileSync(join(web, file), join(out, file));
 copyFileSync(wasm, join(out, 'kernels.wasm'));
+copyFileSync(wasmFma, join(out, 'kernels-fma.wasm'));
 console.log(`build:web: wrote ${out}`);

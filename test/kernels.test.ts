@@ -19,7 +19,7 @@ import { ARGS, CHUNK, OP, Op, claimChunks, controlInts, resetCursors } from '../
 import { createThreadedKernels } from '../src/kernels/threads.js';
 import { jsTrainKernels } from '../src/kernels/train-js.js';
 import type { AttentionShape } from '../src/kernels/types.js';
-import { type WasmKernelSet, createWasmKernels } from '../src/kernels/wasm.js';
+import { type WasmKernelSet, createWasmKernels, kernelsUseFma, loadKernelModule } from '../src/kernels/wasm.js';
 import { quantizeQ80, readCheckpoint } from '../src/model/checkpoint.js';
 import { needsRefdata, ref } from './refdata.js';
 
@@ -501,5 +501,72 @@ describe('cross-entropy and SwiGLU split over threads', () => {
     } finally {
       await two.close();
     }
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+
+describe('the two builds: kernels.wasm and kernels-fma.wasm (relaxed SIMD)', () => {
+  const dir = new URL('../src/kernels/', import.meta.url);
+  const rand = rng(21);
+
+  test('fused multiply-adds change only the matrix × matrix product: every one-token kernel bit for bit, the products within 1e-5 of the reference in both', async (t) => {
+    await loadKernelModule(); // turns relaxed SIMD on where the engine has it behind a flag
+    if (kernelsUseFma() !== true) {
+      t.skip('relaxed SIMD is not available here (or LLAMA2TS_FMA=0): only kernels.wasm runs');
+      return;
+    }
+    const plain = await createWasmKernels({ module: readFileSync(new URL('kernels.wasm', dir)), initialBytes: 1 << 20 });
+    const fma = await createWasmKernels({ module: readFileSync(new URL('kernels-fma.wasm', dir)), initialBytes: 1 << 20 });
+    const sets = [plain, fma] as const;
+    const both = (f: (k: WasmKernelSet) => Float32Array, what: string): void => assertSame(f(fma), f(plain), `kernels-fma.wasm ${what}`);
+
+    // one token: matmul (both kernels: small and rows), several vectors, int8, attention, norms
+    for (const [n, d] of [[64, 64], [288, 300], [771, 13]] as const) {
+      const x = fill(new Float32Array(n * 3), rand), w = fill(new Float32Array(n * d), rand);
+      both((k) => { const o = k.allocate(d); k.matmul(o, copyInto(k, x.subarray(0, n)), copyInto(k, w), n, d); return o; }, `matmul ${d}×${n}`);
+      both((k) => { const o = k.allocate(3 * d); k.matmulMany(o, copyInto(k, x), copyInto(k, w), n, d, 3); return o; }, `matmulMany ${d}×${n}`);
+    }
+    const n = 256, d = 96, gs = 32;
+    const { q: wq, s: ws } = quantizeQ80(fill(new Float32Array(n * d), rand), gs);
+    const x = fill(new Float32Array(n), rand);
+    both((k) => {
+      const kxq = k.allocateInt8(n), kxs = k.allocate(n / gs), kwq = k.allocateInt8(wq.length), o = k.allocate(d);
+      kwq.set(wq);
+      k.quantize(kxq, kxs, copyInto(k, x), n, gs);
+      k.matmulQ8(o, kxq, kxs, kwq, copyInto(k, ws), n, d, gs);
+      return o;
+    }, 'matmulQ8');
+    const s: AttentionShape = { nHeads: 6, nKvHeads: 6, headSize: 48, kvDim: 288, seqLen: 64 };
+    const q = fill(new Float32Array(288), rand), kc = fill(new Float32Array(64 * 288), rand), vc = fill(new Float32Array(64 * 288), rand);
+    both((k) => { const o = k.allocate(288); k.attention(o, copyInto(k, q), copyInto(k, kc), copyInto(k, vc), k.allocate(6 * 64), 40, s); return o; }, 'attention');
+    both((k) => { const o = k.allocate(288); k.rmsnorm(o, copyInto(k, q), copyInto(k, kc.subarray(0, 288)), 288); return o; }, 'rmsnorm');
+    both((k) => { const o = copyInto(k, q); k.softmax(o, 288); return o; }, 'softmax');
+
+    // the products of training, batched prefill and evaluation: each build within 1e-5 of the
+    // float64 reference (as the tests above check for the default one)
+    const [BT, C, OC] = [130, 520, 20];
+    const inp = fill(new Float32Array(BT * C), rand), w = fill(new Float32Array(OC * C), rand);
+    const want = new Float32Array(BT * OC);
+    jsTrainKernels.matmulForward(want, inp, w, BT, C, OC);
+    const bound = (i: number): number => {
+      const b = Math.floor(i / OC), o = i % OC;
+      let sum = 0; for (let c = 0; c < C; c++) sum += Math.abs(inp[b * C + c]! * w[o * C + c]!);
+      return sum;
+    };
+    for (const [i, k] of sets.entries()) {
+      const out = k.allocate(BT * OC);
+      k.matmulForward(out, copyInto(k, inp), copyInto(k, w), BT, C, OC);
+      assertWithin(out, want, bound, 1e-5, `${i === 0 ? 'kernels.wasm' : 'kernels-fma.wasm'} matmulForward`);
+    }
+  });
+
+  test('LLAMA2TS_FMA=0 keeps kernels.wasm', () => {
+    const url = new URL('../src/kernels/wasm.js', import.meta.url).href;
+    const script = `const m = await import(${JSON.stringify(url)}); await m.loadKernelModule(); console.log(String(m.kernelsUseFma()));`;
+    const run = (env: Record<string, string>): string =>
+      spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' }).stdout.trim();
+    assert.equal(run({ LLAMA2TS_FMA: '0' }), 'false');
+    assert.equal(run({ LLAMA2TS_FMA: '1' }), String(WebAssembly.validate(readFileSync(new URL('kernels-fma.wasm', dir)))));
   });
 });
