@@ -34,9 +34,9 @@ const KC: i32 = 256;
 const SUB: i32 = 32;
 const SUB_BYTES: usize = <usize>SUB << 5; // of a panel
 
-/** Bytes of scratch one call of gemm needs (per thread). */
+/** Bytes of scratch one call of gemm needs (per thread): a block of B, then a tile of A. */
 export function gemmScratchBytes(): i32 {
-  return KC * NC * 4;
+  return KC * NC * 4 + KC * 16;
 }
 
 /**
@@ -173,8 +173,18 @@ export function gemm(
       const panelBytes = <usize>kLen << 5;
       let m = m0;
       for (; m + 4 <= m1; m += 4) {
-        const aBase = a + <usize>m * aRow + <usize>kc * aStep;
-        const a1 = aRow, a2 = aRow * 2, a3 = aRow * 3;
+        let aBase = a + <usize>m * aRow + <usize>kc * aStep;
+        let a1 = aRow, aK = aStep;
+        if (aRow == 4 && aStep != 4) {
+          // A given by columns (a transposed operand, as dW = doutᵀ · inp): the four rows' values
+          // at one k are 16 contiguous bytes, but k steps a whole column apart — copy the tile's
+          // kLen steps next to each other once, rather than touching kLen distant lines per panel
+          const aTile = scratch + <usize>(KC * NC * 4);
+          for (let k = 0; k < kLen; k++) v128.store(aTile + (<usize>k << 4), v128.load(aBase + <usize>k * aStep));
+          aBase = aTile;
+          aK = 16;
+        }
+        const a2 = a1 * 2, a3 = a1 * 3;
         let panel = scratch;
         for (let n = nc; n < ncEnd; n += 8) {
           const lo = min(4, ncEnd - n), hi = min(4, ncEnd - n - 4);
@@ -198,7 +208,7 @@ export function gemm(
               x20 = madd(s, b0, x20); x21 = madd(s, b1, x21);
               s = v128.load32_splat(p + a3);
               x30 = madd(s, b0, x30); x31 = madd(s, b1, x31);
-              p += aStep;
+              p += aK;
               q += 32;
             }
             put(c0, x00, lo, add); put(c0 + 16, x01, hi, add);

@@ -416,8 +416,9 @@ function padTo(w: Float32Array, gs: number): Float32Array {
 describe('batched training products: wasm vs reference', () => {
   const rand = rng(3);
 
-  // (gemm packs K in slices of 256 and columns in blocks of 128: the last cases cross both)
-  for (const [BT, C, OC] of [[1, 1, 1], [7, 13, 9], [10, 64, 33], [33, 17, 70], [64, 288, 96], [5, 100, 130], [9, 300, 141], [130, 520, 20]] as const) {
+  // (gemm packs K in slices of 256 and columns in blocks of 128: the last cases cross both; dW's
+  // A is read by columns, copied a tile at a time: [300, 40, 70] has K = 300 there)
+  for (const [BT, C, OC] of [[1, 1, 1], [7, 13, 9], [10, 64, 33], [33, 17, 70], [64, 288, 96], [5, 100, 130], [9, 300, 141], [130, 520, 20], [300, 40, 70]] as const) {
     test(`matmulForward / matmulBackward BT ${BT}, C ${C}, OC ${OC}`, () => {
       const inp = fill(new Float32Array(BT * C), rand), w = fill(new Float32Array(OC * C), rand);
       const dout = fill(new Float32Array(BT * OC), rand);
