@@ -24,8 +24,12 @@
 
 /** Columns of B packed at a time (a block of NC/8 panels). */
 const NC: i32 = 128;
-/** Rows of B (the shared dimension K) packed at a time: a block is KC × NC floats = 128 KiB. */
-const KC: i32 = 256;
+/**
+ * Rows of B (the shared dimension K) packed at a time: a block is KC × NC floats = 112 KiB, and
+ * with a tile of A (KC × 4) the scratch stays within 128 KiB. A multiple of SUB, so that the
+ * slices do not change the sums (below).
+ */
+const KC: i32 = 224;
 /**
  * Steps of k summed from zero in registers before they are added to C: a sum over K terms then
  * carries the rounding of about SUB + K/SUB additions instead of K (the training gradients are

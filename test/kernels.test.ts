@@ -351,7 +351,7 @@ describe('int8 (Q8_0) kernels', () => {
 
   // (fewer than 16 rows take gemm-q8.ts's in-place kernel, 16 or more its packed one: tiles of
   // 4 rows × 8 channels, blocks of 16 KiB of packed W — 32 channels at group 256 — and rows in
-  // blocks that fit the scratch — 220 at group 64; the cases cut tiles and blocks short.
+  // blocks that fit the scratch — 196 at group 64; the cases cut tiles and blocks short.
   // 172 × 64 and group 48 go row by row)
   for (const [M, n, d, gs] of [[9, 288, 70, 32], [4, 768, 130, 32], [13, 256, 33, 64], [1, 64, 8, 16], [6, 172, 64, 64], [5, 96, 10, 48],
     [16, 256, 70, 32], [37, 512, 131, 64], [64, 512, 520, 64], [230, 128, 43, 64], [21, 1024, 75, 256], [17, 64, 29, 8]] as const) {
@@ -416,7 +416,7 @@ function padTo(w: Float32Array, gs: number): Float32Array {
 describe('batched training products: wasm vs reference', () => {
   const rand = rng(3);
 
-  // (gemm packs K in slices of 256 and columns in blocks of 128: the last cases cross both; dW's
+  // (gemm packs K in slices of 224 and columns in blocks of 128: the last cases cross both; dW's
   // A is read by columns, copied a tile at a time: [300, 40, 70] has K = 300 there)
   for (const [BT, C, OC] of [[1, 1, 1], [7, 13, 9], [10, 64, 33], [33, 17, 70], [64, 288, 96], [5, 100, 130], [9, 300, 141], [130, 520, 20], [300, 40, 70]] as const) {
     test(`matmulForward / matmulBackward BT ${BT}, C ${C}, OC ${OC}`, () => {
