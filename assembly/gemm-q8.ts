@@ -163,7 +163,7 @@ export function gemmQ8(
     for (let rb = r0; rb < r1; rb += cb) {
       const rbEnd = min(rb + cb, r1);
       for (let g = 0; g < groups; g++) {
-        const first = g == 0;
+        const first = g == 0; // C starts from 0 + the first group's sums, as matmulQ8Rows does
         const gOff = <usize>g << 2;
         packX(xp, xq, n, gs, g, mb, mEnd);
         let panel = wp;
@@ -180,6 +180,8 @@ export function gemmQ8(
           for (let r = rb; r < rbEnd; r += TC) {
             let a0 = i32x4.splat(0), a1 = i32x4.splat(0), b0 = i32x4.splat(0), b1 = i32x4.splat(0);
             let c0 = i32x4.splat(0), c1 = i32x4.splat(0), d0 = i32x4.splat(0), d1 = i32x4.splat(0);
+            // the micro-kernel: a0/a1 … d0/d1 = rows 0 … 3 × channels r … r+3 / r+4 … r+7; each
+            // step takes one pair of values (k, k+1): two W vectors, then each row's broadcast pair
             let px = xt;
             let pw = panel;
             const end = panel + pairBytes;
@@ -194,6 +196,7 @@ export function gemmQ8(
               x = v128.load(px, 48);
               d0 = i32x4.add(d0, i32x4.dot_i16x8_s(x, w0)); d1 = i32x4.add(d1, i32x4.dot_i16x8_s(x, w1));
             }
+            // the group's end: C += (f32(isum) · ws) · xs per lane, the panel's scales after it
             const wlo = v128.load(end), whi = v128.load(end, 16);
             const o0 = c + <usize>row0 * cStride + (<usize>r << 2);
             if (r + TC <= rbEnd && rows >= 4) {
