@@ -157,31 +157,71 @@ export function commitFile(tmp: string, final: string): void {
 }
 
 /**
+ * A file written under a temporary name beside `path` (tempPathFor), put in place by commit()
+ * (commitFile: fsync, rename, fsync of the folder) or removed by abort(): nothing at `path`
+ * changes until commit. Errors name `path` (describeFsError).
+ */
+export class TempFile {
+  private readonly tmp: string;
+  private readonly fd: number;
+  private open = true;
+  /** Bytes written so far by write() (writeAt() does not move it). */
+  position = 0;
+
+  constructor(readonly path: string) {
+    this.tmp = tempPathFor(path);
+    try {
+      this.fd = openSync(this.tmp, 'w');
+    } catch (err) {
+      throw describeFsError(path, err);
+    }
+  }
+
+  /** Appends `bytes`. */
+  write(bytes: Uint8Array): void {
+    this.writeAt(bytes, this.position);
+    this.position += bytes.byteLength;
+  }
+
+  /** Writes `bytes` at byte `at` (a header patched once its contents are known). */
+  writeAt(bytes: Uint8Array, at: number): void {
+    try {
+      let done = 0;
+      while (done < bytes.byteLength) done += writeSync(this.fd, bytes, done, bytes.byteLength - done, at + done);
+    } catch (err) {
+      throw describeFsError(this.path, err);
+    }
+  }
+
+  commit(): void {
+    this.open = false;
+    try {
+      closeSync(this.fd);
+    } catch (err) {
+      throw describeFsError(this.path, err);
+    }
+    commitFile(this.tmp, this.path);
+  }
+
+  /** Removes the temporary file (nothing at `path` changes). */
+  abort(): void {
+    if (this.open) try { closeSync(this.fd); } catch { /* already closed */ }
+    this.open = false;
+    try { unlinkSync(this.tmp); } catch { /* never created, or already renamed */ }
+  }
+}
+
+/**
  * Writes `chunks` to `path` atomically and durably: nothing is left half-written if anything
  * fails, and what is under `path` afterwards is on the disk.
  */
 export function writeFileAtomic(path: string, chunks: Iterable<Uint8Array>): void {
-  const tmp = tempPathFor(path);
-  let fd: number;
+  const file = new TempFile(path);
   try {
-    fd = openSync(tmp, 'w');
+    for (const chunk of chunks) file.write(chunk);
+    file.commit();
   } catch (err) {
-    throw describeFsError(path, err);
-  }
-  let open = true;
-  try {
-    for (const chunk of chunks) {
-      let done = 0;
-      while (done < chunk.byteLength) done += writeSync(fd, chunk, done, chunk.byteLength - done);
-    }
-    fsyncSync(fd);
-    open = false;
-    closeSync(fd);
-    renameSync(tmp, path);
-    fsyncDir(dirname(path));
-  } catch (err) {
-    if (open) try { closeSync(fd); } catch { /* already closed */ }
-    try { unlinkSync(tmp); } catch { /* never created, or already renamed */ }
+    file.abort();
     throw describeFsError(path, err);
   }
 }

@@ -129,12 +129,7 @@ test('playground: in-browser generation equals llama2 run, then through the API'
     const browserSampled = await generate(page, 'browser', SAMPLED);
     assert.equal(browserSampled.text, sampled);
     // tok/s while the text arrives (the server streams it): the live stats lines (data-live) seen meanwhile
-    await page.evaluate(`{
-      const stats = document.getElementById('stats');
-      globalThis.liveStats = [];
-      new MutationObserver(() => { if (stats.dataset.live === 'true') globalThis.liveStats.push(stats.textContent); })
-        .observe(stats, { childList: true, characterData: true, subtree: true, attributes: true });
-    }`);
+    await recordLiveStats(page);
     const api = await generate(page, 'server', SAMPLED);
     assert.equal(api.text, sampled);
     const live = await page.evaluate('globalThis.liveStats') as string[];
@@ -236,6 +231,16 @@ async function staticHost(): Promise<Host> {
   };
 }
 
+/** From now on, every live stats line (data-live) the page shows goes into globalThis.liveStats. */
+async function recordLiveStats(page: Page): Promise<void> {
+  await page.evaluate(`{
+    const stats = document.getElementById('stats');
+    globalThis.liveStats = [];
+    new MutationObserver(() => { if (stats.dataset.live === 'true') globalThis.liveStats.push(stats.textContent); })
+      .observe(stats, { childList: true, characterData: true, subtree: true, attributes: true });
+  }`);
+}
+
 async function waitState(page: Page, states: string[], timeout = 20_000): Promise<string> {
   await page.waitForSelector(states.map((st) => `#status[data-state="${st}"]`).join(', '), { timeout });
   return (await page.getAttribute('#status', 'data-state'))!;
@@ -270,12 +275,7 @@ test('playground chat: messages, a system prompt, the model\'s template; the ans
       assert.equal(await waitState(page, ['done', 'error']), 'done', (await page.textContent('#error-text')) ?? '');
       return (await page.locator('#messages li.assistant').last().textContent()) ?? '';
     };
-    await page.evaluate(`{
-      const stats = document.getElementById('stats');
-      globalThis.liveStats = [];
-      new MutationObserver(() => { if (stats.dataset.live === 'true') globalThis.liveStats.push(stats.textContent); })
-        .observe(stats, { childList: true, characterData: true, subtree: true, attributes: true });
-    }`);
+    await recordLiveStats(page);
     const first = await ask('Tell me about a cat.');
     const done = (await page.textContent('#stats')) ?? '';
     const promptTokens = Number(/\(prompt (\d+)\)/.exec(done)![1]);

@@ -89,9 +89,14 @@ export function canRunBlocks(kernels: BlockKernels, groupSize: number): boolean 
 /** Receives the logits of prompt token `index` (the array is valid during the call only). */
 export type LogitsVisitor = (index: number, logits: Float32Array) => void;
 
+/** Floats of each block buffer of one part — x, xb, xb2, q, k, v, hb, hb2 — each rounded up to 16 (64 bytes). */
+function blockBufferSizes(dim: number, hiddenDim: number, kvDim: number, rows: number): number[] {
+  return [dim, dim, dim, dim, kvDim, kvDim, hiddenDim, hiddenDim].map((w) => Math.ceil((rows * w) / 16) * 16);
+}
+
 /** Floats of the block buffers of one part (for placement.ts: a part per memory). */
 export function blockBufferFloats(dim: number, hiddenDim: number, kvDim: number, rows: number): number {
-  return [dim, dim, dim, dim, kvDim, kvDim, hiddenDim, hiddenDim].reduce((sum, w) => sum + Math.ceil((rows * w) / 16) * 16, 0);
+  return blockBufferSizes(dim, hiddenDim, kvDim, rows).reduce((a, b) => a + b, 0);
 }
 
 /** One part's block buffers, in its memory. */
@@ -119,7 +124,7 @@ class PartBuffers {
     const { dim, hiddenDim } = m;
     const kv = m.shape.kvDim;
     // one allocation (the kernels' memory is never freed: a failure leaves nothing half-made)
-    const sizes = [dim, dim, dim, dim, kv, kv, hiddenDim, hiddenDim].map((w) => Math.ceil((r * w) / 16) * 16);
+    const sizes = blockBufferSizes(dim, hiddenDim, kv, r);
     const block = kernels.allocate(sizes.reduce((a, b) => a + b, 0), memory);
     let at = 0;
     const [x, xb, xb2, q, k, v, hb, hb2] = sizes.map((n) => block.subarray(at, (at += n)));

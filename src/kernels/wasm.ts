@@ -227,21 +227,27 @@ const RELAXED_SIMD_PROBE = new Uint8Array([
   ...[0, 1, 2].flatMap(() => [253, 12, ...new Array<number>(16).fill(0)]), 253, 133, 2, 11,
 ]);
 
+/** Whether this is Node.js (else a browser). */
+const inNode = typeof process === 'object' && typeof process.versions?.node === 'string';
+
 /**
- * Whether kernels-fma.wasm can run here: relaxed SIMD, for its fused multiply-add. V8 ships it
- * from 11.4 (Node.js 22, Chrome 114); Node.js 20 has it behind --experimental-wasm-relaxed-simd,
- * which this turns on (it only adds the instructions). LLAMA2TS_FMA=0 in the environment keeps
- * the plain SIMD kernels.
+ * Whether this engine runs relaxed SIMD (kernels-fma.wasm's fused multiply-add). V8 ships it from
+ * 11.4 (Node.js 22, Chrome 114); Node.js 20 has it behind --experimental-wasm-relaxed-simd, which
+ * this turns on (it only adds the instructions).
  */
-async function fmaAvailable(): Promise<boolean> {
+export async function relaxedSimdAvailable(): Promise<boolean> {
   if (typeof WebAssembly !== 'object') return false;
-  const node = typeof process === 'object' && typeof process.versions?.node === 'string';
-  if (node && process.env['LLAMA2TS_FMA'] === '0') return false;
   if (WebAssembly.validate(RELAXED_SIMD_PROBE)) return true;
-  if (!node) return false;
+  if (!inNode) return false;
   const v8 = await import('node:v8');
   v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
   return WebAssembly.validate(RELAXED_SIMD_PROBE);
+}
+
+/** kernels-fma.wasm where the engine runs it, unless LLAMA2TS_FMA=0 in the environment asks for kernels.wasm. */
+async function fmaWanted(): Promise<boolean> {
+  if (inNode && process.env['LLAMA2TS_FMA'] === '0') return false;
+  return relaxedSimdAvailable();
 }
 
 /** The compiled kernels (kernels-fma.wasm where it runs, else kernels.wasm), read once from next to this file. */
@@ -275,7 +281,7 @@ export function kernelsUseFma(): boolean | undefined {
  */
 export function loadKernelModule(): Promise<WebAssembly.Module> {
   cachedModule ??= (async () => {
-    const file = (await fmaAvailable()) ? 'kernels-fma.wasm' : 'kernels.wasm';
+    const file = (await fmaWanted()) ? 'kernels-fma.wasm' : 'kernels.wasm';
     const url = new URL(`./${file}`, import.meta.url);
     let bytes: Uint8Array;
     if (url.protocol === 'file:') {
@@ -387,6 +393,7 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
   const memories: KernelMemory[] = [];
   const ropeTables: RopeTable[] = [];
   const gemmScratch: number[] = [];
+  let gemmScratchBytes = 0; // the module's (gemmScratchBytes(), the same in every instance)
   // the block attention's scores (assembly/kernels.ts attentionBlockHeads), per memory, made for the
   // longest context seen
   const scores: Array<{ at: number; bytes: number }> = [];
@@ -400,7 +407,8 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
     heap.exports = k;
     memories.push(heap);
     ropeTables.push(new RopeTable(heap));
-    gemmScratch.push(heap.reserve(k.gemmScratchBytes()));
+    gemmScratchBytes = k.gemmScratchBytes();
+    gemmScratch.push(heap.reserve(gemmScratchBytes));
     scores.push({ at: 0, bytes: 0 });
     for (const listener of listeners) listener(heap);
     return heap;
@@ -443,7 +451,7 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
     memoryOf: (view) => route(view).index,
     // a memory not made yet: what it will have once the module's data and its packing buffer are in
     memoryAvailable: (index) => (index < memories.length ? memories[index]!.available
-      : limit - alignUp(k.heapBase(), ALIGN) - alignUp(k.gemmScratchBytes(), ALIGN)),
+      : limit - alignUp(k.heapBase(), ALIGN) - alignUp(gemmScratchBytes, ALIGN)),
     close: async () => {},
     allocate: (floats, memory = 0) => memoryAt(memory).floats(floats),
     allocateInt8: (count, memory = 0) => memoryAt(memory).int8(count),
@@ -531,7 +539,7 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
       const m = route(out);
       const e = m.exports!, at = (v: ArrayBufferView): number => m.address(v);
       if (gemmQ8Fits(n, groupSize)) {
-        e.gemmQ8(at(out), d * 4, at(xq), at(xs), at(wq), at(ws), n, groupSize, 0, M, 0, d, gemmScratch[m.index]!, e.gemmScratchBytes());
+        e.gemmQ8(at(out), d * 4, at(xq), at(xs), at(wq), at(ws), n, groupSize, 0, M, 0, d, gemmScratch[m.index]!, gemmScratchBytes);
       } else {
         const xsRow = Math.ceil(n / groupSize);
         for (let r = 0; r < M; r++) e.matmulQ8Rows(at(out) + r * d * 4, at(xq) + r * n, at(xs) + r * xsRow * 4, at(wq), at(ws), n, 0, groupSize, 0, d);

@@ -29,9 +29,8 @@
 //   Groups run over the flattened tensor: value i is q[i] * scale[floor(i / group_size)], so a group
 //   may span two rows when the row length is not a multiple of group_size.
 
-import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
-import { describeFsError, FormatError, LlamaError } from '../errors.js';
-import { commitFile, tempPathFor, writeFileAtomic } from '../files.js';
+import { FormatError, LlamaError } from '../errors.js';
+import { TempFile, writeFileAtomic } from '../files.js';
 import { bytesOf, FileReader } from './file-reader.js';
 import { type ModelSource, tensorShape } from './source.js';
 import { quantize } from '../kernels/q8-js.js';
@@ -417,44 +416,6 @@ export function quantizeWeights(w: TransformerWeights, groupSize: number, alloc:
 // (re-exported for older imports; new code imports it from ../files.js)
 export { writeFileAtomic };
 
-/** A file written a piece at a time under a temporary name, put in place durably (files.ts's commitFile) once complete. */
-class StreamedFile {
-  private readonly tmp: string;
-  private readonly fd: number;
-  private open = true;
-
-  constructor(readonly path: string) {
-    this.tmp = tempPathFor(path);
-    try {
-      this.fd = openSync(this.tmp, 'w');
-    } catch (err) {
-      throw describeFsError(path, err);
-    }
-  }
-
-  write(bytes: Uint8Array): void {
-    try {
-      let done = 0;
-      while (done < bytes.byteLength) done += writeSync(this.fd, bytes, done, bytes.byteLength - done);
-    } catch (err) {
-      throw describeFsError(this.path, err);
-    }
-  }
-
-  commit(): void {
-    this.open = false;
-    closeSync(this.fd);
-    commitFile(this.tmp, this.path);
-  }
-
-  /** Removes the temporary file (nothing at `path` changes). */
-  abort(): void {
-    if (this.open) try { closeSync(this.fd); } catch { /* already closed */ }
-    this.open = false;
-    try { unlinkSync(this.tmp); } catch { /* already gone */ }
-  }
-}
-
 function headerBytes(c: ModelConfig, version: 1 | 2, groupSize = 0): Uint8Array {
   const head = new Uint8Array(HEADER_BYTES_V1);
   const dv = new DataView(head.buffer);
@@ -524,7 +485,7 @@ export function writeCheckpointFrom(path: string, reader: WeightReader, format: 
   }
   const native = format === 'v2' && reader.q8GroupSize === gs && reader.readQ8 !== undefined;
   let scratch = new Float32Array(WRITE_CHUNK);
-  const file = new StreamedFile(path);
+  const file = new TempFile(path);
   /** Reads rows [row, row + rows) of `name` into scratch and checks them. */
   const read = (name: TensorName, layer: number, row: number, rows: number, cols: number): Float32Array => {
     if (scratch.length < rows * cols) scratch = new Float32Array(rows * cols); // rows longer than a chunk

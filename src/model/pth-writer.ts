@@ -13,9 +13,7 @@
 // fields when the archive passes 4 GiB. The file is written under a temporary name, fsynced and
 // renamed into place.
 
-import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
-import { describeFsError } from '../errors.js';
-import { commitFile, tempPathFor, writeFileAtomic } from '../files.js';
+import { TempFile, writeFileAtomic } from '../files.js';
 import { type ModelConfig, normEps, ropeTheta } from './config.js';
 import { encodeFloats, FLOAT_DTYPE_BYTES, type FloatDType } from './float-codecs.js';
 import { metaTensorName } from './meta-source.js';
@@ -149,26 +147,15 @@ function statePickle(tensors: readonly PthTensor[]): Uint8Array {
 /** Writes `tensors` as a torch.save zip at `path` (archive folder name: the file name without .pth). */
 export function writePth(path: string, tensors: readonly PthTensor[]): void {
   const archive = (path.split('/').pop() ?? 'archive').replace(/\.pth$/, '') || 'archive';
-  const tmp = tempPathFor(path);
-  let fd: number;
-  try {
-    fd = openSync(tmp, 'w');
-  } catch (err) {
-    throw describeFsError(path, err);
-  }
+  const file = new TempFile(path);
   const central: Uint8Array[] = [];
-  let pos = 0;
-  const write = (b: Uint8Array, at?: number): void => {
-    let done = 0;
-    while (done < b.length) done += writeSync(fd, b, done, b.length - done, at === undefined ? null : at + done);
-    if (at === undefined) pos += b.length;
-  };
+  const write = (b: Uint8Array): void => file.write(b);
   /** One stored entry; `data` yields its bytes; `size` must be their total. */
   const entry = (name: string, size: number, data: Iterable<Uint8Array>): void => {
     const nameBytes = new TextEncoder().encode(name);
-    const zip64 = size >= 0xffffffff || pos >= 0xffffffff;
+    const zip64 = size >= 0xffffffff || file.position >= 0xffffffff;
     // extra fields: zip64 sizes (local), then padding so the data starts at a multiple of 64
-    const base = pos + 30 + nameBytes.length + (zip64 ? 20 : 0);
+    const base = file.position + 30 + nameBytes.length + (zip64 ? 20 : 0);
     const pad = (64 - ((base + 4) % 64)) % 64;
     const extra = new Uint8Array((zip64 ? 20 : 0) + 4 + pad);
     const ev = new DataView(extra.buffer);
@@ -187,7 +174,7 @@ export function writePth(path: string, tensors: readonly PthTensor[]): void {
     lv.setUint32(22, zip64 ? 0xffffffff : size, true);
     lv.setUint16(26, nameBytes.length, true);
     lv.setUint16(28, extra.length, true);
-    const headerAt = pos;
+    const headerAt = file.position;
     write(local);
     write(nameBytes);
     write(extra);
@@ -201,7 +188,7 @@ export function writePth(path: string, tensors: readonly PthTensor[]): void {
     if (written !== size) throw new Error(`internal: entry ${name} is ${written} bytes, not ${size}`);
     const crcBytes = new Uint8Array(4);
     new DataView(crcBytes.buffer).setUint32(0, crc, true);
-    write(crcBytes, headerAt + 14);
+    file.writeAt(crcBytes, headerAt + 14);
     // its central directory record (64-bit fields in a zip64 extra when needed)
     const big = zip64 || headerAt >= 0xffffffff;
     const cextra = new Uint8Array(big ? 28 : 0);
@@ -244,9 +231,9 @@ export function writePth(path: string, tensors: readonly PthTensor[]): void {
     const version = new TextEncoder().encode('3\n');
     entry(`${archive}/version`, version.length, [version]);
     // central directory, zip64 end record + locator, end record
-    const dirStart = pos;
+    const dirStart = file.position;
     for (const rec of central) write(rec);
-    const dirSize = pos - dirStart;
+    const dirSize = file.position - dirStart;
     const zip64 = dirStart >= 0xffffffff || central.length >= 0xffff;
     if (zip64) {
       const rec = new Uint8Array(56);
@@ -254,7 +241,7 @@ export function writePth(path: string, tensors: readonly PthTensor[]): void {
       v.setUint32(0, 0x06064b50, true); v.setBigUint64(4, 44n, true); v.setUint16(12, 45, true); v.setUint16(14, 45, true);
       v.setBigUint64(24, BigInt(central.length), true); v.setBigUint64(32, BigInt(central.length), true);
       v.setBigUint64(40, BigInt(dirSize), true); v.setBigUint64(48, BigInt(dirStart), true);
-      const recAt = pos;
+      const recAt = file.position;
       write(rec);
       const loc = new Uint8Array(20);
       const lv = new DataView(loc.buffer);
@@ -269,13 +256,11 @@ export function writePth(path: string, tensors: readonly PthTensor[]): void {
     ev.setUint32(12, zip64 ? 0xffffffff : dirSize, true);
     ev.setUint32(16, zip64 ? 0xffffffff : dirStart, true);
     write(end);
-    closeSync(fd);
+    file.commit();
   } catch (err) {
-    try { closeSync(fd); } catch { /* closed */ }
-    try { unlinkSync(tmp); } catch { /* gone */ }
+    file.abort();
     throw err;
   }
-  commitFile(tmp, path);
 }
 
 // ----------------------------------------------------------------------------------------------
