@@ -9,11 +9,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Transformer } from '../src/infer/forward.js';
 import { loadTransformer } from '../src/infer/load.js';
-import { PREFILL_BLOCK } from '../src/infer/prefill.js';
 import { createKernels, type KernelSet } from '../src/kernels/kernel-set.js';
 import { jsKernels } from '../src/kernels/js.js';
 import { createThreadedKernels } from '../src/kernels/threads.js';
 import { wasmSupported } from '../src/kernels/wasm.js';
+import { blockBufferFloats, prefillRows } from '../src/infer/prefill.js';
 import type { ModelConfig } from '../src/model/config.js';
 import { quantizeWeights } from '../src/model/checkpoint.js';
 import { parameterCount, weightsView } from '../src/model/weights.js';
@@ -78,8 +78,10 @@ test('prefill = token by token within float32 rounding: stories260K float32 and 
       for (const quantize of ['none', 'q8'] as const) {
         // (int8: bit for bit; group 64, so w2's rows of 172 values go row by row, the other products as blocks)
         const base = loadTransformer(ref('data', 'models', 'stories260K.bin'), k, { quantize });
-        for (const [n, pos0] of [[5, 0], [PREFILL_BLOCK + 29, 0], [40, 17], [3, 9]] as const) {
-          const a = base.session(), b = base.session();
+        // (the long prompts: one block of the default size, and three blocks of 128)
+        const blocked = new Transformer(base.weights, k, { prefillBlock: 128 });
+        for (const [n, pos0, engine] of [[5, 0, base], [300, 0, base], [2 * 128 + 29, 0, blocked], [40, 17, blocked], [3, 9, base]] as const) {
+          const a = engine.session(), b = base.session();
           comparePrefill(a, b, promptOf(n + pos0, 512), pos0, `${k.name} ${quantize}, ${n} tokens after ${pos0}`, quantize === 'q8' ? 0 : 2e-5);
         }
       }
@@ -152,4 +154,12 @@ test('block attention (two matrix products per head and tile of rows) = the refe
     }
     assert.deepEqual(results[1], results[0], `head size ${shape.headSize}: 3 threads = 1 thread`);
   }
+});
+
+test('block rows: the whole context up to 512 rows, fewer for wide models (buffers within 32 MiB), never fewer than 128 unless the context is', () => {
+  assert.equal(prefillRows(288, 768, 288, 256), 256); // 15M shape: its context
+  assert.equal(prefillRows(64, 172, 32, 512), 512); // stories260K
+  assert.equal(prefillRows(64, 172, 32, 100), 100);
+  const sevenB = prefillRows(4096, 11008, 4096, 4096);
+  assert.ok(sevenB >= 128 && sevenB < 512 && 4 * blockBufferFloats(4096, 11008, 4096, sevenB) <= 32 << 20, `7B: ${sevenB} rows`);
 });

@@ -78,6 +78,11 @@ export interface TransformerOptions {
    * The results are the same.
    */
   streamWeights?: boolean;
+  /**
+   * Tokens per block of a batched prefill, if fewer than prefill.ts's prefillRows (the default:
+   * the model's widths and context) — the tests' prompts over several blocks.
+   */
+  prefillBlock?: number;
 }
 
 /** One layer's weights (all in one memory of the kernels). */
@@ -472,7 +477,7 @@ export class Transformer implements InferenceEngine {
         shape: this.shape, groupSize: this.groupSize, tokenEmbedding: this.tokenEmbedding, rmsFinal: this.rmsFinal, wcls: this.wcls,
         // one part per memory, as the segments (the head's own segment, if any, is a part of no layers)
         parts: this.segments.map((g) => ({ memory: g.memory, att: g.state.att, layers: g.layers })),
-      }, this.kernels);
+      }, this.kernels, this.options.prefillBlock);
     }
     return this.block;
   }

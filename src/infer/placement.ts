@@ -9,7 +9,7 @@
 //
 // Everything one kernel call touches must be in one memory, so each memory also holds what its
 // layers run with: per session, the activation buffers (x, xb, q, … — a few hundred KB), the block
-// buffers of a batched prefill (128 rows of them: 24 MiB for Llama-2-7B) and the KV caches of its
+// buffers of a batched prefill (prefill.ts's prefillRows: 24 MB for Llama-2-7B) and the KV caches of its
 // layers (2 · context · kvDim floats per layer: the part that grows with --ctx), the fused forward
 // pass's plan and RoPE table; the classifier's memory the logits and the sampler's scratch. The Transformer (forward.ts) copies the residual stream from one memory to the next, a
 // few KB per token. A part that does not fit an empty memory by itself (a 32000 × 8192 float32
@@ -24,7 +24,7 @@ import { tensorShape } from '../model/source.js';
 import type { TensorName } from '../model/weights.js';
 import type { KernelMemories } from '../kernels/types.js';
 import { fusedPlanBytes, runStateFloats } from './forward.js';
-import { PREFILL_BLOCK, blockBufferFloats } from './prefill.js';
+import { blockBufferFloats, prefillRows } from './prefill.js';
 
 /** Which memory each part of a model goes to. */
 export interface Placement {
@@ -71,7 +71,7 @@ export function placeModel(c: ModelConfig, groupSize: number, kernels: Partial<K
   // what every memory holds per session whatever its layers: the activations and a fused plan
   // (and the kernels' RoPE table of every position, which grows by doubling: up to 4 tables' worth,
   // and per session the block buffers of a batched prefill, prefill.ts)
-  const rows = Math.min(PREFILL_BLOCK, c.seqLen);
+  const rows = prefillRows(c.dim, c.hiddenDim, kvDim(c), c.seqLen);
   const widest = Math.max(c.dim, c.hiddenDim);
   const blockBytes = 4 * blockBufferFloats(c.dim, c.hiddenDim, kvDim(c), rows)
     + (groupSize > 0 ? aligned(rows * widest) + aligned((4 * rows * widest) / groupSize) : 0) + 3 * ALIGN;
