@@ -200,10 +200,17 @@ export function rmsnorm(o: usize, x: usize, weight: usize, size: i32, eps: f64):
  * then 2^n put into the exponent bits. Relative error ≈ 2·10⁻⁷ (about 2 float32 ulp). x is clamped
  * to [-87.3, 88.7], so very negative inputs give ~1e-38 instead of 0 (harmless in a softmax sum).
  */
+//
+// (The clamp is pmin/pmax — one instruction each, where min/max's NaN and ±0 rules take several;
+// a NaN still comes through. n = round(x·log2 e) is taken by adding 1.5·2²³: the sum's ulp is 1, so
+// it rounds to the nearest integer, ties to even, exactly as f32x4.nearest, and its low mantissa
+// bits are n + 2²² — 2ⁿ's exponent bits without a float-to-int conversion. Same bits as nearest and
+// trunc_sat, several instructions fewer.)
 // @ts-ignore: decorator
 @inline function exp4(x: v128): v128 {
-  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.3)), f32x4.splat(88.7));
-  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
+  x = f32x4.pmin(f32x4.pmax(x, f32x4.splat(-87.3)), f32x4.splat(88.7));
+  const shifted = f32x4.add(f32x4.mul(x, f32x4.splat(1.44269504088896341)), f32x4.splat(12582912.0));
+  const n = f32x4.sub(shifted, f32x4.splat(12582912.0));
   const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375))), f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
   let p = f32x4.splat(1.9875691500e-4);
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
@@ -212,7 +219,7 @@ export function rmsnorm(o: usize, x: usize, weight: usize, size: i32, eps: f64):
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
   p = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1));
-  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  const pow2n = i32x4.shl(i32x4.sub(shifted, i32x4.splat(0x4B400000 - 127)), 23);
   return f32x4.mul(p, pow2n);
 }
 
@@ -222,12 +229,13 @@ export function rmsnorm(o: usize, x: usize, weight: usize, size: i32, eps: f64):
   return f32x4.extract_lane(exp4(f32x4.splat(x)), 0);
 }
 
-/** The largest of n values (f32x4.max four lanes at a time, then the lanes and the tail). */
+/** The largest of n values (f32x4.pmax four lanes at a time, then the lanes and the tail). */
 // @ts-ignore: decorator
 @inline function rowMax(x: usize, n: i32): f32 {
   let vmax = v128.load32_splat(x);
   let i = 0;
-  for (; i + 4 <= n; i += 4) vmax = f32x4.max(vmax, v128.load(x + (<usize>i << 2)));
+  // (pmax: one instruction; no NaN is among values a softmax gets — and one would still reach its sum)
+  for (; i + 4 <= n; i += 4) vmax = f32x4.pmax(vmax, v128.load(x + (<usize>i << 2)));
   let max = Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
   for (; i < n; i++) max = Mathf.max(max, load<f32>(x + (<usize>i << 2)));
   return max;
@@ -430,7 +438,7 @@ function causalSoftmax(row: usize, valid: i32, n: i32, scale: f32): void {
     const p = row + (<usize>t << 2);
     const s = f32x4.mul(v128.load(p), vscale);
     v128.store(p, s);
-    vmax = f32x4.max(vmax, s);
+    vmax = f32x4.pmax(vmax, s);
   }
   for (; t < valid; t++) {
     const p = row + (<usize>t << 2);
@@ -491,7 +499,7 @@ function attendHead(
           f32x4.add(f32x4.mul(qlo, v128.load(k3)), f32x4.mul(qhi, v128.load(k3, 16))),
         ), vscale);
         v128.store(ah + (<usize>t << 2), scores);
-        vmax = f32x4.max(vmax, scores);
+        vmax = f32x4.pmax(vmax, scores);
       }
     }
     for (; t + 4 <= pos + 1; t += 4) {
@@ -519,7 +527,7 @@ function attendHead(
       }
       const scores = f32x4.mul(sums, vscale);
       v128.store(ah + (<usize>t << 2), scores);
-      vmax = f32x4.max(vmax, scores);
+      vmax = f32x4.pmax(vmax, scores);
     }
     for (; t <= pos; t++) {
       const score = dot(qh, keyCache + <usize>t * rowBytes + kvOffset, headSize) * scale;
