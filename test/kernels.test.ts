@@ -463,6 +463,24 @@ describe('batched training products: wasm vs reference', () => {
   }
 });
 
+describe('several products of one input in one call (matmulForwardMany: batched prefill)', () => {
+  const rand = rng(5);
+  // column chunks run across the products' boundaries (OC not multiples of 8 included); the last
+  // case is small enough to run on the calling thread
+  for (const [BT, C, OCs] of [[64, 288, [288, 96, 96]], [130, 40, [13, 70, 29]], [256, 64, [172, 172]], [3, 5, [2, 7]]] as const) {
+    test(`BT ${BT}, C ${C}, OC ${OCs.join(' + ')}: bit for bit one matmulForward per product (3 threads)`, () => {
+      const inp = copyInto(threaded, fill(new Float32Array(BT * C), rand));
+      const products = OCs.map((OC) => ({ out: threaded.allocate(BT * OC), w: copyInto(threaded, fill(new Float32Array(OC * C), rand)), OC }));
+      threaded.matmulForwardMany!(inp, BT, C, products);
+      for (const [i, p] of products.entries()) {
+        const want = threaded.allocate(BT * p.OC);
+        threaded.matmulForward(want, inp, p.w, BT, C, p.OC);
+        assertSame(p.out, want, `product ${i}`);
+      }
+    });
+  }
+});
+
 describe('cross-entropy and SwiGLU split over threads', () => {
   const rand = rng(9);
   test('crossEntropy of 32,000 logits: one thread and three within 1e-6 of the float64 reference; SwiGLU of 100,000 values bit for bit', () => {

@@ -28,7 +28,7 @@
 // floats per block), and the last part holds the final norm and the classifier.
 
 import type { Q8Kernels } from '../kernels/q8-types.js';
-import type { TrainKernels } from '../kernels/train-types.js';
+import type { ForwardProduct, TrainKernels } from '../kernels/train-types.js';
 import type { AttentionShape, Kernels, WeightMatrix } from '../kernels/types.js';
 
 /**
@@ -99,7 +99,7 @@ export interface BlockModel extends BatchModel {
 }
 
 /** The kernels of a block: float32 products for float32 weights, the int8 ones for Q8_0. */
-export type BlockKernels = Kernels & Partial<Pick<TrainKernels, 'matmulForward'>> & Partial<Q8Kernels>;
+export type BlockKernels = Kernels & Partial<Pick<TrainKernels, 'matmulForward' | 'matmulForwardMany'>> & Partial<Q8Kernels>;
 
 /** Whether `kernels` can run blocks of a model with Q8_0 group size `groupSize` (0: float32). */
 export function canRunBlocks(kernels: BlockKernels, groupSize: number): boolean {
@@ -186,10 +186,30 @@ export class BlockForward {
   private logitRows: Float32Array[] = [];
 
   /** `rows`: tokens per block, at most prefillRows (the model's widths and context: the default). */
+  /**
+   * Float32 weights with kernels that run several products of one input in one call: each layer's
+   * Q, K, V products and its W1, W3 products (by layer, in the order of the parts).
+   */
+  private readonly grouped: Map<BlockLayer, { readonly qkv: readonly ForwardProduct[]; readonly gate: readonly ForwardProduct[] }> = new Map();
+
   constructor(private readonly m: BlockModel, private readonly kernels: BlockKernels, rows?: number) {
     const most = prefillRows(m.dim, m.hiddenDim, m.shape.kvDim, m.shape.seqLen);
     this.rows = Math.max(1, Math.min(rows ?? most, most));
     this.buffers = m.parts.map((p) => new PartBuffers(m, kernels, this.rows, p.memory));
+    if (kernels.matmulForwardMany !== undefined && m.groupSize === 0) {
+      const { dim, hiddenDim: hidden } = m, kv = m.shape.kvDim;
+      m.parts.forEach((part, p) => {
+        const b = this.buffers[p]!;
+        for (const L of part.layers) {
+          const { wq, wk, wv, w1, w3 } = L;
+          if (!(wq instanceof Float32Array && wk instanceof Float32Array && wv instanceof Float32Array && w1 instanceof Float32Array && w3 instanceof Float32Array)) continue;
+          this.grouped.set(L, {
+            qkv: [{ out: b.q, w: wq, OC: dim }, { out: b.k, w: wk, OC: kv }, { out: b.v, w: wv, OC: kv }],
+            gate: [{ out: b.hb, w: w1, OC: hidden }, { out: b.hb2, w: w3, OC: hidden }],
+          });
+        }
+      });
+    }
   }
 
   /**
@@ -256,10 +276,15 @@ export class BlockForward {
     const { kvDim: kv, headSize } = m.shape;
     const gs = m.groupSize;
     const xb = b.xb, xbRows = b.xbRows;
+    const grouped = this.grouped.get(L);
     for (let i = 0; i < count; i++) K.rmsnorm(xbRows[i]!, b.xRows[i]!, L.rmsAtt, dim, eps);
-    this.product(b, b.q, xb, xbRows, L.wq, count, dim, dim);
-    this.product(b, b.k, xb, xbRows, L.wk, count, dim, kv, true);
-    this.product(b, b.v, xb, xbRows, L.wv, count, dim, kv, true);
+    if (grouped !== undefined) {
+      K.matmulForwardMany!(xb, count, dim, grouped.qkv); // Q, K, V in one hand-off to the threads
+    } else {
+      this.product(b, b.q, xb, xbRows, L.wq, count, dim, dim);
+      this.product(b, b.k, xb, xbRows, L.wk, count, dim, kv, true);
+      this.product(b, b.v, xb, xbRows, L.wv, count, dim, kv, true);
+    }
     for (let i = 0; i < count; i++) K.rope(b.qRows[i]!, b.kRows[i]!, pos + i, dim, kv, headSize, theta);
     L.keyCache.set(count === this.rows ? b.k : b.k.subarray(0, count * kv), pos * kv);
     L.valueCache.set(count === this.rows ? b.v : b.v.subarray(0, count * kv), pos * kv);
@@ -268,8 +293,12 @@ export class BlockForward {
     K.add(b.x, b.xb2, count * dim);
 
     for (let i = 0; i < count; i++) K.rmsnorm(xbRows[i]!, b.xRows[i]!, L.rmsFfn, dim, eps);
-    this.product(b, b.hb, xb, xbRows, L.w1, count, dim, hidden);
-    this.product(b, b.hb2, xb, xbRows, L.w3, count, dim, hidden, true);
+    if (grouped !== undefined) {
+      K.matmulForwardMany!(xb, count, dim, grouped.gate);
+    } else {
+      this.product(b, b.hb, xb, xbRows, L.w1, count, dim, hidden);
+      this.product(b, b.hb2, xb, xbRows, L.w3, count, dim, hidden, true);
+    }
     K.swiglu(b.hb, b.hb2, count * hidden);
     this.product(b, xb, b.hb, b.hbRows, L.w2, count, hidden, dim);
     K.add(b.x, xb, count * dim);

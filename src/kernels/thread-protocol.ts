@@ -77,7 +77,12 @@ export const Op = {
   swiglu: 13, //         hb, hb2, size                                    chunks of CHUNK values
   attentionBlock: 8, //  out, q, keyCache, valueCache, scores, pos, count, nHeads, nKvHeads, headSize, kvDim, scoresBytes,
   //                     scratch, scratchBytes;  one head per chunk; participant p's scores at scores + p·scoresBytes
+  gemmMany: 14, //       a, K, M, scratch, scratchBytes, count, then count × (c, b, N): c (M, N) = a (M, K) · bᵀ, b (N, K)
+  //                     rows, for each product; chunks as gemm's over the products' columns one after another
 } as const;
+
+/** Most products in one gemmMany command. */
+export const MAX_GEMM_MANY = 3;
 
 /** Most products in one matmulGroup / matmulQ8Group command (the ARGS slots hold 3). */
 export const MAX_GROUP = 3;
@@ -196,6 +201,26 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number, self: nu
       k.gemm(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
         ctrl[A + 8]!, ctrl[A + 9]!, chunkStart(rc, size), chunkEnd(rc, size, ctrl[A + 10]!),
         chunkStart(cc, size2), chunkEnd(cc, size2, ctrl[A + 11]!), ctrl[A + 12]! + self * ctrl[A + 13]!);
+      break;
+    }
+    case Op.gemmMany: {
+      // the products' columns one after another, cut into chunks; a chunk may span two products
+      const split = ctrl[SPLIT]!, size2 = ctrl[CHUNK2]!;
+      const rc = Math.floor(c / split), cc = c - rc * split;
+      const K = ctrl[A + 1]!, M = ctrl[A + 2]!, scratch = ctrl[A + 3]! + self * ctrl[A + 4]!;
+      const m0 = chunkStart(rc, size), m1 = chunkEnd(rc, size, M);
+      let x0 = chunkStart(cc, size2), x1 = x0 + size2;
+      for (let i = 0, end = ctrl[A + 5]!; i < end && x0 < x1; i++) {
+        const p = A + 6 + i * 3;
+        const N = ctrl[p + 2]!;
+        if (x0 < N) {
+          const hi = Math.min(x1, N);
+          k.gemm(ctrl[p]!, N * 4, ctrl[A]!, K * 4, 4, ctrl[p + 1]!, K * 4, 0, K, 0, m0, m1, x0, hi, scratch);
+          x0 = hi;
+        }
+        x0 -= N; // on to the next product's columns, counted from 0
+        x1 -= N;
+      }
       break;
     }
     case Op.matmulGroup:

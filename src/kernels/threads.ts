@@ -16,7 +16,7 @@ import { Worker } from 'node:worker_threads';
 import { LlamaError } from '../errors.js';
 import type { KernelSet } from './kernel-set.js';
 import {
-  ARGS, CHUNK, CHUNK2, FAILED, FINISHED, MAX_CHUNKS, MAX_GROUP, MEM, OP, Op, SPLIT, STATE, SpinBudget,
+  ARGS, CHUNK, CHUNK2, FAILED, FINISHED, MAX_CHUNKS, MAX_GEMM_MANY, MAX_GROUP, MEM, OP, Op, SPLIT, STATE, SpinBudget,
   chunkSize, claimChunks, controlInts, initialState, resetCursors, seqOf,
 } from './thread-protocol.js';
 import type { WorkerInit } from './thread-worker.js';
@@ -370,6 +370,26 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       const m = route(out);
       // out (BT, OC) = inp (BT, C) · B, B (C, OC) given by its transpose w (OC, C)
       gemm(m, m.address(out), OC * 4, m.address(inp), C * 4, 4, m.address(w), C * 4, 0, C, 0, BT, OC);
+    },
+    matmulForwardMany(inp, BT, C, products) {
+      let columns = 0;
+      for (const p of products) {
+        checkMatmulForward(p.out, inp, p.w, BT, C, p.OC);
+        columns += p.OC;
+      }
+      if (products.length > MAX_GEMM_MANY || BT * columns * C < PARALLEL_MIN_WORK * 4) {
+        for (const p of products) threaded.matmulForward(p.out, inp, p.w, BT, C, p.OC);
+        return;
+      }
+      const m = route(inp);
+      ctrl[OP] = Op.gemmMany;
+      ctrl[ARGS] = m.address(inp); ctrl[ARGS + 1] = C; ctrl[ARGS + 2] = BT; ctrl[ARGS + 3] = scratchIn(m); ctrl[ARGS + 4] = scratchBytes;
+      ctrl[ARGS + 5] = products.length;
+      for (let i = 0; i < products.length; i++) {
+        const p = products[i]!, at = ARGS + 6 + 3 * i;
+        ctrl[at] = m.address(p.out); ctrl[at + 1] = m.address(p.w); ctrl[at + 2] = p.OC;
+      }
+      dispatchTiles(m, BT, columns, 8);
     },
     matmulBackward(dinp, dw, dout, inp, w, BT, C, OC) {
       checkMatmulBackward(dinp, dw, dout, inp, w, BT, C, OC);

@@ -12,4 +12,17 @@ export interface TrainKernels {
    *   dw   (OC, C)  += doutᵀ · inp (BT, C)      dw[o, c]   += Σ_b dout[b, o] · inp[b, c]
    */
   matmulBackward(dinp: Float32Array, dw: Float32Array, dout: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void;
+  /**
+   * matmulForward of one input into several products at once — the same results as one call per
+   * product, in one hand-off to the threads (batched prefill: Q, K and V; W1 and W3). Optional:
+   * where it is missing, the caller makes one call per product.
+   */
+  matmulForwardMany?(inp: Float32Array, BT: number, C: number, products: readonly ForwardProduct[]): void;
+}
+
+/** One product of matmulForwardMany: out (BT, OC) = inp · wᵀ. */
+export interface ForwardProduct {
+  readonly out: Float32Array;
+  readonly w: Float32Array;
+  readonly OC: number;
 }
