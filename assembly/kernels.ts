@@ -195,6 +195,12 @@ export function rmsnorm(o: usize, x: usize, weight: usize, size: i32, eps: f64):
   }
 }
 
+/** rmsnorm of `rows` rows of `size` values one after another (a prompt's block: one call for all). */
+export function rmsnormRows(o: usize, x: usize, weight: usize, rows: i32, size: i32, eps: f64): void {
+  const step = <usize>size << 2;
+  for (let r = 0; r < rows; r++) rmsnorm(o + <usize>r * step, x + <usize>r * step, weight, size, eps);
+}
+
 /**
  * e^x in four lanes (Cephes' expf): x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-7 polynomial,
  * then 2^n put into the exponent bits. Relative error ≈ 2·10⁻⁷ (about 2 float32 ulp). x is clamped
@@ -357,6 +363,16 @@ export function ropeTable(q: usize, k: usize, table: usize, dim: i32, kvDim: i32
     const fci = load<f32>(table + (<usize>i << 2), 4);
     for (let h = i; h < dim; h += headSize) rotatePair(q + (<usize>h << 2), fcr, fci);
     for (let h = i; h < kvDim; h += headSize) rotatePair(k + (<usize>h << 2), fcr, fci);
+  }
+}
+
+/**
+ * ropeTable for `rows` consecutive positions: row r of q (rows, dim) and k (rows, kvDim) with the
+ * table's row r (the table holds the positions one after another, headSize floats each).
+ */
+export function ropeTableRows(q: usize, k: usize, table: usize, rows: i32, dim: i32, kvDim: i32, headSize: i32): void {
+  for (let r = 0; r < rows; r++) {
+    ropeTable(q + ((<usize>r * <usize>dim) << 2), k + ((<usize>r * <usize>kvDim) << 2), table + ((<usize>r * <usize>headSize) << 2), dim, kvDim, headSize);
   }
 }
 

@@ -268,6 +268,24 @@ describe('fp32 inference kernels: wasm vs reference', () => {
     });
   }
 
+  // (a block's rows: position 60 + 10 rows grows the RoPE table past its first 64 rows; head 7 has no table)
+  for (const [dim, kvDim, headSize, pos, rows] of [[288, 96, 48, 60, 10], [64, 32, 8, 0, 3], [14, 7, 7, 5, 4]] as const) {
+    test(`rmsnormRows / ropeRows: ${rows} rows of dim ${dim}, head ${headSize}, from position ${pos} — bit for bit a call per row`, () => {
+      const k = wasm;
+      const x = copyInto(k, fill(new Float32Array(rows * dim), rand)), w = copyInto(k, fill(new Float32Array(dim), rand));
+      const out = k.allocate(rows * dim), want = k.allocate(rows * dim);
+      k.rmsnormRows!(out, x, w, rows, dim, 1e-6);
+      for (let r = 0; r < rows; r++) k.rmsnorm(want.subarray(r * dim, (r + 1) * dim), x.subarray(r * dim, (r + 1) * dim), w, dim, 1e-6);
+      assertSame(out, want, 'rmsnormRows');
+      const q = fill(new Float32Array(rows * dim), rand), kk = fill(new Float32Array(rows * kvDim), rand);
+      const q1 = copyInto(k, q), k1 = copyInto(k, kk), q2 = copyInto(k, q), k2 = copyInto(k, kk);
+      k.ropeRows!(q1, k1, pos, rows, dim, kvDim, headSize, 10000);
+      for (let r = 0; r < rows; r++) k.rope(q2.subarray(r * dim, (r + 1) * dim), k2.subarray(r * kvDim, (r + 1) * kvDim), pos + r, dim, kvDim, headSize, 10000);
+      assertSame(q1, q2, 'ropeRows q');
+      assertSame(k1, k2, 'ropeRows k');
+    });
+  }
+
   const shapes: [string, AttentionShape, number][] = [
     ['15M-like (6 heads of 48)', { nHeads: 6, nKvHeads: 6, headSize: 48, kvDim: 288, seqLen: 40 }, 39],
     ['grouped-query (8 heads, 4 kv, size 8)', { nHeads: 8, nKvHeads: 4, headSize: 8, kvDim: 32, seqLen: 20 }, 7],

@@ -264,7 +264,7 @@ export class BlockForward {
     if (visit === undefined) return;
     const b = this.buffers[this.buffers.length - 1]!;
     const logits = this.logitBuffer();
-    for (let i = 0; i < count; i++) K.rmsnorm(b.xbRows[i]!, b.xRows[i]!, m.rmsFinal, dim, eps);
+    this.rmsnormRows(b, m.rmsFinal, count);
     this.product(b, logits, b.xb, b.xbRows, m.wcls, count, dim, m.vocabSize);
     for (let i = 0; i < count; i++) visit(start + i, this.logitRows[i]!);
   }
@@ -277,7 +277,7 @@ export class BlockForward {
     const gs = m.groupSize;
     const xb = b.xb, xbRows = b.xbRows;
     const grouped = this.grouped.get(L);
-    for (let i = 0; i < count; i++) K.rmsnorm(xbRows[i]!, b.xRows[i]!, L.rmsAtt, dim, eps);
+    this.rmsnormRows(b, L.rmsAtt, count);
     if (grouped !== undefined) {
       K.matmulForwardMany!(xb, count, dim, grouped.qkv); // Q, K, V in one hand-off to the threads
     } else {
@@ -285,14 +285,15 @@ export class BlockForward {
       this.product(b, b.k, xb, xbRows, L.wk, count, dim, kv, true);
       this.product(b, b.v, xb, xbRows, L.wv, count, dim, kv, true);
     }
-    for (let i = 0; i < count; i++) K.rope(b.qRows[i]!, b.kRows[i]!, pos + i, dim, kv, headSize, theta);
+    if (K.ropeRows !== undefined) K.ropeRows(b.q, b.k, pos, count, dim, kv, headSize, theta);
+    else for (let i = 0; i < count; i++) K.rope(b.qRows[i]!, b.kRows[i]!, pos + i, dim, kv, headSize, theta);
     L.keyCache.set(count === this.rows ? b.k : b.k.subarray(0, count * kv), pos * kv);
     L.valueCache.set(count === this.rows ? b.v : b.v.subarray(0, count * kv), pos * kv);
     K.attentionBlock(xb, b.q, L.keyCache, L.valueCache, att, pos, count, m.shape, gs > 0);
     this.product(b, b.xb2, xb, xbRows, L.wo, count, dim, dim);
     K.add(b.x, b.xb2, count * dim);
 
-    for (let i = 0; i < count; i++) K.rmsnorm(xbRows[i]!, b.xRows[i]!, L.rmsFfn, dim, eps);
+    this.rmsnormRows(b, L.rmsFfn, count);
     if (grouped !== undefined) {
       K.matmulForwardMany!(xb, count, dim, grouped.gate);
     } else {
@@ -302,6 +303,13 @@ export class BlockForward {
     K.swiglu(b.hb, b.hb2, count * hidden);
     this.product(b, xb, b.hb, b.hbRows, L.w2, count, hidden, dim);
     K.add(b.x, xb, count * dim);
+  }
+
+  /** xb = rmsnorm(x) ⊙ weight, row by row over the first `count` rows of part buffers b. */
+  private rmsnormRows(b: PartBuffers, weight: Float32Array, count: number): void {
+    const K = this.kernels, { dim, eps } = this.m;
+    if (K.rmsnormRows !== undefined) K.rmsnormRows(b.xb, b.x, weight, count, dim, eps);
+    else for (let i = 0; i < count; i++) K.rmsnorm(b.xbRows[i]!, b.xRows[i]!, weight, dim, eps);
   }
 
   private logitBuffer(): Float32Array {

@@ -36,6 +36,10 @@ export interface Kernels {
   matmulMany(xout: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number, count: number): void;
   /** o (size) = weight ⊙ x / sqrt(mean(x²) + eps), eps default 1e-5 (llama2.c's). `o` may be `x`. */
   rmsnorm(o: Float32Array, x: Float32Array, weight: Float32Array, size: number, eps?: number): void;
+  /** rmsnorm of `rows` rows of `size` values one after another (optional: else a call per row). */
+  rmsnormRows?(o: Float32Array, x: Float32Array, weight: Float32Array, rows: number, size: number, eps?: number): void;
+  /** rope for `rows` consecutive positions pos, pos+1, …: row r of q (rows, dim) and k (rows, kvDim) (optional). */
+  ropeRows?(q: Float32Array, k: Float32Array, pos: number, rows: number, dim: number, kvDim: number, headSize: number, theta?: number): void;
   /** In place: x[0..size) = exp(x - max) / Σ exp(x - max). */
   softmax(x: Float32Array, size: number): void;
   /**

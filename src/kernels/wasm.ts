@@ -39,6 +39,8 @@ export interface KernelExports {
   softmax(x: number, size: number): void;
   rope(q: number, k: number, pos: number, dim: number, kvDim: number, headSize: number, theta: number): void;
   ropeTable(q: number, k: number, table: number, dim: number, kvDim: number, headSize: number): void;
+  rmsnormRows(o: number, x: number, weight: number, rows: number, size: number, eps: number): void;
+  ropeTableRows(q: number, k: number, table: number, rows: number, dim: number, kvDim: number, headSize: number): void;
   attentionHeads(
     out: number, q: number, keyCache: number, valueCache: number, att: number, pos: number,
     nHeads: number, nKvHeads: number, headSize: number, kvDim: number, seqLen: number, h0: number, h1: number,
@@ -477,6 +479,23 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
       need(o, size, 'rmsnorm o'); need(x, size, 'rmsnorm x'); need(weight, size, 'rmsnorm weight');
       const m = route(o);
       m.exports!.rmsnorm(m.address(o), m.address(x), m.address(weight), size, eps);
+    },
+    rmsnormRows(o, x, weight, rows, size, eps = 1e-5) {
+      need(o, rows * size, 'rmsnormRows o'); need(x, rows * size, 'rmsnormRows x'); need(weight, size, 'rmsnormRows weight');
+      const m = route(o);
+      m.exports!.rmsnormRows(m.address(o), m.address(x), m.address(weight), rows, size, eps);
+    },
+    ropeRows(q, kk, pos, rows, dim, kvDim, headSize, theta = 10000) {
+      need(q, rows * dim, 'ropeRows q'); need(kk, rows * kvDim, 'ropeRows k');
+      const m = route(q);
+      if (rows < 1) return;
+      if (headSize > ROPE_TABLE_FLOATS || headSize % 2 !== 0) {
+        for (let r = 0; r < rows; r++) m.exports!.rope(m.address(q) + r * dim * 4, m.address(kk) + r * kvDim * 4, pos + r, dim, kvDim, headSize, theta);
+        return;
+      }
+      const table = ropeTables[m.index]!;
+      table.at(pos + rows - 1, headSize, theta); // the table grown to the last position first: its rows stay put after
+      m.exports!.ropeTableRows(m.address(q), m.address(kk), table.at(pos, headSize, theta), rows, dim, kvDim, headSize);
     },
     softmax(x, size) {
       need(x, size, 'softmax x');
