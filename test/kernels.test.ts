@@ -16,7 +16,7 @@ import { jsKernels } from '../src/kernels/js.js';
 import { type KernelSet, createKernels, jsKernelSet } from '../src/kernels/kernel-set.js';
 import { dequantize, jsQ8Kernels } from '../src/kernels/q8-js.js';
 import { ARGS, CHUNK, OP, Op, claimChunks, controlInts, resetCursors } from '../src/kernels/thread-protocol.js';
-import { createThreadedKernels } from '../src/kernels/threads.js';
+import { FUSED_MAX_WORK, createThreadedKernels } from '../src/kernels/threads.js';
 import { jsTrainKernels } from '../src/kernels/train-js.js';
 import type { AttentionShape } from '../src/kernels/types.js';
 import { type WasmKernelSet, createWasmKernels, kernelsUseFma, loadKernelModule, relaxedSimdAvailable } from '../src/kernels/wasm.js';
@@ -153,6 +153,22 @@ describe('kernel memory', () => {
       k.matmul(o, x, big, 256, 256); // split: starts the two workers (and still computes right)
       assert.ok(threadsNow() >= before + 2, `${threadsNow() - before} new threads`);
       assert.equal(o[255], 512);
+    } finally {
+      await k.close();
+    }
+  });
+
+  test('warmUp starts the workers ahead for a model too large to run fused, and not for a small one', { skip: process.platform !== 'linux' && 'counts threads in /proc' }, async () => {
+    const threadsNow = (): number => Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
+    const k = await createThreadedKernels({ threads: 3 });
+    try {
+      const before = threadsNow();
+      k.warmUp!(FUSED_MAX_WORK - 1); // stories260K-sized: fused on the calling thread
+      assert.equal(threadsNow(), before, 'no worker for a model that runs fused');
+      k.warmUp!(FUSED_MAX_WORK);
+      assert.ok(threadsNow() >= before + 2, `${threadsNow() - before} new threads`);
+      k.warmUp!(FUSED_MAX_WORK); // once
+      assert.equal(threadsNow(), before + 2);
     } finally {
       await k.close();
     }

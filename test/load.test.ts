@@ -12,6 +12,7 @@ import { OutOfMemoryError } from '../src/errors.js';
 import { Transformer } from '../src/infer/forward.js';
 import { loadTransformer, runningBytes } from '../src/infer/load.js';
 import { jsKernelSet } from '../src/kernels/kernel-set.js';
+import { tokenMatmulWork } from '../src/kernels/types.js';
 import { writeCheckpoint } from '../src/model/checkpoint.js';
 import type { ModelConfig } from '../src/model/config.js';
 import { initWeights } from '../src/train/init.js';
@@ -91,4 +92,12 @@ test('a model that does not fit: one error naming the file, its size, and what w
   });
   used = 0;
   assert.equal(loadTransformer(file, small, { quantize: 'q8' }).groupSize, 64, 'the advice works');
+});
+
+test('loading tells the kernels the per-token work ahead (warmUp: the worker threads start while the weights load)', needsRefdata, () => {
+  const calls: number[] = [];
+  const kernels = { ...jsKernelSet, warmUp: (work: number) => { calls.push(work); } };
+  const t = loadTransformer(ref('data', 'models', 'stories260K.bin'), kernels);
+  const c = t.config;
+  assert.deepEqual(calls, [tokenMatmulWork(c.nLayers, c.dim, (c.dim * c.nKvHeads) / c.nHeads, c.hiddenDim, c.vocabSize)]);
 });

@@ -34,7 +34,7 @@ import { type TransformerWeights, parameterCount } from '../model/weights.js';
 import { jsKernels } from '../kernels/js.js';
 import { jsQ8Kernels } from '../kernels/q8-js.js';
 import type { Q8Kernels } from '../kernels/q8-types.js';
-import type { AttentionShape, FusedForward, GroupedInput, GroupedMatmul, KernelMemories, Kernels } from '../kernels/types.js';
+import type { AttentionShape, FusedForward, GroupedInput, GroupedMatmul, KernelMemories, KernelWarmUp, Kernels } from '../kernels/types.js';
 import type { TrainKernels } from '../kernels/train-types.js';
 import type { InferenceEngine } from './engine.js';
 import { DecodeGroup, type DecodeMember, canDecodeTogether } from './decode-batch.js';
@@ -49,7 +49,7 @@ type Matrix = Float32Array | QuantizedTensor;
  * several memories (a model larger than one).
  */
 export type ModelKernels = Kernels & Partial<Q8Kernels> & Partial<FusedForward> & Partial<GroupedMatmul> & Partial<KernelMemories>
-  & Partial<Pick<TrainKernels, 'matmulForward'>>;
+  & Partial<Pick<TrainKernels, 'matmulForward'>> & Partial<KernelWarmUp>;
 
 /** The plain TypeScript kernels, float32 and int8: the default. */
 export const referenceKernels: ModelKernels = { ...jsKernels, ...jsQ8Kernels };

@@ -24,6 +24,7 @@ import { MATRIX_TENSORS, type ModelSource, NORM_TENSORS, tensorShape } from '../
 import { type ModelConfig, kvDim } from '../model/config.js';
 import { type TensorName, type TransformerWeights, parameterCount, parameterTable, weightsView } from '../model/weights.js';
 import { quantize } from '../kernels/q8-js.js';
+import { tokenMatmulWork } from '../kernels/types.js';
 import { type EngineWeights, type LayerWeights, type ModelKernels, Transformer, contextLengthFor, referenceKernels } from './forward.js';
 import { placeModel } from './placement.js';
 
@@ -217,6 +218,8 @@ export function loadWeights(source: ModelSource, kernels: ModelKernels, options:
   if (q8 !== undefined) for (const name of MATRIX_TENSORS) if (name !== 'wcls' || !c.sharedClassifier) checkGroups(source, name, gs);
   const ctx = contextLengthFor(c, options.contextLength);
   const place = placeModel({ ...c, seqLen: ctx }, gs, kernels, options.sessions ?? 1);
+  // (a model in one memory: more memories would restart the workers, see threads.ts)
+  if (place.memories === 1) kernels.warmUp?.(tokenMatmulWork(c.nLayers, c.dim, kvDim(c), c.hiddenDim, c.vocabSize));
   const float32 = (name: TensorName, layer: number, memory: number): Float32Array => {
     const { rows, cols } = tensorShape(c, name);
     const dst = kernels.allocate(rows * cols, memory);

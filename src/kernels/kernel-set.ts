@@ -14,9 +14,9 @@ import { jsQ8Kernels } from './q8-js.js';
 import type { Q8Kernels } from './q8-types.js';
 import { jsTrainKernels } from './train-js.js';
 import type { TrainKernels } from './train-types.js';
-import type { FusedForward, GroupedMatmul, KernelMemories, Kernels } from './types.js';
+import type { FusedForward, GroupedMatmul, KernelMemories, KernelWarmUp, Kernels } from './types.js';
 
-export interface KernelSet extends Kernels, Q8Kernels, TrainKernels, Partial<FusedForward>, Partial<GroupedMatmul>, Partial<KernelMemories> {
+export interface KernelSet extends Kernels, Q8Kernels, TrainKernels, Partial<FusedForward>, Partial<GroupedMatmul>, Partial<KernelMemories>, Partial<KernelWarmUp> {
   /** Threads the parallel kernels use, counting the calling thread (1 = no workers). */
   readonly threads: number;
   /** Stops the worker threads (if any). Idle workers never keep the process alive; this is tidiness. */

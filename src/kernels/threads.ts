@@ -20,7 +20,7 @@ import {
   chunkSize, claimChunks, controlInts, initialState, resetCursors, seqOf,
 } from './thread-protocol.js';
 import type { WorkerInit } from './thread-worker.js';
-import type { ForwardModel, GroupedInput, GroupedProduct } from './types.js';
+import { type ForwardModel, type GroupedInput, type GroupedProduct, tokenMatmulWork } from './types.js';
 import {
   type KernelExports, type KernelMemory, type WasmKernelOptions, checkAttention, checkAttentionBlock, checkMatmul, checkMatmulBackward,
   checkMatmulForward, checkMatmulMany, checkMatmulQ8, checkMatmulQ8Forward, createWasmKernels, gemmQ8Fits, need,
@@ -52,8 +52,7 @@ export const FUSED_MAX_WORK = 1 << 21;
 
 /** Multiply-adds of one token's matrix-vector products. */
 export function matmulWork(m: ForwardModel): number {
-  const { dim, hiddenDim: hidden, vocabSize, shape } = m;
-  return m.layers.length * (2 * dim * dim + 2 * dim * shape.kvDim + 3 * dim * hidden) + dim * vocabSize;
+  return tokenMatmulWork(m.layers.length, m.dim, m.shape.kvDim, m.hiddenDim, m.vocabSize);
 }
 
 export async function createThreadedKernels(options: ThreadOptions = {}): Promise<KernelSet> {
@@ -259,6 +258,10 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     },
     fuseForward(model) {
       return matmulWork(model) < FUSED_MAX_WORK ? base.fuseForward!(model) : undefined;
+    },
+    warmUp(tokenWork) {
+      // a model that runs fused (one call per token on this thread) never uses the workers
+      if (tokenWork >= FUSED_MAX_WORK && !closed && workers.length === 0) startWorkers();
     },
     // each call runs in the memory of its first argument (m); the others are checked to live there
     matmul(xout, x, w, n, d) {

@@ -165,3 +165,17 @@ export interface GroupedMatmul {
 export interface FusedForward {
   fuseForward(model: ForwardModel): ((token: number, pos: number, logits: boolean) => void) | undefined;
 }
+
+/** Kernels that start helpers (worker threads) on first use, which can be told ahead. */
+export interface KernelWarmUp {
+  /**
+   * A model doing `tokenWork` multiply-adds of matrix × vector per token is being loaded: start now
+   * what it will use (the worker threads, tens of milliseconds to come up), while its weights load.
+   */
+  warmUp(tokenWork: number): void;
+}
+
+/** Multiply-adds of one token's matrix × vector products (the weights read per token). */
+export function tokenMatmulWork(layers: number, dim: number, kvDim: number, hiddenDim: number, vocabSize: number): number {
+  return layers * (2 * dim * dim + 2 * dim * kvDim + 3 * dim * hiddenDim) + dim * vocabSize;
+}
