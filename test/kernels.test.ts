@@ -21,6 +21,11 @@ import { jsTrainKernels } from '../src/kernels/train-js.js';
 import type { AttentionShape } from '../src/kernels/types.js';
 import { type WasmKernelSet, createWasmKernels, kernelsUseFma, loadKernelModule, relaxedSimdAvailable } from '../src/kernels/wasm.js';
 import { quantizeQ80, readCheckpoint } from '../src/model/checkpoint.js';
+import {
+  type MatmulKernels, type TrainRowKernels, allocateAttentionScratch, attentionBackward, attentionForward, crossEntropyForward,
+  crossEntropySoftmaxBackward, jsMatmul, swigluBackward, swigluForward,
+} from '../src/train/layers.js';
+import { trainRowKernels } from '../src/train/pool.js';
 import { needsRefdata, ref } from './refdata.js';
 
 /** Deterministic uniform numbers in [-1, 1) (mulberry32). */
@@ -558,6 +563,69 @@ describe('cross-entropy and SwiGLU split over threads', () => {
 });
 
 // ------------------------------------------------------------------------------------------------
+
+describe('training row kernels (assembly/train.ts, float32) vs the float64 loops of src/train/layers.ts', () => {
+  const rand = rng(21);
+  const rows = (): TrainRowKernels => trainRowKernels(wasm.exports);
+  const mmWith = (r: TrainRowKernels | undefined): MatmulKernels => ({ ...jsMatmul, ...(r ? { rows: r } : {}) });
+
+  test('causal softmax and its backward of one head (T = 37): within 1e-5 of the reference; 0 above the diagonal', () => {
+    const T = 37, hs = 8, scale = 1 / Math.sqrt(hs);
+    const dims = { B: 1, T, nHeads: 1, nKvHeads: 1, hs };
+    const q = copyInto(wasm, fill(new Float32Array(T * hs), rand, 3)), kk = copyInto(wasm, fill(new Float32Array(T * hs), rand, 3));
+    const v = copyInto(wasm, fill(new Float32Array(T * hs), rand)), dout = copyInto(wasm, fill(new Float32Array(T * hs), rand));
+    const run = (r: TrainRowKernels | undefined) => {
+      const mm = mmWith(r);
+      const sc = allocateAttentionScratch(T, hs, (n) => wasm.allocate(n));
+      const att = [wasm.allocate(T * T)], out = wasm.allocate(T * hs);
+      attentionForward(mm, out, att, q, kk, v, dims, sc);
+      const dq = wasm.allocate(T * hs), dk = wasm.allocate(T * hs), dv = wasm.allocate(T * hs);
+      attentionBackward(mm, dq, dk, dv, dout, att, q, kk, v, dims, sc);
+      return { att: att[0]!, out, dq, dk, dv };
+    };
+    const want = run(undefined), got = run(rows());
+    // (the gradients subtract a row's dot product: relative to the largest value, not to each one)
+    const largest = (a: Float32Array): number => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    for (const key of ['att', 'out', 'dq', 'dk', 'dv'] as const) assertWithin(got[key], want[key], () => largest(want[key]), 1e-5, `attention ${key}`);
+    for (let t = 0; t < T; t++) for (let u = t + 1; u < T; u++) assert.equal(got.att[t * T + u], 0);
+  });
+
+  test('SwiGLU forward and backward over 1,001 values (a part from 3): within 1e-5 of the reference', () => {
+    const n = 1001;
+    const a = copyInto(wasm, fill(new Float32Array(n), rand, 8)), b = copyInto(wasm, fill(new Float32Array(n), rand, 2));
+    const dout = copyInto(wasm, fill(new Float32Array(n), rand));
+    const start = fill(new Float32Array(n), rand);
+    const run = (r: TrainRowKernels | undefined) => {
+      const mm = mmWith(r);
+      const out = wasm.allocate(n), da = copyInto(wasm, start), db = copyInto(wasm, start);
+      swigluForward(out, a, b, n, 3, mm);
+      swigluBackward(da, db, dout, a, b, n, 3, mm);
+      return { out, da, db };
+    };
+    const want = run(undefined), got = run(rows());
+    for (const key of ['out', 'da', 'db'] as const) assertClose(got[key], want[key], `swiglu ${key}`, 1e-5, 1e-7);
+    assert.equal(got.out[2], 0, 'before the part: untouched');
+  });
+
+  test('cross-entropy forward (argmax, ties to the first) and backward, an ignored row included: within 1e-5', () => {
+    const BT = 3, V = 1003;
+    const logits = fill(new Float32Array(BT * V), rand, 6);
+    logits[V + 500] = logits[V + 700] = 40; // a tie for the largest in row 1
+    const targets = Int32Array.from([5, 700, -1]);
+    const run = (r: TrainRowKernels | undefined) => {
+      const mm = mmWith(r);
+      const probs = copyInto(wasm, logits), result = new Float64Array(2);
+      crossEntropyForward(probs, targets, BT, V, result, 0, 0, BT, { ...mm, softmaxAt: (x, o, n) => wasm.softmax(x.subarray(o, o + n), n) });
+      const loss = result[0]!, count = result[1]!;
+      crossEntropySoftmaxBackward(probs, probs, targets, 1, count, BT, V, 0, BT, mm);
+      return { loss, count, probs };
+    };
+    const want = run(undefined), got = run(rows());
+    assert.equal(got.count, 2);
+    assert.ok(Math.abs(got.loss - want.loss) <= 1e-5 * Math.abs(want.loss), `loss ${got.loss} vs ${want.loss}`);
+    assertClose(got.probs, want.probs, 'dlogits', 1e-5, 1e-9);
+  });
+});
 
 describe('the two builds: kernels.wasm and kernels-fma.wasm (relaxed SIMD)', () => {
   const dir = new URL('../src/kernels/', import.meta.url);

@@ -40,6 +40,11 @@ export interface KernelExports {
   rope(q: number, k: number, pos: number, dim: number, kvDim: number, headSize: number, theta: number): void;
   ropeTable(q: number, k: number, table: number, dim: number, kvDim: number, headSize: number): void;
   rmsnormRows(o: number, x: number, weight: number, rows: number, size: number, eps: number): void;
+  causalSoftmaxRows(p: number, T: number, scale: number): void;
+  softmaxBackwardRows(P: number, s: number, T: number, scale: number): void;
+  swigluForwardTrain(out: number, a: number, b: number, n: number): void;
+  swigluBackwardTrain(da: number, db: number, dout: number, a: number, b: number, n: number): void;
+  crossEntropyBackwardRow(p: number, n: number, y: number, s: number): void;
   ropeTableRows(q: number, k: number, table: number, rows: number, dim: number, kvDim: number, headSize: number): void;
   attentionHeads(
     out: number, q: number, keyCache: number, valueCache: number, att: number, pos: number,

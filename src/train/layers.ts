@@ -25,6 +25,27 @@ export interface MatmulKernels {
   matmulBackward(dinp: Float32Array, dw: Float32Array, dout: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void;
   /** Optional: in place, x[offset..offset+size) = softmax of itself (a faster exp for the logits). */
   softmaxAt?(x: Float32Array, offset: number, size: number): void;
+  /**
+   * Optional float32 SIMD versions of this file's element-wise and row-wise loops, the same
+   * formulas (WebAssembly: assembly/train.ts); the loops here are their reference, in float64.
+   */
+  readonly rows?: TrainRowKernels;
+}
+
+/** See MatmulKernels.rows; each is the function of this file named in its comment. */
+export interface TrainRowKernels {
+  /** Index of the first largest of x[offset..offset+n) (crossEntropyForward's argmax). */
+  argmax(x: Float32Array, offset: number, n: number): number;
+  /** attentionForward's causal softmax of one head's (T, T) scores, in place. */
+  causalSoftmax(P: Float32Array, T: number, scale: number): void;
+  /** attentionBackward's softmax backward of one head, in place over s (without dropout). */
+  softmaxBackward(P: Float32Array, s: Float32Array, T: number, scale: number): void;
+  /** swigluForward over [from, to). */
+  swigluForward(out: Float32Array, a: Float32Array, b: Float32Array, from: number, to: number): void;
+  /** swigluBackward over [from, to). */
+  swigluBackward(da: Float32Array, db: Float32Array, dout: Float32Array, a: Float32Array, b: Float32Array, from: number, to: number): void;
+  /** crossEntropySoftmaxBackward of one counted row, in place over its probabilities. */
+  crossEntropyBackwardRow(p: Float32Array, offset: number, n: number, y: number, s: number): void;
 }
 
 export function matmulForward(out: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void {
@@ -275,7 +296,8 @@ export function attentionForward(mm: MatmulKernels, out: Float32Array, att: read
       gatherHead(sc.q, q, b, T, C, h * hs, hs);
       const P = att[b * nHeads + h]!;
       mm.matmulForward(P, sc.q, sc.k, T, hs, T); // raw scores Q Kᵀ
-      for (let t = 0; t < T; t++) {
+      if (mm.rows !== undefined) mm.rows.causalSoftmax(P, T, scale);
+      else for (let t = 0; t < T; t++) {
         const r = t * T;
         let max = -Infinity;
         for (let t2 = 0; t2 <= t; t2++) {
@@ -340,7 +362,8 @@ export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float
       sc.s.fill(0);
       mm.matmulBackward(sc.s, sc.dvt, sc.o, Pv, sc.vt, T, T, hs);
       // softmax backward, row by row, causal part only
-      for (let t = 0; t < T; t++) {
+      if (keep === undefined && mm.rows !== undefined) mm.rows.softmaxBackward(P, sc.s, T, scale);
+      else for (let t = 0; t < T; t++) {
         const r = t * T;
         let dot = 0;
         for (let t2 = 0; t2 <= t; t2++) {
@@ -374,7 +397,11 @@ export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float
 // Backward: db += dout · silu(a);  da += dout · b · σ(a) · (1 + a · (1 − σ(a)))
 
 /** Elements [from, N). */
-export function swigluForward(out: Float32Array, a: Float32Array, b: Float32Array, N: number, from = 0): void {
+export function swigluForward(out: Float32Array, a: Float32Array, b: Float32Array, N: number, from = 0, kernels?: MatmulKernels): void {
+  if (kernels?.rows !== undefined) {
+    kernels.rows.swigluForward(out, a, b, from, N);
+    return;
+  }
   for (let i = from; i < N; i++) {
     const x = a[i]!;
     out[i] = Math.fround(x / (1 + Math.exp(-x))) * b[i]!;
@@ -382,7 +409,11 @@ export function swigluForward(out: Float32Array, a: Float32Array, b: Float32Arra
 }
 
 /** Elements [from, N). */
-export function swigluBackward(da: Float32Array, db: Float32Array, dout: Float32Array, a: Float32Array, b: Float32Array, N: number, from = 0): void {
+export function swigluBackward(da: Float32Array, db: Float32Array, dout: Float32Array, a: Float32Array, b: Float32Array, N: number, from = 0, kernels?: MatmulKernels): void {
+  if (kernels?.rows !== undefined) {
+    kernels.rows.swigluBackward(da, db, dout, a, b, from, N);
+    return;
+  }
   for (let i = from; i < N; i++) {
     const x = a[i]!;
     const sig = 1 / (1 + Math.exp(-x));
@@ -440,10 +471,15 @@ export function crossEntropyForward(probs: Float32Array, targets: Int32Array, BT
     const o = bt * V;
     let max = -Infinity;
     let argmax = 0;
-    for (let j = 0; j < V; j++) {
-      if (probs[o + j]! > max) {
-        max = probs[o + j]!;
-        argmax = j;
+    if (kernels?.rows !== undefined) {
+      argmax = kernels.rows.argmax(probs, o, V);
+      max = probs[o + argmax]!;
+    } else {
+      for (let j = 0; j < V; j++) {
+        if (probs[o + j]! > max) {
+          max = probs[o + j]!;
+          argmax = j;
+        }
       }
     }
     const y = targets[bt]!;
@@ -474,13 +510,17 @@ export function crossEntropyForward(probs: Float32Array, targets: Int32Array, BT
 }
 
 /** Rows [row0, row1) (default all). */
-export function crossEntropySoftmaxBackward(dlogits: Float32Array, probs: Float32Array, targets: Int32Array, dloss: number, count: number, BT: number, V: number, row0 = 0, row1 = BT): void {
+export function crossEntropySoftmaxBackward(dlogits: Float32Array, probs: Float32Array, targets: Int32Array, dloss: number, count: number, BT: number, V: number, row0 = 0, row1 = BT, kernels?: MatmulKernels): void {
   const s = count > 0 ? dloss / count : 0;
   for (let bt = row0; bt < row1; bt++) {
     const o = bt * V;
     const y = targets[bt]!;
     if (y < 0) {
       dlogits.fill(0, o, o + V);
+      continue;
+    }
+    if (dlogits === probs && kernels?.rows !== undefined) {
+      kernels.rows.crossEntropyBackwardRow(probs, o, V, y, s);
       continue;
     }
     const py = probs[o + y]!; // read first: dlogits may be the probs buffer itself

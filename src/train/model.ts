@@ -463,14 +463,14 @@ export class TrainModel {
         break;
       case ParallelOp.CrossEntropyBackward: {
         const at = 2 * this.parts; // [loss scale, count], written by backward() before the section
-        crossEntropySoftmaxBackward(this.acts.probs, this.acts.probs, this.targets, this.lossParts[at]!, this.lossParts[at + 1]!, BT, V, i0, i1);
+        crossEntropySoftmaxBackward(this.acts.probs, this.acts.probs, this.targets, this.lossParts[at]!, this.lossParts[at + 1]!, BT, V, i0, i1, mm);
         break;
       }
       case ParallelOp.SwigluForward:
-        swigluForward(y.gate, y.h1, y.h3, i1, i0);
+        swigluForward(y.gate, y.h1, y.h3, i1, i0, mm);
         break;
       case ParallelOp.SwigluBackward:
-        swigluBackward(s.dh1, s.dh3, s.dgate, y.h1, y.h3, i1, i0);
+        swigluBackward(s.dh1, s.dh3, s.dgate, y.h1, y.h3, i1, i0, mm);
         break;
     }
   }

@@ -16,7 +16,7 @@ import { LlamaError } from '../errors.js';
 import { type KernelExports, type KernelMemory, instantiateKernels } from '../kernels/wasm.js';
 import type { KernelSet } from '../kernels/kernel-set.js';
 import type { ModelConfig } from '../model/config.js';
-import type { MatmulKernels } from './layers.js';
+import type { MatmulKernels, TrainRowKernels } from './layers.js';
 import type { ParallelOp, ParallelRunner, TrainModel } from './model.js';
 
 /** What the pool needs from the kernel set: its compiled module and shared memory. */
@@ -63,6 +63,7 @@ export function engineFromKernelSet(set: KernelSet): TrainEngine {
     // the SIMD softmax of the kernels, for the logits (by address: no view per row)
     const k = instantiateKernels(shared.module, shared.memory);
     matmul.softmaxAt = (x: Float32Array, offset: number, size: number): void => k.softmax(x.byteOffset + 4 * offset, size);
+    matmul.rows = trainRowKernels(k);
   }
   return { matmul, allocate: set.allocate.bind(set), threads: set.threads, ...(shared ? { shared } : {}) };
 }
@@ -88,6 +89,23 @@ export function serialWasmMatmul(k: KernelExports, shared: SharedWasm, slot: num
     softmaxAt(x, offset, size) {
       k.softmax(x.byteOffset + 4 * offset, size);
     },
+    rows: trainRowKernels(k),
+  };
+}
+
+/**
+ * The training row kernels of assembly/train.ts (by address: every array given lives in the
+ * kernels' shared memory, as every buffer of a TrainModel built with its allocate does).
+ */
+export function trainRowKernels(k: KernelExports): TrainRowKernels {
+  return {
+    argmax: (x, offset, n) => k.greedy(x.byteOffset + 4 * offset, n),
+    causalSoftmax: (P, T, scale) => k.causalSoftmaxRows(P.byteOffset, T, scale),
+    softmaxBackward: (P, s, T, scale) => k.softmaxBackwardRows(P.byteOffset, s.byteOffset, T, scale),
+    swigluForward: (out, a, b, from, to) => k.swigluForwardTrain(out.byteOffset + 4 * from, a.byteOffset + 4 * from, b.byteOffset + 4 * from, to - from),
+    swigluBackward: (da, db, dout, a, b, from, to) => k.swigluBackwardTrain(
+      da.byteOffset + 4 * from, db.byteOffset + 4 * from, dout.byteOffset + 4 * from, a.byteOffset + 4 * from, b.byteOffset + 4 * from, to - from),
+    crossEntropyBackwardRow: (p, offset, n, y, s) => k.crossEntropyBackwardRow(p.byteOffset + 4 * offset, n, y, s),
   };
 }
 

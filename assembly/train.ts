@@ -1,0 +1,95 @@
+// Training's element-wise and row-wise kernels (src/train/layers.ts has each one's TypeScript
+// reference, in float64 where this is float32): the attention softmax's backward, SwiGLU forward
+// and backward, the cross-entropy's gradient. Arguments are byte addresses of float32 arrays.
+
+import { exp1, exp4 } from './exp';
+import { hsum } from './simd';
+
+/**
+ * Backward through the causal softmax of one head, in place over the (T, T) gradient s: for each
+ * row t, with P the probabilities and g = s the gradient of the probabilities,
+ *   s[t2] = P[t2] · (g[t2] − Σ_{u ≤ t} P[u] g[u]) · scale   for t2 ≤ t,   0 after.
+ */
+export function softmaxBackwardRows(P: usize, s: usize, T: i32, scale: f32): void {
+  const rowBytes = <usize>T << 2;
+  const vscale = f32x4.splat(scale);
+  for (let t = 0; t < T; t++) {
+    const pr = P + <usize>t * rowBytes, sr = s + <usize>t * rowBytes;
+    const valid = t + 1;
+    let vdot = f32x4.splat(0);
+    let i = 0;
+    for (; i + 4 <= valid; i += 4) {
+      const o = <usize>i << 2;
+      vdot = f32x4.add(vdot, f32x4.mul(v128.load(pr + o), v128.load(sr + o)));
+    }
+    let dot = hsum(vdot);
+    for (; i < valid; i++) dot += load<f32>(pr + (<usize>i << 2)) * load<f32>(sr + (<usize>i << 2));
+    const vd = f32x4.splat(dot);
+    i = 0;
+    for (; i + 4 <= valid; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(sr + o, f32x4.mul(f32x4.mul(v128.load(pr + o), f32x4.sub(v128.load(sr + o), vd)), vscale));
+    }
+    for (; i < valid; i++) {
+      const o = <usize>i << 2;
+      store<f32>(sr + o, load<f32>(pr + o) * (load<f32>(sr + o) - dot) * scale);
+    }
+    if (valid < T) memory.fill(sr + (<usize>valid << 2), 0, <usize>(T - valid) << 2);
+  }
+}
+
+/** out = silu(a) ⊙ b over n values, silu(a) = a · σ(a) = a / (1 + e^−a). */
+export function swigluForwardTrain(out: usize, a: usize, b: usize, n: i32): void {
+  const one = f32x4.splat(1);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const x = v128.load(a + o);
+    v128.store(out + o, f32x4.mul(f32x4.div(x, f32x4.add(one, exp4(f32x4.neg(x)))), v128.load(b + o)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const x = load<f32>(a + o);
+    store<f32>(out + o, (x / (<f32>1 + exp1(-x))) * load<f32>(b + o));
+  }
+}
+
+/**
+ * SwiGLU's backward over n values, accumulating:  db += dout · silu(a);
+ * da += dout · b · σ(a) · (1 + a · (1 − σ(a)))   (the derivative of a · σ(a)).
+ */
+export function swigluBackwardTrain(da: usize, db: usize, dout: usize, a: usize, b: usize, n: i32): void {
+  const one = f32x4.splat(1);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const x = v128.load(a + o), g = v128.load(dout + o);
+    const sig = f32x4.div(one, f32x4.add(one, exp4(f32x4.neg(x))));
+    v128.store(db + o, f32x4.add(v128.load(db + o), f32x4.mul(f32x4.mul(g, x), sig)));
+    const dsilu = f32x4.mul(sig, f32x4.add(one, f32x4.mul(x, f32x4.sub(one, sig))));
+    v128.store(da + o, f32x4.add(v128.load(da + o), f32x4.mul(f32x4.mul(g, v128.load(b + o)), dsilu)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const x = load<f32>(a + o), g = load<f32>(dout + o);
+    const sig = <f32>1 / (<f32>1 + exp1(-x));
+    store<f32>(db + o, load<f32>(db + o) + g * x * sig);
+    store<f32>(da + o, load<f32>(da + o) + g * load<f32>(b + o) * (sig * (<f32>1 + x * (<f32>1 - sig))));
+  }
+}
+
+/**
+ * The cross-entropy's gradient for one position, in place over its probabilities p (n): p · s,
+ * and (p[y] − 1) · s at the target y (s = dloss / positions counted).
+ */
+export function crossEntropyBackwardRow(p: usize, n: i32, y: i32, s: f32): void {
+  const py = load<f32>(p + (<usize>y << 2));
+  const vs = f32x4.splat(s);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(p + o, f32x4.mul(v128.load(p + o), vs));
+  }
+  for (; i < n; i++) store<f32>(p + (<usize>i << 2), load<f32>(p + (<usize>i << 2)) * s);
+  store<f32>(p + (<usize>y << 2), (py - 1) * s);
+}
