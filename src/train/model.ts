@@ -18,7 +18,7 @@
 
 import { type ModelConfig, headSize, kvDim } from '../model/config.js';
 import { type TransformerWeights, parameterCount, parameterTable, weightsView } from '../model/weights.js';
-import { adamwStep, type AdamWHyper, clipGradNorm } from './adamw.js';
+import { adamwStep, type AdamWHyper, clipFactor, sumOfSquares } from './adamw.js';
 import {
   allocateAttentionScratch, type AttentionScratch, attentionBackward, attentionForward, type AttentionDims, type AttentionDropout, crossEntropyForward, crossEntropySoftmaxBackward,
   dropoutBackward, dropoutForward, embeddingBackward, embeddingForward, jsMatmul, type MatmulKernels, residualForward,
@@ -54,6 +54,8 @@ export const enum ParallelOp {
   CrossEntropyBackward = 4,
   SwigluForward = 5,
   SwigluBackward = 6,
+  AdamW = 7,
+  GradNorm = 8,
 }
 
 /** Runs runPart(op, layer, arg, part, parts) for every part, on as many threads (train/pool.ts). */
@@ -168,6 +170,13 @@ export class TrainModel {
   private readonly targets: Int32Array;
   /** [loss sum, count] per part of the cross-entropy forward, then [loss scale, count] for its backward. */
   private readonly lossParts: Float64Array;
+  /**
+   * The AdamW step's numbers, for every thread's part of it: lr, weight decay, β1, β2, ε, step, the
+   * clipping factor of the gradients; then each part's sum of squared gradients.
+   */
+  private readonly optimizerArgs: Float64Array;
+  /** optimizerArgs as the hyperparameters adamwStep takes (filled in place: no object per step). */
+  private readonly adamHyper = { beta1: 0, beta2: 0, eps: 0, weightDecay: 0 };
   /** Every buffer allocated, in order: [byte offset, floats] (a worker rebuilds the same views). */
   readonly allocations: Array<readonly [number, number]> = [];
   readonly parts: number;
@@ -243,6 +252,8 @@ export class TrainModel {
     this.targets = ints(BT);
     const lp = alloc(4 * this.parts + 4);
     this.lossParts = new Float64Array(lp.buffer, lp.byteOffset, 2 * this.parts + 2);
+    const oa = alloc(2 * (7 + this.parts));
+    this.optimizerArgs = new Float64Array(oa.buffer, oa.byteOffset, 7 + this.parts);
     const rope = ropeTables(T, headSize(config));
     this.ropeCos = rope.cos;
     this.ropeSin = rope.sin;
@@ -472,6 +483,20 @@ export class TrainModel {
       case ParallelOp.SwigluBackward:
         swigluBackward(s.dh1, s.dh3, s.dgate, y.h1, y.h3, i1, i0, mm);
         break;
+      case ParallelOp.AdamW: {
+        const a = this.optimizerArgs, h = this.adamHyper;
+        h.beta1 = a[2]!; h.beta2 = a[3]!; h.eps = a[4]!; h.weightDecay = a[1]!;
+        for (let i = 0; i < this.optimizerTensors.length; i++) {
+          const t = this.optimizerTensors[i]!, n = t.p.length;
+          adamwStep(t.p, t.g, t.m, t.v, a[0]!, t.decay ? a[1]! : 0, h, a[5]!, Math.floor((n * part) / parts), Math.floor((n * (part + 1)) / parts), a[6]!);
+        }
+        break;
+      }
+      case ParallelOp.GradNorm: {
+        const g = this.grads.data, n = g.length;
+        this.optimizerArgs[7 + part] = sumOfSquares(g, Math.floor((n * part) / parts), Math.floor((n * (part + 1)) / parts));
+        break;
+      }
     }
   }
 
@@ -480,16 +505,21 @@ export class TrainModel {
   }
 
   /**
-   * One optimiser step: clips the gradients to global norm `gradClip` (0 = no clipping; the norm
-   * before clipping is kept in lastGradNorm), then AdamW with learning rate `lr`.
+   * One optimiser step: AdamW with learning rate `lr` on the gradients clipped to global norm
+   * `gradClip` (0 = no clipping; the norm before clipping is kept in lastGradNorm). The clipping is
+   * applied as AdamW reads them: `grads` keeps backward()'s values.
    */
   update(lr: number, hyper: AdamWHyper, gradClip: number): void {
-    this.lastGradNorm = clipGradNorm(this.grads.data, gradClip);
+    // the global norm: each thread's slice of the squares, the slices' sums added in order
+    const a = this.optimizerArgs;
+    this.parallel(ParallelOp.GradNorm, 0, 0);
+    let squares = 0;
+    for (let part = 0; part < this.parts; part++) squares += a[7 + part]!;
+    this.lastGradNorm = Math.sqrt(squares);
     this.adamSteps++;
-    for (let i = 0; i < this.optimizerTensors.length; i++) {
-      const t = this.optimizerTensors[i]!;
-      adamwStep(t.p, t.g, t.m, t.v, lr, t.decay ? hyper.weightDecay : 0, hyper, this.adamSteps);
-    }
+    a[0] = lr; a[1] = hyper.weightDecay; a[2] = hyper.beta1; a[3] = hyper.beta2; a[4] = hyper.eps; a[5] = this.adamSteps;
+    a[6] = clipFactor(this.lastGradNorm, gradClip); // applied as AdamW reads each gradient
+    this.parallel(ParallelOp.AdamW, 0, 0); // each thread a slice of every tensor
   }
 
   /** The dropout generator's state (saved in training checkpoints). */
