@@ -93,3 +93,38 @@ export function crossEntropyBackwardRow(p: usize, n: i32, y: i32, s: f32): void 
   for (; i < n; i++) store<f32>(p + (<usize>i << 2), load<f32>(p + (<usize>i << 2)) * s);
   store<f32>(p + (<usize>y << 2), (py - 1) * s);
 }
+
+/**
+ * One AdamW step over n parameters in float32, as torch.optim.AdamW computes it (torch's float32
+ * tensor operations, one after another; src/train/adamw.ts is the float64 reference):
+ *   p ← p · decay;  m ← β1 · m + (1 − β1) · g;  v ← β2 · v + (1 − β2) · g · g;
+ *   p ← p − stepSize · m / (√v / bc2Sqrt + ε)          with g = grad · gradScale (clipping)
+ */
+export function adamwTrain(
+  p: usize, g: usize, m: usize, v: usize, n: i32,
+  decay: f32, beta1: f32, oneMinusBeta1: f32, beta2: f32, oneMinusBeta2: f32, stepSize: f32, bc2Sqrt: f32, eps: f32, gradScale: f32,
+): void {
+  const vd = f32x4.splat(decay), b1 = f32x4.splat(beta1), c1 = f32x4.splat(oneMinusBeta1), b2 = f32x4.splat(beta2);
+  const c2 = f32x4.splat(oneMinusBeta2), ss = f32x4.splat(stepSize), bc = f32x4.splat(bc2Sqrt), ep = f32x4.splat(eps);
+  const gs = f32x4.splat(gradScale);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const gi = f32x4.mul(v128.load(g + o), gs);
+    const mi = f32x4.add(f32x4.mul(v128.load(m + o), b1), f32x4.mul(gi, c1));
+    const vi = f32x4.add(f32x4.mul(v128.load(v + o), b2), f32x4.mul(f32x4.mul(gi, gi), c2));
+    v128.store(m + o, mi);
+    v128.store(v + o, vi);
+    const denom = f32x4.add(f32x4.div(f32x4.sqrt(vi), bc), ep);
+    v128.store(p + o, f32x4.sub(f32x4.mul(v128.load(p + o), vd), f32x4.mul(ss, f32x4.div(mi, denom))));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const gi = load<f32>(g + o) * gradScale;
+    const mi = load<f32>(m + o) * beta1 + gi * oneMinusBeta1;
+    const vi = load<f32>(v + o) * beta2 + gi * gi * oneMinusBeta2;
+    store<f32>(m + o, mi);
+    store<f32>(v + o, vi);
+    store<f32>(p + o, load<f32>(p + o) * decay - stepSize * (mi / (Mathf.sqrt(vi) / bc2Sqrt + eps)));
+  }
+}

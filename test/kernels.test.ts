@@ -26,6 +26,7 @@ import {
   crossEntropySoftmaxBackward, jsMatmul, swigluBackward, swigluForward,
 } from '../src/train/layers.js';
 import { trainRowKernels } from '../src/train/pool.js';
+import { adamwStep } from '../src/train/adamw.js';
 import { needsRefdata, ref } from './refdata.js';
 
 /** Deterministic uniform numbers in [-1, 1) (mulberry32). */
@@ -605,6 +606,28 @@ describe('training row kernels (assembly/train.ts, float32) vs the float64 loops
     const want = run(undefined), got = run(rows());
     for (const key of ['out', 'da', 'db'] as const) assertClose(got[key], want[key], `swiglu ${key}`, 1e-5, 1e-7);
     assert.equal(got.out[2], 0, 'before the part: untouched');
+  });
+
+  test('AdamW in float32 (torch\'s arithmetic) over a slice, with a clipping factor, three steps: within 1e-5 of the float64 reference', () => {
+    const n = 1003, from = 2, to = 1001;
+    const hyper = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+    const p0 = fill(new Float32Array(n), rand, 0.1);
+    const grads = [fill(new Float32Array(n), rand), fill(new Float32Array(n), rand, 1e-3), fill(new Float32Array(n), rand, 10)];
+    const run = (r: TrainRowKernels | undefined) => {
+      const p = copyInto(wasm, p0), g = wasm.allocate(n), m = wasm.allocate(n), v = wasm.allocate(n);
+      grads.forEach((gs, step) => {
+        g.set(gs);
+        if (r !== undefined) r.adamw(p, g, m, v, 1e-3, hyper.weightDecay, hyper, step + 1, from, to, step === 2 ? 0.25 : 1);
+        else adamwStep(p, g, m, v, 1e-3, hyper.weightDecay, hyper, step + 1, from, to, step === 2 ? 0.25 : 1);
+      });
+      return { p, m, v };
+    };
+    const want = run(undefined), got = run(rows());
+    // (m sums gradients of both signs: relative to its largest value)
+    const largest = (a: Float32Array): number => a.reduce((x, y) => Math.max(x, Math.abs(y)), 0);
+    for (const key of ['p', 'm', 'v'] as const) assertWithin(got[key], want[key], (i) => (key === 'p' ? Math.abs(want.p[i]!) : largest(want[key])), 1e-5, `adamw ${key}`);
+    assert.equal(got.p[0], p0[0], 'outside the slice: untouched');
+    assert.equal(got.p[1002], p0[1002]);
   });
 
   test('cross-entropy forward (argmax, ties to the first) and backward, an ignored row included: within 1e-5', () => {

@@ -45,6 +45,10 @@ export interface KernelExports {
   swigluForwardTrain(out: number, a: number, b: number, n: number): void;
   swigluBackwardTrain(da: number, db: number, dout: number, a: number, b: number, n: number): void;
   crossEntropyBackwardRow(p: number, n: number, y: number, s: number): void;
+  adamwTrain(
+    p: number, g: number, m: number, v: number, n: number, decay: number, beta1: number, oneMinusBeta1: number,
+    beta2: number, oneMinusBeta2: number, stepSize: number, bc2Sqrt: number, eps: number, gradScale: number,
+  ): void;
   ropeTableRows(q: number, k: number, table: number, rows: number, dim: number, kvDim: number, headSize: number): void;
   attentionHeads(
     out: number, q: number, keyCache: number, valueCache: number, att: number, pos: number,

@@ -25,9 +25,8 @@ export interface AdamWHyper {
  */
 export function adamwStep(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array, lr: number, weightDecay: number, hyper: AdamWHyper, step: number, from = 0, to = params.length, gradScale = 1): void {
   const { beta1, beta2, eps } = hyper;
-  const bc1 = 1 - Math.pow(beta1, step);
   const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
-  const stepSize = lr / bc1;
+  const stepSize = lr / (1 - Math.pow(beta1, step));
   const decay = 1 - lr * weightDecay;
   for (let i = from; i < to; i++) {
     const g = gradScale === 1 ? grads[i]! : Math.fround(grads[i]! * gradScale);

@@ -11,6 +11,7 @@
 // Arithmetic: sums are carried in float64 (JavaScript numbers) and stored as float32, which is at
 // least as accurate as PyTorch's float32 reductions; tests compare with PyTorch at 1e-5..1e-4.
 
+import type { AdamWHyper } from './adamw.js';
 import type { Rng } from './rng.js';
 
 // ----------------------------------------------------------------------------------------------
@@ -46,6 +47,8 @@ export interface TrainRowKernels {
   swigluBackward(da: Float32Array, db: Float32Array, dout: Float32Array, a: Float32Array, b: Float32Array, from: number, to: number): void;
   /** crossEntropySoftmaxBackward of one counted row, in place over its probabilities. */
   crossEntropyBackwardRow(p: Float32Array, offset: number, n: number, y: number, s: number): void;
+  /** adamw.ts's adamwStep over [from, to), in float32 as torch.optim.AdamW computes it. */
+  adamw(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array, lr: number, weightDecay: number, hyper: AdamWHyper, step: number, from: number, to: number, gradScale: number): void;
 }
 
 export function matmulForward(out: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void {

@@ -488,7 +488,9 @@ export class TrainModel {
         h.beta1 = a[2]!; h.beta2 = a[3]!; h.eps = a[4]!; h.weightDecay = a[1]!;
         for (let i = 0; i < this.optimizerTensors.length; i++) {
           const t = this.optimizerTensors[i]!, n = t.p.length;
-          adamwStep(t.p, t.g, t.m, t.v, a[0]!, t.decay ? a[1]! : 0, h, a[5]!, Math.floor((n * part) / parts), Math.floor((n * (part + 1)) / parts), a[6]!);
+          const from = Math.floor((n * part) / parts), to = Math.floor((n * (part + 1)) / parts);
+          if (mm.rows !== undefined) mm.rows.adamw(t.p, t.g, t.m, t.v, a[0]!, t.decay ? a[1]! : 0, h, a[5]!, from, to, a[6]!);
+          else adamwStep(t.p, t.g, t.m, t.v, a[0]!, t.decay ? a[1]! : 0, h, a[5]!, from, to, a[6]!);
         }
         break;
       }

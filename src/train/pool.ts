@@ -106,6 +106,13 @@ export function trainRowKernels(k: KernelExports): TrainRowKernels {
     swigluBackward: (da, db, dout, a, b, from, to) => k.swigluBackwardTrain(
       da.byteOffset + 4 * from, db.byteOffset + 4 * from, dout.byteOffset + 4 * from, a.byteOffset + 4 * from, b.byteOffset + 4 * from, to - from),
     crossEntropyBackwardRow: (p, offset, n, y, s) => k.crossEntropyBackwardRow(p.byteOffset + 4 * offset, n, y, s),
+    adamw(p, g, m, v, lr, weightDecay, hyper, step, from, to, gradScale) {
+      // adamwStep's numbers of this step (in float64, then float32 as the kernel's arguments)
+      const stepSize = lr / (1 - Math.pow(hyper.beta1, step)), bc2Sqrt = Math.sqrt(1 - Math.pow(hyper.beta2, step));
+      const at = 4 * from;
+      k.adamwTrain(p.byteOffset + at, g.byteOffset + at, m.byteOffset + at, v.byteOffset + at, to - from,
+        1 - lr * weightDecay, hyper.beta1, 1 - hyper.beta1, hyper.beta2, 1 - hyper.beta2, stepSize, bc2Sqrt, hyper.eps, gradScale);
+    },
   };
 }
 
