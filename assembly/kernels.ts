@@ -842,7 +842,9 @@ function matmulQ8FourRows(
 
 export { gemm, gemmScratchBytes } from './gemm';
 export { gemmQ8 } from './gemm-q8';
-export { adamwTrain, crossEntropyBackwardRow, softmaxBackwardRows, swigluBackwardTrain, swigluForwardTrain } from './train';
+export {
+  adamwTrain, crossEntropyBackwardRow, rmsnormBackwardTrain, rmsnormForwardTrain, softmaxBackwardRows, swigluBackwardTrain, swigluForwardTrain,
+} from './train';
 
 /** First free byte after the module's own static data: the kernels' allocator starts here. */
 export function heapBase(): usize {

@@ -128,3 +128,66 @@ export function adamwTrain(
     store<f32>(p + o, load<f32>(p + o) * decay - stepSize * (mi / (Mathf.sqrt(vi) / bc2Sqrt + eps)));
   }
 }
+
+/**
+ * RMSNorm forward over `rows` rows of C values: r = 1 / √(mean(x²) + eps) per row (saved in
+ * rstd for the backward), out = (x · r) ⊙ weight.
+ */
+export function rmsnormForwardTrain(out: usize, rstd: usize, x: usize, weight: usize, rows: i32, C: i32, eps: f64): void {
+  const rowBytes = <usize>C << 2;
+  for (let row = 0; row < rows; row++) {
+    const xr = x + <usize>row * rowBytes, orow = out + <usize>row * rowBytes;
+    let acc = f32x4.splat(0);
+    let i = 0;
+    for (; i + 4 <= C; i += 4) {
+      const v = v128.load(xr + (<usize>i << 2));
+      acc = f32x4.add(acc, f32x4.mul(v, v));
+    }
+    let ss = hsum(acc);
+    for (; i < C; i++) { const v = load<f32>(xr + (<usize>i << 2)); ss += v * v; }
+    const r = <f32>(1.0 / Math.sqrt(<f64>(ss / <f32>C) + eps));
+    store<f32>(rstd + (<usize>row << 2), r);
+    const vr = f32x4.splat(r);
+    i = 0;
+    for (; i + 4 <= C; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(orow + o, f32x4.mul(f32x4.mul(v128.load(xr + o), vr), v128.load(weight + o)));
+    }
+    for (; i < C; i++) { const o = <usize>i << 2; store<f32>(orow + o, load<f32>(xr + o) * r * load<f32>(weight + o)); }
+  }
+}
+
+/**
+ * RMSNorm backward over `rows` rows, accumulating: with g = weight ⊙ dout and r the saved rstd,
+ *   dweight += dout ⊙ x · r;   dx += r · g − x · r³ · (g · x) / C
+ */
+export function rmsnormBackwardTrain(dx: usize, dweight: usize, dout: usize, x: usize, weight: usize, rstd: usize, rows: i32, C: i32): void {
+  const rowBytes = <usize>C << 2;
+  for (let row = 0; row < rows; row++) {
+    const xr = x + <usize>row * rowBytes, dr = dout + <usize>row * rowBytes, dxr = dx + <usize>row * rowBytes;
+    const r = load<f32>(rstd + (<usize>row << 2));
+    let acc = f32x4.splat(0);
+    let i = 0;
+    for (; i + 4 <= C; i += 4) {
+      const o = <usize>i << 2;
+      acc = f32x4.add(acc, f32x4.mul(f32x4.mul(v128.load(weight + o), v128.load(dr + o)), v128.load(xr + o)));
+    }
+    let gx = hsum(acc);
+    for (; i < C; i++) { const o = <usize>i << 2; gx += load<f32>(weight + o) * load<f32>(dr + o) * load<f32>(xr + o); }
+    const k = (r * r * r * gx) / <f32>C;
+    const vr = f32x4.splat(r), vk = f32x4.splat(k);
+    i = 0;
+    for (; i + 4 <= C; i += 4) {
+      const o = <usize>i << 2;
+      const d = v128.load(dr + o), xv = v128.load(xr + o);
+      v128.store(dweight + o, f32x4.add(v128.load(dweight + o), f32x4.mul(f32x4.mul(d, xv), vr)));
+      v128.store(dxr + o, f32x4.add(v128.load(dxr + o), f32x4.sub(f32x4.mul(f32x4.mul(vr, v128.load(weight + o)), d), f32x4.mul(vk, xv))));
+    }
+    for (; i < C; i++) {
+      const o = <usize>i << 2;
+      const d = load<f32>(dr + o), xv = load<f32>(xr + o);
+      store<f32>(dweight + o, load<f32>(dweight + o) + d * xv * r);
+      store<f32>(dxr + o, load<f32>(dxr + o) + (r * load<f32>(weight + o) * d - k * xv));
+    }
+  }
+}

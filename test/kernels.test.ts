@@ -23,7 +23,7 @@ import { type WasmKernelSet, createWasmKernels, kernelsUseFma, loadKernelModule,
 import { quantizeQ80, readCheckpoint } from '../src/model/checkpoint.js';
 import {
   type MatmulKernels, type TrainRowKernels, allocateAttentionScratch, attentionBackward, attentionForward, crossEntropyForward,
-  crossEntropySoftmaxBackward, jsMatmul, swigluBackward, swigluForward,
+  crossEntropySoftmaxBackward, jsMatmul, rmsnormBackward, rmsnormForward, swigluBackward, swigluForward,
 } from '../src/train/layers.js';
 import { trainRowKernels } from '../src/train/pool.js';
 import { adamwStep } from '../src/train/adamw.js';
@@ -628,6 +628,22 @@ describe('training row kernels (assembly/train.ts, float32) vs the float64 loops
     for (const key of ['p', 'm', 'v'] as const) assertWithin(got[key], want[key], () => largest(want[key]), 1e-5, `adamw ${key}`);
     assert.equal(got.p[0], p0[0], 'outside the slice: untouched');
     assert.equal(got.p[1002], p0[1002]);
+  });
+
+  test('RMSNorm forward (with the saved 1/rms) and backward (accumulating), 5 rows of 290: within 1e-5', () => {
+    const BT = 5, C = 290;
+    const x = copyInto(wasm, fill(new Float32Array(BT * C), rand, 3)), w = copyInto(wasm, fill(new Float32Array(C), rand));
+    const dout = copyInto(wasm, fill(new Float32Array(BT * C), rand)), start = fill(new Float32Array(BT * C), rand);
+    const run = (r: TrainRowKernels | undefined) => {
+      const mm = mmWith(r);
+      const out = wasm.allocate(BT * C), rstd = wasm.allocate(BT), dx = copyInto(wasm, start), dw = copyInto(wasm, start.subarray(0, C));
+      rmsnormForward(out, rstd, x, w, BT, C, mm);
+      rmsnormBackward(dx, dw, dout, x, w, rstd, BT, C, mm);
+      return { out, rstd, dx, dw };
+    };
+    const want = run(undefined), got = run(rows());
+    const largest = (a: Float32Array): number => a.reduce((m, y) => Math.max(m, Math.abs(y)), 0);
+    for (const key of ['out', 'rstd', 'dx', 'dw'] as const) assertWithin(got[key], want[key], () => largest(want[key]), 1e-5, `rmsnorm ${key}`);
   });
 
   test('cross-entropy forward (argmax, ties to the first) and backward, an ignored row included: within 1e-5', () => {

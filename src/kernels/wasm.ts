@@ -45,6 +45,8 @@ export interface KernelExports {
   swigluForwardTrain(out: number, a: number, b: number, n: number): void;
   swigluBackwardTrain(da: number, db: number, dout: number, a: number, b: number, n: number): void;
   crossEntropyBackwardRow(p: number, n: number, y: number, s: number): void;
+  rmsnormForwardTrain(out: number, rstd: number, x: number, weight: number, rows: number, C: number, eps: number): void;
+  rmsnormBackwardTrain(dx: number, dweight: number, dout: number, x: number, weight: number, rstd: number, rows: number, C: number): void;
   adamwTrain(
     p: number, g: number, m: number, v: number, n: number, decay: number, beta1: number, oneMinusBeta1: number,
     beta2: number, oneMinusBeta2: number, stepSize: number, bc2Sqrt: number, eps: number, gradScale: number,

@@ -47,6 +47,10 @@ export interface TrainRowKernels {
   swigluBackward(da: Float32Array, db: Float32Array, dout: Float32Array, a: Float32Array, b: Float32Array, from: number, to: number): void;
   /** crossEntropySoftmaxBackward of one counted row, in place over its probabilities. */
   crossEntropyBackwardRow(p: Float32Array, offset: number, n: number, y: number, s: number): void;
+  /** rmsnormForward. */
+  rmsnormForward(out: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Float32Array, BT: number, C: number): void;
+  /** rmsnormBackward. */
+  rmsnormBackward(dinp: Float32Array, dweight: Float32Array, dout: Float32Array, inp: Float32Array, weight: Float32Array, rstd: Float32Array, BT: number, C: number): void;
   /** adamw.ts's adamwStep over [from, to), in float32 as torch.optim.AdamW computes it. */
   adamw(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array, lr: number, weightDecay: number, hyper: AdamWHyper, step: number, from: number, to: number, gradScale: number): void;
 }
@@ -131,7 +135,11 @@ export function embeddingBackward(demb: Float32Array, dout: Float32Array, tokens
 
 export const RMS_EPS = 1e-5;
 
-export function rmsnormForward(out: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Float32Array, BT: number, C: number): void {
+export function rmsnormForward(out: Float32Array, rstd: Float32Array, inp: Float32Array, weight: Float32Array, BT: number, C: number, kernels?: MatmulKernels): void {
+  if (kernels?.rows !== undefined) {
+    kernels.rows.rmsnormForward(out, rstd, inp, weight, BT, C);
+    return;
+  }
   for (let bt = 0; bt < BT; bt++) {
     const x = bt * C;
     let ss = 0;
@@ -142,7 +150,11 @@ export function rmsnormForward(out: Float32Array, rstd: Float32Array, inp: Float
   }
 }
 
-export function rmsnormBackward(dinp: Float32Array, dweight: Float32Array, dout: Float32Array, inp: Float32Array, weight: Float32Array, rstd: Float32Array, BT: number, C: number): void {
+export function rmsnormBackward(dinp: Float32Array, dweight: Float32Array, dout: Float32Array, inp: Float32Array, weight: Float32Array, rstd: Float32Array, BT: number, C: number, kernels?: MatmulKernels): void {
+  if (kernels?.rows !== undefined) {
+    kernels.rows.rmsnormBackward(dinp, dweight, dout, inp, weight, rstd, BT, C);
+    return;
+  }
   for (let bt = 0; bt < BT; bt++) {
     const x = bt * C;
     const r = rstd[bt]!;

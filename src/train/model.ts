@@ -328,7 +328,7 @@ export class TrainModel {
     for (let l = 0; l < L; l++) {
       const y = this.layers[l]!;
       // attention branch: h = x + dropout(wo · attention(rope(wq·n), rope(wk·n), wv·n)), n = rmsnorm(x)
-      rmsnormForward(y.attNorm, y.attRstd, y.x, y.rmsAtt, BT, C);
+      rmsnormForward(y.attNorm, y.attRstd, y.x, y.rmsAtt, BT, C, k);
       k.matmulForward(y.q, y.attNorm, y.wq, BT, C, C);
       k.matmulForward(y.k, y.attNorm, y.wk, BT, C, kvd);
       k.matmulForward(y.v, y.attNorm, y.wv, BT, C, kvd);
@@ -341,7 +341,7 @@ export class TrainModel {
       residualForward(y.hid, y.x, a.branch, BTC);
 
       // feed-forward branch: x_next = h + dropout(w2 · (silu(w1·m) ⊙ w3·m)), m = rmsnorm(h)
-      rmsnormForward(y.ffnNorm, y.ffnRstd, y.hid, y.rmsFfn, BT, C);
+      rmsnormForward(y.ffnNorm, y.ffnRstd, y.hid, y.rmsFfn, BT, C, k);
       k.matmulForward(y.h1, y.ffnNorm, y.w1, BT, C, H);
       k.matmulForward(y.h3, y.ffnNorm, y.w3, BT, C, H);
       this.parallel(ParallelOp.SwigluForward, l, 0);
@@ -350,7 +350,7 @@ export class TrainModel {
       residualForward(y.xNext, y.hid, a.branch, BTC);
     }
 
-    rmsnormForward(a.finalNorm, a.finalRstd, this.layers[L - 1]!.xNext, w.rmsFinal, BT, C);
+    rmsnormForward(a.finalNorm, a.finalRstd, this.layers[L - 1]!.xNext, w.rmsFinal, BT, C, k);
     k.matmulForward(a.probs, a.finalNorm, w.wcls, BT, C, V);
     this.parallel(ParallelOp.CrossEntropyForward, 0, 0);
     let sum = 0;
@@ -395,7 +395,7 @@ export class TrainModel {
     s.dnorm.fill(0);
     k.matmulBackward(s.dnorm, g.wcls, dlogits, a.finalNorm, w.wcls, BT, C, V);
     s.dres.fill(0);
-    rmsnormBackward(s.dres, g.rmsFinal, s.dnorm, this.layers[L - 1]!.xNext, w.rmsFinal, a.finalRstd, BT, C);
+    rmsnormBackward(s.dres, g.rmsFinal, s.dnorm, this.layers[L - 1]!.xNext, w.rmsFinal, a.finalRstd, BT, C, k);
 
     for (let l = L - 1; l >= 0; l--) {
       const y = this.layers[l]!;
@@ -411,7 +411,7 @@ export class TrainModel {
       s.dnorm.fill(0);
       k.matmulBackward(s.dnorm, y.dw1, s.dh1, y.ffnNorm, y.w1, BT, C, H);
       k.matmulBackward(s.dnorm, y.dw3, s.dh3, y.ffnNorm, y.w3, BT, C, H);
-      rmsnormBackward(s.dres, y.dRmsFfn, s.dnorm, y.hid, y.rmsFfn, y.ffnRstd, BT, C);
+      rmsnormBackward(s.dres, y.dRmsFfn, s.dnorm, y.hid, y.rmsFfn, y.ffnRstd, BT, C, k);
 
       // attention branch: h = x + dropout(wo · attOut); dres now holds d(h)
       s.dbranch.set(s.dres);
@@ -429,7 +429,7 @@ export class TrainModel {
       k.matmulBackward(s.dnorm, y.dwq, s.dq, y.attNorm, y.wq, BT, C, C);
       k.matmulBackward(s.dnorm, y.dwk, s.dk, y.attNorm, y.wk, BT, C, kvd);
       k.matmulBackward(s.dnorm, y.dwv, s.dv, y.attNorm, y.wv, BT, C, kvd);
-      rmsnormBackward(s.dres, y.dRmsAtt, s.dnorm, y.x, y.rmsAtt, y.attRstd, BT, C);
+      rmsnormBackward(s.dres, y.dRmsAtt, s.dnorm, y.x, y.rmsAtt, y.attRstd, BT, C, k);
     }
 
     if (masks) dropoutBackward(s.dres, masks.embedding, p, BTC);

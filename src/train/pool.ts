@@ -16,7 +16,7 @@ import { LlamaError } from '../errors.js';
 import { type KernelExports, type KernelMemory, instantiateKernels } from '../kernels/wasm.js';
 import type { KernelSet } from '../kernels/kernel-set.js';
 import type { ModelConfig } from '../model/config.js';
-import type { MatmulKernels, TrainRowKernels } from './layers.js';
+import { type MatmulKernels, RMS_EPS, type TrainRowKernels } from './layers.js';
 import type { ParallelOp, ParallelRunner, TrainModel } from './model.js';
 
 /** What the pool needs from the kernel set: its compiled module and shared memory. */
@@ -106,6 +106,9 @@ export function trainRowKernels(k: KernelExports): TrainRowKernels {
     swigluBackward: (da, db, dout, a, b, from, to) => k.swigluBackwardTrain(
       da.byteOffset + 4 * from, db.byteOffset + 4 * from, dout.byteOffset + 4 * from, a.byteOffset + 4 * from, b.byteOffset + 4 * from, to - from),
     crossEntropyBackwardRow: (p, offset, n, y, s) => k.crossEntropyBackwardRow(p.byteOffset + 4 * offset, n, y, s),
+    rmsnormForward: (out, rstd, inp, weight, BT, C) => k.rmsnormForwardTrain(out.byteOffset, rstd.byteOffset, inp.byteOffset, weight.byteOffset, BT, C, RMS_EPS),
+    rmsnormBackward: (dinp, dweight, dout, inp, weight, rstd, BT, C) =>
+      k.rmsnormBackwardTrain(dinp.byteOffset, dweight.byteOffset, dout.byteOffset, inp.byteOffset, weight.byteOffset, rstd.byteOffset, BT, C),
     adamw(p, g, m, v, lr, weightDecay, hyper, step, from, to, gradScale) {
       // adamwStep's numbers of this step (in float64, then float32 as the kernel's arguments)
       const stepSize = lr / (1 - Math.pow(hyper.beta1, step)), bc2Sqrt = Math.sqrt(1 - Math.pow(hyper.beta2, step));
