@@ -13,6 +13,7 @@
 
 import { gemm } from './gemm';
 import { exp1, exp4 } from './exp';
+import { swigluForwardTrain } from './train';
 import { hsum, hsum4, hsum4I32, hsumI32 } from './simd';
 
 // ------------------------------------------------------------------------------------------------
@@ -625,20 +626,9 @@ function attendHead(
   }
 }
 
-/** SwiGLU gate in place: hb = silu(hb) ⊙ hb2 with silu(v) = v · σ(v). */
+/** SwiGLU gate in place: hb = silu(hb) ⊙ hb2 with silu(v) = v · σ(v) (train.ts's, out = a = hb). */
 export function swiglu(hb: usize, hb2: usize, size: i32): void {
-  const one = f32x4.splat(1);
-  let i = 0;
-  for (; i + 4 <= size; i += 4) {
-    const o = <usize>i << 2;
-    const v = v128.load(hb + o);
-    v128.store(hb + o, f32x4.mul(f32x4.div(v, f32x4.add(one, exp4(f32x4.neg(v)))), v128.load(hb2 + o)));
-  }
-  for (; i < size; i++) {
-    const p = hb + (<usize>i << 2);
-    const v = load<f32>(p);
-    store<f32>(p, (v / (<f32>1 + exp1(-v))) * load<f32>(hb2 + (<usize>i << 2)));
-  }
+  swigluForwardTrain(hb, hb, hb2, size);
 }
 
 /** x += y over size values. */

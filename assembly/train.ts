@@ -38,7 +38,7 @@ export function softmaxBackwardRows(P: usize, s: usize, T: i32, scale: f32): voi
   }
 }
 
-/** out = silu(a) ⊙ b over n values, silu(a) = a · σ(a) = a / (1 + e^−a). */
+/** out = silu(a) ⊙ b over n values, silu(a) = a · σ(a) = a / (1 + e^−a); out may be a (in place). */
 export function swigluForwardTrain(out: usize, a: usize, b: usize, n: i32): void {
   const one = f32x4.splat(1);
   let i = 0;
