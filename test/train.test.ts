@@ -19,6 +19,8 @@ import { DEFAULT_SETTINGS, type TrainSettings } from '../src/train/settings.js';
 import { train } from '../src/train/trainer.js';
 import { Rng } from '../src/train/rng.js';
 import { cliPath } from './refdata.js';
+import { createKernels } from '../src/kernels/kernel-set.js';
+import { engineFromKernelSet } from '../src/train/pool.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'llama2ts-train-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -124,6 +126,18 @@ test('ignored targets: the loss is the mean over the counted positions', () => {
   const all = m.forward(x, [5, 6, 7, 8]);
   assert.ok(Math.abs(all - each.reduce((a, b) => a + b) / 4) < 1e-6);
   assert.ok(Number.isNaN(m.forward(x, [-1, -1, -1, -1])));
+});
+
+test('the WebAssembly training kernels without their allocate are refused (they take the buffers by address in their memory)', async () => {
+  const set = await createKernels({ kind: 'wasm', threads: 1 });
+  try {
+    const engine = engineFromKernelSet(set);
+    const c: ModelConfig = { dim: 16, hiddenDim: 32, nLayers: 1, nHeads: 2, nKvHeads: 2, vocabSize: 20, seqLen: 8, sharedClassifier: true };
+    assert.throws(() => buildTrainModel(c, initWeights(c, 1).data, { B: 1, T: 8, kernels: engine.matmul }), /pass their allocate too/);
+    assert.doesNotThrow(() => buildTrainModel(c, initWeights(c, 1).data, { B: 1, T: 8, kernels: engine.matmul, allocate: engine.allocate! }));
+  } finally {
+    await set.close();
+  }
 });
 
 test('sampler: every window once per epoch, state save/restore reproduces the stream', () => {
