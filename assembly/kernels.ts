@@ -14,7 +14,7 @@
 import { gemm } from './gemm';
 import { exp1, exp4 } from './exp';
 import { swigluForwardTrain } from './train';
-import { hsum, hsum4, hsum4I32, hsumI32 } from './simd';
+import { hsum, hsum4, hsum4I32, hsumI32, scaleInPlace } from './simd';
 
 // ------------------------------------------------------------------------------------------------
 // Small helpers
@@ -203,7 +203,6 @@ export function rmsnormRows(o: usize, x: usize, weight: usize, rows: i32, size: 
   for (let r = 0; r < rows; r++) rmsnorm(o + <usize>r * step, x + <usize>r * step, weight, size, eps);
 }
 
-
 /** The largest of n values (f32x4.pmax four lanes at a time, then the lanes and the tail). */
 // @ts-ignore: decorator
 @inline function rowMax(x: usize, n: i32): f32 {
@@ -214,21 +213,6 @@ export function rmsnormRows(o: usize, x: usize, weight: usize, rows: i32, size: 
   let max = Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
   for (; i < n; i++) max = Mathf.max(max, load<f32>(x + (<usize>i << 2)));
   return max;
-}
-
-/** In place: x *= s over n values. */
-// @ts-ignore: decorator
-@inline function scaleInPlace(x: usize, n: i32, s: f32): void {
-  const vs = f32x4.splat(s);
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const p = x + (<usize>i << 2);
-    v128.store(p, f32x4.mul(v128.load(p), vs));
-  }
-  for (; i < n; i++) {
-    const p = x + (<usize>i << 2);
-    store<f32>(p, load<f32>(p) * s);
-  }
 }
 
 /** In place: x = exp(x - max) / Σ exp(x - max) over size values. The sum is kept in float64. */

@@ -1,4 +1,4 @@
-// Horizontal sums of SIMD lanes, shared by the kernels.
+// Horizontal sums of SIMD lanes and a scaling loop, shared by the kernels.
 
 /** Sum of the four float32 lanes of v. */
 // @ts-ignore: decorator
@@ -26,4 +26,19 @@
   const u01 = i32x4.add(v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), v128.shuffle<i32>(a0, a1, 2, 6, 3, 7));
   const u23 = i32x4.add(v128.shuffle<i32>(a2, a3, 0, 4, 1, 5), v128.shuffle<i32>(a2, a3, 2, 6, 3, 7));
   return i32x4.add(v128.shuffle<i32>(u01, u23, 0, 1, 4, 5), v128.shuffle<i32>(u01, u23, 2, 3, 6, 7));
+}
+
+/** In place: x *= s over n values. */
+// @ts-ignore: decorator
+@inline export function scaleInPlace(x: usize, n: i32, s: f32): void {
+  const vs = f32x4.splat(s);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const p = x + (<usize>i << 2);
+    v128.store(p, f32x4.mul(v128.load(p), vs));
+  }
+  for (; i < n; i++) {
+    const p = x + (<usize>i << 2);
+    store<f32>(p, load<f32>(p) * s);
+  }
 }

@@ -1,9 +1,11 @@
-// Training's element-wise and row-wise kernels (src/train/layers.ts has each one's TypeScript
-// reference, in float64 where this is float32): the attention softmax's backward, SwiGLU forward
-// and backward, the cross-entropy's gradient. Arguments are byte addresses of float32 arrays.
+// Training's element-wise and row-wise kernels (src/train/layers.ts and adamw.ts have each one's
+// TypeScript reference, in float64 where this is float32): the attention softmax's backward, SwiGLU
+// forward and backward, the cross-entropy's gradient, RMSNorm forward and backward, AdamW (the
+// attention's causal softmax is kernels.ts's causalSoftmaxRows). Arguments are byte addresses of
+// float32 arrays.
 
 import { exp1, exp4 } from './exp';
-import { hsum } from './simd';
+import { hsum, scaleInPlace } from './simd';
 
 /**
  * Backward through the causal softmax of one head, in place over the (T, T) gradient s: for each
@@ -84,13 +86,7 @@ export function swigluBackwardTrain(da: usize, db: usize, dout: usize, a: usize,
  */
 export function crossEntropyBackwardRow(p: usize, n: i32, y: i32, s: f32): void {
   const py = load<f32>(p + (<usize>y << 2));
-  const vs = f32x4.splat(s);
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const o = <usize>i << 2;
-    v128.store(p + o, f32x4.mul(v128.load(p + o), vs));
-  }
-  for (; i < n; i++) store<f32>(p + (<usize>i << 2), load<f32>(p + (<usize>i << 2)) * s);
+  scaleInPlace(p, n, s);
   store<f32>(p + (<usize>y << 2), (py - 1) * s);
 }
 

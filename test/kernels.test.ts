@@ -654,7 +654,7 @@ describe('training row kernels (assembly/train.ts, float32) vs the float64 loops
     const run = (r: TrainRowKernels | undefined) => {
       const mm = mmWith(r);
       const probs = copyInto(wasm, logits), result = new Float64Array(2);
-      crossEntropyForward(probs, targets, BT, V, result, 0, 0, BT, { ...mm, softmaxAt: (x, o, n) => wasm.softmax(x.subarray(o, o + n), n) });
+      crossEntropyForward(probs, targets, BT, V, result, 0, 0, BT, mm);
       const loss = result[0]!, count = result[1]!;
       crossEntropySoftmaxBackward(probs, probs, targets, 1, count, BT, V, 0, BT, mm);
       return { loss, count, probs };

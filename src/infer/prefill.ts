@@ -39,7 +39,7 @@ import type { AttentionShape, Kernels, WeightMatrix } from '../kernels/types.js'
  */
 export const PREFILL_BLOCK = 512;
 /** Tokens per block, at least (when the context has them): enough rows for the products' full speed. */
-export const PREFILL_BLOCK_MIN = 128;
+const PREFILL_BLOCK_MIN = 128;
 /** Bytes the block buffers of one part may take before blocks get shorter (down to PREFILL_BLOCK_MIN). */
 const BLOCK_BUFFER_BUDGET = 32 << 20;
 
@@ -185,13 +185,13 @@ export class BlockForward {
   private logits: Float32Array | undefined;
   private logitRows: Float32Array[] = [];
 
-  /** `rows`: tokens per block, at most prefillRows (the model's widths and context: the default). */
   /**
    * Float32 weights with kernels that run several products of one input in one call: each layer's
    * Q, K, V products and its W1, W3 products (by layer, in the order of the parts).
    */
   private readonly grouped: Map<BlockLayer, { readonly qkv: readonly ForwardProduct[]; readonly gate: readonly ForwardProduct[] }> = new Map();
 
+  /** `rows`: tokens per block, at most prefillRows (the model's widths and context: the default). */
   constructor(private readonly m: BlockModel, private readonly kernels: BlockKernels, rows?: number) {
     const most = prefillRows(m.dim, m.hiddenDim, m.shape.kvDim, m.shape.seqLen);
     this.rows = Math.max(1, Math.min(rows ?? most, most));

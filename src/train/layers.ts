@@ -9,7 +9,9 @@
 // exceptions work in place and say so (RoPE and dropout transform a gradient they own).
 //
 // Arithmetic: sums are carried in float64 (JavaScript numbers) and stored as float32, which is at
-// least as accurate as PyTorch's float32 reductions; tests compare with PyTorch at 1e-5..1e-4.
+// least as accurate as PyTorch's float32 reductions; tests compare with PyTorch at 1e-5..1e-4. The
+// WebAssembly kernels' float32 SIMD versions of the element-wise and row-wise loops (MatmulKernels
+// .rows, assembly/train.ts) are compared with these loops, and pass the same PyTorch tests.
 
 import type { AdamWHyper } from './adamw.js';
 import type { Rng } from './rng.js';
@@ -24,8 +26,6 @@ export interface MatmulKernels {
   matmulForward(out: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void;
   /** dinp (BT, C) += dout (BT, OC) · w (OC, C);  dw (OC, C) += dout ᵀ · inp. */
   matmulBackward(dinp: Float32Array, dw: Float32Array, dout: Float32Array, inp: Float32Array, w: Float32Array, BT: number, C: number, OC: number): void;
-  /** Optional: in place, x[offset..offset+size) = softmax of itself (a faster exp for the logits). */
-  softmaxAt?(x: Float32Array, offset: number, size: number): void;
   /**
    * Optional float32 SIMD versions of this file's element-wise and row-wise loops, the same
    * formulas (WebAssembly: assembly/train.ts); the loops here are their reference, in float64.
@@ -35,6 +35,8 @@ export interface MatmulKernels {
 
 /** See MatmulKernels.rows; each is the function of this file named in its comment. */
 export interface TrainRowKernels {
+  /** In place, x[offset..offset+n) = softmax of itself (crossEntropyForward's exponentials). */
+  softmax(x: Float32Array, offset: number, n: number): void;
   /** Index of the first largest of x[offset..offset+n) (crossEntropyForward's argmax). */
   argmax(x: Float32Array, offset: number, n: number): number;
   /** attentionForward's causal softmax of one head's (T, T) scores, in place. */
@@ -499,8 +501,8 @@ export function crossEntropyForward(probs: Float32Array, targets: Int32Array, BT
     }
     const y = targets[bt]!;
     const logitY = y >= 0 ? probs[o + y]! : 0;
-    if (kernels?.softmaxAt) {
-      kernels.softmaxAt(probs, o, V);
+    if (kernels?.rows !== undefined) {
+      kernels.rows.softmax(probs, o, V);
       if (y >= 0) {
         sum += max - logitY - Math.log(probs[o + argmax]!);
         count++;

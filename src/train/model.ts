@@ -196,9 +196,9 @@ export class TrainModel {
     if (T > config.seqLen) throw new RangeError(`T = ${T} exceeds the model's seq_len ${config.seqLen}`);
     const p = opts.dropout ?? 0;
     if (!(p >= 0 && p < 1)) throw new RangeError(`dropout ${p} must be in [0, 1)`);
-    // kernels that take their arrays by address (softmaxAt, rows: WebAssembly) read the model's
-    // buffers in their own memory, which only their allocate gives
-    if ((opts.kernels?.rows !== undefined || opts.kernels?.softmaxAt !== undefined) && opts.allocate === undefined) {
+    // kernels that take their arrays by address (rows: WebAssembly) read the model's buffers in
+    // their own memory, which only their allocate gives
+    if (opts.kernels?.rows !== undefined && opts.allocate === undefined) {
       throw new RangeError(`the ${opts.kernels.name} kernels work on buffers in their own memory: pass their allocate too (engineFromKernelSet gives both)`);
     }
     this.config = config;

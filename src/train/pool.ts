@@ -60,10 +60,8 @@ export function engineFromKernelSet(set: KernelSet): TrainEngine {
   };
   const shared = sharedWasmOf(set);
   if (shared) {
-    // the SIMD softmax of the kernels, for the logits (by address: no view per row)
-    const k = instantiateKernels(shared.module, shared.memory);
-    matmul.softmaxAt = (x: Float32Array, offset: number, size: number): void => k.softmax(x.byteOffset + 4 * offset, size);
-    matmul.rows = trainRowKernels(k);
+    // the SIMD row kernels (by address: no view per row)
+    matmul.rows = trainRowKernels(instantiateKernels(shared.module, shared.memory));
   }
   return { matmul, allocate: set.allocate.bind(set), threads: set.threads, ...(shared ? { shared } : {}) };
 }
@@ -86,9 +84,6 @@ export function serialWasmMatmul(k: KernelExports, shared: SharedWasm, slot: num
       k.gemm(dinp.byteOffset, C * 4, dout.byteOffset, OC * 4, 4, w.byteOffset, C * 4, 1, OC, 1, 0, BT, 0, C, scratch);
       k.gemm(dw.byteOffset, C * 4, dout.byteOffset, 4, OC * 4, inp.byteOffset, C * 4, 1, BT, 1, 0, OC, 0, C, scratch);
     },
-    softmaxAt(x, offset, size) {
-      k.softmax(x.byteOffset + 4 * offset, size);
-    },
     rows: trainRowKernels(k),
   };
 }
@@ -99,6 +94,7 @@ export function serialWasmMatmul(k: KernelExports, shared: SharedWasm, slot: num
  */
 export function trainRowKernels(k: KernelExports): TrainRowKernels {
   return {
+    softmax: (x, offset, n) => k.softmax(x.byteOffset + 4 * offset, n),
     argmax: (x, offset, n) => k.greedy(x.byteOffset + 4 * offset, n),
     causalSoftmax: (P, T, scale) => k.causalSoftmaxRows(P.byteOffset, T, scale),
     softmaxBackward: (P, s, T, scale) => k.softmaxBackwardRows(P.byteOffset, s.byteOffset, T, scale),
