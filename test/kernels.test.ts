@@ -216,7 +216,7 @@ describe('fp32 inference kernels: wasm vs reference', () => {
     assertSame(many, one, 'threaded matmul');
   });
 
-  for (const [n, d, count] of [[64, 64, 3], [288, 300, 4], [771, 130, 5], [19, 40, 2]] as const) {
+  for (const [n, d, count] of [[64, 64, 3], [288, 300, 4], [771, 130, 5], [19, 40, 2], [290, 517, 8], [33, 1029, 6]] as const) {
     test(`matmulMany: ${count} vectors through ${d}×${n} = matmul for each, bit for bit (wasm, threads)`, () => {
       const w = fill(new Float32Array(n * d), rand), x = fill(new Float32Array(count * n), rand);
       for (const k of [wasm, threaded]) {

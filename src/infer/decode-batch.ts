@@ -12,9 +12,9 @@
 //
 // The numbers are each session's own, bit for bit: every step is forward.ts's for one token —
 // rmsnorm, RoPE and attention row by row on the session's own position and cache, the products
-// by kernels that give each row exactly what the one-token product gives (matmulMany; for Q8_0
-// matmulQ8Forward on rows quantized one by one) — so what a request writes does not depend on
-// what else the server is doing.
+// by kernels that give each row exactly what the one-token product gives (matmulMany, and
+// matmulManyGroup for the products that share an input; for Q8_0 matmulQ8Forward on rows quantized
+// one by one) — so what a request writes does not depend on what else the server is doing.
 
 import type { Q8Kernels } from '../kernels/q8-types.js';
 import type { AttentionShape, Kernels, WeightMatrix } from '../kernels/types.js';
@@ -144,9 +144,13 @@ export class DecodeGroup {
     }
     m.layers.forEach((L, l) => {
       for (let i = 0; i < count; i++) K.rmsnorm(b.xbRows[i]!, b.xRows[i]!, L.rmsAtt, dim, eps);
-      this.product(b.q, b.xb, b.xbRows, L.wq, count, dim, dim);
-      this.product(b.k, b.xb, b.xbRows, L.wk, count, dim, kv, true);
-      this.product(b.v, b.xb, b.xbRows, L.wv, count, dim, kv, true);
+      if (K.matmulManyGroup !== undefined && L.wq instanceof Float32Array) {
+        K.matmulManyGroup(b.xb, dim, count, [{ xout: b.q, w: L.wq, d: dim }, { xout: b.k, w: L.wk, d: kv }, { xout: b.v, w: L.wv, d: kv }]);
+      } else {
+        this.product(b.q, b.xb, b.xbRows, L.wq, count, dim, dim);
+        this.product(b.k, b.xb, b.xbRows, L.wk, count, dim, kv, true);
+        this.product(b.v, b.xb, b.xbRows, L.wv, count, dim, kv, true);
+      }
       for (let i = 0; i < count; i++) {
         const pos = this.positions[i]!, cache = this.batch[i]!.caches[l]!;
         K.rope(b.qRows[i]!, b.kRows[i]!, pos, dim, kv, headSize, theta);
@@ -157,8 +161,12 @@ export class DecodeGroup {
       this.product(b.xb2, b.xb, b.xbRows, L.wo, count, dim, dim);
       K.add(b.x, b.xb2, count * dim);
       for (let i = 0; i < count; i++) K.rmsnorm(b.xbRows[i]!, b.xRows[i]!, L.rmsFfn, dim, eps);
-      this.product(b.hb, b.xb, b.xbRows, L.w1, count, dim, hidden);
-      this.product(b.hb2, b.xb, b.xbRows, L.w3, count, dim, hidden, true);
+      if (K.matmulManyGroup !== undefined && L.w1 instanceof Float32Array) {
+        K.matmulManyGroup(b.xb, dim, count, [{ xout: b.hb, w: L.w1, d: hidden }, { xout: b.hb2, w: L.w3, d: hidden }]);
+      } else {
+        this.product(b.hb, b.xb, b.xbRows, L.w1, count, dim, hidden);
+        this.product(b.hb2, b.xb, b.xbRows, L.w3, count, dim, hidden, true);
+      }
       K.swiglu(b.hb, b.hb2, count * hidden);
       this.product(b.xb, b.hb, b.hbRows, L.w2, count, hidden, dim);
       K.add(b.x, b.xb, count * dim);

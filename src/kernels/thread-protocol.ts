@@ -72,7 +72,8 @@ export const Op = {
   gemmQ8: 9, //          c, ldc, xq, xs, wq, ws, n, gs, M, d, scratch, scratchBytes (assembly/gemm-q8.ts);
   //                     chunks as gemm's (CHUNK rows × CHUNK2 channels, SPLIT channel chunks per row of chunks)
   attentionRows: 10, //  out, q, keyCache, valueCache, att, pos, count, nHeads, nKvHeads, headSize, kvDim, seqLen;  one head per chunk
-  matmulMany: 11, //     xout, x, w, n, d, count                         chunks of CHUNK rows of w
+  matmulManyGroup: 11, // x, xI (x interleaved), n, count, products, then products × (xout, w, d)
+  //                     chunks of CHUNK rows of the products' rows one after another
   expSum: 12, //         x, n, out                                        chunks of CHUNK values; chunk c's (max, sum) at out + 16c
   swiglu: 13, //         hb, hb2, size                                    chunks of CHUNK values
   attentionBlock: 8, //  out, q, keyCache, valueCache, scores, pos, count, nHeads, nKvHeads, headSize, kvDim, scoresBytes,
@@ -174,9 +175,6 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number, self: nu
       k.attentionRowsHeads(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, ctrl[A + 6]!, ctrl[A + 7]!,
         ctrl[A + 8]!, ctrl[A + 9]!, ctrl[A + 10]!, ctrl[A + 11]!, c, c + 1);
       break;
-    case Op.matmulMany:
-      k.matmulRowsMulti(ctrl[A]!, ctrl[A + 1]!, ctrl[A + 2]!, ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, chunkStart(c, size), chunkEnd(c, size, ctrl[A + 4]!));
-      break;
     case Op.expSum: {
       const start = chunkStart(c, size);
       k.expSum(ctrl[A]! + start * 4, chunkEnd(c, size, ctrl[A + 1]!) - start, ctrl[A + 2]! + c * 16);
@@ -220,6 +218,23 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number, self: nu
         }
         x0 -= N; // on to the next product's columns, counted from 0
         x1 -= N;
+      }
+      break;
+    }
+    case Op.matmulManyGroup: {
+      // as matmulGroup below, for `count` vectors (assembly/kernels.ts matmulRowsMulti)
+      const n = ctrl[A + 2]!, count = ctrl[A + 3]!;
+      let r0 = chunkStart(c, size), r1 = r0 + size;
+      for (let i = 0, end = ctrl[A + 4]!; i < end && r0 < r1; i++) {
+        const p = A + 5 + i * 3;
+        const d = ctrl[p + 2]!;
+        if (r0 < d) {
+          const hi = Math.min(r1, d);
+          k.matmulRowsMulti(ctrl[p]!, ctrl[A]!, ctrl[A + 1]!, ctrl[p + 1]!, n, d, count, r0, hi);
+          r0 = hi;
+        }
+        r0 -= d;
+        r1 -= d;
       }
       break;
     }

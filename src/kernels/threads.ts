@@ -299,12 +299,33 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       dispatch(m, rows(size, 16, 1024));
     },
     matmulMany(xout, x, w, n, d, count) {
-      if (n * d < PARALLEL_MIN_WORK) return base.matmulMany(xout, x, w, n, d, count);
-      checkMatmulMany(xout, x, w, n, d, count);
-      const m = route(xout);
-      ctrl[OP] = Op.matmulMany;
-      ctrl[ARGS] = m.address(xout); ctrl[ARGS + 1] = m.address(x); ctrl[ARGS + 2] = m.address(w); ctrl[ARGS + 3] = n; ctrl[ARGS + 4] = d; ctrl[ARGS + 5] = count;
-      dispatch(m, rows(d, 4, 16));
+      threaded.matmulManyGroup!(x, n, count, [{ xout, w, d }]);
+    },
+    matmulManyGroup(x, n, count, products) {
+      // products the threads would not split run on the calling thread (matmulSmall's bits)
+      if (products.length > MAX_GROUP || products.some((p) => n * p.d < PARALLEL_MIN_WORK)) {
+        for (const p of products) {
+          if (n * p.d < PARALLEL_MIN_WORK) base.matmulManyGroup!(x, n, count, [p]);
+          else threaded.matmulManyGroup!(x, n, count, [p]);
+        }
+        return;
+      }
+      const m = route(x);
+      let rowsInAll = 0;
+      for (const p of products) {
+        if (!(p.w instanceof Float32Array)) throw new LlamaError('matmulManyGroup takes float32 weights');
+        checkMatmulMany(p.xout, x, p.w, n, p.d, count);
+        m.address(p.xout); m.address(p.w); // (checks they share x's memory)
+        rowsInAll += p.d;
+      }
+      const xAt = m.address(x);
+      ctrl[OP] = Op.matmulManyGroup;
+      ctrl[ARGS] = xAt; ctrl[ARGS + 1] = base.interleaveSessions(m, xAt, n, count);
+      ctrl[ARGS + 2] = n; ctrl[ARGS + 3] = count; ctrl[ARGS + 4] = products.length;
+      products.forEach((p, i) => {
+        ctrl[ARGS + 5 + i * 3] = m.address(p.xout); ctrl[ARGS + 6 + i * 3] = m.address(p.w as Float32Array); ctrl[ARGS + 7 + i * 3] = p.d;
+      });
+      dispatch(m, rows(rowsInAll, 4, 16));
     },
     attention(out, q, keyCache, valueCache, att, pos, s) {
       if (s.nHeads > MAX_CHUNKS || (pos + 1) * s.nHeads * s.headSize < PARALLEL_MIN_WORK / 4) return base.attention(out, q, keyCache, valueCache, att, pos, s);

@@ -34,6 +34,12 @@ export interface Kernels {
    * decode together must write what each would write alone).
    */
   matmulMany(xout: Float32Array, x: Float32Array, w: Float32Array, n: number, d: number, count: number): void;
+  /**
+   * matmulMany for float32 products that share their input (Wq, Wk, Wv; W1 and W3): product i's
+   * xout (count, d) = W · x[v] — one call, one hand-off to the worker threads, each output bit for
+   * bit matmulMany's (optional: else one matmulMany per product).
+   */
+  matmulManyGroup?(x: Float32Array, n: number, count: number, products: readonly GroupedProduct[]): void;
   /** o (size) = weight ⊙ x / sqrt(mean(x²) + eps), eps default 1e-5 (llama2.c's). `o` may be `x`. */
   rmsnorm(o: Float32Array, x: Float32Array, weight: Float32Array, size: number, eps?: number): void;
   /** rmsnorm of `rows` rows of `size` values one after another (optional: else a call per row). */

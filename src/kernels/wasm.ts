@@ -28,13 +28,15 @@
 
 import { LlamaError, OutOfMemoryError } from '../errors.js';
 import type { KernelSet } from './kernel-set.js';
-import type { AttentionShape, ForwardModel, KernelMemories, WeightMatrix } from './types.js';
+import type { AttentionShape, ForwardModel, GroupedProduct, KernelMemories, WeightMatrix } from './types.js';
 
 /** The functions assembly/kernels.ts exports; every address is a byte offset into the memory. */
 export interface KernelExports {
   matmul(xout: number, x: number, w: number, n: number, d: number): void;
   matmulRows(xout: number, x: number, w: number, n: number, r0: number, r1: number): void;
-  matmulRowsMulti(xout: number, x: number, w: number, n: number, d: number, count: number, r0: number, r1: number): void;
+  matmulRowsMulti(xout: number, x: number, xI: number, w: number, n: number, d: number, count: number, r0: number, r1: number): void;
+  interleaveSessions(xI: number, x: number, n: number, count: number): void;
+  interleavedBytes(n: number, count: number): number;
   rmsnorm(o: number, x: number, weight: number, size: number, eps: number): void;
   softmax(x: number, size: number): void;
   rope(q: number, k: number, pos: number, dim: number, kvDim: number, headSize: number, theta: number): void;
@@ -345,6 +347,11 @@ export interface WasmKernelSet extends Omit<KernelSet, keyof KernelMemories>, Ke
   onMemoryAdded(listener: (memory: KernelMemory) => void): void;
   /** The matrix × matrix product's packing buffer in `memory` (assembly/gemm.ts). */
   gemmScratch(memory: KernelMemory): number;
+  /**
+   * Copies `count` vectors of n at address x (in `memory`) into the layout matmulRowsMulti reads
+   * (assembly/kernels.ts interleaveSessions), in a buffer of that memory; returns its address.
+   */
+  interleaveSessions(memory: KernelMemory, x: number, n: number, count: number): number;
 }
 
 export async function createWasmKernels(options: WasmKernelOptions = {}): Promise<WasmKernelSet> {
@@ -410,6 +417,8 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
   // the block attention's scores (assembly/kernels.ts attentionBlockHeads), per memory, made for the
   // longest context seen
   const scores: Array<{ at: number; bytes: number }> = [];
+  // matmulMany's vectors regrouped for matmulRowsMulti, per memory, made for the most seen
+  const interleaved: Array<{ at: number; bytes: number }> = [];
   const listeners: Array<(memory: KernelMemory) => void> = [];
 
   function addMemory(): KernelMemory {
@@ -423,6 +432,7 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
     gemmScratchBytes = k.gemmScratchBytes();
     gemmScratch.push(heap.reserve(gemmScratchBytes));
     scores.push({ at: 0, bytes: 0 });
+    interleaved.push({ at: 0, bytes: 0 });
     for (const listener of listeners) listener(heap);
     return heap;
   }
@@ -446,6 +456,34 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
     return sc.at;
   }
 
+  function interleaveSessions(m: KernelMemory, x: number, n: number, count: number): number {
+    const bytes = m.exports!.interleavedBytes(n, count);
+    const buf = interleaved[m.index]!;
+    if (bytes > buf.bytes) {
+      buf.at = m.reserve(bytes);
+      buf.bytes = bytes;
+    }
+    m.exports!.interleaveSessions(buf.at, x, n, count);
+    return buf.at;
+  }
+
+  /** Kernels.matmulManyGroup (and matmulMany, a group of one). */
+  function matmulManyGroup(x: Float32Array, n: number, count: number, products: readonly GroupedProduct[]): void {
+    const m = route(x);
+    const e = m.exports!, at = (v: ArrayBufferView): number => m.address(v);
+    let xI = -1; // x regrouped for matmulRowsMulti, made once for all the products
+    for (const { xout, w, d } of products) {
+      if (!(w instanceof Float32Array)) throw new LlamaError('matmulManyGroup takes float32 weights');
+      checkMatmulMany(xout, x, w, n, d, count);
+      if (n * d < SMALL_MATRIX) { // matmul's small-matrix kernel, one vector at a time (its bits)
+        for (let v = 0; v < count; v++) e.matmul(at(xout) + v * d * 4, at(x) + v * n * 4, at(w), n, d);
+      } else {
+        if (xI < 0) xI = interleaveSessions(m, at(x), n, count);
+        e.matmulRowsMulti(at(xout), at(x), xI, at(w), n, d, count, 0, d);
+      }
+    }
+  }
+
   function route(view: ArrayBufferView): KernelMemory {
     const m = KernelMemory.of(view);
     if (m === undefined || memories[m.index] !== m) {
@@ -461,6 +499,7 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
     memoryBytes: limit,
     onMemoryAdded: (listener) => { listeners.push(listener); },
     gemmScratch: (m) => gemmScratch[m.index]!,
+    interleaveSessions,
     memoryOf: (view) => route(view).index,
     // a memory not made yet: what it will have once the module's data and its packing buffer are in
     memoryAvailable: (index) => (index < memories.length ? memories[index]!.available
@@ -476,16 +515,8 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
       const m = route(xout);
       m.exports!.matmul(m.address(xout), m.address(x), m.address(w), n, d);
     },
-    matmulMany(xout, x, w, n, d, count) {
-      checkMatmulMany(xout, x, w, n, d, count);
-      const m = route(xout);
-      const e = m.exports!, at = (v: ArrayBufferView): number => m.address(v);
-      if (n * d < SMALL_MATRIX) { // matmul's small-matrix kernel, one vector at a time (its bits)
-        for (let v = 0; v < count; v++) e.matmul(at(xout) + v * d * 4, at(x) + v * n * 4, at(w), n, d);
-      } else {
-        e.matmulRowsMulti(at(xout), at(x), at(w), n, d, count, 0, d);
-      }
-    },
+    matmulMany: (xout, x, w, n, d, count) => matmulManyGroup(x, n, count, [{ xout, w, d }]),
+    matmulManyGroup,
     rmsnorm(o, x, weight, size, eps = 1e-5) {
       need(o, size, 'rmsnorm o'); need(x, size, 'rmsnorm x'); need(weight, size, 'rmsnorm weight');
       const m = route(o);
