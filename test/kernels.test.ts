@@ -336,6 +336,23 @@ describe('fp32 inference kernels: wasm vs reference', () => {
       }
     });
   }
+
+  test('attentionMany: sessions at different positions in one call = attention for each, bit for bit (threads)', () => {
+    const s: AttentionShape = { nHeads: 6, nKvHeads: 3, headSize: 48, kvDim: 144, seqLen: 300 };
+    for (const positions of [[299, 17, 150], [0, 1], [5, 40, 80, 120, 160, 200, 240, 299, 3, 9, 11]]) {
+      const calls = positions.map((pos) => ({
+        out: threaded.allocate(s.nHeads * s.headSize), q: copyInto(threaded, fill(new Float32Array(s.nHeads * s.headSize), rand)),
+        keyCache: copyInto(threaded, fill(new Float32Array(s.seqLen * s.kvDim), rand)),
+        valueCache: copyInto(threaded, fill(new Float32Array(s.seqLen * s.kvDim), rand)), att: threaded.allocate(s.nHeads * s.seqLen), pos,
+      }));
+      threaded.attentionMany!(calls, calls.length, s);
+      for (const [i, c] of calls.entries()) {
+        const one = wasm.allocate(c.out.length);
+        wasm.attention(one, copyInto(wasm, c.q), copyInto(wasm, c.keyCache), copyInto(wasm, c.valueCache), wasm.allocate(c.att.length), c.pos, s);
+        assertSame(c.out, one, `session ${i} of ${calls.length} at position ${c.pos}`);
+      }
+    }
+  });
 });
 
 // ------------------------------------------------------------------------------------------------

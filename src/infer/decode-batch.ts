@@ -17,7 +17,7 @@
 // one by one) — so what a request writes does not depend on what else the server is doing.
 
 import type { Q8Kernels } from '../kernels/q8-types.js';
-import type { AttentionShape, Kernels, WeightMatrix } from '../kernels/types.js';
+import type { AttentionCall, AttentionShape, Kernels, WeightMatrix } from '../kernels/types.js';
 import type { BatchModel, LayerWeights } from './prefill.js';
 
 /** The shared model. */
@@ -105,6 +105,8 @@ export class DecodeGroup {
       x, xb, xb2, q, k, v, hb, hb2, logits, xq, xs,
       xRows: rowsOf(x, dim), xbRows: rowsOf(xb, dim), hbRows: rowsOf(hb, hidden), qRows: rowsOf(q, dim),
       kRows: rowsOf(k, kv), vRows: rowsOf(v, kv), logitRows: rowsOf(logits, V),
+      // each row's attention arguments (filled layer by layer)
+      attention: Array.from({ length: rows }, (_, i): AttentionCall => ({ out: xb, q, keyCache: k, valueCache: v, att: q, pos: i })),
       qDim: gs > 0 ? quantized(dim) : undefined, qHidden: gs > 0 ? quantized(hidden) : undefined,
     };
   }
@@ -156,7 +158,14 @@ export class DecodeGroup {
         K.rope(b.qRows[i]!, b.kRows[i]!, pos, dim, kv, headSize, theta);
         cache.keyCache.set(b.kRows[i]!, pos * kv);
         cache.valueCache.set(b.vRows[i]!, pos * kv);
-        K.attention(b.xbRows[i]!, b.qRows[i]!, cache.keyCache, cache.valueCache, this.batch[i]!.att, pos, m.shape);
+        const call = b.attention[i]!;
+        call.out = b.xbRows[i]!; call.q = b.qRows[i]!; call.keyCache = cache.keyCache; call.valueCache = cache.valueCache;
+        call.att = this.batch[i]!.att; call.pos = pos;
+      }
+      if (K.attentionMany !== undefined) K.attentionMany(b.attention, count, m.shape);
+      else for (let i = 0; i < count; i++) {
+        const c = b.attention[i]!;
+        K.attention(c.out, c.q, c.keyCache, c.valueCache, c.att, c.pos, m.shape);
       }
       this.product(b.xb2, b.xb, b.xbRows, L.wo, count, dim, dim);
       K.add(b.x, b.xb2, count * dim);

@@ -29,6 +29,8 @@
 //   FAILED    set when a worker's chunk threw
 //   FINISHED  chunks completed (on its own cache line): each participant adds the number it ran
 //             once it finds nothing left to claim
+//   TABLE     per-item arguments of a command that has more than ARGS holds (attentionMany:
+//             six per session)
 //
 // Idle workers spin briefly (the next command of a forward pass follows within microseconds),
 // then sleep in Atomics.wait. This file is platform-neutral: a browser Web Worker could run
@@ -45,8 +47,10 @@ export const SPLIT = 5;
 export const FAILED = 6;
 export const ARGS = 8;
 export const FINISHED = 32;
+export const TABLE = 48;
+const TABLE_INTS = 64;
 /** Participant p's cursor is at CURSORS + p * CURSOR_STRIDE (one 64-byte cache line each). */
-const CURSORS = 48;
+const CURSORS = TABLE + TABLE_INTS;
 const CURSOR_STRIDE = 16;
 
 /** Int32 slots in the control block of a pool of `threads` participants. */
@@ -80,7 +84,12 @@ export const Op = {
   //                     scratch, scratchBytes;  one head per chunk; participant p's scores at scores + p·scoresBytes
   gemmMany: 14, //       a, K, M, scratch, scratchBytes, count, then count × (c, b, N): c (M, N) = a (M, K) · bᵀ, b (N, K)
   //                     rows, for each product; chunks as gemm's over the products' columns one after another
+  attentionMany: 15, //  count, nHeads, nKvHeads, headSize, kvDim, seqLen; TABLE: count × (out, q, keyCache, valueCache,
+  //                     att, pos);  one head of one session per chunk
 } as const;
+
+/** Most sessions in one attentionMany command (TABLE holds 6 ints for each). */
+export const MAX_ATTENTION_MANY = Math.floor(TABLE_INTS / 6);
 
 /** Most products in one gemmMany command. */
 export const MAX_GEMM_MANY = 3;
@@ -219,6 +228,14 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number, self: nu
         x0 -= N; // on to the next product's columns, counted from 0
         x1 -= N;
       }
+      break;
+    }
+    case Op.attentionMany: {
+      // chunk c: head c mod nHeads of session ⌊c / nHeads⌋ (Op.attention's chunk of that session)
+      const nHeads = ctrl[A + 1]!;
+      const session = Math.floor(c / nHeads), h = c - session * nHeads, t = TABLE + session * 6;
+      k.attentionHeads(ctrl[t]!, ctrl[t + 1]!, ctrl[t + 2]!, ctrl[t + 3]!, ctrl[t + 4]!, ctrl[t + 5]!, nHeads, ctrl[A + 2]!,
+        ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, h, h + 1);
       break;
     }
     case Op.matmulManyGroup: {

@@ -16,7 +16,7 @@ import { Worker } from 'node:worker_threads';
 import { LlamaError } from '../errors.js';
 import type { KernelSet } from './kernel-set.js';
 import {
-  ARGS, CHUNK, CHUNK2, FAILED, FINISHED, MAX_CHUNKS, MAX_GEMM_MANY, MAX_GROUP, MEM, OP, Op, SPLIT, STATE, SpinBudget,
+  ARGS, CHUNK, CHUNK2, FAILED, FINISHED, MAX_ATTENTION_MANY, MAX_CHUNKS, MAX_GEMM_MANY, MAX_GROUP, MEM, OP, Op, SPLIT, STATE, SpinBudget, TABLE,
   chunkSize, claimChunks, controlInts, initialState, resetCursors, seqOf,
 } from './thread-protocol.js';
 import type { WorkerInit } from './thread-worker.js';
@@ -336,6 +336,32 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       ctrl[ARGS + 4] = m.address(att); ctrl[ARGS + 5] = pos; ctrl[ARGS + 6] = s.nHeads; ctrl[ARGS + 7] = s.nKvHeads;
       ctrl[ARGS + 8] = s.headSize; ctrl[ARGS + 9] = s.kvDim; ctrl[ARGS + 10] = s.seqLen;
       dispatch(m, s.nHeads); // one head per chunk
+    },
+    attentionMany(calls, count, s) {
+      let work = 0, oneMemory = true;
+      const m = route(calls[0]!.out);
+      for (let i = 0; i < count; i++) {
+        const c = calls[i]!;
+        checkAttention(c.out, c.q, c.keyCache, c.valueCache, c.att, c.pos, s);
+        work += (c.pos + 1) * s.nHeads * s.headSize;
+        if (route(c.out) !== m) oneMemory = false;
+      }
+      if (!oneMemory || count > MAX_ATTENTION_MANY || count * s.nHeads > MAX_CHUNKS || work < PARALLEL_MIN_WORK / 4) {
+        for (let i = 0; i < count; i++) {
+          const c = calls[i]!;
+          threaded.attention(c.out, c.q, c.keyCache, c.valueCache, c.att, c.pos, s);
+        }
+        return;
+      }
+      for (let i = 0; i < count; i++) {
+        const c = calls[i]!, t = TABLE + i * 6;
+        ctrl[t] = m.address(c.out); ctrl[t + 1] = m.address(c.q); ctrl[t + 2] = m.address(c.keyCache); ctrl[t + 3] = m.address(c.valueCache);
+        ctrl[t + 4] = m.address(c.att); ctrl[t + 5] = c.pos;
+      }
+      ctrl[OP] = Op.attentionMany;
+      ctrl[ARGS] = count; ctrl[ARGS + 1] = s.nHeads; ctrl[ARGS + 2] = s.nKvHeads; ctrl[ARGS + 3] = s.headSize; ctrl[ARGS + 4] = s.kvDim;
+      ctrl[ARGS + 5] = s.seqLen;
+      dispatch(m, count * s.nHeads); // one head of one session per chunk
     },
     matmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize) {
       if (M * n * d < PARALLEL_MIN_WORK * 4 || !gemmQ8Fits(n, groupSize)) {

@@ -19,6 +19,16 @@ export interface AttentionShape {
   readonly seqLen: number;
 }
 
+/** One session's arguments to Kernels.attentionMany (attention's). */
+export interface AttentionCall {
+  out: Float32Array;
+  q: Float32Array;
+  keyCache: Float32Array;
+  valueCache: Float32Array;
+  att: Float32Array;
+  pos: number;
+}
+
 export interface Kernels {
   readonly name: string;
   /**
@@ -59,6 +69,12 @@ export interface Kernels {
    * keyCache/valueCache are this layer's caches (seqLen, kvDim); att is scratch (nHeads, seqLen).
    */
   attention(out: Float32Array, q: Float32Array, keyCache: Float32Array, valueCache: Float32Array, att: Float32Array, pos: number, shape: AttentionShape): void;
+  /**
+   * attention for the first `count` of `calls` (sessions decoding together: each its own query,
+   * caches and position) in one call — one hand-off to the worker threads — each result bit for
+   * bit attention's (optional: else one attention per session).
+   */
+  attentionMany?(calls: readonly AttentionCall[], count: number, shape: AttentionShape): void;
   /**
    * attention for a block of `count` consecutive positions pos … pos+count-1 (a prompt fed as a
    * block, its keys and values already in the caches): q and out hold count rows of nHeads ·
