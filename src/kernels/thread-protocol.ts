@@ -85,7 +85,7 @@ export const Op = {
   gemmMany: 14, //       a, K, M, scratch, scratchBytes, count, then count × (c, b, N): c (M, N) = a (M, K) · bᵀ, b (N, K)
   //                     rows, for each product; chunks as gemm's over the products' columns one after another
   attentionMany: 15, //  count, nHeads, nKvHeads, headSize, kvDim, seqLen; TABLE: count × (out, q, keyCache, valueCache,
-  //                     att, pos);  one head of one session per chunk
+  //                     att, pos);  one session per chunk
 } as const;
 
 /** Most sessions in one attentionMany command (TABLE holds 6 ints for each). */
@@ -231,11 +231,10 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number, self: nu
       break;
     }
     case Op.attentionMany: {
-      // chunk c: head c mod nHeads of session ⌊c / nHeads⌋ (Op.attention's chunk of that session)
-      const nHeads = ctrl[A + 1]!;
-      const session = Math.floor(c / nHeads), h = c - session * nHeads, t = TABLE + session * 6;
-      k.attentionHeads(ctrl[t]!, ctrl[t + 1]!, ctrl[t + 2]!, ctrl[t + 3]!, ctrl[t + 4]!, ctrl[t + 5]!, nHeads, ctrl[A + 2]!,
-        ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!, h, h + 1);
+      // chunk c: every head of session c (its caches read in order first: assembly/kernels.ts attentionSession)
+      const t = TABLE + c * 6;
+      k.attentionSession(ctrl[t]!, ctrl[t + 1]!, ctrl[t + 2]!, ctrl[t + 3]!, ctrl[t + 4]!, ctrl[t + 5]!, ctrl[A + 1]!, ctrl[A + 2]!,
+        ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!);
       break;
     }
     case Op.matmulManyGroup: {

@@ -346,7 +346,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
         work += (c.pos + 1) * s.nHeads * s.headSize;
         if (route(c.out) !== m) oneMemory = false;
       }
-      if (!oneMemory || count > MAX_ATTENTION_MANY || count * s.nHeads > MAX_CHUNKS || work < PARALLEL_MIN_WORK / 4) {
+      if (!oneMemory || count > MAX_ATTENTION_MANY || work < PARALLEL_MIN_WORK / 4) {
         for (let i = 0; i < count; i++) {
           const c = calls[i]!;
           threaded.attention(c.out, c.q, c.keyCache, c.valueCache, c.att, c.pos, s);
@@ -361,7 +361,7 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       ctrl[OP] = Op.attentionMany;
       ctrl[ARGS] = count; ctrl[ARGS + 1] = s.nHeads; ctrl[ARGS + 2] = s.nKvHeads; ctrl[ARGS + 3] = s.headSize; ctrl[ARGS + 4] = s.kvDim;
       ctrl[ARGS + 5] = s.seqLen;
-      dispatch(m, count * s.nHeads); // one head of one session per chunk
+      dispatch(m, count); // one session per chunk
     },
     matmulQ8Forward(out, xq, xs, wq, ws, M, n, d, groupSize) {
       if (M * n * d < PARALLEL_MIN_WORK * 4 || !gemmQ8Fits(n, groupSize)) {

@@ -54,6 +54,10 @@ export interface KernelExports {
     beta2: number, oneMinusBeta2: number, stepSize: number, bc2Sqrt: number, eps: number, gradScale: number,
   ): void;
   ropeTableRows(q: number, k: number, table: number, rows: number, dim: number, kvDim: number, headSize: number): void;
+  attentionSession(
+    out: number, q: number, keyCache: number, valueCache: number, att: number, pos: number,
+    nHeads: number, nKvHeads: number, headSize: number, kvDim: number, seqLen: number,
+  ): void;
   attentionHeads(
     out: number, q: number, keyCache: number, valueCache: number, att: number, pos: number,
     nHeads: number, nKvHeads: number, headSize: number, kvDim: number, seqLen: number, h0: number, h1: number,
