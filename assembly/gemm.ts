@@ -20,7 +20,7 @@
 //
 // Summation order: each C value gets its terms in k order, in float32, in runs of SUB terms each
 // summed from zero and then added to C: c + (a₀b₀ + … + a₃₁b₃₁) + (a₃₂b₃₂ + …) + …  (The one-token
-// matmul of kernels.ts sums in sixteen interleaved partial sums instead: the two differ by rounding.)
+// matmul of kernels.ts sums in four interleaved partial sums instead: the two differ by rounding.)
 
 /** Columns of B packed at a time (a block of NC/8 panels). */
 const NC: i32 = 128;
