@@ -231,6 +231,24 @@ describe('fp32 inference kernels: wasm vs reference', () => {
     });
   }
 
+  test('matmulManyGroup: products sharing their input (split and not) = matmulMany for each, bit for bit (wasm, threads)', () => {
+    const n = 288, count = 4;
+    const x = fill(new Float32Array(count * n), rand);
+    const ds = [[288, 96, 96], [768, 768], [40, 1000, 7]]; // (96 and 40 rows: below the threads' split)
+    for (const k of [wasm, threaded]) {
+      const kx = copyInto(k, x);
+      for (const group of ds) {
+        const products = group.map((d) => ({ xout: k.allocate(count * d), w: copyInto(k, fill(new Float32Array(n * d), rand)), d }));
+        k.matmulManyGroup!(kx, n, count, products);
+        for (const p of products) {
+          const one = k.allocate(count * p.d);
+          k.matmulMany(one, kx, p.w, n, p.d, count);
+          assertSame(p.xout, one, `${k.name} group ${group.join('/')} product of ${p.d}`);
+        }
+      }
+    }
+  });
+
   for (const size of [1, 7, 64, 289]) {
     test(`rmsnorm, softmax, swiglu, add over ${size}`, () => {
       const x = fill(new Float32Array(size), rand, 3), wt = fill(new Float32Array(size), rand), y = fill(new Float32Array(size), rand);

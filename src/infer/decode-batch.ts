@@ -17,7 +17,7 @@
 // one by one) — so what a request writes does not depend on what else the server is doing.
 
 import type { Q8Kernels } from '../kernels/q8-types.js';
-import type { AttentionCall, AttentionShape, Kernels, WeightMatrix } from '../kernels/types.js';
+import type { AttentionCall, AttentionShape, GroupedProduct, Kernels, WeightMatrix } from '../kernels/types.js';
 import type { BatchModel, LayerWeights } from './prefill.js';
 
 /** The shared model. */
@@ -107,6 +107,9 @@ export class DecodeGroup {
       kRows: rowsOf(k, kv), vRows: rowsOf(v, kv), logitRows: rowsOf(logits, V),
       // each row's attention arguments (filled layer by layer)
       attention: Array.from({ length: rows }, (_, i): AttentionCall => ({ out: xb, q, keyCache: k, valueCache: v, att: q, pos: i })),
+      // each layer's products that share an input (float32 weights), for matmulManyGroup
+      qkv: this.m.layers.map((L): GroupedProduct[] => [{ xout: q, w: L.wq, d: dim }, { xout: k, w: L.wk, d: kv }, { xout: v, w: L.wv, d: kv }]),
+      ffn: this.m.layers.map((L): GroupedProduct[] => [{ xout: hb, w: L.w1, d: hidden }, { xout: hb2, w: L.w3, d: hidden }]),
       qDim: gs > 0 ? quantized(dim) : undefined, qHidden: gs > 0 ? quantized(hidden) : undefined,
     };
   }
@@ -147,7 +150,7 @@ export class DecodeGroup {
     m.layers.forEach((L, l) => {
       for (let i = 0; i < count; i++) K.rmsnorm(b.xbRows[i]!, b.xRows[i]!, L.rmsAtt, dim, eps);
       if (K.matmulManyGroup !== undefined && L.wq instanceof Float32Array) {
-        K.matmulManyGroup(b.xb, dim, count, [{ xout: b.q, w: L.wq, d: dim }, { xout: b.k, w: L.wk, d: kv }, { xout: b.v, w: L.wv, d: kv }]);
+        K.matmulManyGroup(b.xb, dim, count, b.qkv[l]!);
       } else {
         this.product(b.q, b.xb, b.xbRows, L.wq, count, dim, dim);
         this.product(b.k, b.xb, b.xbRows, L.wk, count, dim, kv, true);
@@ -171,7 +174,7 @@ export class DecodeGroup {
       K.add(b.x, b.xb2, count * dim);
       for (let i = 0; i < count; i++) K.rmsnorm(b.xbRows[i]!, b.xRows[i]!, L.rmsFfn, dim, eps);
       if (K.matmulManyGroup !== undefined && L.w1 instanceof Float32Array) {
-        K.matmulManyGroup(b.xb, dim, count, [{ xout: b.hb, w: L.w1, d: hidden }, { xout: b.hb2, w: L.w3, d: hidden }]);
+        K.matmulManyGroup(b.xb, dim, count, b.ffn[l]!);
       } else {
         this.product(b.hb, b.xb, b.xbRows, L.w1, count, dim, hidden);
         this.product(b.hb2, b.xb, b.xbRows, L.w3, count, dim, hidden, true);

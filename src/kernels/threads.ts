@@ -209,6 +209,43 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     dispatch(m, split * Math.ceil(M / rowSize));
   }
 
+  /** Kernels.matmulManyGroup over the threads (matmulMany: a group of one, in `oneProduct`). */
+  const one: { xout: Float32Array; w: Float32Array; d: number } = { xout: new Float32Array(0), w: new Float32Array(0), d: 0 };
+  const oneProduct: readonly GroupedProduct[] = [one];
+  function manyGroup(x: Float32Array, n: number, count: number, products: readonly GroupedProduct[]): void {
+    // products the threads would not split run on the calling thread (matmulSmall's bits)
+    let split = products.length <= MAX_GROUP;
+    for (let i = 0; i < products.length; i++) if (n * products[i]!.d < PARALLEL_MIN_WORK) split = false;
+    if (!split) { // one product at a time
+      for (let i = 0; i < products.length; i++) {
+        const p = products[i]!;
+        if (!(p.w instanceof Float32Array)) throw new LlamaError('matmulManyGroup takes float32 weights');
+        one.xout = p.xout; one.w = p.w; one.d = p.d;
+        if (n * p.d < PARALLEL_MIN_WORK) base.matmulManyGroup!(x, n, count, oneProduct);
+        else manyGroup(x, n, count, oneProduct);
+      }
+      return;
+    }
+    const m = route(x);
+    let rowsInAll = 0;
+    for (let i = 0; i < products.length; i++) {
+      const p = products[i]!;
+      if (!(p.w instanceof Float32Array)) throw new LlamaError('matmulManyGroup takes float32 weights');
+      checkMatmulMany(p.xout, x, p.w, n, p.d, count);
+      m.address(p.xout); m.address(p.w); // (checks they share x's memory)
+      rowsInAll += p.d;
+    }
+    const xAt = m.address(x);
+    ctrl[OP] = Op.matmulManyGroup;
+    ctrl[ARGS] = xAt; ctrl[ARGS + 1] = base.interleaveSessions(m, xAt, n, count);
+    ctrl[ARGS + 2] = n; ctrl[ARGS + 3] = count; ctrl[ARGS + 4] = products.length;
+    for (let i = 0; i < products.length; i++) {
+      const p = products[i]!;
+      ctrl[ARGS + 5 + i * 3] = m.address(p.xout); ctrl[ARGS + 6 + i * 3] = m.address(p.w as Float32Array); ctrl[ARGS + 7 + i * 3] = p.d;
+    }
+    dispatch(m, rows(rowsInAll, 4, 16));
+  }
+
   const threaded: KernelSet = {
     ...base,
     name: `wasm×${threads}`,
@@ -299,34 +336,10 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
       dispatch(m, rows(size, 16, 1024));
     },
     matmulMany(xout, x, w, n, d, count) {
-      threaded.matmulManyGroup!(x, n, count, [{ xout, w, d }]);
+      one.xout = xout; one.w = w; one.d = d;
+      manyGroup(x, n, count, oneProduct);
     },
-    matmulManyGroup(x, n, count, products) {
-      // products the threads would not split run on the calling thread (matmulSmall's bits)
-      if (products.length > MAX_GROUP || products.some((p) => n * p.d < PARALLEL_MIN_WORK)) {
-        for (const p of products) {
-          if (n * p.d < PARALLEL_MIN_WORK) base.matmulManyGroup!(x, n, count, [p]);
-          else threaded.matmulManyGroup!(x, n, count, [p]);
-        }
-        return;
-      }
-      const m = route(x);
-      let rowsInAll = 0;
-      for (const p of products) {
-        if (!(p.w instanceof Float32Array)) throw new LlamaError('matmulManyGroup takes float32 weights');
-        checkMatmulMany(p.xout, x, p.w, n, p.d, count);
-        m.address(p.xout); m.address(p.w); // (checks they share x's memory)
-        rowsInAll += p.d;
-      }
-      const xAt = m.address(x);
-      ctrl[OP] = Op.matmulManyGroup;
-      ctrl[ARGS] = xAt; ctrl[ARGS + 1] = base.interleaveSessions(m, xAt, n, count);
-      ctrl[ARGS + 2] = n; ctrl[ARGS + 3] = count; ctrl[ARGS + 4] = products.length;
-      products.forEach((p, i) => {
-        ctrl[ARGS + 5 + i * 3] = m.address(p.xout); ctrl[ARGS + 6 + i * 3] = m.address(p.w as Float32Array); ctrl[ARGS + 7 + i * 3] = p.d;
-      });
-      dispatch(m, rows(rowsInAll, 4, 16));
-    },
+    matmulManyGroup: (x, n, count, products) => manyGroup(x, n, count, products),
     attention(out, q, keyCache, valueCache, att, pos, s) {
       if (s.nHeads > MAX_CHUNKS || (pos + 1) * s.nHeads * s.headSize < PARALLEL_MIN_WORK / 4) return base.attention(out, q, keyCache, valueCache, att, pos, s);
       checkAttention(out, q, keyCache, valueCache, att, pos, s);

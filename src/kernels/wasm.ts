@@ -471,19 +471,24 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
     return buf.at;
   }
 
-  /** Kernels.matmulManyGroup (and matmulMany, a group of one). */
+  /** Kernels.matmulManyGroup (and matmulMany: a group of one, in `oneProduct`). */
+  const one: { xout: Float32Array; w: Float32Array; d: number } = { xout: new Float32Array(0), w: new Float32Array(0), d: 0 };
+  const oneProduct: readonly GroupedProduct[] = [one];
   function matmulManyGroup(x: Float32Array, n: number, count: number, products: readonly GroupedProduct[]): void {
     const m = route(x);
-    const e = m.exports!, at = (v: ArrayBufferView): number => m.address(v);
+    const e = m.exports!;
+    const xAt = m.address(x);
     let xI = -1; // x regrouped for matmulRowsMulti, made once for all the products
-    for (const { xout, w, d } of products) {
+    for (let i = 0; i < products.length; i++) {
+      const { xout, w, d } = products[i]!;
       if (!(w instanceof Float32Array)) throw new LlamaError('matmulManyGroup takes float32 weights');
       checkMatmulMany(xout, x, w, n, d, count);
+      const outAt = m.address(xout), wAt = m.address(w);
       if (n * d < SMALL_MATRIX) { // matmul's small-matrix kernel, one vector at a time (its bits)
-        for (let v = 0; v < count; v++) e.matmul(at(xout) + v * d * 4, at(x) + v * n * 4, at(w), n, d);
+        for (let v = 0; v < count; v++) e.matmul(outAt + v * d * 4, xAt + v * n * 4, wAt, n, d);
       } else {
-        if (xI < 0) xI = interleaveSessions(m, at(x), n, count);
-        e.matmulRowsMulti(at(xout), at(x), xI, at(w), n, d, count, 0, d);
+        if (xI < 0) xI = interleaveSessions(m, xAt, n, count);
+        e.matmulRowsMulti(outAt, xAt, xI, wAt, n, d, count, 0, d);
       }
     }
   }
@@ -519,7 +524,10 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
       const m = route(xout);
       m.exports!.matmul(m.address(xout), m.address(x), m.address(w), n, d);
     },
-    matmulMany: (xout, x, w, n, d, count) => matmulManyGroup(x, n, count, [{ xout, w, d }]),
+    matmulMany(xout, x, w, n, d, count) {
+      one.xout = xout; one.w = w; one.d = d;
+      matmulManyGroup(x, n, count, oneProduct);
+    },
     matmulManyGroup,
     rmsnorm(o, x, weight, size, eps = 1e-5) {
       need(o, size, 'rmsnorm o'); need(x, size, 'rmsnorm x'); need(weight, size, 'rmsnorm weight');
