@@ -102,16 +102,21 @@ test('loader: a non-finite weight is a one-line error naming the tensor, layer a
   const v1 = Buffer.from(readFileSync(model('stories260K.v1.bin')));
   const c = readCheckpoint(model('stories260K.v1.bin')).config;
   const wq = parameterTable(c).find((t) => t.name === 'wq')!;
-  // layer 2, row 5, column 9 of wq
-  v1.writeFloatLE(Infinity, 256 + 4 * (wq.offset + (2 * c.dim + 5) * c.dim + 9));
-  const p = join(tmp, 'inf.bin');
-  writeFileSync(p, v1);
-  for (const quantize of ['none', 'q8'] as const) {
-    assert.throws(() => withModelSource(p, (s) => loadWeights(s, jsKernelSet, { quantize })), (e: unknown) => {
-      assert.ok(e instanceof LlamaError);
-      assert.equal(e.message, `${p}: tensor wq layer 2 row 5: value 9 is not a finite number (Infinity)`);
-      return true;
-    });
+  // layer 2, row 5, column 9 of wq; then the last value of the last layer's wq
+  const last = c.nLayers * c.dim * c.dim - 1;
+  for (const [value, at, where] of [[Infinity, (2 * c.dim + 5) * c.dim + 9, 'layer 2 row 5: value 9'], [NaN, last, `layer ${c.nLayers - 1} row ${c.dim - 1}: value ${c.dim - 1}`],
+    [-Infinity, last, `layer ${c.nLayers - 1} row ${c.dim - 1}: value ${c.dim - 1}`]] as const) {
+    const bad = Buffer.from(v1);
+    bad.writeFloatLE(value, 256 + 4 * (wq.offset + at));
+    const p = join(tmp, 'inf.bin');
+    writeFileSync(p, bad);
+    for (const quantize of ['none', 'q8'] as const) {
+      assert.throws(() => withModelSource(p, (s) => loadWeights(s, jsKernelSet, { quantize })), (e: unknown) => {
+        assert.ok(e instanceof LlamaError);
+        assert.equal(e.message, `${p}: tensor wq ${where} is not a finite number (${value})`);
+        return true;
+      });
+    }
   }
 });
 

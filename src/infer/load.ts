@@ -75,7 +75,18 @@ function chunkRows(chunk: number, cols: number, totalRows: number, align = 1): n
 
 /** Checks that every value of a chunk just read is finite. */
 function checkFinite(source: ModelSource, name: TensorName, layer: number, row: number, cols: number, values: Float32Array): void {
-  for (let i = 0; i < values.length; i++) {
+  // x · 0 is ±0 for every finite x and NaN for ±∞ and NaN, so four running sums of them stay 0
+  // unless a value is not finite (4× fewer branches and no call per value: 40 → 9 ms for the 15M
+  // shape's 60 MB); only then the values are searched for the first one, to name it
+  const n = values.length;
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    s0 += values[j]! * 0; s1 += values[j + 1]! * 0; s2 += values[j + 2]! * 0; s3 += values[j + 3]! * 0;
+  }
+  for (; j < n; j++) s0 += values[j]! * 0;
+  if (s0 + s1 + s2 + s3 === 0) return;
+  for (let i = 0; i < n; i++) {
     if (!Number.isFinite(values[i]!)) {
       const r = row + Math.floor(i / cols);
       throw new FormatError(source.path, `tensor ${name}${tensorShape(source.config, name).layers > 1 ? ` layer ${layer}` : ''} row ${r}: value ${i % cols} is not a finite number (${values[i]})`);
