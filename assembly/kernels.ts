@@ -303,21 +303,64 @@ export function rmsnormRows(o: usize, x: usize, weight: usize, rows: i32, size: 
   return max;
 }
 
-/** In place: x = exp(x - max) / Σ exp(x - max) over size values. The sum is kept in float64. */
-export function softmax(x: usize, size: i32): void {
-  const max = rowMax(x, size);
-  const splatMax = f32x4.splat(max);
+/**
+ * Over the values [0, n4) at p (n4 a multiple of 4): e = e^(value − max), stored in place when
+ * `put`, and Σ e in float64 — two lanes each in sumLo and sumHi, then added — in order of the
+ * values. Four exponentials per loop trip, so that their chains overlap (one per trip: 1.82
+ * against 1.21 ns per value over 32,000 values, one thread); the sums are added in the same order
+ * either way.
+ */
+// @ts-ignore: decorator
+@inline function expSum64(p: usize, n4: i32, splatMax: v128, put: bool): f64 {
   let sumLo = f64x2.splat(0), sumHi = f64x2.splat(0);
   let i = 0;
-  for (; i + 4 <= size; i += 4) {
-    const p = x + (<usize>i << 2);
-    const e = exp4(f32x4.sub(v128.load(p), splatMax));
-    v128.store(p, e);
+  for (; i + 16 <= n4; i += 16) {
+    const q = p + (<usize>i << 2);
+    const e0 = exp4(f32x4.sub(v128.load(q), splatMax)), e1 = exp4(f32x4.sub(v128.load(q, 16), splatMax));
+    const e2 = exp4(f32x4.sub(v128.load(q, 32), splatMax)), e3 = exp4(f32x4.sub(v128.load(q, 48), splatMax));
+    if (put) { v128.store(q, e0); v128.store(q, e1, 16); v128.store(q, e2, 32); v128.store(q, e3, 48); }
+    sumLo = f64x2.add(sumLo, f64x2.promote_low_f32x4(e0)); sumHi = f64x2.add(sumHi, f64x2.promote_low_f32x4(v128.shuffle<f32>(e0, e0, 2, 3, 0, 1)));
+    sumLo = f64x2.add(sumLo, f64x2.promote_low_f32x4(e1)); sumHi = f64x2.add(sumHi, f64x2.promote_low_f32x4(v128.shuffle<f32>(e1, e1, 2, 3, 0, 1)));
+    sumLo = f64x2.add(sumLo, f64x2.promote_low_f32x4(e2)); sumHi = f64x2.add(sumHi, f64x2.promote_low_f32x4(v128.shuffle<f32>(e2, e2, 2, 3, 0, 1)));
+    sumLo = f64x2.add(sumLo, f64x2.promote_low_f32x4(e3)); sumHi = f64x2.add(sumHi, f64x2.promote_low_f32x4(v128.shuffle<f32>(e3, e3, 2, 3, 0, 1)));
+  }
+  for (; i < n4; i += 4) {
+    const q = p + (<usize>i << 2);
+    const e = exp4(f32x4.sub(v128.load(q), splatMax));
+    if (put) v128.store(q, e);
     sumLo = f64x2.add(sumLo, f64x2.promote_low_f32x4(e));
     sumHi = f64x2.add(sumHi, f64x2.promote_low_f32x4(v128.shuffle<f32>(e, e, 2, 3, 0, 1)));
   }
   const both = f64x2.add(sumLo, sumHi);
-  let sum = f64x2.extract_lane(both, 0) + f64x2.extract_lane(both, 1);
+  return f64x2.extract_lane(both, 0) + f64x2.extract_lane(both, 1);
+}
+
+/** expSum64 in place with the sum in four float32 lanes (the attention's softmaxes). */
+// @ts-ignore: decorator
+@inline function expSum32(p: usize, n4: i32, splatMax: v128): v128 {
+  let vsum = f32x4.splat(0);
+  let i = 0;
+  for (; i + 16 <= n4; i += 16) {
+    const q = p + (<usize>i << 2);
+    const e0 = exp4(f32x4.sub(v128.load(q), splatMax)), e1 = exp4(f32x4.sub(v128.load(q, 16), splatMax));
+    const e2 = exp4(f32x4.sub(v128.load(q, 32), splatMax)), e3 = exp4(f32x4.sub(v128.load(q, 48), splatMax));
+    v128.store(q, e0); v128.store(q, e1, 16); v128.store(q, e2, 32); v128.store(q, e3, 48);
+    vsum = f32x4.add(f32x4.add(f32x4.add(f32x4.add(vsum, e0), e1), e2), e3);
+  }
+  for (; i < n4; i += 4) {
+    const q = p + (<usize>i << 2);
+    const e = exp4(f32x4.sub(v128.load(q), splatMax));
+    v128.store(q, e);
+    vsum = f32x4.add(vsum, e);
+  }
+  return vsum;
+}
+
+/** In place: x = exp(x - max) / Σ exp(x - max) over size values. The sum is kept in float64. */
+export function softmax(x: usize, size: i32): void {
+  const max = rowMax(x, size);
+  let i = size & ~3;
+  let sum = expSum64(x, i, f32x4.splat(max), true);
   for (; i < size; i++) {
     const p = x + (<usize>i << 2);
     const e = exp1(load<f32>(p) - max);
@@ -335,16 +378,8 @@ let partSum: f64 = 0;
 // @ts-ignore: decorator
 @inline function maxAndExpSum(x: usize, n: i32): void {
   const max = rowMax(x, n);
-  const splatMax = f32x4.splat(max);
-  let sumLo = f64x2.splat(0), sumHi = f64x2.splat(0);
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const e = exp4(f32x4.sub(v128.load(x + (<usize>i << 2)), splatMax));
-    sumLo = f64x2.add(sumLo, f64x2.promote_low_f32x4(e));
-    sumHi = f64x2.add(sumHi, f64x2.promote_low_f32x4(v128.shuffle<f32>(e, e, 2, 3, 0, 1)));
-  }
-  const both = f64x2.add(sumLo, sumHi);
-  let sum = f64x2.extract_lane(both, 0) + f64x2.extract_lane(both, 1);
+  let i = n & ~3;
+  let sum = expSum64(x, i, f32x4.splat(max), false);
   for (; i < n; i++) sum += <f64>exp1(load<f32>(x + (<usize>i << 2)) - max);
   partMax = max;
   partSum = sum;
@@ -523,16 +558,8 @@ function causalSoftmax(row: usize, valid: i32, n: i32, scale: f32): void {
     max = Mathf.max(max, s);
   }
   max = Mathf.max(max, Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3))));
-  const splatMax = f32x4.splat(max);
-  let vsum = f32x4.splat(0);
-  t = 0;
-  for (; t + 4 <= valid; t += 4) {
-    const p = row + (<usize>t << 2);
-    const e = exp4(f32x4.sub(v128.load(p), splatMax));
-    v128.store(p, e);
-    vsum = f32x4.add(vsum, e);
-  }
-  let sum = hsum(vsum);
+  t = valid & ~3;
+  let sum = hsum(expSum32(row, t, f32x4.splat(max)));
   for (; t < valid; t++) {
     const p = row + (<usize>t << 2);
     const e = exp1(load<f32>(p) - max);
@@ -621,16 +648,8 @@ function attendHead(
     }
     // softmax: att_t = e^(score_t − max) / Σ e^(score − max)
     max = Mathf.max(max, Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3))));
-    const splatMax = f32x4.splat(max);
-    let vsum = f32x4.splat(0);
-    t = 0;
-    for (; t + 4 <= pos + 1; t += 4) {
-      const p = ah + (<usize>t << 2);
-      const e = exp4(f32x4.sub(v128.load(p), splatMax));
-      v128.store(p, e);
-      vsum = f32x4.add(vsum, e);
-    }
-    let sum = hsum(vsum);
+    t = (pos + 1) & ~3;
+    let sum = hsum(expSum32(ah, t, f32x4.splat(max)));
     for (; t <= pos; t++) {
       const p = ah + (<usize>t << 2);
       const e = exp1(load<f32>(p) - max);
