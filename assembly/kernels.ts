@@ -84,35 +84,25 @@ export function matmulRows(xout: usize, x: usize, w: usize, n: i32, r0: i32, r1:
   const half = (r1 - r0 + 1) >> 1;
   const n4 = n & ~3;
   for (let r = r0; r < r0 + half; r++) {
-    const wa = w + <usize>r * rowBytes;
-    if (r + half < r1) {
-      const wb = wa + <usize>half * rowBytes;
-      let a = f32x4.splat(0), b = f32x4.splat(0);
-      for (let j = 0; j < n4; j += 4) {
-        const o = <usize>j << 2;
-        const xv = v128.load(x + o);
-        a = f32x4.add(a, f32x4.mul(v128.load(wa + o), xv));
-        b = f32x4.add(b, f32x4.mul(v128.load(wb + o), xv));
-      }
-      let sa = hsum(a), sb = hsum(b);
-      for (let j = n4; j < n; j++) {
-        const o = <usize>j << 2;
-        const xj = load<f32>(x + o);
-        sa += load<f32>(wa + o) * xj;
-        sb += load<f32>(wb + o) * xj;
-      }
-      store<f32>(xout + (<usize>r << 2), sa);
-      store<f32>(xout + (<usize>(r + half) << 2), sb);
-    } else {
-      let a = f32x4.splat(0);
-      for (let j = 0; j < n4; j += 4) {
-        const o = <usize>j << 2;
-        a = f32x4.add(a, f32x4.mul(v128.load(wa + o), v128.load(x + o)));
-      }
-      let sa = hsum(a);
-      for (let j = n4; j < n; j++) sa += load<f32>(wa + (<usize>j << 2)) * load<f32>(x + (<usize>j << 2));
-      store<f32>(xout + (<usize>r << 2), sa);
+    // (an odd range's middle row has no partner: it is summed twice and stored once)
+    const paired = r + half < r1;
+    const wa = w + <usize>r * rowBytes, wb = paired ? wa + <usize>half * rowBytes : wa;
+    let a = f32x4.splat(0), b = f32x4.splat(0);
+    for (let j = 0; j < n4; j += 4) {
+      const o = <usize>j << 2;
+      const xv = v128.load(x + o);
+      a = f32x4.add(a, f32x4.mul(v128.load(wa + o), xv));
+      b = f32x4.add(b, f32x4.mul(v128.load(wb + o), xv));
     }
+    let sa = hsum(a), sb = hsum(b);
+    for (let j = n4; j < n; j++) {
+      const o = <usize>j << 2;
+      const xj = load<f32>(x + o);
+      sa += load<f32>(wa + o) * xj;
+      sb += load<f32>(wb + o) * xj;
+    }
+    store<f32>(xout + (<usize>r << 2), sa);
+    if (paired) store<f32>(xout + (<usize>(r + half) << 2), sb);
   }
 }
 

@@ -76,8 +76,7 @@ export const Op = {
   gemmQ8: 9, //          c, ldc, xq, xs, wq, ws, n, gs, M, d, scratch, scratchBytes (assembly/gemm-q8.ts);
   //                     chunks as gemm's (CHUNK rows × CHUNK2 channels, SPLIT channel chunks per row of chunks)
   attentionRows: 10, //  out, q, keyCache, valueCache, att, pos, count, nHeads, nKvHeads, headSize, kvDim, seqLen;  one head per chunk
-  matmulManyGroup: 11, // x, xI (x interleaved), n, count, products, then products × (xout, w, d)
-  //                     chunks of CHUNK rows of the products' rows one after another
+  matmulManyGroup: 11, // matmulGroup's, and at MANY_XI, MANY_COUNT: x interleaved (interleaveSessions), the vectors
   expSum: 12, //         x, n, out                                        chunks of CHUNK values; chunk c's (max, sum) at out + 16c
   swiglu: 13, //         hb, hb2, size                                    chunks of CHUNK values
   attentionBlock: 8, //  out, q, keyCache, valueCache, scores, pos, count, nHeads, nKvHeads, headSize, kvDim, scoresBytes,
@@ -94,8 +93,10 @@ export const MAX_ATTENTION_MANY = Math.floor(TABLE_INTS / 6);
 /** Most products in one gemmMany command. */
 export const MAX_GEMM_MANY = 3;
 
-/** Most products in one matmulGroup / matmulQ8Group command (the ARGS slots hold 3). */
+/** Most products in one matmulGroup / matmulQ8Group / matmulManyGroup command (the ARGS slots hold 3). */
 export const MAX_GROUP = 3;
+/** matmulManyGroup's two arguments after matmulGroup's (x, n, count, MAX_GROUP × (xout, w, d)). */
+export const MANY_XI = ARGS + 3 + 3 * MAX_GROUP, MANY_COUNT = MANY_XI + 1;
 
 /**
  * How long a thread polls (STATE / FINISHED) before sleeping in Atomics.wait. Polling is what makes
@@ -237,27 +238,12 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number, self: nu
         ctrl[A + 3]!, ctrl[A + 4]!, ctrl[A + 5]!);
       break;
     }
-    case Op.matmulManyGroup: {
-      // as matmulGroup below, for `count` vectors (assembly/kernels.ts matmulRowsMulti)
-      const n = ctrl[A + 2]!, count = ctrl[A + 3]!;
-      let r0 = chunkStart(c, size), r1 = r0 + size;
-      for (let i = 0, end = ctrl[A + 4]!; i < end && r0 < r1; i++) {
-        const p = A + 5 + i * 3;
-        const d = ctrl[p + 2]!;
-        if (r0 < d) {
-          const hi = Math.min(r1, d);
-          k.matmulRowsMulti(ctrl[p]!, ctrl[A]!, ctrl[A + 1]!, ctrl[p + 1]!, n, d, count, r0, hi);
-          r0 = hi;
-        }
-        r0 -= d;
-        r1 -= d;
-      }
-      break;
-    }
     case Op.matmulGroup:
+    case Op.matmulManyGroup:
     case Op.matmulQ8Group: {
       // the rows of the products, one after another, cut into chunks; a chunk may span two products
-      const q8 = ctrl[OP] === Op.matmulQ8Group;
+      // (matmulManyGroup: matmulGroup's arguments, for `count` vectors, x interleaved at xI)
+      const q8 = ctrl[OP] === Op.matmulQ8Group, many = ctrl[OP] === Op.matmulManyGroup;
       const first = q8 ? A + 6 : A + 3, stride = q8 ? 4 : 3;
       const n = ctrl[q8 ? A + 2 : A + 1]!;
       let r0 = chunkStart(c, size), r1 = r0 + size;
@@ -267,6 +253,7 @@ export function runChunk(k: KernelExports, ctrl: Int32Array, c: number, self: nu
         if (r0 < d) {
           const hi = Math.min(r1, d);
           if (q8) k.matmulQ8Rows(ctrl[p]!, ctrl[A]!, ctrl[A + 1]!, ctrl[p + 1]!, ctrl[p + 2]!, n, ctrl[A + 4]!, ctrl[A + 3]!, r0, hi);
+          else if (many) k.matmulRowsMulti(ctrl[p]!, ctrl[A]!, ctrl[MANY_XI]!, ctrl[p + 1]!, n, d, ctrl[MANY_COUNT]!, r0, hi);
           else k.matmulRows(ctrl[p]!, ctrl[A]!, ctrl[p + 1]!, n, r0, hi);
           r0 = hi;
         }

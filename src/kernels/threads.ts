@@ -16,7 +16,7 @@ import { Worker } from 'node:worker_threads';
 import { LlamaError } from '../errors.js';
 import type { KernelSet } from './kernel-set.js';
 import {
-  ARGS, CHUNK, CHUNK2, FAILED, FINISHED, MAX_ATTENTION_MANY, MAX_CHUNKS, MAX_GEMM_MANY, MAX_GROUP, MEM, OP, Op, SPLIT, STATE, SpinBudget, TABLE,
+  ARGS, CHUNK, CHUNK2, FAILED, FINISHED, MAX_ATTENTION_MANY, MAX_CHUNKS, MAX_GEMM_MANY, MAX_GROUP, MANY_COUNT, MANY_XI, MEM, OP, Op, SPLIT, STATE, SpinBudget, TABLE,
   chunkSize, claimChunks, controlInts, initialState, resetCursors, seqOf,
 } from './thread-protocol.js';
 import type { WorkerInit } from './thread-worker.js';
@@ -237,12 +237,12 @@ export async function createThreadedKernels(options: ThreadOptions = {}): Promis
     }
     const xAt = m.address(x);
     ctrl[OP] = Op.matmulManyGroup;
-    ctrl[ARGS] = xAt; ctrl[ARGS + 1] = base.interleaveSessions(m, xAt, n, count);
-    ctrl[ARGS + 2] = n; ctrl[ARGS + 3] = count; ctrl[ARGS + 4] = products.length;
+    ctrl[ARGS] = xAt; ctrl[ARGS + 1] = n; ctrl[ARGS + 2] = products.length;
     for (let i = 0; i < products.length; i++) {
       const p = products[i]!;
-      ctrl[ARGS + 5 + i * 3] = m.address(p.xout); ctrl[ARGS + 6 + i * 3] = m.address(p.w as Float32Array); ctrl[ARGS + 7 + i * 3] = p.d;
+      ctrl[ARGS + 3 + i * 3] = m.address(p.xout); ctrl[ARGS + 4 + i * 3] = m.address(p.w as Float32Array); ctrl[ARGS + 5 + i * 3] = p.d;
     }
+    ctrl[MANY_XI] = base.interleaveSessions(m, xAt, n, count); ctrl[MANY_COUNT] = count;
     dispatch(m, rows(rowsInAll, 4, 16));
   }
 
