@@ -22,6 +22,8 @@
 // summed from zero and then added to C: c + (a₀b₀ + … + a₃₁b₃₁) + (a₃₂b₃₂ + …) + …  (The one-token
 // matmul of kernels.ts sums in four interleaved partial sums instead: the two differ by rounding.)
 
+import { madd } from './simd';
+
 /** Columns of B packed at a time (a block of NC/8 panels). */
 const NC: i32 = 128;
 /**
@@ -111,16 +113,6 @@ function packB(dst: usize, b: usize, sb: i32, bRows: i32, k0: i32, kLen: i32, n0
     }
     dst += panelBytes;
   }
-}
-
-/**
- * c + a · b, lane by lane: one fused multiply-add (one rounding) where the build has relaxed SIMD
- * (kernels-fma.wasm), else a multiply then an add (two roundings).
- */
-// @ts-ignore: decorator
-@inline function madd(a: v128, b: v128, c: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
-  return f32x4.add(c, f32x4.mul(a, b));
 }
 
 /** Stores `valid` (≤ 4) lanes of v at p. */

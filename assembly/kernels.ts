@@ -298,16 +298,16 @@ export function rmsnormRows(o: usize, x: usize, weight: usize, rows: i32, size: 
  * `put`, and Σ e in float64 — two lanes each in sumLo and sumHi, then added — in order of the
  * values. Four exponentials per loop trip, so that their chains overlap (one per trip: 1.82
  * against 1.21 ns per value over 32,000 values, one thread); the sums are added in the same order
- * either way.
+ * either way. `fused`: exp4's fused steps (see exp.ts: the same bits in kernels.wasm only).
  */
 // @ts-ignore: decorator
-@inline function expSum64(p: usize, n4: i32, splatMax: v128, put: bool): f64 {
+@inline function expSum64(p: usize, n4: i32, splatMax: v128, put: bool, fused: bool): f64 {
   let sumLo = f64x2.splat(0), sumHi = f64x2.splat(0);
   let i = 0;
   for (; i + 16 <= n4; i += 16) {
     const q = p + (<usize>i << 2);
-    const e0 = exp4(f32x4.sub(v128.load(q), splatMax)), e1 = exp4(f32x4.sub(v128.load(q, 16), splatMax));
-    const e2 = exp4(f32x4.sub(v128.load(q, 32), splatMax)), e3 = exp4(f32x4.sub(v128.load(q, 48), splatMax));
+    const e0 = exp4(f32x4.sub(v128.load(q), splatMax), fused), e1 = exp4(f32x4.sub(v128.load(q, 16), splatMax), fused);
+    const e2 = exp4(f32x4.sub(v128.load(q, 32), splatMax), fused), e3 = exp4(f32x4.sub(v128.load(q, 48), splatMax), fused);
     if (put) { v128.store(q, e0); v128.store(q, e1, 16); v128.store(q, e2, 32); v128.store(q, e3, 48); }
     sumLo = f64x2.add(sumLo, f64x2.promote_low_f32x4(e0)); sumHi = f64x2.add(sumHi, f64x2.promote_low_f32x4(v128.shuffle<f32>(e0, e0, 2, 3, 0, 1)));
     sumLo = f64x2.add(sumLo, f64x2.promote_low_f32x4(e1)); sumHi = f64x2.add(sumHi, f64x2.promote_low_f32x4(v128.shuffle<f32>(e1, e1, 2, 3, 0, 1)));
@@ -316,7 +316,7 @@ export function rmsnormRows(o: usize, x: usize, weight: usize, rows: i32, size: 
   }
   for (; i < n4; i += 4) {
     const q = p + (<usize>i << 2);
-    const e = exp4(f32x4.sub(v128.load(q), splatMax));
+    const e = exp4(f32x4.sub(v128.load(q), splatMax), fused);
     if (put) v128.store(q, e);
     sumLo = f64x2.add(sumLo, f64x2.promote_low_f32x4(e));
     sumHi = f64x2.add(sumHi, f64x2.promote_low_f32x4(v128.shuffle<f32>(e, e, 2, 3, 0, 1)));
@@ -327,19 +327,19 @@ export function rmsnormRows(o: usize, x: usize, weight: usize, rows: i32, size: 
 
 /** expSum64 in place with the sum in four float32 lanes (the attention's softmaxes). */
 // @ts-ignore: decorator
-@inline function expSum32(p: usize, n4: i32, splatMax: v128): v128 {
+@inline function expSum32(p: usize, n4: i32, splatMax: v128, fused: bool): v128 {
   let vsum = f32x4.splat(0);
   let i = 0;
   for (; i + 16 <= n4; i += 16) {
     const q = p + (<usize>i << 2);
-    const e0 = exp4(f32x4.sub(v128.load(q), splatMax)), e1 = exp4(f32x4.sub(v128.load(q, 16), splatMax));
-    const e2 = exp4(f32x4.sub(v128.load(q, 32), splatMax)), e3 = exp4(f32x4.sub(v128.load(q, 48), splatMax));
+    const e0 = exp4(f32x4.sub(v128.load(q), splatMax), fused), e1 = exp4(f32x4.sub(v128.load(q, 16), splatMax), fused);
+    const e2 = exp4(f32x4.sub(v128.load(q, 32), splatMax), fused), e3 = exp4(f32x4.sub(v128.load(q, 48), splatMax), fused);
     v128.store(q, e0); v128.store(q, e1, 16); v128.store(q, e2, 32); v128.store(q, e3, 48);
     vsum = f32x4.add(f32x4.add(f32x4.add(f32x4.add(vsum, e0), e1), e2), e3);
   }
   for (; i < n4; i += 4) {
     const q = p + (<usize>i << 2);
-    const e = exp4(f32x4.sub(v128.load(q), splatMax));
+    const e = exp4(f32x4.sub(v128.load(q), splatMax), fused);
     v128.store(q, e);
     vsum = f32x4.add(vsum, e);
   }
@@ -350,7 +350,7 @@ export function rmsnormRows(o: usize, x: usize, weight: usize, rows: i32, size: 
 export function softmax(x: usize, size: i32): void {
   const max = rowMax(x, size);
   let i = size & ~3;
-  let sum = expSum64(x, i, f32x4.splat(max), true);
+  let sum = expSum64(x, i, f32x4.splat(max), true, false);
   for (; i < size; i++) {
     const p = x + (<usize>i << 2);
     const e = exp1(load<f32>(p) - max);
@@ -364,12 +364,15 @@ export function softmax(x: usize, size: i32): void {
 let partMax: f32 = 0;
 let partSum: f64 = 0;
 
-/** max x and Σ e^(x − max) over n values (the exponentials as softmax's, summed in float64). */
+/**
+ * max x and Σ e^(x − max) over n values, summed in float64 (the exponentials fused: evaluation's
+ * cross-entropy, whose logits come from matrix × matrix products that depend on the build anyway).
+ */
 // @ts-ignore: decorator
 @inline function maxAndExpSum(x: usize, n: i32): void {
   const max = rowMax(x, n);
   let i = n & ~3;
-  let sum = expSum64(x, i, f32x4.splat(max), false);
+  let sum = expSum64(x, i, f32x4.splat(max), false, true);
   for (; i < n; i++) sum += <f64>exp1(load<f32>(x + (<usize>i << 2)) - max);
   partMax = max;
   partSum = sum;
@@ -377,7 +380,7 @@ let partSum: f64 = 0;
 
 /**
  * −log softmax(x)[target] over n values (a token's cross-entropy): log Σ e^(x − max) + max −
- * x[target], the exponentials as softmax's, their sum in float64.
+ * x[target], the exponentials as maxAndExpSum's, their sum in float64.
  */
 export function crossEntropy(x: usize, n: i32, target: i32): f64 {
   maxAndExpSum(x, n);
@@ -529,7 +532,10 @@ export function attentionBlockHeads(
   }
 }
 
-/** In place over a row of n scores: the first `valid` become softmax(scale · s), the rest 0. */
+/**
+ * In place over a row of n scores: the first `valid` become softmax(scale · s), the rest 0 (the
+ * exponentials fused: the scores come from matrix × matrix products — block attention, training).
+ */
 function causalSoftmax(row: usize, valid: i32, n: i32, scale: f32): void {
   const vscale = f32x4.splat(scale);
   let vmax = f32x4.splat(-Infinity);
@@ -549,7 +555,7 @@ function causalSoftmax(row: usize, valid: i32, n: i32, scale: f32): void {
   }
   max = Mathf.max(max, Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3))));
   t = valid & ~3;
-  let sum = hsum(expSum32(row, t, f32x4.splat(max)));
+  let sum = hsum(expSum32(row, t, f32x4.splat(max), true));
   for (; t < valid; t++) {
     const p = row + (<usize>t << 2);
     const e = exp1(load<f32>(p) - max);
@@ -639,7 +645,7 @@ function attendHead(
     // softmax: att_t = e^(score_t − max) / Σ e^(score − max)
     max = Mathf.max(max, Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3))));
     t = (pos + 1) & ~3;
-    let sum = hsum(expSum32(ah, t, f32x4.splat(max)));
+    let sum = hsum(expSum32(ah, t, f32x4.splat(max), false));
     for (; t <= pos; t++) {
       const p = ah + (<usize>t << 2);
       const e = exp1(load<f32>(p) - max);

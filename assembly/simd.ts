@@ -28,6 +28,16 @@
   return i32x4.add(v128.shuffle<i32>(u01, u23, 0, 1, 4, 5), v128.shuffle<i32>(u01, u23, 2, 3, 6, 7));
 }
 
+/**
+ * c + a · b, lane by lane: one fused multiply-add (one rounding) where the build has relaxed SIMD
+ * (kernels-fma.wasm), else a multiply then an add (two roundings).
+ */
+// @ts-ignore: decorator
+@inline export function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
 /** In place: x *= s over n values. */
 // @ts-ignore: decorator
 @inline export function scaleInPlace(x: usize, n: i32, s: f32): void {

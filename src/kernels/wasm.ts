@@ -294,9 +294,11 @@ export function kernelsUseFma(): boolean | undefined {
 
 /**
  * The kernels' module. Two builds of assembly/ sit next to this file: kernels.wasm (128-bit SIMD)
- * and kernels-fma.wasm, the same with relaxed SIMD, whose only change is that the matrix × matrix
+ * and kernels-fma.wasm, the same with relaxed SIMD, whose only changes are that the matrix × matrix
  * product (assembly/gemm.ts: batched prefill, evaluation, training) multiplies and adds in one
- * rounding — ~30% faster there; every one-token kernel is the same code, bit for bit.
+ * rounding — ~30% faster there — and so do the exponentials of the softmaxes and cross-entropy
+ * beside those products (assembly/exp.ts, `fused`); every one-token kernel is the same code, bit
+ * for bit.
  */
 export function loadKernelModule(): Promise<WebAssembly.Module> {
   cachedModule ??= (async () => {
