@@ -705,7 +705,7 @@ describe('the two builds: kernels.wasm and kernels-fma.wasm (relaxed SIMD)', () 
   const dir = new URL('../src/kernels/', import.meta.url);
   const rand = rng(21);
 
-  test('fused multiply-adds change only the matrix × matrix product: every one-token kernel bit for bit, the products within 1e-5 of the reference in both', async (t) => {
+  test('fused multiply-adds change only the matrix × matrix product and the exponentials beside it: every one-token kernel bit for bit, the products within 1e-5 of the reference in both', async (t) => {
     await loadKernelModule(); // turns relaxed SIMD on where the engine has it behind a flag
     if (kernelsUseFma() !== true) {
       t.skip('relaxed SIMD is not available here (or LLAMA2TS_FMA=0): only kernels.wasm runs');
@@ -737,6 +737,25 @@ describe('the two builds: kernels.wasm and kernels-fma.wasm (relaxed SIMD)', () 
     both((k) => { const o = k.allocate(288); k.attention(o, copyInto(k, q), copyInto(k, kc), copyInto(k, vc), k.allocate(6 * 64), 40, s); return o; }, 'attention');
     both((k) => { const o = k.allocate(288); k.rmsnorm(o, copyInto(k, q), copyInto(k, kc.subarray(0, 288)), 288); return o; }, 'rmsnorm');
     both((k) => { const o = copyInto(k, q); k.softmax(o, 288); return o; }, 'softmax');
+    both((k) => { const o = copyInto(k, q); k.swiglu(o, copyInto(k, kc.subarray(0, 288)), 288); return o; }, 'swiglu');
+    // stories260K's heads of 8 (their own score and value loops)
+    const s8: AttentionShape = { nHeads: 8, nKvHeads: 4, headSize: 8, kvDim: 32, seqLen: 64 };
+    both((k) => {
+      const o = k.allocate(64);
+      k.attention(o, copyInto(k, q.subarray(0, 64)), copyInto(k, kc.subarray(0, 64 * 32)), copyInto(k, vc.subarray(0, 64 * 32)), k.allocate(8 * 64), 45, s8);
+      return o;
+    }, 'attention, heads of 8');
+
+    // the exponentials beside the products (exp.ts's fused steps): evaluation's cross-entropy in
+    // both builds within 1e-6 of the float64 reference, over a row of 32,000 and one of 512
+    for (const V of [32000, 512]) {
+      const logits = fill(new Float32Array(V), rand, 8);
+      const want = jsKernels.crossEntropy(logits, V, 7);
+      for (const [i, k] of sets.entries()) {
+        const got = k.crossEntropy(copyInto(k, logits), V, 7);
+        assert.ok(Math.abs(got - want) <= 1e-6 * Math.max(1, Math.abs(want)), `${i === 0 ? 'kernels.wasm' : 'kernels-fma.wasm'} crossEntropy over ${V}: ${got} against ${want}`);
+      }
+    }
 
     // the products of training, batched prefill and evaluation: each build within 1e-5 of the
     // float64 reference (as the tests above check for the default one)
