@@ -25,7 +25,7 @@ import {
   type MatmulKernels, type TrainRowKernels, allocateAttentionScratch, attentionBackward, attentionForward, crossEntropyForward,
   crossEntropySoftmaxBackward, jsMatmul, rmsnormBackward, rmsnormForward, swigluBackward, swigluForward,
 } from '../src/train/layers.js';
-import { trainRowKernels } from '../src/train/pool.js';
+import { serialWasmMatmul, sharedWasmOf, trainRowKernels } from '../src/train/pool.js';
 import { adamwStep } from '../src/train/adamw.js';
 import { needsRefdata, ref } from './refdata.js';
 
@@ -624,6 +624,35 @@ describe('training row kernels (assembly/train.ts, float32) vs the float64 loops
     const largest = (a: Float32Array): number => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
     for (const key of ['att', 'out', 'dq', 'dk', 'dv'] as const) assertWithin(got[key], want[key], () => largest(want[key]), 1e-5, `attention ${key}`);
     for (let t = 0; t < T; t++) for (let u = t + 1; u < T; u++) assert.equal(got.att[t * T + u], 0);
+  });
+
+  test('attention on causal tiles (MatmulKernels.gemm) gives the full squares\' results bit for bit: forward, backward, grouped heads, pairs', () => {
+    const shared = sharedWasmOf(wasm)!;
+    const tiled = serialWasmMatmul(wasm.exports, shared, 0);
+    assert.ok(tiled.gemm !== undefined);
+    const square: MatmulKernels = { ...tiled, gemm: undefined };
+    // T below, at and across the tiles of 64 and the products' slices of 224 terms; GQA; odd head sizes
+    for (const [B, T, nHeads, nKvHeads, hs] of [[2, 100, 4, 2, 8], [1, 256, 2, 2, 16], [1, 64, 3, 1, 5], [1, 300, 2, 1, 12], [1, 7, 2, 2, 8]] as const) {
+      const dims = { B, T, nHeads, nKvHeads, hs };
+      const C = nHeads * hs, kvd = nKvHeads * hs;
+      const q = copyInto(wasm, fill(new Float32Array(B * T * C), rand, 3)), kk = copyInto(wasm, fill(new Float32Array(B * T * kvd), rand, 3));
+      const v = copyInto(wasm, fill(new Float32Array(B * T * kvd), rand)), dout = copyInto(wasm, fill(new Float32Array(B * T * C), rand));
+      const run = (mm: MatmulKernels) => {
+        const sc = allocateAttentionScratch(T, hs, (n) => wasm.allocate(n));
+        const att = Array.from({ length: B * nHeads }, () => fill(wasm.allocate(T * T), rand)); // stale values: all overwritten
+        const out = wasm.allocate(B * T * C);
+        const dq = wasm.allocate(B * T * C), dk = wasm.allocate(B * T * kvd), dv = wasm.allocate(B * T * kvd);
+        // two parts, as two training threads split the (batch row, kv head) pairs
+        const pairs = B * nKvHeads, half = Math.floor(pairs / 2);
+        for (const [p0, p1] of [[0, half], [half, pairs]]) attentionForward(mm, out, att, q, kk, v, dims, sc, undefined, p0, p1);
+        for (const [p0, p1] of [[0, half], [half, pairs]]) attentionBackward(mm, dq, dk, dv, dout, att, q, kk, v, dims, sc, undefined, p0, p1);
+        return { att, out, dq, dk, dv };
+      };
+      const want = run(square), got = run(tiled);
+      const what = `B ${B}, T ${T}, ${nHeads}/${nKvHeads} heads of ${hs}`;
+      got.att.forEach((a, i) => assertSame(a, want.att[i]!, `${what}: att ${i}`));
+      for (const key of ['out', 'dq', 'dk', 'dv'] as const) assertSame(got[key], want[key], `${what}: ${key}`);
+    }
   });
 
   test('SwiGLU forward and backward over 1,001 values (a part from 3): within 1e-5 of the reference', () => {

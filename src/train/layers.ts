@@ -31,6 +31,16 @@ export interface MatmulKernels {
    * formulas (WebAssembly: assembly/train.ts); the loops here are their reference, in float64.
    */
   readonly rows?: TrainRowKernels;
+  /**
+   * Optional: the product under matmulForward / matmulBackward with offsets and strides, so that
+   * the attention multiplies only the causal part of its squares (see attentionForward). In
+   * elements: C (M, N) = A · B, or C += A · B with `accumulate`, where
+   *   A (m, k) is a[aOff + m·sam + k·sak],  B (k, n) is b[bOff + k·sb + n] when bRows, else
+   *   b[bOff + n·sb + k] (B given by its transpose),  C (m, n) is c[cOff + m·ldc + n];
+   * summed as matmulForward sums (assembly/gemm.ts: k in order, in runs of 32 from k = 0).
+   */
+  gemm?(c: Float32Array, cOff: number, ldc: number, a: Float32Array, aOff: number, sam: number, sak: number,
+    b: Float32Array, bOff: number, sb: number, bRows: boolean, K: number, accumulate: boolean, M: number, N: number): void;
 }
 
 /** See MatmulKernels.rows; each is the function of this file named in its comment. */
@@ -238,8 +248,18 @@ export function ropeBackward(dx: Float32Array, cos: Float32Array, sin: Float32Ar
 //   dQ += dS K,     dK += dSᵀ Q
 //
 // The products are matrix-matrix products on contiguous per-head copies, done by the matmul
-// kernels (the full T × T square is computed; the masked half is zeroed afterwards). The row-wise
-// softmax and its backward stay here.
+// kernels. With kernels that take strides (MatmulKernels.gemm), each product covers only the
+// causal part of its square, CAUSAL_TILE rows of queries (or columns of keys) at a time: query
+// rows [r0, r0 + R) against keys [0, r0 + R) for S, dP, O and dQ; key columns [j0, j0 + R) against
+// queries [j0, T) for dV and dK — what is left out is the products' terms with P or dS = 0 above
+// the diagonal, and the entries of S and dP there, which the softmax and its backward zero. The
+// results are those of the full squares bit for bit: a term left out is an exact 0, and with j0 a
+// multiple of the products' runs of 32 terms (assembly/gemm.ts) the other terms are added in the
+// same runs. Otherwise the full T × T square is computed and the masked half zeroed afterwards.
+// The row-wise softmax and its backward stay here.
+
+/** Query rows (or key columns) of a causal tile: a multiple of 32, gemm.ts's runs (see above). */
+const CAUSAL_TILE = 64;
 
 export interface AttentionDims {
   readonly B: number;
@@ -312,7 +332,15 @@ export function attentionForward(mm: MatmulKernels, out: Float32Array, att: read
     for (let h = kvh * group; h < (kvh + 1) * group; h++) {
       gatherHead(sc.q, q, b, T, C, h * hs, hs);
       const P = att[b * nHeads + h]!;
-      mm.matmulForward(P, sc.q, sc.k, T, hs, T); // raw scores Q Kᵀ
+      if (mm.gemm !== undefined) {
+        // raw scores Q Kᵀ, the causal part: rows [r0, r0 + R) against keys [0, r0 + R)
+        for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
+          const R = Math.min(CAUSAL_TILE, T - r0);
+          mm.gemm(P, r0 * T, T, sc.q, r0 * hs, hs, 1, sc.k, 0, hs, false, hs, false, R, r0 + R);
+        }
+      } else {
+        mm.matmulForward(P, sc.q, sc.k, T, hs, T); // raw scores Q Kᵀ
+      }
       if (mm.rows !== undefined) mm.rows.causalSoftmax(P, T, scale);
       else for (let t = 0; t < T; t++) {
         const r = t * T;
@@ -341,7 +369,15 @@ export function attentionForward(mm: MatmulKernels, out: Float32Array, att: read
         }
         Pv = sc.pd;
       }
-      mm.matmulForward(sc.o, Pv, sc.vt, T, T, hs); // O = P' V
+      if (mm.gemm !== undefined) {
+        // O = P' V, rows [r0, r0 + R) over keys [0, r0 + R)
+        for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
+          const R = Math.min(CAUSAL_TILE, T - r0);
+          mm.gemm(sc.o, r0 * hs, hs, Pv, r0 * T, T, 1, sc.vt, 0, T, false, r0 + R, false, R, hs);
+        }
+      } else {
+        mm.matmulForward(sc.o, Pv, sc.vt, T, T, hs); // O = P' V
+      }
       for (let t = 0; t < T; t++) {
         const o = (b * T + t) * C + h * hs;
         for (let i = 0; i < hs; i++) out[o + i] = sc.o[t * hs + i]!;
@@ -377,7 +413,17 @@ export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float
         for (let i = 0; i < T * T; i++) Pv[i] = keep[i] === 1 ? P[i]! * keepScale : 0;
       }
       sc.s.fill(0);
-      mm.matmulBackward(sc.s, sc.dvt, sc.o, Pv, sc.vt, T, T, hs);
+      if (mm.gemm !== undefined) {
+        for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
+          const R = Math.min(CAUSAL_TILE, T - r0);
+          // dP rows [r0, r0 + R) += dO Vᵀ over keys [0, r0 + R)
+          mm.gemm(sc.s, r0 * T, T, sc.o, r0 * hs, hs, 1, sc.vt, 0, T, true, hs, true, R, r0 + R);
+          // dV columns [r0, r0 + R) += dOᵀ P' over queries [r0, T)
+          mm.gemm(sc.dvt, r0, T, sc.o, r0 * hs, 1, hs, Pv, r0 * T + r0, T, true, T - r0, true, hs, R);
+        }
+      } else {
+        mm.matmulBackward(sc.s, sc.dvt, sc.o, Pv, sc.vt, T, T, hs);
+      }
       // softmax backward, row by row, causal part only
       if (keep === undefined && mm.rows !== undefined) mm.rows.softmaxBackward(P, sc.s, T, scale);
       else for (let t = 0; t < T; t++) {
@@ -394,7 +440,17 @@ export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float
       }
       // dQ = dS K, dK += dSᵀ Q
       sc.dq.fill(0);
-      mm.matmulBackward(sc.dq, sc.dk, sc.s, sc.q, sc.k, T, hs, T);
+      if (mm.gemm !== undefined) {
+        for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
+          const R = Math.min(CAUSAL_TILE, T - r0);
+          // dQ rows [r0, r0 + R) += dS K over keys [0, r0 + R)
+          mm.gemm(sc.dq, r0 * hs, hs, sc.s, r0 * T, T, 1, sc.k, 0, hs, true, r0 + R, true, R, hs);
+          // dK rows [r0, r0 + R) += dSᵀ Q over queries [r0, T)
+          mm.gemm(sc.dk, r0 * hs, hs, sc.s, r0 * T + r0, 1, T, sc.q, r0 * hs, hs, true, T - r0, true, R, hs);
+        }
+      } else {
+        mm.matmulBackward(sc.dq, sc.dk, sc.s, sc.q, sc.k, T, hs, T);
+      }
       for (let t = 0; t < T; t++) {
         const o = (b * T + t) * C + h * hs;
         for (let i = 0; i < hs; i++) dq[o + i] += sc.dq[t * hs + i]!;

@@ -60,8 +60,10 @@ export function engineFromKernelSet(set: KernelSet): TrainEngine {
   };
   const shared = sharedWasmOf(set);
   if (shared) {
-    // the SIMD row kernels (by address: no view per row)
-    matmul.rows = trainRowKernels(instantiateKernels(shared.module, shared.memory));
+    // the SIMD row kernels (by address: no view per row), and the strided product on this thread
+    const k = instantiateKernels(shared.module, shared.memory);
+    matmul.rows = trainRowKernels(k);
+    matmul.gemm = serialGemm(k, shared.scratch);
   }
   return { matmul, allocate: set.allocate.bind(set), threads: set.threads, ...(shared ? { shared } : {}) };
 }
@@ -84,7 +86,16 @@ export function serialWasmMatmul(k: KernelExports, shared: SharedWasm, slot: num
       k.gemm(dinp.byteOffset, C * 4, dout.byteOffset, OC * 4, 4, w.byteOffset, C * 4, 1, OC, 1, 0, BT, 0, C, scratch);
       k.gemm(dw.byteOffset, C * 4, dout.byteOffset, 4, OC * 4, inp.byteOffset, C * 4, 1, BT, 1, 0, OC, 0, C, scratch);
     },
+    gemm: serialGemm(k, scratch),
     rows: trainRowKernels(k),
+  };
+}
+
+/** MatmulKernels.gemm on the calling thread (raw exports, by byte address), packing into `scratch`. */
+function serialGemm(k: KernelExports, scratch: number): NonNullable<MatmulKernels['gemm']> {
+  return (c, cOff, ldc, a, aOff, sam, sak, b, bOff, sb, bRows, K, accumulate, M, N) => {
+    k.gemm(c.byteOffset + 4 * cOff, ldc * 4, a.byteOffset + 4 * aOff, sam * 4, sak * 4, b.byteOffset + 4 * bOff, sb * 4, bRows ? 1 : 0,
+      K, accumulate ? 1 : 0, 0, M, 0, N, scratch);
   };
 }
 
