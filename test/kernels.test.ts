@@ -626,7 +626,7 @@ describe('training row kernels (assembly/train.ts, float32) vs the float64 loops
     for (let t = 0; t < T; t++) for (let u = t + 1; u < T; u++) assert.equal(got.att[t * T + u], 0);
   });
 
-  test('attention on causal tiles (MatmulKernels.gemm) gives the full squares\' results bit for bit: forward, backward, grouped heads, pairs', () => {
+  test('attention through the product with strides (MatmulKernels.gemm: heads in place, causal tiles) gives the copies\' and full squares\' results bit for bit: forward, backward, grouped heads, pairs', () => {
     const shared = sharedWasmOf(wasm)!;
     const tiled = serialWasmMatmul(wasm.exports, shared, 0);
     assert.ok(tiled.gemm !== undefined);

@@ -247,18 +247,20 @@ export function ropeBackward(dx: Float32Array, cos: Float32Array, sin: Float32Ar
 //   dV += P'ᵀ dO,   dP = (dO Vᵀ) ⊙ keep / (1 − p),   dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √hs
 //   dQ += dS K,     dK += dSᵀ Q
 //
-// The products are matrix-matrix products on contiguous per-head copies, done by the matmul
-// kernels. With kernels that take strides (MatmulKernels.gemm), each product covers only the
-// causal part of its square, CAUSAL_TILE rows of queries (or columns of keys) at a time: query
-// rows [r0, r0 + R) against keys [0, r0 + R) for S, dP, O and dQ; key columns [j0, j0 + R) against
-// queries [j0, T) for dV and dK — what is left out is the products' terms with P or dS = 0 above
-// the diagonal, and the entries of S and dP there, which the softmax and its backward zero. The
-// results are those of the full squares bit for bit: a term left out is an exact 0, and with j0 a
-// multiple of the products' runs of 32 terms (assembly/gemm.ts) the other terms are added in the
-// same runs. Otherwise the full T × T square is computed and the masked half zeroed afterwards.
+// Two ways to the same numbers. With kernels whose product takes offsets and strides
+// (MatmulKernels.gemm: the WebAssembly ones), the products read the heads where they lie in q, k,
+// v and dout and write out, dq, dk and dv in place, and cover only the causal part of each T × T
+// square, CAUSAL_TILE rows of queries (or keys) at a time: query rows [r0, r0 + R) against keys
+// [0, r0 + R) for S, dP, O and dQ; key rows [j0, j0 + R) against queries [j0, T) for dV and dK.
+// What is left out is the products' terms with P or dS = 0 above the diagonal and the entries of
+// S and dP there, which the softmax and its backward zero. Otherwise (the TypeScript kernels) each
+// head is copied into contiguous scratch, the full squares computed and the masked half zeroed.
+// The results are the same bit for bit (with dq, dk, dv starting at 0, as the model has them): a
+// term left out is an exact 0, and with j0 a multiple of the products' runs of 32 terms
+// (assembly/gemm.ts) the others are added in the same runs, the heads of a group in the same order.
 // The row-wise softmax and its backward stay here.
 
-/** Query rows (or key columns) of a causal tile: a multiple of 32, gemm.ts's runs (see above). */
+/** Query (or key) rows of a causal tile: a multiple of 32, gemm.ts's runs (see above). */
 const CAUSAL_TILE = 64;
 
 export interface AttentionDims {
@@ -322,8 +324,10 @@ export function attentionForward(mm: MatmulKernels, out: Float32Array, att: read
   const kvd = nKvHeads * hs;
   const group = nHeads / nKvHeads;
   const scale = 1 / Math.sqrt(hs);
-  const p = dropout?.p ?? 0;
-  const keepScale = 1 / (1 - p);
+  if (mm.gemm !== undefined) {
+    attentionForwardCausal(mm, mm.gemm, out, att, q, k, v, d, sc, dropout, pair0, pair1);
+    return;
+  }
   for (let pair = pair0; pair < pair1; pair++) {
     const b = Math.floor(pair / nKvHeads);
     const kvh = pair % nKvHeads;
@@ -332,52 +336,10 @@ export function attentionForward(mm: MatmulKernels, out: Float32Array, att: read
     for (let h = kvh * group; h < (kvh + 1) * group; h++) {
       gatherHead(sc.q, q, b, T, C, h * hs, hs);
       const P = att[b * nHeads + h]!;
-      if (mm.gemm !== undefined) {
-        // raw scores Q Kᵀ, the causal part: rows [r0, r0 + R) against keys [0, r0 + R)
-        for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
-          const R = Math.min(CAUSAL_TILE, T - r0);
-          mm.gemm(P, r0 * T, T, sc.q, r0 * hs, hs, 1, sc.k, 0, hs, false, hs, false, R, r0 + R);
-        }
-      } else {
-        mm.matmulForward(P, sc.q, sc.k, T, hs, T); // raw scores Q Kᵀ
-      }
-      if (mm.rows !== undefined) mm.rows.causalSoftmax(P, T, scale);
-      else for (let t = 0; t < T; t++) {
-        const r = t * T;
-        let max = -Infinity;
-        for (let t2 = 0; t2 <= t; t2++) {
-          const x = P[r + t2]! * scale;
-          if (x > max) max = x;
-        }
-        let sum = 0;
-        for (let t2 = 0; t2 <= t; t2++) {
-          const e = Math.exp(P[r + t2]! * scale - max);
-          P[r + t2] = e;
-          sum += e;
-        }
-        const inv = 1 / sum;
-        for (let t2 = 0; t2 <= t; t2++) P[r + t2] = P[r + t2]! * inv;
-        P.fill(0, r + t + 1, r + T);
-      }
-      let Pv = P;
-      if (dropout !== undefined) {
-        const keep = dropout.keep[b * nHeads + h]!;
-        for (let i = 0; i < T * T; i++) {
-          const kf = dropout.rng.nextFloat() >= p ? 1 : 0;
-          keep[i] = kf;
-          sc.pd[i] = kf === 1 ? P[i]! * keepScale : 0;
-        }
-        Pv = sc.pd;
-      }
-      if (mm.gemm !== undefined) {
-        // O = P' V, rows [r0, r0 + R) over keys [0, r0 + R)
-        for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
-          const R = Math.min(CAUSAL_TILE, T - r0);
-          mm.gemm(sc.o, r0 * hs, hs, Pv, r0 * T, T, 1, sc.vt, 0, T, false, r0 + R, false, R, hs);
-        }
-      } else {
-        mm.matmulForward(sc.o, Pv, sc.vt, T, T, hs); // O = P' V
-      }
+      mm.matmulForward(P, sc.q, sc.k, T, hs, T); // raw scores Q Kᵀ
+      causalSoftmax(mm, P, T, scale);
+      const Pv = dropout === undefined ? P : dropProbabilities(P, sc.pd, dropout.keep[b * nHeads + h]!, dropout, T);
+      mm.matmulForward(sc.o, Pv, sc.vt, T, T, hs); // O = P' V
       for (let t = 0; t < T; t++) {
         const o = (b * T + t) * C + h * hs;
         for (let i = 0; i < hs; i++) out[o + i] = sc.o[t * hs + i]!;
@@ -393,7 +355,10 @@ export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float
   const kvd = nKvHeads * hs;
   const group = nHeads / nKvHeads;
   const scale = 1 / Math.sqrt(hs);
-  const keepScale = 1 / (1 - (dropout?.p ?? 0));
+  if (mm.gemm !== undefined) {
+    attentionBackwardCausal(mm, mm.gemm, dq, dk, dv, dout, att, q, k, v, d, sc, dropout, pair0, pair1);
+    return;
+  }
   for (let pair = pair0; pair < pair1; pair++) {
     const b = Math.floor(pair / nKvHeads);
     const kvh = pair % nKvHeads;
@@ -407,50 +372,13 @@ export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float
       const P = att[b * nHeads + h]!;
       const keep = dropout?.keep[b * nHeads + h];
       // through O = P' V:  dP' = dO Vᵀ (into s) and dV += P'ᵀ dO, one matmul backward
-      let Pv = P;
-      if (keep !== undefined) {
-        Pv = sc.pd;
-        for (let i = 0; i < T * T; i++) Pv[i] = keep[i] === 1 ? P[i]! * keepScale : 0;
-      }
+      const Pv = keep === undefined ? P : keptProbabilities(P, sc.pd, keep, dropout!.p, T);
       sc.s.fill(0);
-      if (mm.gemm !== undefined) {
-        for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
-          const R = Math.min(CAUSAL_TILE, T - r0);
-          // dP rows [r0, r0 + R) += dO Vᵀ over keys [0, r0 + R)
-          mm.gemm(sc.s, r0 * T, T, sc.o, r0 * hs, hs, 1, sc.vt, 0, T, true, hs, true, R, r0 + R);
-          // dV columns [r0, r0 + R) += dOᵀ P' over queries [r0, T)
-          mm.gemm(sc.dvt, r0, T, sc.o, r0 * hs, 1, hs, Pv, r0 * T + r0, T, true, T - r0, true, hs, R);
-        }
-      } else {
-        mm.matmulBackward(sc.s, sc.dvt, sc.o, Pv, sc.vt, T, T, hs);
-      }
-      // softmax backward, row by row, causal part only
-      if (keep === undefined && mm.rows !== undefined) mm.rows.softmaxBackward(P, sc.s, T, scale);
-      else for (let t = 0; t < T; t++) {
-        const r = t * T;
-        let dot = 0;
-        for (let t2 = 0; t2 <= t; t2++) {
-          let g = sc.s[r + t2]!;
-          if (keep !== undefined) g = keep[r + t2] === 1 ? g * keepScale : 0;
-          sc.s[r + t2] = g;
-          dot += P[r + t2]! * g;
-        }
-        for (let t2 = 0; t2 <= t; t2++) sc.s[r + t2] = P[r + t2]! * (sc.s[r + t2]! - dot) * scale;
-        sc.s.fill(0, r + t + 1, r + T);
-      }
+      mm.matmulBackward(sc.s, sc.dvt, sc.o, Pv, sc.vt, T, T, hs);
+      softmaxBackward(mm, P, sc.s, keep, dropout?.p ?? 0, T, scale);
       // dQ = dS K, dK += dSᵀ Q
       sc.dq.fill(0);
-      if (mm.gemm !== undefined) {
-        for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
-          const R = Math.min(CAUSAL_TILE, T - r0);
-          // dQ rows [r0, r0 + R) += dS K over keys [0, r0 + R)
-          mm.gemm(sc.dq, r0 * hs, hs, sc.s, r0 * T, T, 1, sc.k, 0, hs, true, r0 + R, true, R, hs);
-          // dK rows [r0, r0 + R) += dSᵀ Q over queries [r0, T)
-          mm.gemm(sc.dk, r0 * hs, hs, sc.s, r0 * T + r0, 1, T, sc.q, r0 * hs, hs, true, T - r0, true, R, hs);
-        }
-      } else {
-        mm.matmulBackward(sc.dq, sc.dk, sc.s, sc.q, sc.k, T, hs, T);
-      }
+      mm.matmulBackward(sc.dq, sc.dk, sc.s, sc.q, sc.k, T, hs, T);
       for (let t = 0; t < T; t++) {
         const o = (b * T + t) * C + h * hs;
         for (let i = 0; i < hs; i++) dq[o + i] += sc.dq[t * hs + i]!;
@@ -461,6 +389,139 @@ export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float
       for (let i = 0; i < hs; i++) {
         dk[o + i] += sc.dk[t * hs + i]!;
         dv[o + i] += sc.dvt[i * T + t]!;
+      }
+    }
+  }
+}
+
+/** In place over one head's (T, T) scores: row t becomes softmax(scale · s) over t2 ≤ t, 0 after. */
+function causalSoftmax(mm: MatmulKernels, P: Float32Array, T: number, scale: number): void {
+  if (mm.rows !== undefined) {
+    mm.rows.causalSoftmax(P, T, scale);
+    return;
+  }
+  for (let t = 0; t < T; t++) {
+    const r = t * T;
+    let max = -Infinity;
+    for (let t2 = 0; t2 <= t; t2++) {
+      const x = P[r + t2]! * scale;
+      if (x > max) max = x;
+    }
+    let sum = 0;
+    for (let t2 = 0; t2 <= t; t2++) {
+      const e = Math.exp(P[r + t2]! * scale - max);
+      P[r + t2] = e;
+      sum += e;
+    }
+    const inv = 1 / sum;
+    for (let t2 = 0; t2 <= t; t2++) P[r + t2] = P[r + t2]! * inv;
+    P.fill(0, r + t + 1, r + T);
+  }
+}
+
+/** Draws one head's keep flags and returns pd = P ⊙ keep / (1 − p) (forward). */
+function dropProbabilities(P: Float32Array, pd: Float32Array, keep: Uint8Array, dropout: AttentionDropout, T: number): Float32Array {
+  const { p, rng } = dropout;
+  const keepScale = 1 / (1 - p);
+  for (let i = 0; i < T * T; i++) {
+    const kf = rng.nextFloat() >= p ? 1 : 0;
+    keep[i] = kf;
+    pd[i] = kf === 1 ? P[i]! * keepScale : 0;
+  }
+  return pd;
+}
+
+/** pd = P ⊙ keep / (1 − p) with the flags drawn in the forward pass (backward). */
+function keptProbabilities(P: Float32Array, pd: Float32Array, keep: Uint8Array, p: number, T: number): Float32Array {
+  const keepScale = 1 / (1 - p);
+  for (let i = 0; i < T * T; i++) pd[i] = keep[i] === 1 ? P[i]! * keepScale : 0;
+  return pd;
+}
+
+/** In place over s = dP' of one head: dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √hs, causal part only, 0 after. */
+function softmaxBackward(mm: MatmulKernels, P: Float32Array, s: Float32Array, keep: Uint8Array | undefined, p: number, T: number, scale: number): void {
+  if (keep === undefined && mm.rows !== undefined) {
+    mm.rows.softmaxBackward(P, s, T, scale);
+    return;
+  }
+  const keepScale = 1 / (1 - p);
+  for (let t = 0; t < T; t++) {
+    const r = t * T;
+    let dot = 0;
+    for (let t2 = 0; t2 <= t; t2++) {
+      let g = s[r + t2]!;
+      if (keep !== undefined) g = keep[r + t2] === 1 ? g * keepScale : 0;
+      s[r + t2] = g;
+      dot += P[r + t2]! * g;
+    }
+    for (let t2 = 0; t2 <= t; t2++) s[r + t2] = P[r + t2]! * (s[r + t2]! - dot) * scale;
+    s.fill(0, r + t + 1, r + T);
+  }
+}
+
+type Gemm = NonNullable<MatmulKernels['gemm']>;
+
+/** attentionForward through a product with strides: no copies, the causal part only (see above). */
+function attentionForwardCausal(mm: MatmulKernels, gemm: Gemm, out: Float32Array, att: readonly Float32Array[], q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout: AttentionDropout | undefined, pair0: number, pair1: number): void {
+  const { T, nHeads, nKvHeads, hs } = d;
+  const C = nHeads * hs;
+  const kvd = nKvHeads * hs;
+  const group = nHeads / nKvHeads;
+  const scale = 1 / Math.sqrt(hs);
+  for (let pair = pair0; pair < pair1; pair++) {
+    const b = Math.floor(pair / nKvHeads);
+    const kvh = pair % nKvHeads;
+    const kvOff = b * T * kvd + kvh * hs; // K and V (t, i) at k[kvOff + t·kvd + i]
+    for (let h = kvh * group; h < (kvh + 1) * group; h++) {
+      const qOff = b * T * C + h * hs; //    Q and out (t, i) at q[qOff + t·C + i]
+      const P = att[b * nHeads + h]!;
+      // raw scores Q Kᵀ: rows [r0, r0 + R) against keys [0, r0 + R)
+      for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
+        const R = Math.min(CAUSAL_TILE, T - r0);
+        gemm(P, r0 * T, T, q, qOff + r0 * C, C, 1, k, kvOff, kvd, false, hs, false, R, r0 + R);
+      }
+      causalSoftmax(mm, P, T, scale);
+      const Pv = dropout === undefined ? P : dropProbabilities(P, sc.pd, dropout.keep[b * nHeads + h]!, dropout, T);
+      // out = P' V: rows [r0, r0 + R) over keys [0, r0 + R)
+      for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
+        const R = Math.min(CAUSAL_TILE, T - r0);
+        gemm(out, qOff + r0 * C, C, Pv, r0 * T, T, 1, v, kvOff, kvd, true, r0 + R, false, R, hs);
+      }
+    }
+  }
+}
+
+/** attentionBackward through a product with strides: no copies, the causal part only (see above). */
+function attentionBackwardCausal(mm: MatmulKernels, gemm: Gemm, dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, att: readonly Float32Array[], q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout: Omit<AttentionDropout, 'rng'> | undefined, pair0: number, pair1: number): void {
+  const { T, nHeads, nKvHeads, hs } = d;
+  const C = nHeads * hs;
+  const kvd = nKvHeads * hs;
+  const group = nHeads / nKvHeads;
+  const scale = 1 / Math.sqrt(hs);
+  for (let pair = pair0; pair < pair1; pair++) {
+    const b = Math.floor(pair / nKvHeads);
+    const kvh = pair % nKvHeads;
+    const kvOff = b * T * kvd + kvh * hs;
+    for (let h = kvh * group; h < (kvh + 1) * group; h++) {
+      const qOff = b * T * C + h * hs;
+      const P = att[b * nHeads + h]!;
+      const keep = dropout?.keep[b * nHeads + h];
+      const Pv = keep === undefined ? P : keptProbabilities(P, sc.pd, keep, dropout!.p, T);
+      sc.s.fill(0);
+      for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
+        const R = Math.min(CAUSAL_TILE, T - r0);
+        // dP' rows [r0, r0 + R) += dO Vᵀ over keys [0, r0 + R)
+        gemm(sc.s, r0 * T, T, dout, qOff + r0 * C, C, 1, v, kvOff, kvd, false, hs, true, R, r0 + R);
+        // dV rows [r0, r0 + R) += P'ᵀ dO over queries [r0, T)
+        gemm(dv, kvOff + r0 * kvd, kvd, Pv, r0 * T + r0, 1, T, dout, qOff + r0 * C, C, true, T - r0, true, R, hs);
+      }
+      softmaxBackward(mm, P, sc.s, keep, dropout?.p ?? 0, T, scale);
+      for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
+        const R = Math.min(CAUSAL_TILE, T - r0);
+        // dQ rows [r0, r0 + R) += dS K over keys [0, r0 + R)
+        gemm(dq, qOff + r0 * C, C, sc.s, r0 * T, T, 1, k, kvOff, kvd, true, r0 + R, true, R, hs);
+        // dK rows [r0, r0 + R) += dSᵀ Q over queries [r0, T)
+        gemm(dk, kvOff + r0 * kvd, kvd, sc.s, r0 * T + r0, 1, T, q, qOff + r0 * C, C, true, T - r0, true, R, hs);
       }
     }
   }
