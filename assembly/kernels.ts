@@ -652,17 +652,7 @@ function attendHead(
       store<f32>(p, e);
       sum += e;
     }
-    const inv = <f32>1 / sum;
-    const vinv = f32x4.splat(inv);
-    t = 0;
-    for (; t + 4 <= pos + 1; t += 4) {
-      const p = ah + (<usize>t << 2);
-      v128.store(p, f32x4.mul(v128.load(p), vinv));
-    }
-    for (; t <= pos; t++) {
-      const p = ah + (<usize>t << 2);
-      store<f32>(p, load<f32>(p) * inv);
-    }
+    scaleInPlace(ah, pos + 1, <f32>1 / sum);
     // out_h = Σ_t att_t · v_t: sixteen output lanes at a time, accumulated in registers over t
     const oh = out + <usize>h * headBytes;
     let i = 0;

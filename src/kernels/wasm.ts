@@ -452,25 +452,24 @@ export function createWasmKernelsFromModule(module: WebAssembly.Module, initialB
     return memories[index]!;
   }
 
-  function scoresFor(m: KernelMemory, seqLen: number): number {
-    const bytes = m.exports!.attentionScoresBytes(seqLen);
-    const sc = scores[m.index]!;
-    if (bytes > sc.bytes) {
-      sc.at = m.reserve(bytes);
-      sc.bytes = bytes;
-    }
-    return sc.at;
-  }
-
-  function interleaveSessions(m: KernelMemory, x: number, n: number, count: number): number {
-    const bytes = m.exports!.interleavedBytes(n, count);
-    const buf = interleaved[m.index]!;
+  /** The address of memory m's buffer in `buffers`, made again (larger) when it holds fewer than `bytes`. */
+  function grown(buffers: Array<{ at: number; bytes: number }>, m: KernelMemory, bytes: number): number {
+    const buf = buffers[m.index]!;
     if (bytes > buf.bytes) {
       buf.at = m.reserve(bytes);
       buf.bytes = bytes;
     }
-    m.exports!.interleaveSessions(buf.at, x, n, count);
     return buf.at;
+  }
+
+  function scoresFor(m: KernelMemory, seqLen: number): number {
+    return grown(scores, m, m.exports!.attentionScoresBytes(seqLen));
+  }
+
+  function interleaveSessions(m: KernelMemory, x: number, n: number, count: number): number {
+    const at = grown(interleaved, m, m.exports!.interleavedBytes(n, count));
+    m.exports!.interleaveSessions(at, x, n, count);
+    return at;
   }
 
   /** Kernels.matmulManyGroup (and matmulMany: a group of one, in `oneProduct`). */
