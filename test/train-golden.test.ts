@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { readCheckpoint } from '../src/model/checkpoint.js';
 import { parameterTable, type TransformerWeights } from '../src/model/weights.js';
-import type { MatmulKernels } from '../src/train/layers.js';
+import { type MatmulKernels, gemm } from '../src/train/layers.js';
 import { buildTrainModel, type ParallelRunner } from '../src/train/model.js';
 import { createTrainPool, sharedWasmOf } from '../src/train/pool.js';
 import { needsRefdata, ref } from './refdata.js';
@@ -118,7 +118,7 @@ test('the same with the WebAssembly kernels on 2 threads and the training worker
     const shared = sharedWasmOf(set);
     assert.ok(shared !== undefined, 'the wasm kernel set exposes its module and memory');
     const engine: Engine = {
-      kernels: { name: set.name, matmulForward: set.matmulForward.bind(set), matmulBackward: set.matmulBackward.bind(set), allocate: set.allocate.bind(set) },
+      kernels: { name: set.name, matmulForward: set.matmulForward.bind(set), matmulBackward: set.matmulBackward.bind(set), gemm, allocate: set.allocate.bind(set) },
       parts: 2,
       pool: (model) => createTrainPool(shared, model),
     };

@@ -32,14 +32,15 @@ export interface MatmulKernels {
    */
   readonly rows?: TrainRowKernels;
   /**
-   * Optional: the product under matmulForward / matmulBackward with offsets and strides, so that
-   * the attention multiplies only the causal part of its squares (see attentionForward). In
-   * elements: C (M, N) = A · B, or C += A · B with `accumulate`, where
+   * The product under matmulForward / matmulBackward with offsets and strides, for the attention's
+   * products on the heads where they lie (see attentionForward). In elements: C (M, N) = A · B, or
+   * C += A · B with `accumulate`, where
    *   A (m, k) is a[aOff + m·sam + k·sak],  B (k, n) is b[bOff + k·sb + n] when bRows, else
    *   b[bOff + n·sb + k] (B given by its transpose),  C (m, n) is c[cOff + m·ldc + n];
-   * summed as matmulForward sums (assembly/gemm.ts: k in order, in runs of 32 from k = 0).
+   * each C value's terms added in order of k, as the implementation's matmulForward and
+   * matmulBackward add them (gemm below; assembly/gemm.ts: in runs of 32 from k = 0).
    */
-  gemm?(c: Float32Array, cOff: number, ldc: number, a: Float32Array, aOff: number, sam: number, sak: number,
+  gemm(c: Float32Array, cOff: number, ldc: number, a: Float32Array, aOff: number, sam: number, sak: number,
     b: Float32Array, bOff: number, sb: number, bRows: boolean, K: number, accumulate: boolean, M: number, N: number): void;
 }
 
@@ -121,8 +122,30 @@ export function matmulBackward(dinp: Float32Array, dw: Float32Array, dout: Float
   }
 }
 
-/** The plain-TypeScript matmul pair as a kernel set. */
-export const jsMatmul: MatmulKernels = { name: 'js', matmulForward, matmulBackward };
+/**
+ * MatmulKernels.gemm in the arithmetic of the two above: a new C value sums its terms in float64
+ * (matmulForward), an accumulated one adds them one by one into its float32 value (matmulBackward).
+ */
+export function gemm(c: Float32Array, cOff: number, ldc: number, a: Float32Array, aOff: number, sam: number, sak: number,
+  b: Float32Array, bOff: number, sb: number, bRows: boolean, K: number, accumulate: boolean, M: number, N: number): void {
+  const bk = bRows ? sb : 1, bn = bRows ? 1 : sb; // B's strides along k and n
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      const ci = cOff + m * ldc + n;
+      let ai = aOff + m * sam, bi = bOff + n * bn;
+      if (accumulate) {
+        for (let k = 0; k < K; k++, ai += sak, bi += bk) c[ci] += a[ai]! * b[bi]!;
+      } else {
+        let sum = 0;
+        for (let k = 0; k < K; k++, ai += sak, bi += bk) sum += a[ai]! * b[bi]!;
+        c[ci] = sum;
+      }
+    }
+  }
+}
+
+/** The plain-TypeScript products as a kernel set. */
+export const jsMatmul: MatmulKernels = { name: 'js', matmulForward, matmulBackward, gemm };
 
 // ----------------------------------------------------------------------------------------------
 // Token embedding: out[bt, :] = emb[tokens[bt], :]
@@ -247,18 +270,17 @@ export function ropeBackward(dx: Float32Array, cos: Float32Array, sin: Float32Ar
 //   dV += P'ᵀ dO,   dP = (dO Vᵀ) ⊙ keep / (1 − p),   dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √hs
 //   dQ += dS K,     dK += dSᵀ Q
 //
-// Two ways to the same numbers. With kernels whose product takes offsets and strides
-// (MatmulKernels.gemm: the WebAssembly ones), the products read the heads where they lie in q, k,
-// v and dout and write out, dq, dk and dv in place, and cover only the causal part of each T × T
-// square, CAUSAL_TILE rows of queries (or keys) at a time: query rows [r0, r0 + R) against keys
-// [0, r0 + R) for S, dP, O and dQ; key rows [j0, j0 + R) against queries [j0, T) for dV and dK.
-// What is left out is the products' terms with P or dS = 0 above the diagonal and the entries of
-// S and dP there, which the softmax and its backward zero. Otherwise (the TypeScript kernels) each
-// head is copied into contiguous scratch, the full squares computed and the masked half zeroed.
-// The results are the same bit for bit (with dq, dk, dv starting at 0, as the model has them): a
-// term left out is an exact 0, and with j0 a multiple of the products' runs of 32 terms
-// (assembly/gemm.ts) the others are added in the same runs, the heads of a group in the same order.
-// The row-wise softmax and its backward stay here.
+// The products read the heads where they lie in q, k, v and dout and write out, dq, dk and dv in
+// place (MatmulKernels.gemm takes offsets and strides), and cover only the causal part of each
+// T × T square, CAUSAL_TILE rows of queries (or keys) at a time: query rows [r0, r0 + R) against
+// keys [0, r0 + R) for S, dP, O and dQ; key rows [j0, j0 + R) against queries [j0, T) for dV and
+// dK. What is left out is the products' terms with P or dS = 0 above the diagonal and the entries
+// of S and dP there, which the softmax and its backward zero; so the results are what the full
+// squares give, bit for bit: a term left out is an exact 0, and with j0 a multiple of
+// assembly/gemm.ts's runs of 32 terms the others are added in the same runs. dq, dk and dv take
+// each head's terms directly, the heads of a group one after another (where they start at 0, as
+// the model has them, the same as summing a head apart and adding it). The row-wise softmax and
+// its backward stay here.
 
 /** Query (or key) rows of a causal tile: a multiple of 32, gemm.ts's runs (see above). */
 const CAUSAL_TILE = 64;
@@ -278,120 +300,14 @@ export interface AttentionDropout {
   readonly rng: Rng;
 }
 
-/** Per-head working copies (allocated once, in the kernels' memory). */
+/** Per-head working space (allocated once, in the kernels' memory). */
 export interface AttentionScratch {
-  readonly q: Float32Array; //  (T, hs)
-  readonly k: Float32Array; //  (T, hs)
-  readonly vt: Float32Array; // (hs, T)  V transposed
-  readonly o: Float32Array; //  (T, hs)  output, or dO in backward
   readonly s: Float32Array; //  (T, T)   dP, then dS, in backward
   readonly pd: Float32Array; // (T, T)   probabilities after dropout
-  readonly dq: Float32Array; // (T, hs)
-  readonly dk: Float32Array; // (T, hs)
-  readonly dvt: Float32Array; // (hs, T)
 }
 
-export function allocateAttentionScratch(T: number, hs: number, alloc: (n: number) => Float32Array): AttentionScratch {
-  return {
-    q: alloc(T * hs), k: alloc(T * hs), vt: alloc(hs * T), o: alloc(T * hs), s: alloc(T * T), pd: alloc(T * T),
-    dq: alloc(T * hs), dk: alloc(T * hs), dvt: alloc(hs * T),
-  };
-}
-
-/** dst (T, hs) = head slice of src (B, T, width) at batch b, column offset col. */
-function gatherHead(dst: Float32Array, src: Float32Array, b: number, T: number, width: number, col: number, hs: number): void {
-  for (let t = 0; t < T; t++) {
-    const o = (b * T + t) * width + col;
-    for (let i = 0; i < hs; i++) dst[t * hs + i] = src[o + i]!;
-  }
-}
-
-/** dst (hs, T) = transposed head slice of src. */
-function gatherHeadT(dst: Float32Array, src: Float32Array, b: number, T: number, width: number, col: number, hs: number): void {
-  for (let t = 0; t < T; t++) {
-    const o = (b * T + t) * width + col;
-    for (let i = 0; i < hs; i++) dst[i * T + t] = src[o + i]!;
-  }
-}
-
-/**
- * Works on the (batch row, kv head) pairs [pair0, pair1) of the B·KVH pairs (default: all), so that
- * threads can share the work; the pairs write disjoint parts of every output.
- */
-export function attentionForward(mm: MatmulKernels, out: Float32Array, att: readonly Float32Array[], q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: AttentionDropout, pair0 = 0, pair1 = d.B * d.nKvHeads): void {
-  const { T, nHeads, nKvHeads, hs } = d;
-  const C = nHeads * hs;
-  const kvd = nKvHeads * hs;
-  const group = nHeads / nKvHeads;
-  const scale = 1 / Math.sqrt(hs);
-  if (mm.gemm !== undefined) {
-    attentionForwardCausal(mm, mm.gemm, out, att, q, k, v, d, sc, dropout, pair0, pair1);
-    return;
-  }
-  for (let pair = pair0; pair < pair1; pair++) {
-    const b = Math.floor(pair / nKvHeads);
-    const kvh = pair % nKvHeads;
-    gatherHead(sc.k, k, b, T, kvd, kvh * hs, hs);
-    gatherHeadT(sc.vt, v, b, T, kvd, kvh * hs, hs);
-    for (let h = kvh * group; h < (kvh + 1) * group; h++) {
-      gatherHead(sc.q, q, b, T, C, h * hs, hs);
-      const P = att[b * nHeads + h]!;
-      mm.matmulForward(P, sc.q, sc.k, T, hs, T); // raw scores Q Kᵀ
-      causalSoftmax(mm, P, T, scale);
-      const Pv = dropout === undefined ? P : dropProbabilities(P, sc.pd, dropout.keep[b * nHeads + h]!, dropout, T);
-      mm.matmulForward(sc.o, Pv, sc.vt, T, T, hs); // O = P' V
-      for (let t = 0; t < T; t++) {
-        const o = (b * T + t) * C + h * hs;
-        for (let i = 0; i < hs; i++) out[o + i] = sc.o[t * hs + i]!;
-      }
-    }
-  }
-}
-
-/** Pairs [pair0, pair1) as attentionForward. */
-export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, att: readonly Float32Array[], q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: Omit<AttentionDropout, 'rng'>, pair0 = 0, pair1 = d.B * d.nKvHeads): void {
-  const { T, nHeads, nKvHeads, hs } = d;
-  const C = nHeads * hs;
-  const kvd = nKvHeads * hs;
-  const group = nHeads / nKvHeads;
-  const scale = 1 / Math.sqrt(hs);
-  if (mm.gemm !== undefined) {
-    attentionBackwardCausal(mm, mm.gemm, dq, dk, dv, dout, att, q, k, v, d, sc, dropout, pair0, pair1);
-    return;
-  }
-  for (let pair = pair0; pair < pair1; pair++) {
-    const b = Math.floor(pair / nKvHeads);
-    const kvh = pair % nKvHeads;
-    gatherHead(sc.k, k, b, T, kvd, kvh * hs, hs);
-    gatherHeadT(sc.vt, v, b, T, kvd, kvh * hs, hs);
-    sc.dk.fill(0);
-    sc.dvt.fill(0);
-    for (let h = kvh * group; h < (kvh + 1) * group; h++) {
-      gatherHead(sc.q, q, b, T, C, h * hs, hs);
-      gatherHead(sc.o, dout, b, T, C, h * hs, hs); // dO
-      const P = att[b * nHeads + h]!;
-      const keep = dropout?.keep[b * nHeads + h];
-      // through O = P' V:  dP' = dO Vᵀ (into s) and dV += P'ᵀ dO, one matmul backward
-      const Pv = keep === undefined ? P : keptProbabilities(P, sc.pd, keep, dropout!.p, T);
-      sc.s.fill(0);
-      mm.matmulBackward(sc.s, sc.dvt, sc.o, Pv, sc.vt, T, T, hs);
-      softmaxBackward(mm, P, sc.s, keep, dropout?.p ?? 0, T, scale);
-      // dQ = dS K, dK += dSᵀ Q
-      sc.dq.fill(0);
-      mm.matmulBackward(sc.dq, sc.dk, sc.s, sc.q, sc.k, T, hs, T);
-      for (let t = 0; t < T; t++) {
-        const o = (b * T + t) * C + h * hs;
-        for (let i = 0; i < hs; i++) dq[o + i] += sc.dq[t * hs + i]!;
-      }
-    }
-    for (let t = 0; t < T; t++) {
-      const o = (b * T + t) * kvd + kvh * hs;
-      for (let i = 0; i < hs; i++) {
-        dk[o + i] += sc.dk[t * hs + i]!;
-        dv[o + i] += sc.dvt[i * T + t]!;
-      }
-    }
-  }
+export function allocateAttentionScratch(T: number, alloc: (n: number) => Float32Array): AttentionScratch {
+  return { s: alloc(T * T), pd: alloc(T * T) };
 }
 
 /** In place over one head's (T, T) scores: row t becomes softmax(scale · s) over t2 ≤ t, 0 after. */
@@ -459,10 +375,11 @@ function softmaxBackward(mm: MatmulKernels, P: Float32Array, s: Float32Array, ke
   }
 }
 
-type Gemm = NonNullable<MatmulKernels['gemm']>;
-
-/** attentionForward through a product with strides: no copies, the causal part only (see above). */
-function attentionForwardCausal(mm: MatmulKernels, gemm: Gemm, out: Float32Array, att: readonly Float32Array[], q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout: AttentionDropout | undefined, pair0: number, pair1: number): void {
+/**
+ * Works on the (batch row, kv head) pairs [pair0, pair1) of the B·KVH pairs (default: all), so that
+ * threads can share the work; the pairs write disjoint parts of every output.
+ */
+export function attentionForward(mm: MatmulKernels, out: Float32Array, att: readonly Float32Array[], q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: AttentionDropout, pair0 = 0, pair1 = d.B * d.nKvHeads): void {
   const { T, nHeads, nKvHeads, hs } = d;
   const C = nHeads * hs;
   const kvd = nKvHeads * hs;
@@ -478,21 +395,21 @@ function attentionForwardCausal(mm: MatmulKernels, gemm: Gemm, out: Float32Array
       // raw scores Q Kᵀ: rows [r0, r0 + R) against keys [0, r0 + R)
       for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
         const R = Math.min(CAUSAL_TILE, T - r0);
-        gemm(P, r0 * T, T, q, qOff + r0 * C, C, 1, k, kvOff, kvd, false, hs, false, R, r0 + R);
+        mm.gemm(P, r0 * T, T, q, qOff + r0 * C, C, 1, k, kvOff, kvd, false, hs, false, R, r0 + R);
       }
       causalSoftmax(mm, P, T, scale);
       const Pv = dropout === undefined ? P : dropProbabilities(P, sc.pd, dropout.keep[b * nHeads + h]!, dropout, T);
       // out = P' V: rows [r0, r0 + R) over keys [0, r0 + R)
       for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
         const R = Math.min(CAUSAL_TILE, T - r0);
-        gemm(out, qOff + r0 * C, C, Pv, r0 * T, T, 1, v, kvOff, kvd, true, r0 + R, false, R, hs);
+        mm.gemm(out, qOff + r0 * C, C, Pv, r0 * T, T, 1, v, kvOff, kvd, true, r0 + R, false, R, hs);
       }
     }
   }
 }
 
-/** attentionBackward through a product with strides: no copies, the causal part only (see above). */
-function attentionBackwardCausal(mm: MatmulKernels, gemm: Gemm, dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, att: readonly Float32Array[], q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout: Omit<AttentionDropout, 'rng'> | undefined, pair0: number, pair1: number): void {
+/** Pairs [pair0, pair1) as attentionForward. */
+export function attentionBackward(mm: MatmulKernels, dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, att: readonly Float32Array[], q: Float32Array, k: Float32Array, v: Float32Array, d: AttentionDims, sc: AttentionScratch, dropout?: Omit<AttentionDropout, 'rng'>, pair0 = 0, pair1 = d.B * d.nKvHeads): void {
   const { T, nHeads, nKvHeads, hs } = d;
   const C = nHeads * hs;
   const kvd = nKvHeads * hs;
@@ -511,17 +428,17 @@ function attentionBackwardCausal(mm: MatmulKernels, gemm: Gemm, dq: Float32Array
       for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
         const R = Math.min(CAUSAL_TILE, T - r0);
         // dP' rows [r0, r0 + R) += dO Vᵀ over keys [0, r0 + R)
-        gemm(sc.s, r0 * T, T, dout, qOff + r0 * C, C, 1, v, kvOff, kvd, false, hs, true, R, r0 + R);
+        mm.gemm(sc.s, r0 * T, T, dout, qOff + r0 * C, C, 1, v, kvOff, kvd, false, hs, true, R, r0 + R);
         // dV rows [r0, r0 + R) += P'ᵀ dO over queries [r0, T)
-        gemm(dv, kvOff + r0 * kvd, kvd, Pv, r0 * T + r0, 1, T, dout, qOff + r0 * C, C, true, T - r0, true, R, hs);
+        mm.gemm(dv, kvOff + r0 * kvd, kvd, Pv, r0 * T + r0, 1, T, dout, qOff + r0 * C, C, true, T - r0, true, R, hs);
       }
       softmaxBackward(mm, P, sc.s, keep, dropout?.p ?? 0, T, scale);
       for (let r0 = 0; r0 < T; r0 += CAUSAL_TILE) {
         const R = Math.min(CAUSAL_TILE, T - r0);
         // dQ rows [r0, r0 + R) += dS K over keys [0, r0 + R)
-        gemm(dq, qOff + r0 * C, C, sc.s, r0 * T, T, 1, k, kvOff, kvd, true, r0 + R, true, R, hs);
+        mm.gemm(dq, qOff + r0 * C, C, sc.s, r0 * T, T, 1, k, kvOff, kvd, true, r0 + R, true, R, hs);
         // dK rows [r0, r0 + R) += dSᵀ Q over queries [r0, T)
-        gemm(dk, kvOff + r0 * kvd, kvd, sc.s, r0 * T + r0, 1, T, q, qOff + r0 * C, C, true, T - r0, true, R, hs);
+        mm.gemm(dk, kvOff + r0 * kvd, kvd, sc.s, r0 * T + r0, 1, T, q, qOff + r0 * C, C, true, T - r0, true, R, hs);
       }
     }
   }

@@ -247,7 +247,7 @@ export class TrainModel {
       dres: alloc(BT * C), dnorm: alloc(BT * C), dbranch: alloc(BT * C), dq: alloc(BT * C),
       dk: alloc(BT * kvd), dv: alloc(BT * kvd), dattOut: alloc(BT * C),
       dh1: alloc(BT * H), dh3: alloc(BT * H), dgate: alloc(BT * H),
-      attention: Array.from({ length: this.parts }, () => allocateAttentionScratch(T, headSize(config), alloc)),
+      attention: Array.from({ length: this.parts }, () => allocateAttentionScratch(T, alloc)),
     };
     const ints = (count: number): Int32Array => {
       const f = alloc(count);

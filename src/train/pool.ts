@@ -16,7 +16,7 @@ import { LlamaError } from '../errors.js';
 import { type KernelExports, type KernelMemory, instantiateKernels } from '../kernels/wasm.js';
 import type { KernelSet } from '../kernels/kernel-set.js';
 import type { ModelConfig } from '../model/config.js';
-import { type MatmulKernels, RMS_EPS, type TrainRowKernels } from './layers.js';
+import { type MatmulKernels, RMS_EPS, type TrainRowKernels, gemm } from './layers.js';
 import type { ParallelOp, ParallelRunner, TrainModel } from './model.js';
 
 /** What the pool needs from the kernel set: its compiled module and shared memory. */
@@ -57,6 +57,7 @@ export function engineFromKernelSet(set: KernelSet): TrainEngine {
     name: set.threads > 1 ? `${set.name} (+ ${set.threads} training threads)` : set.name,
     matmulForward: set.matmulForward.bind(set),
     matmulBackward: set.matmulBackward.bind(set),
+    gemm, // (the TypeScript one: a kernel set without shared WebAssembly memory holds plain arrays)
   };
   const shared = sharedWasmOf(set);
   if (shared) {
