@@ -10,8 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readStories } from '../src/data/stories.js';
 import { crossEntropy, evalWindows, evaluateLoss } from '../src/infer/eval.js';
+import { evaluateLossOnThreads } from '../src/infer/eval-windows.js';
 import { loadTransformer } from '../src/infer/load.js';
 import { createKernels } from '../src/kernels/kernel-set.js';
+import { kernelModuleIfLoaded } from '../src/kernels/wasm.js';
 import { loadTokenizer } from '../src/tokenizer/index.js';
 import { cliPath, needsRefdata, ref } from './refdata.js';
 
@@ -56,6 +58,8 @@ test('eval: bad data files are one-line errors', needsRefdata, () => {
     [['eval', model, '--data', big, '--seq-len', '2', '--stride', '3'], /--stride: 3 must be in \[1, 2\]/],
     [['eval', model, '--data', short, '--seq-len', '2', '--stride', '0'], /--stride: 0 must be in \[1, 2\]/],
     [['eval', model], /needs --data/],
+    [['eval', model, '--data', big, '--parallel', 'layers'], /--parallel must be windows or kernels, got 'layers'/],
+    [['eval', model, '--data', big, '--parallel', 'windows', '--backend', 'js'], /--parallel needs the wasm backend/],
     [['eval', model, '--data', join(tmp, 'missing.bin')], /no such file/],
   ];
   for (const [args, pattern] of cases) {
@@ -111,4 +115,46 @@ test('sliding windows: the loss is the mean over tokens of −log p(token | its 
   } finally {
     await kernels.close();
   }
+});
+
+test('eval on threads, whole windows each: the same loss bit for bit as one thread, and a failed worker is a one-line error', needsRefdata, async () => {
+  const kernels = await createKernels({ kind: 'wasm', threads: 1 });
+  try {
+    const path = ref('data', 'models', 'stories260K.bin');
+    const model = loadTransformer(path, kernels, { contextLength: 64 });
+    const tok = loadTokenizer(ref('data', 'models', 'tok512.bin'), 512);
+    const stories = readStories(ref('data', 'tinystories', 'valid_first201.txt')).slice(0, 12);
+    const tokens = Uint16Array.from(stories.map((s) => tok.encode(s.trim(), { bos: true })).flat());
+    const module = kernelModuleIfLoaded()!;
+    for (const [T, S, threads] of [[64, 64, 2], [64, 24, 3], [48, 48, 4]] as const) {
+      const one = evaluateLoss(model, tokens, T, undefined, S);
+      const seen: number[] = [];
+      const many = await evaluateLossOnThreads(model, { path, load: { contextLength: 64 }, module }, threads, tokens, T, (done, total) => {
+        assert.equal(total, one.windows);
+        seen.push(done);
+      }, S);
+      assert.ok(one.windows >= 8, `${one.windows} windows`);
+      assert.deepEqual(many, one, `T ${T} S ${S} threads ${threads}`);
+      assert.equal(seen.at(-1), one.windows, 'the progress ends at every window');
+      assert.ok(seen.every((d, i) => i === 0 || d >= seen[i - 1]!), 'the progress only goes forward');
+    }
+    await assert.rejects(evaluateLossOnThreads(model, { path: join(tmp, 'gone.bin'), load: {}, module }, 2, tokens, 64),
+      (err: Error) => /^an evaluation thread failed: .*gone\.bin/.test(err.message) && !err.message.includes('\n'));
+  } finally {
+    await kernels.close();
+  }
+});
+
+test('eval: --parallel kernels (the products split between threads) and windows (whole windows per thread) agree', needsRefdata, () => {
+  const data = join(tmp, 'val-part.bin');
+  const tok = loadTokenizer(ref('data', 'models', 'tok512.bin'), 512);
+  const stories = readStories(ref('data', 'tinystories', 'valid_first201.txt')).slice(0, 60);
+  writeFileSync(data, Uint16Array.from(stories.map((s) => tok.encode(s.trim(), { bos: true })).flat()));
+  const losses = ['kernels', 'windows'].map((parallel) => {
+    const r = spawnSync(process.execPath, [cliPath, 'eval', ref('data', 'models', 'stories260K.bin'), '--data', data, '--threads', '2', '--parallel', parallel, '-q'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /\d+ windows × 256 tokens = \d+ tokens scored/);
+    return Number(/^val_loss=(\d+\.\d{6})$/m.exec(r.stdout)![1]);
+  });
+  assert.ok(Math.abs(losses[0]! - losses[1]!) <= 2e-6, `${losses}`);
 });

@@ -1,10 +1,15 @@
 // `llama2 eval MODEL --data FILE… --seq-len T [--stride S]`: validation loss and perplexity over every window.
 
+import { freemem } from 'node:os';
 import { UsageError } from '../errors.js';
 import { Progress } from '../data/progress.js';
-import { evalWindows, evaluateLoss, readTokenFile } from '../infer/eval.js';
+import { type EvalResult, evalWindows, evaluateLoss, readTokenFile } from '../infer/eval.js';
+import { evaluateLossOnThreads } from '../infer/eval-windows.js';
+import { defaultThreads } from '../kernels/kernel-set.js';
+import { kernelModuleIfLoaded } from '../kernels/wasm.js';
+import { parameterCount } from '../model/weights.js';
 import { withModelSource } from '../model/open.js';
-import { intFlag, parseCommand } from './flags.js';
+import { intFlag, parseCommand, stringFlag, threadsFlag } from './flags.js';
 import { ENGINE_HELP, engineFlagSpec, engineFromFlags, modelArg } from './model-args.js';
 
 const HELP = `Usage: llama2 eval MODEL --data FILE [--data FILE…] [--seq-len T]
@@ -18,14 +23,25 @@ Options:
   --data FILE     a pretokenized .bin file (uint16 ids); repeat for several
   --seq-len T     window length (default: 256, at most the model's context)
   --stride S      tokens between window starts, 1 to T (default T: no overlap)
+  --parallel P    how the wasm threads share the work: windows (each thread runs whole windows on
+                  its own copy of the model) or kernels (every product split between them);
+                  default: windows for models up to 256 MiB of float32 weights (when the copies
+                  fit in half the free memory), else kernels
   -q, --quiet     no progress bar on standard error
 ${ENGINE_HELP}`;
+
+/**
+ * Weights (as float32) up to which the threads evaluate whole windows, each on its own copy of the
+ * model (if the copies take at most half the available memory); larger models split each product.
+ */
+export const WINDOW_THREADS_MAX_BYTES = 256 * 2 ** 20;
 
 export async function main(argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, {
     data: { type: 'string', multiple: true },
     'seq-len': { type: 'string' },
     stride: { type: 'string' },
+    parallel: { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
     ...engineFlagSpec,
   }, HELP, true);
@@ -34,6 +50,11 @@ export async function main(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('eval needs one model: llama2 eval MODEL --data FILE');
   const files = (values['data'] as string[] | undefined) ?? [];
   if (files.length === 0) throw new UsageError('eval needs --data FILE (pretokenized uint16 tokens)');
+  const parallel = stringFlag(values, 'parallel');
+  if (parallel !== undefined && parallel !== 'windows' && parallel !== 'kernels') throw new UsageError(`--parallel must be windows or kernels, got '${parallel}'`);
+  const threads = threadsFlag(values, () => {}) ?? defaultThreads(); // (engineFromFlags warns about too many)
+  const kind = stringFlag(values, 'backend') ?? stringFlag(values, 'kernels') ?? 'wasm';
+  if (parallel !== undefined && kind !== 'wasm') throw new UsageError('--parallel needs the wasm backend');
   const config = withModelSource(modelArg(positionals[0]!), (s) => s.config);
   const seqLen = intFlag(values, 'seq-len', Math.min(256, config.seqLen), 1, config.seqLen);
   const stride = intFlag(values, 'stride', seqLen, 1, seqLen);
@@ -44,22 +65,36 @@ export async function main(argv: string[]): Promise<number> {
     tokens.set(p, off);
     off += p.length;
   }
-  const engine = await engineFromFlags(values);
+  const windowCount = evalWindows(tokens.length, seqLen, stride).length;
+  // whole windows per thread (eval-windows.ts): each thread loads the model, so only where copies are cheap
+  const weightBytes = parameterCount(config) * 4;
+  const byWindows = kind === 'wasm' && threads > 1 && windowCount > 1 && (parallel === 'windows'
+    || (parallel === undefined && weightBytes <= WINDOW_THREADS_MAX_BYTES && threads * weightBytes <= freemem() / 2));
+  const engine = await engineFromFlags(byWindows ? { ...values, threads: '1' } : values);
   // the KV cache holds one window (unless --ctx asks otherwise)
-  const transformer = engine.open(modelArg(positionals[0]!), { contextLength: engine.load.contextLength ?? seqLen });
+  const load = { ...engine.load, contextLength: engine.load.contextLength ?? seqLen };
+  const transformer = engine.open(modelArg(positionals[0]!), load);
   const quiet = values['quiet'] === true;
   // tokens scored so far, their rate and the time left (redrawn in place on a terminal, every 10% in a log)
   const scoredAfter: number[] = [];
   let scoredTotal = 0;
   for (const w of evalWindows(tokens.length, seqLen, stride)) scoredAfter.push((scoredTotal += seqLen - w.firstScored));
   const progress = new Progress('eval', scoredTotal, { unit: 'count', unitName: 'tokens', quiet });
+  const onWindow = (done: number): void => progress.update(scoredAfter[done - 1]!);
   const t0 = performance.now();
-  let r;
+  let r: EvalResult;
   try {
-    r = evaluateLoss(transformer, tokens, seqLen, (done) => progress.update(scoredAfter[done - 1]!), stride);
+    const module = kernelModuleIfLoaded();
+    if (byWindows && module !== undefined) {
+      r = await evaluateLossOnThreads(transformer, { path: modelArg(positionals[0]!), load, module }, threads, tokens, seqLen, onWindow, stride);
+    } else {
+      r = evaluateLoss(transformer, tokens, seqLen, onWindow, stride);
+    }
   } catch (err) {
     progress.abandon();
     throw err;
+  } finally {
+    await engine.close();
   }
   const secs = (performance.now() - t0) / 1000;
   const windows = stride === seqLen ? `${r.windows} windows × ${seqLen} tokens` : `${r.windows} windows of ${seqLen} tokens every ${stride}`;

@@ -12,6 +12,10 @@
 // passes. Positions whose predictions are not scored only fill the KV cache. Each window goes
 // through the engine as prefills (blocks of tokens through matrix × matrix products), the scored
 // part with every position's logits.
+//
+// Each window's losses are summed in float64, position by position, and the windows' sums are
+// added in window order: the same bits whether one thread ran the windows one after another
+// (evaluateLoss) or several threads shared them out (eval-windows.ts).
 
 import { UsageError } from '../errors.js';
 import { closeTokenFile, openTokenFile, readTokens } from '../train/data.js';
@@ -58,37 +62,67 @@ export function evalWindows(count: number, seqLen: number, stride: number): Eval
   return windows;
 }
 
+/** −log softmax(logits)[target] as `engine` computes it (its own kernel), else in plain TypeScript. */
+export function lossFunction(engine: InferenceEngine): (logits: Float32Array, target: number) => number {
+  const V = engine.config.vocabSize;
+  return engine.crossEntropy !== undefined
+    ? (logits, target) => engine.crossEntropy!(logits, target)
+    : (logits, target) => crossEntropy(logits, V, target);
+}
+
+/**
+ * The summed cross-entropy of one window's scored predictions (float64, position by position):
+ * the window is fed from position 0, so whatever the engine's KV cache held is overwritten.
+ */
+export function windowLoss(
+  engine: InferenceEngine, tokens: Uint16Array, seqLen: number, { start, firstScored }: EvalWindow,
+  lossOf: (logits: Float32Array, target: number) => number,
+): number {
+  if (firstScored > 0) engine.prefill(tokens.subarray(start, start + firstScored), 0);
+  const base = start + firstScored; // tokens[base + i] is the i-th token of the scored part of the window
+  let sum = 0;
+  engine.prefill(tokens.subarray(base, start + seqLen), firstScored, (i, logits) => {
+    sum += lossOf(logits, tokens[base + i + 1]!);
+  });
+  return sum;
+}
+
+/** The result of windows whose summed losses are `sums` (in window order, so the total's bits do not depend on who computed which). */
+export function evalResult(windows: readonly EvalWindow[], sums: ArrayLike<number>, seqLen: number): EvalResult {
+  let total = 0;
+  let scored = 0;
+  for (let w = 0; w < windows.length; w++) {
+    total += sums[w]!;
+    scored += seqLen - windows[w]!.firstScored;
+  }
+  const loss = total / scored;
+  return { loss, perplexity: Math.exp(loss), windows: windows.length, tokens: scored };
+}
+
+/** Checks --seq-len against the model's context window. */
+export function checkSeqLen(seqLen: number, contextLength: number): void {
+  if (!Number.isInteger(seqLen) || seqLen < 1 || seqLen > contextLength) {
+    throw new UsageError(`--seq-len must be between 1 and the model's context window ${contextLength}, got ${seqLen}`);
+  }
+}
+
 /**
  * Mean cross-entropy over the windows of `seqLen` tokens (+1 target) of `tokens`, one every
- * `stride` tokens (default seqLen: non-overlapping).
+ * `stride` tokens (default seqLen: non-overlapping), one window after another on this engine
+ * (eval-windows.ts runs them on several threads, with the same result bit for bit).
  */
 export function evaluateLoss(
   engine: InferenceEngine, tokens: Uint16Array, seqLen: number, onWindow?: (done: number, total: number) => void, stride = seqLen,
 ): EvalResult {
-  const c = engine.config;
-  if (!Number.isInteger(seqLen) || seqLen < 1 || seqLen > c.seqLen) {
-    throw new UsageError(`--seq-len must be between 1 and the model's context window ${c.seqLen}, got ${seqLen}`);
-  }
+  checkSeqLen(seqLen, engine.config.seqLen);
   const windows = evalWindows(tokens.length, seqLen, stride);
-  const V = c.vocabSize;
-  const lossOf = engine.crossEntropy !== undefined
-    ? (logits: Float32Array, target: number): number => engine.crossEntropy!(logits, target)
-    : (logits: Float32Array, target: number): number => crossEntropy(logits, V, target);
-  let total = 0;
-  let scored = 0;
-  let base = 0; // tokens[base + i] is the i-th token of the scored part of the window
-  const score = (i: number, logits: Float32Array): void => {
-    total += lossOf(logits, tokens[base + i + 1]!);
-  };
-  windows.forEach(({ start, firstScored }, w) => {
-    if (firstScored > 0) engine.prefill(tokens.subarray(start, start + firstScored), 0);
-    base = start + firstScored;
-    engine.prefill(tokens.subarray(base, start + seqLen), firstScored, score);
-    scored += seqLen - firstScored;
+  const lossOf = lossFunction(engine);
+  const sums = new Float64Array(windows.length);
+  windows.forEach((window, w) => {
+    sums[w] = windowLoss(engine, tokens, seqLen, window, lossOf);
     onWindow?.(w + 1, windows.length);
   });
-  const loss = total / scored;
-  return { loss, perplexity: Math.exp(loss), windows: windows.length, tokens: scored };
+  return evalResult(windows, sums, seqLen);
 }
 
 /** −log softmax(logits)[target], via log-sum-exp in float64 (the reference kernels'). */
