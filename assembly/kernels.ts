@@ -12,9 +12,9 @@
 // reference (which sums in float64) by rounding only. The int8 dot products are exact.
 
 import { gemm } from './gemm';
-import { exp1, exp4 } from './exp';
+import { exp1, exp2Neg4, exp4 } from './exp';
 import { swigluForwardTrain } from './train';
-import { hsum, hsum4, hsum4I32, hsumI32, scaleInPlace } from './simd';
+import { hsum, hsum4, hsum4I32, hsumI32, madd, scaleInPlace } from './simd';
 
 // ------------------------------------------------------------------------------------------------
 // Small helpers
@@ -496,9 +496,12 @@ export function attentionRowsHeads(
 /** Query rows of the block attention taken at a time: their scores fill QTILE × (keys) floats. */
 const QTILE: i32 = 32;
 
-/** Bytes of score buffer attentionBlockHeads needs (per thread) for a cache of seqLen rows. */
+/**
+ * Bytes of score buffer attentionBlockHeads needs (per thread) for a cache of seqLen rows: QTILE
+ * rows' sums, then QTILE rows of scores, each a whole number of vectors long.
+ */
 export function attentionScoresBytes(seqLen: i32): i32 {
-  return QTILE * seqLen * 4;
+  return QTILE * 4 + QTILE * ((seqLen + 3) & ~3) * 4;
 }
 
 /**
@@ -506,8 +509,9 @@ export function attentionScoresBytes(seqLen: i32): i32 {
  * row of nHeads · headSize values per position, and row i attends over cache rows 0..pos+i (the
  * block's own keys and values are in the cache already: causal inside the block). For each head,
  * QTILE query rows at a time, as two matrix products (assembly/gemm.ts):
- *   S = Q_h K_hᵀ (rows × keys),  P = softmax of each row's first pos+i+1 scores / √headSize (0
- *   after them),  O_h = P V_h
+ *   S = Q_h K_hᵀ (rows × keys),  E = e^(scale·(s − max)) over each row's first pos+i+1 scores (0
+ *   after them),  O_h = E V_h,  then each row of O_h divided by its row's Σ E
+ * (the division after the product: headSize values a row instead of every score).
  * `scores` holds attentionScoresBytes(seqLen) bytes, `scratch` gemmScratchBytes(), this thread's.
  */
 export function attentionBlockHeads(
@@ -517,53 +521,86 @@ export function attentionBlockHeads(
   const kvMul = nHeads / nKvHeads;
   const dimBytes = (nHeads * headSize) << 2;
   const scale = <f32>(1.0 / Math.sqrt(<f64>headSize));
+  const sums = scores;
+  const e = scores + (<usize>QTILE << 2);
   for (let h = h0; h < h1; h++) {
     const headOffset = <usize>(h * headSize) << 2;
     const kvOffset = <usize>((h / kvMul) * headSize) << 2;
     for (let r0 = 0; r0 < count; r0 += QTILE) {
       const rows = min(QTILE, count - r0);
       const keys = pos + r0 + rows; // the tile's last row attends to keys 0 … keys-1
-      const rowBytes = <usize>keys << 2;
+      const room = (keys + 3) & ~3; // a row of scores, in whole vectors
+      const rowBytes = <usize>room << 2;
       const qTile = q + <usize>r0 * <usize>dimBytes + headOffset;
-      gemm(scores, keys * 4, qTile, dimBytes, 4, keyCache + kvOffset, kvDim * 4, 0, headSize, 0, 0, rows, 0, keys, scratch);
-      for (let i = 0; i < rows; i++) causalSoftmax(scores + <usize>i * rowBytes, pos + r0 + i + 1, keys, scale);
-      gemm(out + <usize>r0 * <usize>dimBytes + headOffset, dimBytes, scores, keys * 4, 4, valueCache + kvOffset, kvDim * 4, 1, keys, 0, 0, rows, 0, headSize, scratch);
+      gemm(e, room * 4, qTile, dimBytes, 4, keyCache + kvOffset, kvDim * 4, 0, headSize, 0, 0, rows, 0, keys, scratch);
+      for (let i = 0; i < rows; i++) store<f32>(sums + (<usize>i << 2), causalExpRow(e + <usize>i * rowBytes, pos + r0 + i + 1, keys, room, scale));
+      const oTile = out + <usize>r0 * <usize>dimBytes + headOffset;
+      gemm(oTile, dimBytes, e, room * 4, 4, valueCache + kvOffset, kvDim * 4, 1, keys, 0, 0, rows, 0, headSize, scratch);
+      for (let i = 0; i < rows; i++) scaleInPlace(oTile + <usize>i * <usize>dimBytes, headSize, <f32>1 / load<f32>(sums + (<usize>i << 2)));
     }
   }
 }
 
+/** log₂ e: e^x = 2^(x·log₂ e). */
+const LOG2E: f64 = 1.4426950408889634;
+
 /**
- * In place over a row of n scores: the first `valid` become softmax(scale · s), the rest 0 (the
- * exponentials fused: the scores come from matrix × matrix products — block attention, training).
+ * The exponentials of a causal softmax, in place over a row of n scores s: the first `valid`
+ * become e^(scale·(s − max)) (max over them), the rest 0; returns their sum (the softmax is each
+ * divided by it). The row may be written up to `room` ≥ n floats: where that covers the last,
+ * partial vector of valid scores, it is done as a vector with the lanes past them masked.
+ *
+ * e^(scale·(s − max)) = 2^(s·c − max·c) with c = scale · log₂ e: one fused multiply-add per four
+ * scores, and exp2Neg4's shorter polynomial (the fused path: the scores come from matrix × matrix
+ * products — block attention, training).
  */
-function causalSoftmax(row: usize, valid: i32, n: i32, scale: f32): void {
-  const vscale = f32x4.splat(scale);
-  let vmax = f32x4.splat(-Infinity);
+function causalExpRow(row: usize, valid: i32, n: i32, room: i32, scale: f32): f32 {
+  const v4 = valid & ~3;
+  const masked = v4 < valid && v4 + 4 <= room;
+  // lanes of the vector at v4 that hold valid scores
+  const lanes = i32x4.lt_s(i32x4.add(i32x4.splat(v4), v128(0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0)), i32x4.splat(valid));
+  const minusInf = f32x4.splat(-Infinity);
+  let vmax = minusInf;
   let max: f32 = -Infinity;
-  let t = 0;
-  for (; t + 4 <= valid; t += 4) {
-    const p = row + (<usize>t << 2);
-    const s = f32x4.mul(v128.load(p), vscale);
-    v128.store(p, s);
-    vmax = f32x4.pmax(vmax, s);
-  }
-  for (; t < valid; t++) {
-    const p = row + (<usize>t << 2);
-    const s = load<f32>(p) * scale;
-    store<f32>(p, s);
-    max = Mathf.max(max, s);
-  }
+  for (let t = 0; t < v4; t += 4) vmax = f32x4.pmax(vmax, v128.load(row + (<usize>t << 2)));
+  if (masked) vmax = f32x4.pmax(vmax, v128.bitselect(v128.load(row + (<usize>v4 << 2)), minusInf, lanes));
+  else for (let t = v4; t < valid; t++) max = Mathf.max(max, load<f32>(row + (<usize>t << 2)));
   max = Mathf.max(max, Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3))));
-  t = valid & ~3;
-  let sum = hsum(expSum32(row, t, f32x4.splat(max), true));
-  for (; t < valid; t++) {
+  const c = <f32>(<f64>scale * LOG2E);
+  const vc = f32x4.splat(c), vb = f32x4.splat(-max * c);
+  let vsum = f32x4.splat(0);
+  let t = 0;
+  for (; t + 16 <= v4; t += 16) {
     const p = row + (<usize>t << 2);
-    const e = exp1(load<f32>(p) - max);
-    store<f32>(p, e);
-    sum += e;
+    const e0 = exp2Neg4(madd(v128.load(p), vc, vb), true), e1 = exp2Neg4(madd(v128.load(p, 16), vc, vb), true);
+    const e2 = exp2Neg4(madd(v128.load(p, 32), vc, vb), true), e3 = exp2Neg4(madd(v128.load(p, 48), vc, vb), true);
+    v128.store(p, e0); v128.store(p, e1, 16); v128.store(p, e2, 32); v128.store(p, e3, 48);
+    vsum = f32x4.add(f32x4.add(f32x4.add(f32x4.add(vsum, e0), e1), e2), e3);
   }
-  scaleInPlace(row, valid, <f32>1 / sum);
-  if (valid < n) memory.fill(row + (<usize>valid << 2), 0, <usize>(n - valid) << 2);
+  for (; t < v4; t += 4) {
+    const p = row + (<usize>t << 2);
+    const e = exp2Neg4(madd(v128.load(p), vc, vb), true);
+    v128.store(p, e);
+    vsum = f32x4.add(vsum, e);
+  }
+  let sum = hsum(vsum);
+  let zeroFrom = valid;
+  if (masked) {
+    const p = row + (<usize>v4 << 2);
+    const e = v128.and(exp2Neg4(madd(v128.load(p), vc, vb), true), lanes);
+    v128.store(p, e);
+    sum += hsum(e);
+    zeroFrom = v4 + 4;
+  } else {
+    for (; t < valid; t++) {
+      const p = row + (<usize>t << 2);
+      const e = f32x4.extract_lane(exp2Neg4(madd(f32x4.splat(load<f32>(p)), vc, vb), true), 0);
+      store<f32>(p, e);
+      sum += e;
+    }
+  }
+  if (zeroFrom < n) memory.fill(row + (<usize>zeroFrom << 2), 0, <usize>(n - zeroFrom) << 2);
+  return sum;
 }
 
 /**
@@ -572,7 +609,10 @@ function causalSoftmax(row: usize, valid: i32, n: i32, scale: f32): void {
  */
 export function causalSoftmaxRows(p: usize, T: i32, scale: f32): void {
   const rowBytes = <usize>T << 2;
-  for (let t = 0; t < T; t++) causalSoftmax(p + <usize>t * rowBytes, t + 1, T, scale);
+  for (let t = 0; t < T; t++) {
+    const row = p + <usize>t * rowBytes;
+    scaleInPlace(row, t + 1, <f32>1 / causalExpRow(row, t + 1, T, T, scale));
+  }
 }
 
 /** Head h of attentionHeads (its scores in row h of att). */

@@ -119,6 +119,8 @@ test('block attention (two matrix products per head and tile of rows) = the refe
   const shapes = [
     { nHeads: 6, nKvHeads: 2, headSize: 48, kvDim: 96, seqLen: 200 },
     { nHeads: 8, nKvHeads: 4, headSize: 8, kvDim: 32, seqLen: 120 }, // stories260K's heads
+    // scores spread over hundreds (the exponentials down to their clamp) and a head size not a multiple of 4
+    { nHeads: 4, nKvHeads: 4, headSize: 10, kvDim: 40, seqLen: 125, amplitude: 9 },
   ];
   for (const shape of shapes) {
     const dim = shape.nHeads * shape.headSize;
@@ -128,7 +130,7 @@ test('block attention (two matrix products per head and tile of rows) = the refe
       const k = await createThreadedKernels({ threads });
       try {
         const fill = (a: Float32Array, f: number): Float32Array => {
-          for (let i = 0; i < a.length; i++) a[i] = Math.sin(i * f) * 0.8;
+          for (let i = 0; i < a.length; i++) a[i] = Math.sin(i * f) * 0.8 * (shape.amplitude ?? 1);
           return a;
         };
         const kc = fill(k.allocate(shape.seqLen * shape.kvDim), 0.37), vc = fill(k.allocate(shape.seqLen * shape.kvDim), 0.11);
