@@ -44,6 +44,16 @@ export function softmaxBackwardRows(P: usize, s: usize, T: i32, scale: f32): voi
 export function swigluForwardTrain(out: usize, a: usize, b: usize, n: i32): void {
   const one = f32x4.splat(1);
   let i = 0;
+  // four vectors a trip: their exponentials' dependency chains overlap (the same arithmetic)
+  for (; i + 16 <= n; i += 16) {
+    const o = <usize>i << 2;
+    const x0 = v128.load(a + o), x1 = v128.load(a + o, 16), x2 = v128.load(a + o, 32), x3 = v128.load(a + o, 48);
+    const e0 = exp4(f32x4.neg(x0)), e1 = exp4(f32x4.neg(x1)), e2 = exp4(f32x4.neg(x2)), e3 = exp4(f32x4.neg(x3));
+    v128.store(out + o, f32x4.mul(f32x4.div(x0, f32x4.add(one, e0)), v128.load(b + o)));
+    v128.store(out + o, f32x4.mul(f32x4.div(x1, f32x4.add(one, e1)), v128.load(b + o, 16)), 16);
+    v128.store(out + o, f32x4.mul(f32x4.div(x2, f32x4.add(one, e2)), v128.load(b + o, 32)), 32);
+    v128.store(out + o, f32x4.mul(f32x4.div(x3, f32x4.add(one, e3)), v128.load(b + o, 48)), 48);
+  }
   for (; i + 4 <= n; i += 4) {
     const o = <usize>i << 2;
     const x = v128.load(a + o);
@@ -56,6 +66,17 @@ export function swigluForwardTrain(out: usize, a: usize, b: usize, n: i32): void
   }
 }
 
+/** swigluBackwardTrain for the four values at the given addresses, e = e^(−a) already computed. */
+// @ts-ignore: decorator
+@inline function swigluBackward4(da: usize, db: usize, dout: usize, a: usize, b: usize, e: v128): void {
+  const one = f32x4.splat(1);
+  const x = v128.load(a), g = v128.load(dout);
+  const sig = f32x4.div(one, f32x4.add(one, e));
+  v128.store(db, f32x4.add(v128.load(db), f32x4.mul(f32x4.mul(g, x), sig)));
+  const dsilu = f32x4.mul(sig, f32x4.add(one, f32x4.mul(x, f32x4.sub(one, sig))));
+  v128.store(da, f32x4.add(v128.load(da), f32x4.mul(f32x4.mul(g, v128.load(b)), dsilu)));
+}
+
 /**
  * SwiGLU's backward over n values, accumulating:  db += dout · silu(a);
  * da += dout · b · σ(a) · (1 + a · (1 − σ(a)))   (the derivative of a · σ(a)).
@@ -63,13 +84,19 @@ export function swigluForwardTrain(out: usize, a: usize, b: usize, n: i32): void
 export function swigluBackwardTrain(da: usize, db: usize, dout: usize, a: usize, b: usize, n: i32): void {
   const one = f32x4.splat(1);
   let i = 0;
+  // four vectors a trip: their exponentials' dependency chains overlap (the same arithmetic)
+  for (; i + 16 <= n; i += 16) {
+    const o = <usize>i << 2;
+    const e0 = exp4(f32x4.neg(v128.load(a + o))), e1 = exp4(f32x4.neg(v128.load(a + o, 16)));
+    const e2 = exp4(f32x4.neg(v128.load(a + o, 32))), e3 = exp4(f32x4.neg(v128.load(a + o, 48)));
+    swigluBackward4(da + o, db + o, dout + o, a + o, b + o, e0);
+    swigluBackward4(da + o + 16, db + o + 16, dout + o + 16, a + o + 16, b + o + 16, e1);
+    swigluBackward4(da + o + 32, db + o + 32, dout + o + 32, a + o + 32, b + o + 32, e2);
+    swigluBackward4(da + o + 48, db + o + 48, dout + o + 48, a + o + 48, b + o + 48, e3);
+  }
   for (; i + 4 <= n; i += 4) {
     const o = <usize>i << 2;
-    const x = v128.load(a + o), g = v128.load(dout + o);
-    const sig = f32x4.div(one, f32x4.add(one, exp4(f32x4.neg(x))));
-    v128.store(db + o, f32x4.add(v128.load(db + o), f32x4.mul(f32x4.mul(g, x), sig)));
-    const dsilu = f32x4.mul(sig, f32x4.add(one, f32x4.mul(x, f32x4.sub(one, sig))));
-    v128.store(da + o, f32x4.add(v128.load(da + o), f32x4.mul(f32x4.mul(g, v128.load(b + o)), dsilu)));
+    swigluBackward4(da + o, db + o, dout + o, a + o, b + o, exp4(f32x4.neg(v128.load(a + o))));
   }
   for (; i < n; i++) {
     const o = <usize>i << 2;
