@@ -31,6 +31,7 @@ export type { GenerateOptions, GenerationRequest, GenerationResult, FinishReason
 export { chat, encodeConversation, renderUserTurn } from './infer/chat.js';
 export type { ChatMessage, ChatIO, ChatOptions } from './infer/chat.js';
 export { evaluateLoss, readTokenFile, crossEntropy } from './infer/eval.js';
+export { evaluateLossOnThreads } from './infer/eval-windows.js';
 export { benchmark } from './infer/bench.js';
 export { LanguageModel } from './infer/model.js';
 export { KNOWN_MODELS, downloadModel, downloadedModelPath, modelCacheDir, parseHfModelId } from './data/models.js';
