@@ -65,10 +65,10 @@ export async function main(argv: string[]): Promise<number> {
     tokens.set(p, off);
     off += p.length;
   }
-  const windowCount = evalWindows(tokens.length, seqLen, stride).length;
+  const windows = evalWindows(tokens.length, seqLen, stride);
   // whole windows per thread (eval-windows.ts): each thread loads the model, so only where copies are cheap
   const weightBytes = parameterCount(config) * 4;
-  const byWindows = kind === 'wasm' && threads > 1 && windowCount > 1 && (parallel === 'windows'
+  const byWindows = kind === 'wasm' && threads > 1 && windows.length > 1 && (parallel === 'windows'
     || (parallel === undefined && weightBytes <= WINDOW_THREADS_MAX_BYTES && threads * weightBytes <= freemem() / 2));
   const engine = await engineFromFlags(byWindows ? { ...values, threads: '1' } : values);
   // the KV cache holds one window (unless --ctx asks otherwise)
@@ -78,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
   // tokens scored so far, their rate and the time left (redrawn in place on a terminal, every 10% in a log)
   const scoredAfter: number[] = [];
   let scoredTotal = 0;
-  for (const w of evalWindows(tokens.length, seqLen, stride)) scoredAfter.push((scoredTotal += seqLen - w.firstScored));
+  for (const w of windows) scoredAfter.push((scoredTotal += seqLen - w.firstScored));
   const progress = new Progress('eval', scoredTotal, { unit: 'count', unitName: 'tokens', quiet });
   const onWindow = (done: number): void => progress.update(scoredAfter[done - 1]!);
   const t0 = performance.now();
@@ -97,8 +97,8 @@ export async function main(argv: string[]): Promise<number> {
     await engine.close();
   }
   const secs = (performance.now() - t0) / 1000;
-  const windows = stride === seqLen ? `${r.windows} windows × ${seqLen} tokens` : `${r.windows} windows of ${seqLen} tokens every ${stride}`;
-  const summary = `${windows} = ${r.tokens} tokens scored in ${secs.toFixed(1)} s (${Math.round(r.tokens / secs)} tokens/s)`;
+  const shape = stride === seqLen ? `${r.windows} windows × ${seqLen} tokens` : `${r.windows} windows of ${seqLen} tokens every ${stride}`;
+  const summary = `${shape} = ${r.tokens} tokens scored in ${secs.toFixed(1)} s (${Math.round(r.tokens / secs)} tokens/s)`;
   if (quiet) process.stderr.write(summary + '\n');
   else progress.finish(summary);
   process.stdout.write(`val_loss=${r.loss.toFixed(6)}\nperplexity=${r.perplexity.toFixed(4)}\n`);
