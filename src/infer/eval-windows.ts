@@ -88,11 +88,9 @@ export async function evaluateLossOnThreads(
   const workers = Math.min(threads, windows.length) - 1;
   const failures: string[] = [];
   const exits: Array<Promise<void>> = [];
-  const started: Worker[] = [];
   for (let i = 0; i < workers; i++) {
     // execArgv []: the workers need no Node.js flags, and some (--input-type, …) would make them fail
     const worker = new Worker(new URL('./eval-worker.js', import.meta.url), { workerData: data, execArgv: [] });
-    started.push(worker);
     exits.push(new Promise<void>((done) => {
       worker.once('error', (err) => { failWindows(control); failures.push(err.message); });
       worker.once('exit', () => done());
@@ -105,9 +103,6 @@ export async function evaluateLossOnThreads(
     await Promise.all(exits);
     throw err;
   }
-  // every window finished (a short evaluation, or the workers' last ones): a worker still starting
-  // up has nothing left to do, so it is stopped rather than waited for
-  if (Atomics.load(control, DONE) === windows.length) for (const worker of started) void worker.terminate();
   await Promise.all(exits);
   if (failures.length > 0) throw new LlamaError(`an evaluation thread failed: ${failures[0]}`);
   const done = Atomics.load(control, DONE);
