@@ -17,9 +17,9 @@ import { madd } from './simd';
  * paths (decode's attention and sampling softmax, SiLU) give the same text with or without relaxed
  * SIMD. With `fused`, the steps are fused multiply-adds where the build has relaxed SIMD
  * (kernels-fma.wasm): 0.93 against 1.20 ns per value over 32,000 values, one thread, rounding
- * differently there (and bit for bit the unfused steps in kernels.wasm) — for the paths whose
- * results depend on the build anyway, the matrix × matrix products' neighbours: the block
- * attention, evaluation's cross-entropy.
+ * differently there (and bit for bit the unfused steps in kernels.wasm) — for the path whose
+ * results depend on the build anyway beside the matrix × matrix products: evaluation's
+ * cross-entropy (the causal softmax takes exp2Neg4 below).
  */
 //
 // (The clamp is pmin/pmax — one instruction each, where min/max's NaN and ±0 rules take several;
@@ -54,26 +54,28 @@ import { madd } from './simd';
 /**
  * 2^y in four lanes, for the exponents of a softmax already scaled by log₂e and with the maximum
  * taken off (y ≤ 0, up to rounding): y = n + r with n = round(y) (the same 1.5·2²³ trick as exp4)
- * and |r| ≤ 1/2 exact, 2^r by a degree-5 polynomial (minimax for the relative error on [−½, ½]),
- * and 2ⁿ added into the exponent bits. Relative error ≤ 2.1·10⁻⁷ in float32 (exp4: ≈ 2·10⁻⁷).
- * y is clamped below at −125, so e^(very negative) gives ~2·10⁻³⁸ instead of 0 (harmless in a sum).
+ * and |r| ≤ 1/2 exact, 2^r by a degree-5 polynomial (minimax for the relative error on [−½, ½],
+ * fitted by the Remez algorithm), and 2ⁿ added into the exponent bits. Relative error ≤ 2.1·10⁻⁷
+ * over y in [−30, 0] in a float32 simulation of these steps (exp4: ≈ 2·10⁻⁷). y is clamped below
+ * at −125, so e^(very negative) gives ~2·10⁻³⁸ instead of 0 (harmless in a sum).
  *
- * Fewer instructions than exp4 (12 against 17 with the subtraction of the maximum): one clamp, the
- * reduction in two subtractions, a shorter polynomial, 2ⁿ in a shift and an integer add. For the
- * paths whose results depend on the build anyway (the causal softmax beside the matrix products:
- * block attention, training), fused as exp4(x, true) is.
+ * 11 instructions against exp4's 17 (12 and 18 with the caller's multiply-add for y, or its
+ * subtraction of the maximum): one clamp, the reduction in two subtractions, a shorter polynomial,
+ * 2ⁿ in a shift and an integer add. Its steps are fused multiply-adds where the build has relaxed
+ * SIMD (as exp4(x, true)): it serves only the causal softmax beside the matrix products (block
+ * attention, training), whose results depend on the build anyway.
  */
 // @ts-ignore: decorator
-@inline export function exp2Neg4(y: v128, fused: bool): v128 {
+@inline export function exp2Neg4(y: v128): v128 {
   y = f32x4.pmax(y, f32x4.splat(-125.0));
   const shifted = f32x4.add(y, f32x4.splat(12582912.0)); // low mantissa bits: n + 2²²
   const r = f32x4.sub(y, f32x4.sub(shifted, f32x4.splat(12582912.0)));
   let p = f32x4.splat(1.3276472454890609e-3);
-  p = step(p, r, f32x4.splat(9.675540961325169e-3), fused);
-  p = step(p, r, f32x4.splat(5.550713092088699e-2), fused);
-  p = step(p, r, f32x4.splat(2.4022120237350464e-1), fused);
-  p = step(p, r, f32x4.splat(6.931469440460205e-1), fused);
-  p = step(p, r, f32x4.splat(1.0000001192092896), fused);
+  p = madd(p, r, f32x4.splat(9.675540961325169e-3));
+  p = madd(p, r, f32x4.splat(5.550713092088699e-2));
+  p = madd(p, r, f32x4.splat(2.4022120237350464e-1));
+  p = madd(p, r, f32x4.splat(6.931469440460205e-1));
+  p = madd(p, r, f32x4.splat(1.0000001192092896));
   // (n + 2²² + 0x4B400000's bits) << 23 leaves n << 23: 2ⁿ times p, as an add to p's exponent
   return i32x4.add(p, i32x4.shl(shifted, 23));
 }

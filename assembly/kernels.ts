@@ -14,7 +14,7 @@
 import { gemm } from './gemm';
 import { exp1, exp2Neg4, exp4 } from './exp';
 import { swigluForwardTrain } from './train';
-import { hsum, hsum4, hsum4I32, hsumI32, madd, scaleInPlace } from './simd';
+import { hmax, hsum, hsum4, hsum4I32, hsumI32, madd, scaleInPlace } from './simd';
 
 // ------------------------------------------------------------------------------------------------
 // Small helpers
@@ -288,7 +288,7 @@ export function rmsnormRows(o: usize, x: usize, weight: usize, rows: i32, size: 
   let i = 0;
   // (pmax: one instruction; no NaN is among values a softmax gets — and one would still reach its sum)
   for (; i + 4 <= n; i += 4) vmax = f32x4.pmax(vmax, v128.load(x + (<usize>i << 2)));
-  let max = Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
+  let max = hmax(vmax);
   for (; i < n; i++) max = Mathf.max(max, load<f32>(x + (<usize>i << 2)));
   return max;
 }
@@ -325,21 +325,21 @@ export function rmsnormRows(o: usize, x: usize, weight: usize, rows: i32, size: 
   return f64x2.extract_lane(both, 0) + f64x2.extract_lane(both, 1);
 }
 
-/** expSum64 in place with the sum in four float32 lanes (the attention's softmaxes). */
+/** expSum64 in place with the sum in four float32 lanes, unfused (decode's attention softmax). */
 // @ts-ignore: decorator
-@inline function expSum32(p: usize, n4: i32, splatMax: v128, fused: bool): v128 {
+@inline function expSum32(p: usize, n4: i32, splatMax: v128): v128 {
   let vsum = f32x4.splat(0);
   let i = 0;
   for (; i + 16 <= n4; i += 16) {
     const q = p + (<usize>i << 2);
-    const e0 = exp4(f32x4.sub(v128.load(q), splatMax), fused), e1 = exp4(f32x4.sub(v128.load(q, 16), splatMax), fused);
-    const e2 = exp4(f32x4.sub(v128.load(q, 32), splatMax), fused), e3 = exp4(f32x4.sub(v128.load(q, 48), splatMax), fused);
+    const e0 = exp4(f32x4.sub(v128.load(q), splatMax)), e1 = exp4(f32x4.sub(v128.load(q, 16), splatMax));
+    const e2 = exp4(f32x4.sub(v128.load(q, 32), splatMax)), e3 = exp4(f32x4.sub(v128.load(q, 48), splatMax));
     v128.store(q, e0); v128.store(q, e1, 16); v128.store(q, e2, 32); v128.store(q, e3, 48);
     vsum = f32x4.add(f32x4.add(f32x4.add(f32x4.add(vsum, e0), e1), e2), e3);
   }
   for (; i < n4; i += 4) {
     const q = p + (<usize>i << 2);
-    const e = exp4(f32x4.sub(v128.load(q), splatMax), fused);
+    const e = exp4(f32x4.sub(v128.load(q), splatMax));
     v128.store(q, e);
     vsum = f32x4.add(vsum, e);
   }
@@ -565,21 +565,21 @@ function causalExpRow(row: usize, valid: i32, n: i32, room: i32, scale: f32): f3
   for (let t = 0; t < v4; t += 4) vmax = f32x4.pmax(vmax, v128.load(row + (<usize>t << 2)));
   if (masked) vmax = f32x4.pmax(vmax, v128.bitselect(v128.load(row + (<usize>v4 << 2)), minusInf, lanes));
   else for (let t = v4; t < valid; t++) max = Mathf.max(max, load<f32>(row + (<usize>t << 2)));
-  max = Mathf.max(max, Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3))));
+  max = Mathf.max(max, hmax(vmax));
   const c = <f32>(<f64>scale * LOG2E);
   const vc = f32x4.splat(c), vb = f32x4.splat(-max * c);
   let vsum = f32x4.splat(0);
   let t = 0;
   for (; t + 16 <= v4; t += 16) {
     const p = row + (<usize>t << 2);
-    const e0 = exp2Neg4(madd(v128.load(p), vc, vb), true), e1 = exp2Neg4(madd(v128.load(p, 16), vc, vb), true);
-    const e2 = exp2Neg4(madd(v128.load(p, 32), vc, vb), true), e3 = exp2Neg4(madd(v128.load(p, 48), vc, vb), true);
+    const e0 = exp2Neg4(madd(v128.load(p), vc, vb)), e1 = exp2Neg4(madd(v128.load(p, 16), vc, vb));
+    const e2 = exp2Neg4(madd(v128.load(p, 32), vc, vb)), e3 = exp2Neg4(madd(v128.load(p, 48), vc, vb));
     v128.store(p, e0); v128.store(p, e1, 16); v128.store(p, e2, 32); v128.store(p, e3, 48);
     vsum = f32x4.add(f32x4.add(f32x4.add(f32x4.add(vsum, e0), e1), e2), e3);
   }
   for (; t < v4; t += 4) {
     const p = row + (<usize>t << 2);
-    const e = exp2Neg4(madd(v128.load(p), vc, vb), true);
+    const e = exp2Neg4(madd(v128.load(p), vc, vb));
     v128.store(p, e);
     vsum = f32x4.add(vsum, e);
   }
@@ -587,14 +587,14 @@ function causalExpRow(row: usize, valid: i32, n: i32, room: i32, scale: f32): f3
   let zeroFrom = valid;
   if (masked) {
     const p = row + (<usize>v4 << 2);
-    const e = v128.and(exp2Neg4(madd(v128.load(p), vc, vb), true), lanes);
+    const e = v128.and(exp2Neg4(madd(v128.load(p), vc, vb)), lanes);
     v128.store(p, e);
     sum += hsum(e);
     zeroFrom = v4 + 4;
   } else {
     for (; t < valid; t++) {
       const p = row + (<usize>t << 2);
-      const e = f32x4.extract_lane(exp2Neg4(madd(f32x4.splat(load<f32>(p)), vc, vb), true), 0);
+      const e = f32x4.extract_lane(exp2Neg4(madd(f32x4.splat(load<f32>(p)), vc, vb)), 0);
       store<f32>(p, e);
       sum += e;
     }
@@ -683,9 +683,9 @@ function attendHead(
       max = Mathf.max(max, score);
     }
     // softmax: att_t = e^(score_t − max) / Σ e^(score − max)
-    max = Mathf.max(max, Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3))));
+    max = Mathf.max(max, hmax(vmax));
     t = (pos + 1) & ~3;
-    let sum = hsum(expSum32(ah, t, f32x4.splat(max), false));
+    let sum = hsum(expSum32(ah, t, f32x4.splat(max)));
     for (; t <= pos; t++) {
       const p = ah + (<usize>t << 2);
       const e = exp1(load<f32>(p) - max);
@@ -795,7 +795,7 @@ export function quantize(xq: usize, xs: usize, x: usize, n: i32, groupSize: i32)
     let i = start;
     let vmax = f32x4.splat(0);
     for (; i + 4 <= end; i += 4) vmax = f32x4.max(vmax, f32x4.abs(v128.load(x + (<usize>i << 2))));
-    let wmax: f32 = Mathf.max(Mathf.max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), Mathf.max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
+    let wmax: f32 = hmax(vmax);
     for (; i < end; i++) wmax = Mathf.max(wmax, Mathf.abs(load<f32>(x + (<usize>i << 2))));
     const scale = wmax / <f32>127;
     store<f32>(xs + (<usize>g << 2), scale);

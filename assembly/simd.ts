@@ -6,6 +6,12 @@
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
+/** Largest of the four float32 lanes of v (Mathf.max: a NaN lane gives NaN). */
+// @ts-ignore: decorator
+@inline export function hmax(v: v128): f32 {
+  return Mathf.max(Mathf.max(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), Mathf.max(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
+}
+
 /** Sum of the four int32 lanes of v. */
 // @ts-ignore: decorator
 @inline export function hsumI32(v: v128): i32 {

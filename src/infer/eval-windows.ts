@@ -11,8 +11,10 @@
 //
 // The price: every worker loads the model again (its own weights, activations and KV cache), so
 // this is for models whose weights are small beside the machine's memory (the CLI chooses it up to
-// WINDOW_THREADS_MAX_BYTES). Measured (2 threads, this repository's 2-core machine): stories260K
-// over 386,816 tokens and the 15M shape over 20,480, both ~10–15% faster than the kernel threads.
+// WINDOW_THREADS_MAX_BYTES). Measured on a 2-core machine, as two processes on half the windows
+// each against one process with two kernel threads: stories260K over 386,816 tokens 5.2–5.7 s
+// against 5.9–6.4 s, the 15M shape over 20,480 tokens 8.0–8.7 s against 9.4–10.2 s; built, the 15M
+// shape's 19 windows 2.13 s against 2.20 s (`--parallel windows` / `kernels`, medians of 5).
 //
 // Layout of the shared control block (Int32Array): [0] the next window to claim, [1] windows
 // finished, [2] set to 1 by a worker that failed (the others stop claiming).

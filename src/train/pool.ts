@@ -93,7 +93,7 @@ export function serialWasmMatmul(k: KernelExports, shared: SharedWasm, slot: num
 }
 
 /** MatmulKernels.gemm on the calling thread (raw exports, by byte address), packing into `scratch`. */
-function serialGemm(k: KernelExports, scratch: number): NonNullable<MatmulKernels['gemm']> {
+function serialGemm(k: KernelExports, scratch: number): MatmulKernels['gemm'] {
   return (c, cOff, ldc, a, aOff, sam, sak, b, bOff, sb, bRows, K, accumulate, M, N) => {
     k.gemm(c.byteOffset + 4 * cOff, ldc * 4, a.byteOffset + 4 * aOff, sam * 4, sak * 4, b.byteOffset + 4 * bOff, sb * 4, bRows ? 1 : 0,
       K, accumulate ? 1 : 0, 0, M, 0, N, scratch);
