@@ -67,9 +67,30 @@ import { madd } from './simd';
  */
 // @ts-ignore: decorator
 @inline export function exp2Neg4(y: v128): v128 {
-  y = f32x4.pmax(y, f32x4.splat(-125.0));
-  const shifted = f32x4.add(y, f32x4.splat(12582912.0)); // low mantissa bits: n + 2²²
-  const r = f32x4.sub(y, f32x4.sub(shifted, f32x4.splat(12582912.0)));
+  const yc = exp2Clamp(y);
+  return exp2Finish(yc, exp2Shifted(yc));
+}
+
+// exp2Neg4 in steps, for loops that software-pipeline it (the first two for one vector beside the
+// last for the vector before: each trip's instructions then find their inputs ready, where one
+// vector's chain of dependent steps would wait on itself) — the same operations, so the same bits.
+
+/** y clamped below at −125. */
+// @ts-ignore: decorator
+@inline export function exp2Clamp(y: v128): v128 {
+  return f32x4.pmax(y, f32x4.splat(-125.0));
+}
+
+/** y + 1.5·2²³: its low mantissa bits are n + 2²², n = round(y). */
+// @ts-ignore: decorator
+@inline export function exp2Shifted(yc: v128): v128 {
+  return f32x4.add(yc, f32x4.splat(12582912.0));
+}
+
+/** 2^r by the polynomial, r = y − n exact, times 2ⁿ. */
+// @ts-ignore: decorator
+@inline export function exp2Finish(yc: v128, shifted: v128): v128 {
+  const r = f32x4.sub(yc, f32x4.sub(shifted, f32x4.splat(12582912.0)));
   let p = f32x4.splat(1.3276472454890609e-3);
   p = madd(p, r, f32x4.splat(9.675540961325169e-3));
   p = madd(p, r, f32x4.splat(5.550713092088699e-2));

@@ -121,6 +121,8 @@ test('block attention (two matrix products per head and tile of rows) = the refe
     { nHeads: 8, nKvHeads: 4, headSize: 8, kvDim: 32, seqLen: 120 }, // stories260K's heads
     // scores spread over hundreds (the exponentials down to their clamp) and a head size not a multiple of 4
     { nHeads: 4, nKvHeads: 4, headSize: 10, kvDim: 40, seqLen: 125, amplitude: 9 },
+    // and heads of 8 (their own kernel: eight rows at a time, the scores transposed) the same way
+    { nHeads: 8, nKvHeads: 4, headSize: 8, kvDim: 32, seqLen: 121, amplitude: 9 },
   ];
   for (const shape of shapes) {
     const dim = shape.nHeads * shape.headSize;
