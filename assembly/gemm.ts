@@ -16,7 +16,8 @@
 // Then, for every four rows of A, the 4 × 8 micro-kernel runs over each panel: eight accumulators
 // (four rows × two vectors of four columns) stay in registers while k runs over the slice, each
 // step broadcasting one value of A per row and loading two vectors of the panel. (4 × 8 measured
-// fastest on this x64 with V8: 6 × 8 and 4 × 12 need more than its free vector registers.)
+// fastest on this x64 with V8: 5 × 8, 6 × 8 and 4 × 12 need more than its free vector registers
+// and run at half the rate.) The last one to three rows of A go through the same micro-kernel.
 //
 // Summation order: each C value gets its terms in k order, in float32, in runs of SUB terms each
 // summed from zero and then added to C: c + (a₀b₀ + … + a₃₁b₃₁) + (a₃₂b₃₂ + …) + …  (The one-token
@@ -146,6 +147,52 @@ function packB(dst: usize, b: usize, sb: i32, bRows: i32, k0: i32, kLen: i32, n0
 }
 
 /**
+ * The 4 × 8 micro-kernel over every panel of a packed block: C's rows at c, c + cStride, … (the
+ * first `rows` of them stored) += A's four rows at aBase, aBase + a1, + a2, + a3 (aK bytes a step
+ * of k) times the panels.
+ */
+// @ts-ignore: decorator
+@inline function tile4(
+  c: usize, cStride: usize, aBase: usize, a1: usize, a2: usize, a3: usize, aK: usize, scratch: usize,
+  panelBytes: usize, nc: i32, ncEnd: i32, fromC: bool, rows: i32,
+): void {
+  let panel = scratch;
+  for (let n = nc; n < ncEnd; n += 8) {
+    const lo = min(4, ncEnd - n), hi = min(4, ncEnd - n - 4);
+    const c0 = c + (<usize>n << 2), c1 = c0 + cStride, c2 = c1 + cStride, c3 = c2 + cStride;
+    let p = aBase;
+    let q = panel;
+    const qEnd = panel + panelBytes;
+    let add = fromC;
+    while (q < qEnd) {
+      // SUB steps of k from zero in registers, then into C
+      const qSub = min(q + SUB_BYTES, qEnd);
+      let x00 = f32x4.splat(0), x01 = f32x4.splat(0), x10 = f32x4.splat(0), x11 = f32x4.splat(0);
+      let x20 = f32x4.splat(0), x21 = f32x4.splat(0), x30 = f32x4.splat(0), x31 = f32x4.splat(0);
+      while (q < qSub) {
+        const b0 = v128.load(q), b1 = v128.load(q, 16);
+        let s = v128.load32_splat(p);
+        x00 = madd(s, b0, x00); x01 = madd(s, b1, x01);
+        s = v128.load32_splat(p + a1);
+        x10 = madd(s, b0, x10); x11 = madd(s, b1, x11);
+        s = v128.load32_splat(p + a2);
+        x20 = madd(s, b0, x20); x21 = madd(s, b1, x21);
+        s = v128.load32_splat(p + a3);
+        x30 = madd(s, b0, x30); x31 = madd(s, b1, x31);
+        p += aK;
+        q += 32;
+      }
+      put(c0, x00, lo, add); put(c0 + 16, x01, hi, add);
+      if (rows > 1) { put(c1, x10, lo, add); put(c1 + 16, x11, hi, add); }
+      if (rows > 2) { put(c2, x20, lo, add); put(c2 + 16, x21, hi, add); }
+      if (rows > 3) { put(c3, x30, lo, add); put(c3 + 16, x31, hi, add); }
+      add = true;
+    }
+    panel += panelBytes;
+  }
+}
+
+/**
  * C (M, N) = A · B (accumulate 0) or C += A · B (accumulate 1), for the rows [m0, m1) and the
  * columns [n0, n1) of C; see the top of this file for the layout. `scratch` holds
  * gemmScratchBytes() bytes of this thread's own.
@@ -180,68 +227,26 @@ export function gemm(
           aBase = aTile;
           aK = 16;
         }
-        const a2 = a1 * 2, a3 = a1 * 3;
-        let panel = scratch;
-        for (let n = nc; n < ncEnd; n += 8) {
-          const lo = min(4, ncEnd - n), hi = min(4, ncEnd - n - 4);
-          const c0 = c + <usize>m * cStride + (<usize>n << 2), c1 = c0 + cStride, c2 = c1 + cStride, c3 = c2 + cStride;
-          let p = aBase;
-          let q = panel;
-          const qEnd = panel + panelBytes;
-          let add = fromC;
-          while (q < qEnd) {
-            // SUB steps of k from zero in registers, then into C
-            const qSub = min(q + SUB_BYTES, qEnd);
-            let x00 = f32x4.splat(0), x01 = f32x4.splat(0), x10 = f32x4.splat(0), x11 = f32x4.splat(0);
-            let x20 = f32x4.splat(0), x21 = f32x4.splat(0), x30 = f32x4.splat(0), x31 = f32x4.splat(0);
-            while (q < qSub) {
-              const b0 = v128.load(q), b1 = v128.load(q, 16);
-              let s = v128.load32_splat(p);
-              x00 = madd(s, b0, x00); x01 = madd(s, b1, x01);
-              s = v128.load32_splat(p + a1);
-              x10 = madd(s, b0, x10); x11 = madd(s, b1, x11);
-              s = v128.load32_splat(p + a2);
-              x20 = madd(s, b0, x20); x21 = madd(s, b1, x21);
-              s = v128.load32_splat(p + a3);
-              x30 = madd(s, b0, x30); x31 = madd(s, b1, x31);
-              p += aK;
-              q += 32;
-            }
-            put(c0, x00, lo, add); put(c0 + 16, x01, hi, add);
-            put(c1, x10, lo, add); put(c1 + 16, x11, hi, add);
-            put(c2, x20, lo, add); put(c2 + 16, x21, hi, add);
-            put(c3, x30, lo, add); put(c3 + 16, x31, hi, add);
-            add = true;
-          }
-          panel += panelBytes;
-        }
+        tile4(c + <usize>m * cStride, cStride, aBase, a1, a1 * 2, a1 * 3, aK, scratch, panelBytes, nc, ncEnd, fromC, 4);
       }
-      // the last rows (fewer than four), one at a time
-      for (; m < m1; m++) {
-        const aBase = a + <usize>m * aRow + <usize>kc * aStep;
-        let panel = scratch;
-        for (let n = nc; n < ncEnd; n += 8) {
-          const lo = min(4, ncEnd - n), hi = min(4, ncEnd - n - 4);
-          const c0 = c + <usize>m * cStride + (<usize>n << 2);
-          let p = aBase;
-          let q = panel;
-          const qEnd = panel + panelBytes;
-          let add = fromC;
-          while (q < qEnd) {
-            const qSub = min(q + SUB_BYTES, qEnd);
-            let x0 = f32x4.splat(0), x1 = f32x4.splat(0);
-            while (q < qSub) {
-              const s = v128.load32_splat(p);
-              x0 = madd(s, v128.load(q), x0);
-              x1 = madd(s, v128.load(q, 16), x1);
-              p += aStep;
-              q += 32;
-            }
-            put(c0, x0, lo, add); put(c0 + 16, x1, hi, add);
-            add = true;
+      // the last one to three rows as four, the missing ones reading the last row again and not
+      // stored: the same work as four rows at the tile's rate (a one-row loop, two accumulators
+      // in a chain each, ran far below it: a 255-token prompt's products of the 15M shape, one
+      // thread, 49–51 → 50–52 GFLOP/s; the same bits)
+      if (m < m1) {
+        const rows = m1 - m;
+        let aBase = a + <usize>m * aRow + <usize>kc * aStep;
+        let aR = aRow, aK = aStep;
+        if (aRow == 4 && aStep != 4) {
+          const aTile = scratch + <usize>(KC * NC * 4);
+          for (let k = 0; k < kLen; k++) {
+            for (let i = 0; i < rows; i++) store<f32>(aTile + (<usize>k << 4) + (<usize>i << 2), load<f32>(aBase + <usize>k * aStep + (<usize>i << 2)));
           }
-          panel += panelBytes;
+          aBase = aTile;
+          aR = 4;
+          aK = 16;
         }
+        tile4(c + <usize>m * cStride, cStride, aBase, <usize>min(1, rows - 1) * aR, <usize>min(2, rows - 1) * aR, <usize>min(3, rows - 1) * aR, aK, scratch, panelBytes, nc, ncEnd, fromC, rows);
       }
     }
   }
