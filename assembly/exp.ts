@@ -2,10 +2,10 @@
 
 import { madd } from './simd';
 
-/** c + a · b: fused when `fused` and the build has relaxed SIMD, else a multiply then an add. */
+/** c + a · b as a multiply then an add (two roundings, the same in every build). */
 // @ts-ignore: decorator
-@inline function step(a: v128, b: v128, c: v128, fused: bool): v128 {
-  return fused ? madd(a, b, c) : f32x4.add(f32x4.mul(a, b), c);
+@inline function step(a: v128, b: v128, c: v128): v128 {
+  return f32x4.add(f32x4.mul(a, b), c);
 }
 
 /**
@@ -15,11 +15,8 @@ import { madd } from './simd';
  *
  * Each step is a multiply then an add, so the bits are the same in every build: the one-token
  * paths (decode's attention and sampling softmax, SiLU) give the same text with or without relaxed
- * SIMD. With `fused`, the steps are fused multiply-adds where the build has relaxed SIMD
- * (kernels-fma.wasm): 0.93 against 1.20 ns per value over 32,000 values, one thread, rounding
- * differently there (and bit for bit the unfused steps in kernels.wasm) — for the path whose
- * results depend on the build anyway beside the matrix × matrix products: evaluation's
- * cross-entropy (the causal softmax takes exp2Neg4 below).
+ * SIMD. (The paths whose results depend on the build anyway, beside the matrix × matrix products —
+ * the causal softmax, evaluation's cross-entropy — take exp2Neg4 below.)
  */
 //
 // (The clamp is pmin/pmax — one instruction each, where min/max's NaN and ±0 rules take several;
@@ -28,19 +25,19 @@ import { madd } from './simd';
 // bits are n + 2²² — 2ⁿ's exponent bits without a float-to-int conversion. Same bits as nearest and
 // trunc_sat, several instructions fewer.)
 // @ts-ignore: decorator
-@inline export function exp4(x: v128, fused: bool = false): v128 {
+@inline export function exp4(x: v128): v128 {
   x = f32x4.pmin(f32x4.pmax(x, f32x4.splat(-87.3)), f32x4.splat(88.7));
-  const shifted = step(x, f32x4.splat(1.44269504088896341), f32x4.splat(12582912.0), fused);
+  const shifted = step(x, f32x4.splat(1.44269504088896341), f32x4.splat(12582912.0));
   const n = f32x4.sub(shifted, f32x4.splat(12582912.0));
   // r = x − n·ln2 with ln2 in two parts (0.693359375 is exact in 10 bits: n·it has no rounding)
-  const r = step(n, f32x4.splat(2.12194440e-4), step(n, f32x4.splat(-0.693359375), x, fused), fused);
+  const r = step(n, f32x4.splat(2.12194440e-4), step(n, f32x4.splat(-0.693359375), x));
   let p = f32x4.splat(1.9875691500e-4);
-  p = step(p, r, f32x4.splat(1.3981999507e-3), fused);
-  p = step(p, r, f32x4.splat(8.3334519073e-3), fused);
-  p = step(p, r, f32x4.splat(4.1665795894e-2), fused);
-  p = step(p, r, f32x4.splat(1.6666665459e-1), fused);
-  p = step(p, r, f32x4.splat(5.0000001201e-1), fused);
-  p = f32x4.add(step(f32x4.mul(p, r), r, r, fused), f32x4.splat(1));
+  p = step(p, r, f32x4.splat(1.3981999507e-3));
+  p = step(p, r, f32x4.splat(8.3334519073e-3));
+  p = step(p, r, f32x4.splat(4.1665795894e-2));
+  p = step(p, r, f32x4.splat(1.6666665459e-1));
+  p = step(p, r, f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(step(f32x4.mul(p, r), r, r), f32x4.splat(1));
   const pow2n = i32x4.shl(i32x4.sub(shifted, i32x4.splat(0x4B400000 - 127)), 23);
   return f32x4.mul(p, pow2n);
 }
@@ -62,8 +59,8 @@ import { madd } from './simd';
  * 11 instructions against exp4's 17 (12 and 18 with the caller's multiply-add for y, or its
  * subtraction of the maximum): one clamp, the reduction in two subtractions, a shorter polynomial,
  * 2ⁿ in a shift and an integer add. Its steps are fused multiply-adds where the build has relaxed
- * SIMD (as exp4(x, true)): it serves only the causal softmax beside the matrix products (block
- * attention, training), whose results depend on the build anyway.
+ * SIMD: it serves only the paths beside the matrix products (the causal softmax of block
+ * attention and training, evaluation's cross-entropy), whose results depend on the build anyway.
  */
 // @ts-ignore: decorator
 @inline export function exp2Neg4(y: v128): v128 {
