@@ -833,8 +833,9 @@ describe('the two builds: kernels.wasm and kernels-fma.wasm (relaxed SIMD)', () 
       return o;
     }, 'attention, heads of 8');
 
-    // the exponentials beside the products (exp.ts's fused steps): evaluation's cross-entropy in
-    // both builds within 1e-6 of the float64 reference, over a row of 32,000 and one of 512
+    // the exponentials beside the products (exp.ts's exp2Neg4, fused in kernels-fma.wasm):
+    // evaluation's cross-entropy in both builds within 1e-6 of the float64 reference, over a row
+    // of 32,000 and one of 512
     for (const V of [32000, 512]) {
       const logits = fill(new Float32Array(V), rand, 8);
       const want = jsKernels.crossEntropy(logits, V, 7);

@@ -115,7 +115,7 @@ test('prefill = token by token on the 15M shape\'s widths (dim 288, hidden 768, 
   }
 });
 
-test('block attention (two matrix products per head and tile of rows) = the reference attention of each row, and the same bits on 1 and 3 threads; exact = the one-position kernel bit for bit', { skip }, async () => {
+test('block attention (two matrix products per head and tile of rows; heads of 8: eight rows at a time, the scores transposed) = the reference attention of each row, and the same bits on 1 and 3 threads; exact = the one-position kernel bit for bit', { skip }, async () => {
   const shapes = [
     { nHeads: 6, nKvHeads: 2, headSize: 48, kvDim: 96, seqLen: 200 },
     { nHeads: 8, nKvHeads: 4, headSize: 8, kvDim: 32, seqLen: 120 }, // stories260K's heads
