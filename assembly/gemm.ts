@@ -232,7 +232,9 @@ export function gemm(
       // the last one to three rows as four, the missing ones reading the last row again and not
       // stored: the same work as four rows at the tile's rate (a one-row loop, two accumulators
       // in a chain each, ran far below it: a 255-token prompt's products of the 15M shape, one
-      // thread, 49–51 → 50–52 GFLOP/s; the same bits)
+      // thread, 49–51 → 50–52 GFLOP/s; the same bits). A call of its own, apart from the full
+      // tiles' with rows a constant 4: one loop for both (rows = min(4, m1 − m)) gave the same
+      // bits but ran 10–15% slower on the 15M shape's products (M = 255 and 256, one thread)
       if (m < m1) {
         const rows = m1 - m;
         let aBase = a + <usize>m * aRow + <usize>kc * aStep;

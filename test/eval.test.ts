@@ -31,6 +31,13 @@ function tokenizeValidation(): string {
   return out;
 }
 
+/** The first `count` stories of valid_first201.txt in tok512 ids, BOS before each. */
+function firstStories(count: number): Uint16Array {
+  const tok = loadTokenizer(ref('data', 'models', 'tok512.bin'), 512);
+  const stories = readStories(ref('data', 'tinystories', 'valid_first201.txt')).slice(0, count);
+  return Uint16Array.from(stories.map((s) => tok.encode(s.trim(), { bos: true })).flat());
+}
+
 test('eval: stories260K validation loss over all 1,511 windows matches PyTorch (1.5207 ± 5e-4)', needsRefdata, () => {
   const data = tokenizeValidation();
   const r = spawnSync(process.execPath, [cliPath, 'eval', ref('data', 'models', 'stories260K.bin'), '--data', data, '--seq-len', '256'], { encoding: 'utf8' });
@@ -92,9 +99,7 @@ test('sliding windows: the loss is the mean over tokens of −log p(token | its 
   const kernels = await createKernels({ kind: 'wasm', threads: 1 });
   try {
     const model = loadTransformer(ref('data', 'models', 'stories260K.bin'), kernels);
-    const tok = loadTokenizer(ref('data', 'models', 'tok512.bin'), 512);
-    const story = readStories(ref('data', 'tinystories', 'valid_first201.txt')).slice(0, 3).map((s) => tok.encode(s.trim(), { bos: true })).flat();
-    const tokens = Uint16Array.from(story.slice(0, 200));
+    const tokens = firstStories(3).slice(0, 200);
     const [T, S] = [64, 16];
     const r = evaluateLoss(model, tokens, T, undefined, S);
     // target j is scored by the window that ends with it: the first for j ≤ T, else the one starting at ceil((j − T) / S) · S
@@ -122,9 +127,7 @@ test('eval on threads, whole windows each: the same loss bit for bit as one thre
   try {
     const path = ref('data', 'models', 'stories260K.bin');
     const model = loadTransformer(path, kernels, { contextLength: 64 });
-    const tok = loadTokenizer(ref('data', 'models', 'tok512.bin'), 512);
-    const stories = readStories(ref('data', 'tinystories', 'valid_first201.txt')).slice(0, 12);
-    const tokens = Uint16Array.from(stories.map((s) => tok.encode(s.trim(), { bos: true })).flat());
+    const tokens = firstStories(12);
     const module = kernelModuleIfLoaded()!;
     for (const [T, S, threads] of [[64, 64, 2], [64, 24, 3], [48, 48, 4]] as const) {
       const one = evaluateLoss(model, tokens, T, undefined, S);
@@ -147,9 +150,7 @@ test('eval on threads, whole windows each: the same loss bit for bit as one thre
 
 test('eval: --parallel kernels (the products split between threads) and windows (whole windows per thread) agree', needsRefdata, () => {
   const data = join(tmp, 'val-part.bin');
-  const tok = loadTokenizer(ref('data', 'models', 'tok512.bin'), 512);
-  const stories = readStories(ref('data', 'tinystories', 'valid_first201.txt')).slice(0, 60);
-  writeFileSync(data, Uint16Array.from(stories.map((s) => tok.encode(s.trim(), { bos: true })).flat()));
+  writeFileSync(data, firstStories(60));
   const losses = ['kernels', 'windows'].map((parallel) => {
     const r = spawnSync(process.execPath, [cliPath, 'eval', ref('data', 'models', 'stories260K.bin'), '--data', data, '--threads', '2', '--parallel', parallel, '-q'], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
